@@ -1,0 +1,3 @@
+"""setbridge: the connected film set hub."""
+
+__version__ = "0.1.0"
