@@ -1,0 +1,182 @@
+"""Configuration: one pydantic-settings model, loaded once and handed down.
+
+Sources, later wins: defaults, a TOML file (``--config PATH``, else
+``/etc/setbridge/setbridge.toml`` when present), then environment variables
+``SETBRIDGE_<SECTION>__<KEY>`` (for example ``SETBRIDGE_MQTT__PORT=18830``).
+Nothing else in setbridge reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from .errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+"""An identifier used in MQTT topics: lower-case letters, digits and dashes."""
+
+Action = Literal["roll", "cut", "standby", "idle"]
+
+
+def _default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/setbridge")
+    return Path.home() / ".local" / "state" / "setbridge"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class HubSettings(Section):
+    id: Id = "hub-1"
+    """This hub's id (topic ``{base}/hub/{id}/status``)."""
+    set: Id = "main"
+    """The set (stage) this hub controls."""
+    state_dir: Path = Field(default_factory=_default_state_dir)
+    """Where seq, the journal and installed models live."""
+    heartbeat_s: float = Field(1.0, gt=0, le=60)
+    """Seconds between heartbeats on ``{base}/set/{set}/heartbeat``."""
+    post_roll_s: float = Field(0.0, ge=0, le=60)
+    """After a cut, stay rolling this long (as sound recorders do)."""
+
+
+class TlsSettings(Section):
+    enabled: bool = False
+    ca: Path | None = None
+    """CA certificate file; the system store when unset."""
+    cert: Path | None = None
+    """Client certificate file (mutual TLS)."""
+    key: Path | None = None
+    """Client key file (mutual TLS)."""
+
+
+class MqttSettings(Section):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: TlsSettings = TlsSettings()
+    base_topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "setbridge"
+    """Prefix of every topic; no wildcards, no leading or trailing slash."""
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    reconnect_max_s: float = Field(10.0, gt=0, le=300)
+    """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
+
+
+class AudioSettings(Section):
+    source: Literal["none", "mic", "file", "stdin"] = "none"
+    """Where speech comes from: no audio, a microphone, a WAV file, or raw PCM on stdin."""
+    device: str | int | None = None
+    """Microphone name (substring) or index; the system default when unset."""
+    file: Path | None = None
+    """WAV file replayed in real time when ``source = "file"``."""
+    stdin_rate: int = Field(16000, ge=8000, le=192000)
+    """Sample rate of raw 16-bit mono PCM on stdin."""
+    reopen_s: float = Field(3.0, gt=0, le=120)
+    """Seconds between attempts to reopen a failed microphone."""
+
+
+DEFAULT_PHRASES: dict[str, list[str]] = {
+    "roll": ["roll sound", "rolling"],
+    "cut": ["cut"],
+    "standby": ["lock it up"],
+}
+
+
+class SpeechSettings(Section):
+    model: str = "vosk-model-small-en-us-0.15"
+    """A Vosk model directory, or the name of a model installed with ``setbridge model install``."""
+    phrases: dict[Action, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_PHRASES.items()})
+    """Trigger phrases per action."""
+    enabled: bool = True
+    """Voice triggers on; a GPIO "voice off" switch can also disable them."""
+
+    @field_validator("phrases")
+    @classmethod
+    def _phrases_not_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for action, phrases in value.items():
+            cleaned = [" ".join(p.lower().split()) for p in phrases]
+            if any(not p for p in cleaned):
+                raise ValueError(f"phrases.{action} contains an empty phrase")
+            value[action] = cleaned
+        return value
+
+
+class Settings(BaseSettings):
+    """All of setbridge's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SETBRIDGE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    hub: HubSettings = HubSettings()
+    mqtt: MqttSettings = MqttSettings()
+    audio: AudioSettings = AudioSettings()
+    speech: SpeechSettings = SpeechSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective configuration as plain data, secrets hidden."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Load the settings from ``path`` (or the default file when present) and the environment.
+
+    Raises :class:`ConfigError` with one line per problem.
+    """
+    toml_file: Path | None = Path(path) if path is not None else None
+    if toml_file is None and DEFAULT_CONFIG_PATH.is_file():
+        toml_file = DEFAULT_CONFIG_PATH
+    if toml_file is not None and not toml_file.is_file():
+        raise ConfigError([f"{toml_file}: config file not found; pass an existing file with --config"])
+    cls: type[Settings] = Settings
+    if toml_file is not None:
+        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}})
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, toml_file)) from None
+    except (ValueError, OSError) as exc:  # a TOML syntax error or an unreadable file
+        where = f"{toml_file}: " if toml_file else ""
+        raise ConfigError([f"{where}{exc}"]) from None
+
+
+def describe_validation_error(exc: ValidationError, source: Path | None = None) -> list[str]:
+    """One readable line per validation error: field path, what is wrong, what was given."""
+    lines = []
+    prefix = f"{source}: " if source else ""
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against examples/setbridge.toml"
+        given = err.get("input")
+        shown = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {given!r})"
+        lines.append(f"{prefix}{loc}: {msg}{shown}")
+    return lines
