@@ -1,0 +1,28 @@
+"""Helpers shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..config import Settings, load_settings
+from ..errors import ConfigError
+
+
+def add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="PATH", help="TOML config file (default /etc/setbridge/setbridge.toml)")
+
+
+def add_set_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="set_id", metavar="SET", help="set id (default: [hub] set)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Load the settings named by ``--config``; print each problem and exit 1 when invalid."""
+    try:
+        return load_settings(getattr(args, "config", None))
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"config error: {line}", file=sys.stderr)
+        raise SystemExit(1) from None
