@@ -7,6 +7,7 @@ Every payload is a JSON object with ``"v": 1``. ``docs/mqtt.md`` and
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from typing import Literal, TypeVar
@@ -164,6 +165,8 @@ def parse_payload(model: type[M], raw: bytes | str) -> M:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("payload is nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(data).__name__}")
     if data.get("v") != 1:
@@ -177,14 +180,23 @@ def parse_payload(model: type[M], raw: bytes | str) -> M:
         raise PayloadError(f"{loc}: {first['msg']}{more}") from None
 
 
+_TRANSACTION = re.compile(rb'"transaction"\s*:\s*"([^"\\]{1,128})"')
+
+
 def transaction_of(raw: bytes) -> str | None:
-    """Best-effort transaction id of a raw request, so even a rejected one gets an answer."""
-    try:
-        data = json.loads(raw[:MAX_PAYLOAD_BYTES])
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return None
-    tx = data.get("transaction") if isinstance(data, dict) else None
-    return tx[:128] if isinstance(tx, str) else None
+    """Best-effort transaction id of a rejected request, so that it still gets an answer.
+
+    Looks only at the first 4 KiB, so oversized and truncated payloads are answered too.
+    """
+    if len(raw) <= MAX_PAYLOAD_BYTES:
+        try:
+            data = json.loads(raw)
+            tx = data.get("transaction") if isinstance(data, dict) else None
+            return tx[:128] if isinstance(tx, str) else None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            pass
+    match = _TRANSACTION.search(raw[:4096])
+    return match.group(1).decode("utf-8", "replace") if match else None
 
 
 CONTRACT: dict[str, type[Payload]] = {

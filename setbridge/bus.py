@@ -1,0 +1,135 @@
+"""The MQTT bus: a paho-mqtt 2.x client with birth/last will, backoff reconnects and
+subscriptions that survive reconnects."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import MqttSettings
+from .messages import Payload
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, bytes], None]
+
+
+class Bus:
+    """One MQTT connection. ``on_connect`` hooks run after every (re)connect, in order.
+
+    >>> bus = Bus(settings.mqtt, "setbridge-hub-1", will=("setbridge/hub/hub-1/status", b"...", True))
+    >>> bus.subscribe("setbridge/set/main/request", handle_request)
+    >>> bus.start()
+    """
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        will: tuple[str, bytes, bool] | None = None,
+    ):
+        self.settings = settings
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
+        self._client.max_queued_messages_set(10000)
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            self._client.username_pw_set(settings.username, password)
+        if settings.tls.enabled:
+            self._client.tls_set(
+                ca_certs=str(settings.tls.ca) if settings.tls.ca else None,
+                certfile=str(settings.tls.cert) if settings.tls.cert else None,
+                keyfile=str(settings.tls.key) if settings.tls.key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        if will:
+            topic, payload, retain = will
+            self._client.will_set(topic, payload, qos=1, retain=retain)
+        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._on_connect_hooks: list[Callable[[], None]] = []
+        self._on_disconnect_hooks: list[Callable[[], None]] = []
+        self.connected = threading.Event()
+        self._stopping = False
+        self._client.on_connect = self._handle_connect
+        self._client.on_disconnect = self._handle_disconnect
+        self._client.on_message = self._handle_message
+
+    # -- wiring ---------------------------------------------------------------------------
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``."""
+        self._subscriptions[topic_filter] = (qos, handler)
+        if self.connected.is_set():
+            self._client.subscribe(topic_filter, qos)
+
+    def on_connect(self, hook: Callable[[], None]) -> None:
+        self._on_connect_hooks.append(hook)
+
+    def on_disconnect(self, hook: Callable[[], None]) -> None:
+        self._on_disconnect_hooks.append(hook)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background; paho's loop thread reconnects with backoff."""
+        s = self.settings
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        self._client.loop_start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    def stop(self, final: tuple[str, bytes, bool] | None = None) -> None:
+        """Publish ``final`` (topic, payload, retain) if connected, then disconnect cleanly."""
+        self._stopping = True
+        if final and self.connected.is_set():
+            info = self._client.publish(final[0], final[1], qos=1, retain=final[2])
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # -- publishing -----------------------------------------------------------------------
+    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        data = payload.to_bytes() if isinstance(payload, Payload) else payload
+        return self._client.publish(topic, data, qos=qos, retain=retain)
+
+    # -- paho callbacks -------------------------------------------------------------------
+    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker %s:%d refused the connection: %s (check [mqtt] username/password)",
+                      self.settings.host, self.settings.port, reason_code)
+            return
+        log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
+        for topic_filter, (qos, _) in self._subscriptions.items():
+            client.subscribe(topic_filter, qos)
+        self.connected.set()
+        for hook in self._on_connect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("on-connect hook failed")
+
+    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self.connected.is_set()
+        self.connected.clear()
+        if was_connected and not self._stopping:
+            log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port, reason_code)
+        for hook in self._on_disconnect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("on-disconnect hook failed")
+
+    def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        for topic_filter, (_, handler) in list(self._subscriptions.items()):
+            if mqtt.topic_matches_sub(topic_filter, message.topic):
+                try:
+                    handler(message.topic, message.payload)
+                except Exception:
+                    log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)

@@ -1,0 +1,20 @@
+"""``setbridge schema``: the JSON Schema of every MQTT payload."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of every MQTT payload, keyed by topic")
+    p.add_argument("--base", default="{base}", help="base topic to show in the keys")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..messages import CONTRACT
+
+    schemas = {f"{args.base}/{pattern}": model.model_json_schema() for pattern, model in CONTRACT.items()}
+    print(json.dumps(schemas, indent=2, ensure_ascii=False))
+    return 0

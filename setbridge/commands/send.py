@@ -1,0 +1,62 @@
+"""``setbridge send ACTION``: a roll/cut/standby/idle request, answered by the hub."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+import uuid
+
+from ._common import add_config_arg, add_set_arg, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("send", help="ask the hub to roll, cut, standby or idle and print the result")
+    p.add_argument("action", choices=["roll", "cut", "standby", "idle"])
+    add_set_arg(p)
+    add_config_arg(p)
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub's answer (default 5)")
+    p.add_argument("--source", default="cli", help="who is asking (shown in the event)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import collect, connect
+    from ..messages import SetRequest, SetResponse, parse_payload
+    from ..topics import Topics
+
+    settings = settings_from(args)
+    set_id = args.set_id or settings.hub.set
+    topics = Topics(settings.mqtt.base_topic)
+    bus = connect(settings, "send", timeout=args.timeout)
+    try:
+        responses = collect(bus, topics.set_response(set_id))
+        time.sleep(0.05)  # let the subscription reach the broker before asking
+        tx = uuid.uuid4().hex
+        request = SetRequest(action=args.action, transaction=tx, source=args.source)
+        bus.publish(topics.set_request(set_id), request)
+        deadline = time.monotonic() + args.timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                _, payload = responses.get(timeout=left)
+            except queue.Empty:
+                break
+            try:
+                response = parse_payload(SetResponse, payload)
+            except Exception:
+                continue
+            if response.transaction != tx:
+                continue
+            if not response.ok:
+                print(f"setbridge: {args.action} refused: {response.error}", file=sys.stderr)
+                return 1
+            note = "" if response.changed else " (unchanged)"
+            print(f"{set_id}: {response.state}{note} seq={response.seq}")
+            return 0
+        print(f"setbridge: no answer from a hub for set {set_id!r} within {args.timeout:g} s; "
+              "is `setbridge hub` running for that set?", file=sys.stderr)
+        return 2
+    finally:
+        bus.stop()

@@ -1,0 +1,60 @@
+"""``setbridge watch``: a live, decoded view of the bus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+
+from ._common import add_config_arg, add_set_arg, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("watch", help="show set state, hub and light availability, events and offloads live")
+    add_set_arg(p)
+    add_config_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per line: topic, retained, payload")
+    p.add_argument("--heartbeats", action="store_true", help="also show heartbeats")
+    p.add_argument("--count", type=int, default=0, help="exit after this many messages (0 = run until Ctrl-C)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import connect
+    from ..topics import Topics
+    from ..watch import decode, describe, stamp
+
+    settings = settings_from(args)
+    topics = Topics(settings.mqtt.base_topic)
+    bus = connect(settings, "watch")
+    q: queue.Queue = queue.Queue()
+    filters = [topics.all()] if not args.set_id else [
+        f"{topics.base}/set/{args.set_id}/#", f"{topics.base}/hub/+/status", f"{topics.base}/light/#",
+        f"{topics.base}/offload/#",
+    ]
+    for f in filters:
+        bus.subscribe(f, lambda t, p: q.put((t, p)))
+    shown = 0
+    try:
+        while True:
+            topic, payload = q.get()
+            if topic.endswith("/heartbeat") and not args.heartbeats:
+                continue
+            data = decode(payload)
+            if args.json:
+                line = json.dumps({"topic": topic, "payload": data}, ensure_ascii=False)
+            else:
+                text = describe(topics, topic, data, payload)
+                if text is None:
+                    continue
+                line = f"{stamp()} {text}"
+            print(line, flush=True)
+            shown += 1
+            if args.count and shown >= args.count:
+                return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        bus.stop()
+        sys.stdout.flush()

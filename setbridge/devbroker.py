@@ -1,0 +1,104 @@
+"""A private Mosquitto broker on a free loopback port, for the demo, tests and benchmarks.
+
+>>> with PrivateBroker() as broker:
+...     print(broker.port)
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import SetbridgeError
+
+APT_HINT = "install it with: apt-get install mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_mosquitto() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise SetbridgeError(f"mosquitto is not installed; {APT_HINT}")
+
+
+class PrivateBroker:
+    """Runs ``mosquitto`` with a generated config; ``extra_config`` lines are appended
+    (listeners, ACLs). ``restart()`` keeps the port."""
+
+    def __init__(self, port: int | None = None, extra_config: str = "", anonymous: bool = True,
+                 workdir: Path | None = None):
+        self.port = port or free_port()
+        self.extra_config = extra_config
+        self.anonymous = anonymous
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="setbridge-broker-"))
+        self.process: subprocess.Popen | None = None
+        self.log_path = self.workdir / "mosquitto.log"
+
+    def config_text(self) -> str:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
+            "persistence false",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "max_queued_messages 100000",
+            "set_tcp_nodelay true",
+        ]
+        return "\n".join(lines) + "\n" + self.extra_config + "\n"
+
+    def start(self, timeout: float = 5.0) -> "PrivateBroker":
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(self.config_text())
+        self.workdir.chmod(0o755)
+        conf.chmod(0o644)
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SetbridgeError(f"mosquitto exited at start: {self.log_path.read_text()[-500:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise SetbridgeError(f"mosquitto did not listen on port {self.port} within {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "PrivateBroker":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,166 @@
+"""The hub: wires the set controller to the MQTT bus and to whatever triggers are configured.
+
+It publishes its birth/last will, the retained set state, heartbeats and events; answers
+requests; and accepts actions from voice, GPIO and the CLI through :meth:`Hub.submit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from . import __version__
+from .bus import Bus
+from .config import Settings
+from .controller import Outcome, SetController
+from .errors import PayloadError
+from .messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
+from .state_store import StateStore
+from .topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Component(Protocol):
+    """Something the hub starts and stops with itself (voice listener, offload relay, GPIO)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Hub:
+    """One stage's hub. ``start()`` returns once everything is running; ``stop()`` goes offline cleanly."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topics = Topics(settings.mqtt.base_topic)
+        self.set_id = settings.hub.set
+        self.audio_status = "off"
+        self.voice_enabled: bool | None = None
+        self.components: list[Component] = []
+        self._stopping = threading.Event()
+        self._heartbeat_thread: threading.Thread | None = None
+        self.bus = Bus(
+            settings.mqtt,
+            client_id=f"setbridge-hub-{settings.hub.id}",
+            will=(self.topics.hub_status(settings.hub.id), self._status("offline").to_bytes(), True),
+        )
+        self.controller = SetController(
+            self.set_id,
+            StateStore(settings.hub.state_dir, self.set_id),
+            on_state=self._publish_state,
+            on_event=self._publish_event,
+            post_roll_s=settings.hub.post_roll_s,
+        )
+        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request)
+        self.bus.on_connect(self._announce)
+
+    # -- public API ---------------------------------------------------------------------
+    def submit(self, action: str, cause: str, **detail: object) -> Outcome:
+        """Apply an action from any trigger (voice, button, request). Thread-safe."""
+        return self.controller.apply(action, cause, **detail)
+
+    @property
+    def state(self) -> str:
+        return self.controller.state
+
+    def set_audio_status(self, status: str) -> None:
+        """Report the audio source as ok / fault / off; republished in the hub status."""
+        if status != self.audio_status:
+            self.audio_status = status
+            self._publish_status()
+
+    def set_voice_enabled(self, enabled: bool) -> None:
+        if enabled != self.voice_enabled:
+            self.voice_enabled = enabled
+            self._publish_status()
+
+    def add_component(self, component: Component) -> None:
+        self.components.append(component)
+
+    def start(self) -> None:
+        self.controller.restore()
+        self.bus.start()
+        self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._heartbeat_thread.start()
+        for component in self.components:
+            component.start()
+        log.info("hub %s started for set %s (epoch %d)", self.settings.hub.id, self.set_id, self.controller.epoch)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for component in reversed(self.components):
+            try:
+                component.stop()
+            except Exception:
+                log.exception("stopping %r failed", component)
+        self.controller.close()
+        offline = self._status("offline")
+        self.bus.stop(final=(self.topics.hub_status(self.settings.hub.id), offline.to_bytes(), True))
+        if self._heartbeat_thread:
+            self._heartbeat_thread.join(timeout=2)
+
+    def run_forever(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Run until SIGTERM or SIGINT; ``on_ready`` is called once started."""
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        if on_ready:
+            on_ready()
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # -- publishing -------------------------------------------------------------------------
+    def _status(self, state: str) -> HubStatus:
+        return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
+                         audio=self.audio_status, voice=self.voice_enabled)
+
+    def _publish_status(self) -> None:
+        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
+
+    def _publish_state(self, state: SetState) -> None:
+        self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+
+    def _publish_event(self, event: SetEvent) -> None:
+        self.bus.publish(self.topics.set_event(self.set_id), event)
+
+    def _announce(self) -> None:
+        """Birth and current state, after every (re)connect."""
+        self._publish_status()
+        self._publish_state(self.controller.snapshot())
+
+    def _heartbeat_loop(self) -> None:
+        period = self.settings.hub.heartbeat_s
+        topic = self.topics.set_heartbeat(self.set_id)
+        while not self._stopping.wait(period):
+            if self.bus.connected.is_set():
+                c = self.controller
+                self.bus.publish(topic, Heartbeat(epoch=c.epoch, seq=c.seq, state=c.state), qos=0)
+
+    # -- requests -------------------------------------------------------------------------
+    def _handle_request(self, topic: str, payload: bytes) -> None:
+        try:
+            request = parse_payload(SetRequest, payload)
+        except PayloadError as exc:
+            tx = transaction_of(payload)
+            log.warning("rejected request on %s: %s", topic, exc)
+            if tx is not None:
+                self._respond(SetResponse(transaction=tx, ok=False, error=str(exc), state=self.state,
+                                          seq=self.controller.seq))
+            return
+        outcome = self.submit(request.action, cause="request", source=request.source, transaction=request.transaction)
+        if not outcome.ok:
+            log.warning("refused %s from %s: %s", request.action, request.source or "a request", outcome.error)
+        self._respond(SetResponse(transaction=request.transaction, ok=outcome.ok, error=outcome.error,
+                                  state=outcome.state, seq=outcome.seq, changed=outcome.changed))
+
+    def _respond(self, response: SetResponse) -> None:
+        self.bus.publish(self.topics.set_response(self.set_id), response)

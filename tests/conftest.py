@@ -1,0 +1,184 @@
+"""Shared fixtures: a real Mosquitto broker, settings pointing at it, a hub, and a probe client."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from setbridge.config import Settings, load_settings
+from setbridge.devbroker import PrivateBroker
+from setbridge.hub import Hub
+from setbridge.topics import Topics
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[PrivateBroker]:
+    """One real mosquitto for the session; tests isolate themselves by base topic."""
+    with PrivateBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def own_broker() -> Iterator[PrivateBroker]:
+    """A mosquitto of the test's own, for tests that stop or restart it."""
+    with PrivateBroker() as b:
+        yield b
+
+
+def make_settings(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Settings:
+    data = {
+        "hub": {"id": "hub-t", "set": "stage-t", "state_dir": str(state_dir), "heartbeat_s": 0.2},
+        "mqtt": {"port": broker.port, "host": "127.0.0.1", "base_topic": f"t{uuid.uuid4().hex[:10]}",
+                 "reconnect_max_s": 1},
+    }
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    return load_settings(None, **data)
+
+
+@pytest.fixture
+def settings(broker: PrivateBroker, tmp_path: Path) -> Settings:
+    return make_settings(broker, tmp_path / "state")
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Topics:
+    return Topics(settings.mqtt.base_topic)
+
+
+@pytest.fixture
+def hub(settings: Settings, broker: PrivateBroker) -> Iterator[Hub]:
+    """A started hub whose birth has reached the broker."""
+    h = Hub(settings)
+    h.start()
+    assert h.bus.wait_connected(5)
+    watcher = Probe(broker.port, Topics(settings.mqtt.base_topic).hub_status(settings.hub.id))
+    watcher.wait_for(lambda t, d, r: d is not None and d.get("state") == "online")
+    watcher.close()
+    yield h
+    h.stop()
+
+
+def write_config(path: Path, settings: Settings) -> Path:
+    """Write ``settings`` as a TOML file a subprocess can load."""
+    s = settings
+    lines = [
+        "[hub]", f'id = "{s.hub.id}"', f'set = "{s.hub.set}"', f'state_dir = "{s.hub.state_dir}"',
+        f"heartbeat_s = {s.hub.heartbeat_s}", f"post_roll_s = {s.hub.post_roll_s}",
+        "[mqtt]", f'host = "{s.mqtt.host}"', f"port = {s.mqtt.port}", f'base_topic = "{s.mqtt.base_topic}"',
+        f"reconnect_max_s = {s.mqtt.reconnect_max_s}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class HubProcess:
+    """``setbridge hub`` as a real child process (for kill -9 and restarts)."""
+
+    def __init__(self, config: Path, extra_env: dict[str, str] | None = None):
+        self.config = config
+        self.env = {**os.environ, **(extra_env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "HubProcess":
+        self.proc = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config", str(self.config)],
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def terminate(self) -> int:
+        assert self.proc
+        self.proc.terminate()
+        return self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def hub_process(settings: Settings, tmp_path: Path) -> Iterator[HubProcess]:
+    hp = HubProcess(write_config(tmp_path / "setbridge.toml", settings))
+    yield hp
+    hp.kill()
+
+
+class Probe:
+    """A real paho client that records every message under a filter, decoded as JSON."""
+
+    def __init__(self, port: int, topic_filter: str):
+        self.messages: "queue.Queue[tuple[str, dict | None, bool]]" = queue.Queue()
+        self.seen: list[tuple[str, dict | None, bool]] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic_filter, 1)
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert subscribed.wait(5), "probe could not subscribe"
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            data = None
+        item = (msg.topic, data, bool(msg.retain))
+        with self._lock:
+            self.seen.append(item)
+        self.messages.put(item)
+
+    def wait_for(self, predicate: Callable[[str, dict | None, bool], bool], timeout: float = 5.0):
+        """The first message (seen before or arriving later) for which ``predicate`` holds."""
+        deadline = time.monotonic() + timeout
+        checked = 0
+        while True:
+            with self._lock:
+                pending = self.seen[checked:]
+                checked = len(self.seen)
+            for item in pending:
+                if predicate(*item):
+                    return item
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no matching message within {timeout} s; saw {self.seen[-10:]}")
+            try:
+                self.messages.get(timeout=min(left, 0.05))
+            except queue.Empty:
+                pass
+
+    def publish(self, topic: str, payload: bytes | str | dict, retain: bool = False) -> None:
+        if isinstance(payload, dict):
+            payload = json.dumps(payload)
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def probe_factory(broker: PrivateBroker) -> Iterator[Callable[..., Probe]]:
+    probes: list[Probe] = []
+
+    def make(topic_filter: str, port: int | None = None) -> Probe:
+        p = Probe(port or broker.port, topic_filter)
+        probes.append(p)
+        return p
+
+    yield make
+    for p in probes:
+        p.close()
