@@ -127,6 +127,8 @@ class Hub:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
 
     def _publish_state(self, state: SetState) -> None:
+        if not self.bus.connected.is_set():
+            return  # the retained state is republished on (re)connect; never queue stale states
         self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
 
     def _publish_event(self, event: SetEvent) -> None:
