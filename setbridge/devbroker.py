@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,7 @@ class PrivateBroker:
         self.anonymous = anonymous
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="setbridge-broker-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "mosquitto.log"
 
@@ -56,6 +58,8 @@ class PrivateBroker:
             "max_queued_messages 100000",
             "set_tcp_nodelay true",
         ]
+        if os.geteuid() == 0:
+            lines.append("user root")  # a private broker reads the caller's files; no privilege drop
         return "\n".join(lines) + "\n" + self.extra_config + "\n"
 
     def start(self, timeout: float = 5.0) -> "PrivateBroker":
