@@ -16,7 +16,7 @@ from . import __version__
 from .bus import Bus
 from .config import Settings
 from .controller import Outcome, SetController
-from .errors import PayloadError
+from .errors import PayloadError, SetbridgeError
 from .messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
 from .state_store import StateStore
 from .topics import Topics
@@ -49,13 +49,17 @@ class Hub:
             client_id=f"setbridge-hub-{settings.hub.id}",
             will=(self.topics.hub_status(settings.hub.id), self._status("offline").to_bytes(), True),
         )
-        self.controller = SetController(
-            self.set_id,
-            StateStore(settings.hub.state_dir, self.set_id),
-            on_state=self._publish_state,
-            on_event=self._publish_event,
-            post_roll_s=settings.hub.post_roll_s,
-        )
+        try:
+            self.controller = SetController(
+                self.set_id,
+                StateStore(settings.hub.state_dir, self.set_id),
+                on_state=self._publish_state,
+                on_event=self._publish_event,
+                post_roll_s=settings.hub.post_roll_s,
+            )
+        except OSError as exc:
+            raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
+                                 "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request)
         self.bus.on_connect(self._announce)
 

@@ -86,3 +86,13 @@ def test_config_check_rejects_a_missing_file_and_broken_toml(tmp_path):
 def test_version():
     out = run("--version")
     assert out.returncode == 0 and out.stdout.startswith("setbridge ")
+
+
+def test_hub_refuses_an_unwritable_state_dir_in_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[hub]\nstate_dir = "{blocker / "state"}"\n')
+    out = run("hub", "--config", str(cfg))
+    assert out.returncode == 1
+    assert "hub.state_dir" in out.stderr and "Traceback" not in out.stderr
