@@ -1,0 +1,142 @@
+"""The light's main loop: Wi-Fi, MQTT, the state rules and the output, wired together.
+
+Board-independent: everything board-specific comes from the ``board`` object
+(``wifi_up()``, ``wifi_start()``, ``pin()``/``pwm()``/``neopixel()``, ``feed()``,
+``log()``, ``showing_changed()``).
+"""
+
+import random
+
+import clock
+import outputs
+import patterns
+import payloads
+from mqtt import CLOSED, MQTTClient
+from rules import Follower
+
+FW_VERSION = "0.1.0"
+BACKOFF_START_MS = 500
+MAX_SLEEP_MS = 100
+
+
+class App:
+    def __init__(self, cfg, board):
+        self.cfg = cfg
+        self.board = board
+        self.log = board.log
+        self.light = cfg["id"]
+        base = cfg["mqtt"]["base_topic"]
+        self.t_state = "%s/set/%s/state" % (base, cfg["set"])
+        self.t_beat = "%s/set/%s/heartbeat" % (base, cfg["set"])
+        self.t_hub = "%s/hub/%s/status" % (base, cfg["hub"])
+        self.t_cmd = "%s/light/%s/cmd" % (base, self.light)
+        self.t_status = "%s/light/%s/status" % (base, self.light)
+        self.t_show = "%s/light/%s/state" % (base, self.light)
+        m = cfg["mqtt"]
+        self.mqtt = MQTTClient(
+            "setbridge-light-" + self.light, m["host"], m["port"], m.get("user"), m.get("password"),
+            keepalive=m["keepalive_s"], log=self.log,
+            will=(self.t_status, payloads.light_status("offline", FW_VERSION, cfg["set"]), True, 1),
+        )
+        self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_disconnect = self._on_disconnect
+        self.mqtt.on_message = self._on_message
+        self.rules = Follower(int(cfg["heartbeat_timeout_s"] * 1000), log=self.log)
+        patterns.COLORS.update({k: tuple(v) for k, v in cfg["colors"].items()})
+        self.output = outputs.build(cfg, board)
+        self.shown = None
+        self.shown_since = 0
+        self.published = None
+        self.backoff = BACKOFF_START_MS
+        self.next_try = clock.ticks()
+        self.wifi = False
+
+    # -- MQTT callbacks ------------------------------------------------------------------
+    def _on_connect(self):
+        now = clock.ticks()
+        self.log("connected to %s:%d" % (self.mqtt.host, self.mqtt.port))
+        self.backoff = BACKOFF_START_MS
+        self.mqtt.subscribe([(self.t_hub, 1), (self.t_state, 1), (self.t_beat, 0), (self.t_cmd, 1)])
+        self.mqtt.publish(self.t_status, payloads.light_status("online", FW_VERSION, self.cfg["set"]), True, 1)
+        self.published = None
+        self.rules.link_up(now)
+
+    def _on_disconnect(self, reason):
+        self.rules.link_down(clock.ticks(), "broker: " + reason)
+        self._schedule_retry()
+
+    def _on_message(self, topic, payload, retain):
+        now = clock.ticks()
+        try:
+            if topic == self.t_beat:
+                self.rules.set_state(now, payloads.parse_set_state(payload), beat=True)
+            elif topic == self.t_state:
+                self.rules.set_state(now, payloads.parse_set_state(payload))
+            elif topic == self.t_hub:
+                self.rules.hub_status(now, payloads.parse_hub_status(payload) == "online")
+            elif topic == self.t_cmd:
+                if retain:
+                    raise ValueError("commands must not be retained")
+                self.rules.command(now, payloads.parse_cmd(payload))
+            else:
+                raise ValueError("unexpected topic")
+        except ValueError as exc:
+            self.log("ignored message on %s: %s" % (topic, exc))
+        self.update(now)
+
+    # -- loop --------------------------------------------------------------------------
+    def _schedule_retry(self):
+        jitter = self.backoff // 4
+        self.next_try = clock.ticks() + self.backoff - jitter + random.getrandbits(12) % (2 * jitter + 1)
+        self.backoff = min(self.backoff * 2, int(self.cfg["reconnect_max_s"] * 1000))
+
+    def network(self, now):
+        wifi = self.board.wifi_up()
+        if wifi != self.wifi:
+            self.wifi = wifi
+            self.log("wifi up" if wifi else "wifi down")
+            if not wifi:
+                self.mqtt.close()
+                self.rules.link_down(now, "wifi")
+                self.board.wifi_start()
+        if not wifi:
+            return
+        if self.mqtt.state == CLOSED and clock.diff(now, self.next_try) >= 0:
+            if self.rules.connected:
+                self.rules.link_down(now, "broker")
+            try:
+                self.mqtt.start(now)
+            except OSError as exc:
+                self.log("mqtt: cannot reach %s: %r" % (self.mqtt.host, exc))
+            self._schedule_retry()
+
+    def update(self, now):
+        """Render the current frame; publish and report a change of what is shown."""
+        showing, overlay = self.rules.showing(now)
+        if showing != self.shown:
+            self.shown = showing
+            self.shown_since = now
+            self.board.showing_changed(showing, self.rules.epoch, self.rules.seq)
+        level, key, nxt = patterns.frame(showing, clock.diff(now, self.shown_since), overlay)
+        rgb = key if isinstance(key, tuple) else patterns.COLORS.get(key, (0, 0, 0))
+        self.output.render(level, rgb)
+        if showing != "flash" and self.mqtt.connected:
+            state = (showing, self.rules.epoch, self.rules.seq)
+            if state != self.published:
+                self.published = state
+                self.mqtt.publish(self.t_show, payloads.light_state(*state), True, 1)
+        return nxt
+
+    def step(self):
+        now = clock.ticks()
+        self.board.feed()
+        self.network(now)
+        self.mqtt.poll(now)
+        nxt = self.update(now)
+        return min(nxt, self.rules.next_deadline(now), MAX_SLEEP_MS)
+
+    def run(self):
+        self.log("light %s (fw %s) follows set %s" % (self.light, FW_VERSION, self.cfg["set"]))
+        self.board.wifi_start()
+        while True:
+            self.mqtt.wait(self.step())

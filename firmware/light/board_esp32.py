@@ -1,0 +1,55 @@
+"""Board adapter for ESP32 boards (ESP32, -S3, -C3) running MicroPython."""
+
+import machine
+import network
+import time
+
+
+class Board:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        network.hostname(cfg["id"])
+        self.wlan = network.WLAN(network.STA_IF)
+        self.wlan.active(True)
+        # Power saving off: modem sleep delays received packets by up to a beacon interval or more.
+        self.wlan.config(pm=self.wlan.PM_NONE)
+        self.wdt = machine.WDT(timeout=int(cfg["watchdog_s"] * 1000))
+        self._last_start = None
+
+    def wifi_start(self):
+        """Start (or restart) joining the network; never blocks."""
+        now = time.ticks_ms()
+        if self._last_start is not None and time.ticks_diff(now, self._last_start) < 10000:
+            return
+        self._last_start = now
+        try:
+            self.wlan.disconnect()
+        except OSError:
+            pass
+        self.wlan.connect(self.cfg["wifi"]["ssid"], self.cfg["wifi"]["key"])
+
+    def wifi_up(self):
+        up = self.wlan.isconnected()
+        if not up:
+            self.wifi_start()
+        return up
+
+    def pin(self, num):
+        return machine.Pin(num, machine.Pin.OUT)
+
+    def pwm(self, num, freq):
+        return machine.PWM(machine.Pin(num), freq=freq, duty_u16=0)
+
+    def neopixel(self, num, n):
+        import neopixel
+
+        return neopixel.NeoPixel(machine.Pin(num), n)
+
+    def feed(self):
+        self.wdt.feed()
+
+    def log(self, msg):
+        print("%d %s" % (time.ticks_ms(), msg))
+
+    def showing_changed(self, showing, epoch, seq):
+        print("%d showing %s (epoch %s seq %s)" % (time.ticks_ms(), showing, epoch, seq))

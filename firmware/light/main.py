@@ -1,0 +1,30 @@
+"""Entry point on every board: pick the board adapter, load config.json, run the light."""
+
+import sys
+
+
+def board_module():
+    if sys.platform == "esp32":
+        import board_esp32 as board
+    elif sys.platform == "rp2":
+        import board_picow as board
+    else:
+        import board_unix as board
+    return board
+
+
+def main():
+    import config
+    from app import App
+
+    board = board_module()
+    path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
+    try:
+        cfg = config.load(path)
+    except (OSError, ValueError) as exc:
+        print("setbridge light: cannot start: %s" % (exc,))
+        return 1
+    App(cfg, board.Board(cfg)).run()
+
+
+main()
