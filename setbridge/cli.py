@@ -16,6 +16,8 @@ COMMANDS = [
     "watch",
     "config",
     "schema",
+    "lights",
+    "light",
 ]
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 
