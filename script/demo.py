@@ -49,7 +49,10 @@ def main() -> int:
             start(["watch"], "   watch | ")
             time.sleep(1.0)
             start(["hub"], "   hub   | ")
-            time.sleep(2.0)
+            time.sleep(1.5)
+            say("three recording lights, each the real firmware under the MicroPython Unix port")
+            start(["lights", "simulate", "--count", "3"], "   light | ")
+            time.sleep(3.0)
             say("the 1st AD locks it up, rolls, and cuts (requests, as a button or integrator would send)")
             for action in ("standby", "roll", "cut"):
                 send(action)
