@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,21 @@ def test_killed_hub_means_link_lost_within_3_s(hub_process: HubProcess, settings
         assert event.t - killed <= LINK_LOST_DEADLINE_S
         probe.wait_for(lambda t, d, r: d["showing"] == "link-lost")  # published: the broker is still up
         hub_process.start()
+        light.wait_showing("idle", after=mark, timeout=15)
+
+
+def test_frozen_hub_means_link_lost_within_3_s(hub_process: HubProcess, settings: Settings,
+                                               tmp_path: Path) -> None:
+    """A frozen hub closes no socket, so no last will: only the heartbeat timeout can tell."""
+    hub_process.start()
+    with running_light(settings, tmp_path) as light:
+        light.wait_showing("idle", timeout=15)
+        mark = light.mark()
+        frozen = time.monotonic()
+        hub_process.proc.send_signal(signal.SIGSTOP)
+        event = light.wait_showing("link-lost", after=mark, timeout=10)
+        assert event.t - frozen <= LINK_LOST_DEADLINE_S
+        hub_process.proc.send_signal(signal.SIGCONT)
         light.wait_showing("idle", after=mark, timeout=15)
 
 

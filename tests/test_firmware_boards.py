@@ -1,0 +1,35 @@
+"""The ESP32 and Pico W adapters, built under the Unix port on stand-in hardware modules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from setbridge.lights_sim import FIRMWARE_DIR, find_micropython
+
+
+def board_calls() -> dict[str, list]:
+    script = (FIRMWARE_DIR.parent.parent / "tests" / "mp_board_check.py").read_text()
+    out = subprocess.run([find_micropython(), "-c", f"import sys; sys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + script],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr + out.stdout
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def names(calls: list) -> list[str]:
+    return [c[0] for c in calls]
+
+
+def test_both_boards_turn_wifi_power_saving_off_and_start_the_watchdog() -> None:
+    calls = board_calls()
+    esp, pico = calls["board_esp32"], calls["board_picow"]
+    assert ["wlan.config", [], {"pm": "0"}] in esp  # WLAN.PM_NONE
+    assert ["wlan.config", [], {"pm": "0"}] in pico  # WLAN.PM_NONE where the build has it
+    assert ["machine.WDT", [], {"timeout": "8000"}] in esp
+    assert ["machine.WDT", [], {"timeout": "8000"}] in pico
+    for board in (esp, pico):
+        assert "network.hostname" in names(board)
+        assert ["wlan.connect", ["'net'", "'k'"], {}] in board  # not connected yet: joining starts
+        assert "neopixel.NeoPixel" in names(board)
+        assert "machine.WDT.feed" in names(board)
+    assert "rp2.country" in names(pico)
