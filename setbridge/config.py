@@ -110,6 +110,25 @@ class SpeechSettings(Section):
         return value
 
 
+class OffloadSettings(Section):
+    watch: list[Path] = Field(default_factory=list)
+    """Directories scanned for ASC MHL histories (any ``ascmhl/`` folder below them)."""
+    copies_required: int = Field(2, ge=1, le=20)
+    """Verified copies a card needs before it is ``safe_to_wipe``."""
+    poll_s: float = Field(2.0, gt=0, le=600)
+    """Seconds between scans of the ``watch`` directories."""
+    settle_s: float = Field(3.0, ge=0, le=600)
+    """A chain file must stay unchanged this long before it is read."""
+    catch_up_h: float = Field(24.0, ge=0, le=24 * 30)
+    """At start, MHL generations younger than this many hours are relayed if not yet journaled."""
+    flash_lights: list[Id] = Field(default_factory=list)
+    """Lights that flash green for a verified card and fast red for a failed one."""
+    flash_s: float = Field(5.0, gt=0, le=600)
+    """How long the lights flash."""
+    flash_max_age_s: float = Field(300.0, ge=0, le=86400)
+    """Events older than this (delivered late after an outage) do not flash lights."""
+
+
 class Settings(BaseSettings):
     """All of setbridge's configuration."""
 
@@ -124,6 +143,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     audio: AudioSettings = AudioSettings()
     speech: SpeechSettings = SpeechSettings()
+    offload: OffloadSettings = OffloadSettings()
 
     @classmethod
     def settings_customise_sources(
