@@ -149,6 +149,12 @@ class OffloadError(Payload):
     reason: str
     rejected: str | None = None
     """The start of what was rejected (truncated)."""
+    event_id: str | None = None
+    """The rejected report's ``event_id``, when it had one (so a sender can match the answer)."""
+    duplicate: bool | None = None
+    """True when the report was an already accepted ``event_id``: ignored, nothing is lost."""
+    source: str | None = None
+    """Where the rejected input came from: mqtt, cli, hedge or mhl."""
     ts: float = Field(default_factory=now)
 
 
