@@ -98,6 +98,22 @@ class SpeechSettings(Section):
     """Trigger phrases per action."""
     enabled: bool = True
     """Voice triggers on; a GPIO "voice off" switch can also disable them."""
+    trailing_silence_s: float = Field(0.2, ge=0.05, le=2.0)
+    """Quiet after speech that ends an utterance; most of the trigger latency."""
+    pre_silence_s: float = Field(0.25, ge=0.0, le=5.0)
+    """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
+    min_confidence: float = Field(0.6, ge=0.0, le=1.0)
+    """Lowest Vosk word confidence accepted."""
+    min_coverage: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of an utterance's sound the phrase must cover."""
+    refractory_s: float = Field(1.5, ge=0.0, le=60.0)
+    """After a voice trigger, ignore further ones for this long."""
+    vad_margin_db: float = Field(6.0, ge=1.0, le=40.0)
+    """Energy above the noise floor that counts as speech."""
+    decoys: list[str] = Field(default_factory=list)
+    """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
+    models_url: str = "https://alphacephei.com/vosk/models"
+    """Where ``setbridge model install`` downloads models from."""
 
     @field_validator("phrases")
     @classmethod
