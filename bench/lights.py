@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import queue
 import statistics
 import subprocess
@@ -86,6 +87,8 @@ def run(count: int, rounds: int, kills: int) -> dict[str, list[float]]:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
         client.on_message = lambda c, u, m: states.put((time.monotonic(), json.loads(m.payload)))
         client.connect("127.0.0.1", broker.port)
+        # No Nagle on the asking client: its PUBACKs for the states would hold back the next request.
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(topics.set_state("bench"), 1)
         client.loop_start()
         hub.start()

@@ -101,6 +101,7 @@ class MQTTClient:
         self._in = bytearray()
         self._out = bytearray()
         self._skip = 0  # bytes of an oversized packet still to discard
+        self._polling = False  # inside poll(): writes are sent together at its end
         self._pid = 0
         self._since = 0  # when the current phase began
         self._last_tx = 0
@@ -116,6 +117,10 @@ class MQTTClient:
         if self._addr is None:
             self._addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: no Nagle delay on small packets
+        except (OSError, AttributeError):
+            pass
         s.setblocking(False)
         self.sock = s
         self._poller = select.poll()
@@ -186,7 +191,8 @@ class MQTTClient:
         if len(self._out) > 16 * self.max_packet:
             self._fail("send buffer full; the broker is not reading")
             return
-        self._flush()
+        if not self._polling:
+            self._flush()
 
     def _flush(self):
         while self._out and self.sock is not None and self.state != CONNECTING:
@@ -245,18 +251,23 @@ class MQTTClient:
         if self.state == CONNECTING:
             self._poll_connecting(now)
             return
+        self._polling = True
+        try:
+            self._poll_io(now)
+        finally:
+            self._polling = False
+        if self.sock is not None:
+            self._flush()
+            self._timers(now)
+
+    def _poll_io(self, now):
         events = self._poller.poll(0)
         for _obj, ev in events:
             if ev & (select.POLLERR | select.POLLHUP) and not ev & select.POLLIN:
                 self._fail("connection lost")
                 return
             if ev & select.POLLIN:
-                if not self._read(now):
-                    return
-        if self.sock is None:
-            return
-        self._flush()
-        self._timers(now)
+                self._read(now)
 
     def _poll_connecting(self, now):
         events = self._poller.poll(0)

@@ -8,7 +8,7 @@ import json
 
 SET_STATES = ("idle", "standby", "rolling")
 COLORS = {"green": (0, 255, 0), "red": (255, 0, 0), "white": (255, 255, 255), "amber": (255, 120, 0)}
-MAX_BYTES = 1024
+MAX_BYTES = 2048
 
 
 def _obj(raw):
