@@ -16,6 +16,7 @@ COMMANDS = [
     "watch",
     "config",
     "schema",
+    "detect", "devices", "model",
     "lights",
     "light",
 ]

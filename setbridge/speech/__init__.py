@@ -6,7 +6,7 @@
         ...
 """
 
-from .detector import Detector, Trigger, Tuning
+from .detector import Detector, Trigger, Tuning, tuning_from
 from .model import load_model, resolve_model
 
-__all__ = ["Detector", "Trigger", "Tuning", "load_model", "resolve_model"]
+__all__ = ["Detector", "Trigger", "Tuning", "tuning_from", "load_model", "resolve_model"]

@@ -241,3 +241,16 @@ class Detector:
             if state not in ALLOWED_FROM.get(action, set()):
                 return f"{action} not allowed while {state}"
         return ""
+
+
+def tuning_from(speech: Any) -> Tuning:
+    """The detector thresholds from a ``SpeechSettings``."""
+    return Tuning(
+        trailing_silence_s=speech.trailing_silence_s,
+        pre_silence_s=speech.pre_silence_s,
+        min_confidence=speech.min_confidence,
+        min_coverage=speech.min_coverage,
+        refractory_s=speech.refractory_s,
+        vad_margin_db=speech.vad_margin_db,
+        decoys=tuple(speech.decoys),
+    )

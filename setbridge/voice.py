@@ -1,0 +1,137 @@
+"""The voice listener the hub runs: audio source → detector → ``submit(action, cause="voice")``.
+
+    listener = VoiceListener(settings, submit=hub.submit, get_state=lambda: hub.state,
+                             set_audio_status=hub.set_audio_status)
+    listener.start()   # loads the model (raises ModelError), then listens in its own thread
+    ...
+    listener.stop()
+
+An audio error never ends the listener: it reports "fault", waits ``[audio] reopen_s``,
+re-initialises PortAudio for microphones, and opens the source again. When a file or stdin
+ends, it reports "off" and stops listening.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .audio import AudioSource, open_source
+from .config import Settings
+from .speech import Detector, load_model, resolve_model, tuning_from
+from .speech.model import check_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+class VoiceListener:
+    """Runs in its own thread; see the module docstring."""
+
+    def __init__(self, settings: Settings, submit: Callable[..., object], get_state: Callable[[], str],
+                 set_audio_status: Callable[[str], None],
+                 source_factory: Callable[[], AudioSource] | None = None,
+                 voice_enabled: Callable[[], bool] | None = None):
+        self.settings = settings
+        self.submit = submit
+        self.get_state = get_state
+        self.set_audio_status = set_audio_status
+        self.source_factory = source_factory or (lambda: open_source(settings.audio))
+        self.voice_enabled = voice_enabled or (lambda: settings.speech.enabled)
+        self.model: Any = None
+        self.status = "off"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._source: AudioSource | None = None
+
+    def load(self) -> None:
+        """Resolve and load the model and check the phrases' words; raises ModelError."""
+        if self.model is None:
+            speech = self.settings.speech
+            path = resolve_model(speech.model, self.settings.hub.state_dir)
+            self.model = load_model(Path(path))
+            check_vocabulary(self.model, speech.phrases, speech.model)
+            log.info("speech model %s loaded from %s", speech.model, path)
+
+    def start(self) -> None:
+        self.load()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="voice", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        source = self._source
+        if source is not None:
+            source.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _report(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.set_audio_status(status)
+
+    def _run(self) -> None:
+        reopen_s = self.settings.audio.reopen_s
+        while not self._stop.is_set():
+            try:
+                if self._listen_once():
+                    self._report("off")
+                    log.info("audio ended; voice triggers off")
+                    return
+            except Exception as exc:  # noqa: BLE001 - an audio error must never end the hub
+                if self._stop.is_set():
+                    return
+                self._report("fault")
+                log.warning("audio fault: %s; reopening in %.0f s", exc, reopen_s)
+            finally:
+                source, self._source = self._source, None
+                if source is not None:
+                    source.close()
+            if self._stop.wait(reopen_s):
+                return
+            if self.settings.audio.source == "mic":
+                try:
+                    from .audio.mic import reinit_portaudio
+
+                    reinit_portaudio()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("re-initialising PortAudio failed: %s", exc)
+
+    def _listen_once(self) -> bool:
+        """Open the source and feed the detector; True when the audio ended normally."""
+        source = self.source_factory()
+        self._source = source
+        source.open()
+        speech = self.settings.speech
+        detector = Detector(self.model, source.rate, speech.phrases, tuning_from(speech),
+                            get_state=self.get_state, model_name=speech.model)
+        self._report("ok")
+        overflows = 0
+        for block in source:
+            if self._stop.is_set():
+                return False
+            triggers = detector.feed(block)
+            if source.overflows != overflows:
+                log.warning("audio overflow: %d blocks lost so far (the Pi is too slow?)", source.overflows)
+                overflows = source.overflows
+            for trigger in triggers:
+                self._fire(trigger)
+        for trigger in detector.flush():
+            self._fire(trigger)
+        return True
+
+    def _fire(self, trigger: Any) -> None:
+        if not self.voice_enabled():
+            log.info("voice off: ignoring %s (%r)", trigger.action, trigger.phrase)
+            return
+        log.info("voice: %s (%r, confidence %.2f, at %.2f s)", trigger.action, trigger.phrase,
+                 trigger.confidence, trigger.time)
+        try:
+            self.submit(trigger.action, cause="voice", phrase=trigger.phrase, confidence=trigger.confidence)
+        except Exception:  # noqa: BLE001 - the controller's problem, not the listener's
+            log.exception("submitting %s failed", trigger.action)
