@@ -82,6 +82,8 @@ class App:
                 raise ValueError("unexpected topic")
         except ValueError as exc:
             self.log("ignored message on %s: %s" % (topic, exc))
+        except Exception as exc:  # a bug must not take the light down: log it and carry on
+            self.log("ignored message on %s: unexpected %r" % (topic, exc))
         self.update(now)
 
     # -- loop --------------------------------------------------------------------------
@@ -139,4 +141,11 @@ class App:
         self.log("light %s (fw %s) follows set %s" % (self.light, FW_VERSION, self.cfg["set"]))
         self.board.wifi_start()
         while True:
-            self.mqtt.wait(self.step())
+            try:
+                self.mqtt.wait(self.step())
+            except Exception as exc:  # keep going; the watchdog resets a board that truly hangs
+                self.log("main loop error: %r" % (exc,))
+                self.mqtt.close()
+                self.rules.link_down(clock.ticks(), "error")
+                self._schedule_retry()
+                self.mqtt.wait(100)

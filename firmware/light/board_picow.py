@@ -31,7 +31,10 @@ class Board:
             self.wlan.disconnect()
         except OSError:
             pass
-        self.wlan.connect(self.cfg["wifi"]["ssid"], self.cfg["wifi"]["key"])
+        try:
+            self.wlan.connect(self.cfg["wifi"]["ssid"], self.cfg["wifi"]["key"])
+        except OSError as exc:
+            self.log("wifi: cannot join %r: %r" % (self.cfg["wifi"]["ssid"], exc))
 
     def wifi_up(self):
         up = self.wlan.isconnected()
