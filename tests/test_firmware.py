@@ -249,3 +249,19 @@ def test_test_command_cycles_then_returns(hub: Hub, settings: Settings, topics: 
         light.wait_showing("idle", after=mark)
         colours = {tuple(e.data["value"]) for e in light.events[mark:] if e.kind == "pixels"}
         assert {(127, 0, 0), (0, 0, 127)} <= colours  # rolling red and link-lost blue were shown
+
+
+def test_an_active_low_relay_is_off_when_idle_and_held_on_while_rolling(hub: Hub, settings: Settings,
+                                                                       tmp_path: Path) -> None:
+    with running_light(settings, tmp_path, output={"type": "relay", "pin": 26, "active_low": True},
+                       trace_outputs=True) as light:
+        light.wait_showing("idle")
+        pins = [e.data["value"] for e in light.events if e.kind == "pin"]
+        assert pins[-1] == 1  # high = off on an active-low relay board (before: the link-lost blink)
+        mark = light.mark()
+        hub.submit("roll", cause="test")
+        light.wait_showing("rolling", after=mark)
+        hub.submit("cut", cause="test")
+        light.wait_showing("idle", after=mark)
+        during = [e.data["value"] for e in light.events[mark:] if e.kind == "pin"]
+        assert during == [0, 1]  # switched on once for the take, off once at the cut: no flicker
