@@ -115,13 +115,15 @@ class App:
     def update(self, now):
         """Render the current frame; publish and report a change of what is shown."""
         showing, overlay = self.rules.showing(now)
-        if showing != self.shown:
+        changed = showing != self.shown
+        if changed:
             self.shown = showing
             self.shown_since = now
-            self.board.showing_changed(showing, self.rules.epoch, self.rules.seq)
         level, key, nxt = patterns.frame(showing, clock.diff(now, self.shown_since), overlay)
         rgb = key if isinstance(key, tuple) else patterns.COLORS.get(key, (0, 0, 0))
         self.output.render(level, rgb)
+        if changed:  # reported once the output shows it
+            self.board.showing_changed(showing, self.rules.epoch, self.rules.seq)
         if showing != "flash" and self.mqtt.connected:
             state = (showing, self.rules.epoch, self.rules.seq)
             if state != self.published:
