@@ -18,6 +18,7 @@ from .config import Settings
 from .controller import Outcome, SetController
 from .errors import PayloadError, SetbridgeError
 from .messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
+from .offload.relay import OffloadRelay
 from .state_store import StateStore
 from .topics import Topics
 
@@ -62,6 +63,7 @@ class Hub:
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request)
         self.bus.on_connect(self._announce)
+        self.add_component(OffloadRelay(self))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
