@@ -19,6 +19,7 @@ COMMANDS = [
     "detect", "devices", "model",
     "lights",
     "light",
+    "offload",
 ]
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 
