@@ -1,0 +1,263 @@
+"""``setbridge offload report|hedge|list``: tell the hub a card is offloaded, forward Hedge script
+events, and list the day's cards from the hub's journal.
+
+``report`` and ``hedge`` go over MQTT and wait for the broker's acknowledgement and the hub's
+answer. With ``--journal`` they write straight into the journal under ``[hub] state_dir``
+instead: for scripts on the hub's own machine, and it works while the broker is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import SetbridgeError
+from ._common import add_config_arg, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("offload", help="report offloaded cards, forward Hedge events, list today's cards")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    r = verbs.add_parser("report", help="report one card as offloaded (verified, warnings, failed, cancelled)")
+    r.add_argument("--roll", help="card or roll name, e.g. A001R2EC")
+    r.add_argument("--status", choices=["verified", "warnings", "failed", "cancelled"])
+    r.add_argument("--files", type=int, help="number of files copied")
+    r.add_argument("--bytes", type=int, help="bytes copied")
+    r.add_argument("--camera", help="camera letter or name, e.g. A")
+    r.add_argument("--media", choices=["camera", "sound", "other"])
+    r.add_argument("--destination", action="append", default=[], metavar="PATH", help="a verified copy (repeat per copy)")
+    r.add_argument("--event-id", help="id that makes retries safe (default: a new one)")
+    r.add_argument("--json-file", metavar="FILE", help="a JSON report (see docs/mqtt.md); '-' reads stdin; flags override it")
+    _delivery_args(r)
+    r.set_defaults(func=run_report)
+
+    h = verbs.add_parser("hedge", help="forward a Hedge (OffShoot/FoolCat) script event")
+    h.add_argument("payload", nargs="?", help="the event as JSON (default: read stdin)")
+    h.add_argument("--event-id", help="id of the card's event when this event completes it (default: a new one)")
+    _delivery_args(h)
+    h.set_defaults(func=run_hedge)
+
+    ls = verbs.add_parser("list", help="the day's cards and their status, from the hub's journal")
+    ls.add_argument("--date", type=date.fromisoformat, help="YYYY-MM-DD (default: today)")
+    ls.add_argument("--json", action="store_true", help="one JSON event per line")
+    add_config_arg(ls)
+    ls.set_defaults(func=run_list)
+
+
+def _delivery_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--journal", action="store_true",
+                   help="write into the hub's journal under [hub] state_dir instead of MQTT (same machine; works without a broker)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker and the hub (default 10)")
+    add_config_arg(p)
+
+
+def _read_json(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SetbridgeError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SetbridgeError(f"{where} must hold a JSON object")
+    return data
+
+
+def _report_data(args: argparse.Namespace) -> dict[str, Any]:
+    data: dict[str, Any] = {"v": 1}
+    if args.json_file == "-":
+        data.update(_read_json(sys.stdin.read(), "stdin"))
+    elif args.json_file:
+        try:
+            text = Path(args.json_file).read_text()
+        except OSError as exc:
+            raise SetbridgeError(f"--json-file {args.json_file}: {exc.strerror}") from None
+        data.update(_read_json(text, args.json_file))
+    for key in ("roll", "status", "files", "bytes", "camera", "media", "event_id"):
+        value = getattr(args, key)
+        if value is not None:
+            data[key] = value
+    if args.destination:
+        data["destinations"] = [{"path": d} for d in args.destination]
+    for key in ("roll", "status"):
+        if key not in data:
+            raise SetbridgeError(f"--{key} is required (or give it in --json-file)")
+    data.setdefault("event_id", uuid.uuid4().hex)
+    data.setdefault("source", "cli")
+    return data
+
+
+def run_report(args: argparse.Namespace) -> int:
+    return _send(args, _report_data(args))
+
+
+def run_hedge(args: argparse.Namespace) -> int:
+    text = args.payload if args.payload is not None else sys.stdin.read()
+    event = _read_json(text, "the Hedge payload")
+    return _send(args, {"v": 1, "hedge": event, "event_id": args.event_id or uuid.uuid4().hex})
+
+
+def _validate(data: dict[str, Any]):
+    from ..errors import PayloadError
+    from ..offload.models import parse_report
+
+    try:
+        return parse_report(json.dumps(data))
+    except PayloadError as exc:
+        raise SetbridgeError(f"report rejected: {exc}") from None
+
+
+def _describe(event) -> str:
+    copies = f"{event.copies.verified}/{event.copies.required} copies"
+    wipe = "safe to wipe" if event.safe_to_wipe else "not safe to wipe"
+    return f"{event.roll}: {event.status}, {copies}, {wipe} (event {event.event_id})"
+
+
+def _send(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    item = _validate(data)
+    settings = settings_from(args)
+    if args.journal:
+        return _to_journal(settings, item)
+    return _over_mqtt(settings, item, args.timeout)
+
+
+def _to_journal(settings, item) -> int:
+    from ..errors import PayloadError
+    from ..offload.intake import accept
+    from ..offload.journal import Journal
+
+    try:
+        journal = Journal(settings.hub.state_dir)
+    except OSError as exc:
+        raise SetbridgeError(f"cannot open the offload journal in {settings.hub.state_dir} ({exc.strerror}); "
+                             "run this on the hub's machine as the hub's user, or drop --journal") from None
+    try:
+        outcome = accept(journal, item, settings.offload.copies_required, source="cli")
+    except PayloadError as exc:
+        raise SetbridgeError(f"report rejected: {exc}") from None
+    finally:
+        journal.close()
+    if outcome.kind == "event" and outcome.event is not None:
+        print(f"journaled {_describe(outcome.event)}; the hub publishes it when the broker is reachable")
+    elif outcome.kind == "duplicate":
+        print(f"already accepted: event {item.event_id}")
+    else:
+        print(f"journaled: {outcome.note}")
+    return 0
+
+
+def _over_mqtt(settings, item, timeout: float) -> int:
+    from ..client import collect, connect
+    from ..offload.models import HedgeReport
+    from ..topics import Topics
+
+    topics = Topics(settings.mqtt.base_topic)
+    try:
+        bus = connect(settings, "offload", timeout=min(timeout, 5.0))
+    except SetbridgeError as exc:
+        raise SetbridgeError(f"{exc}; nothing was sent (on the hub's machine, --journal queues it)") from None
+    try:
+        answers = collect(bus, f"{settings.mqtt.base_topic}/offload/+")
+        time.sleep(0.05)  # let the subscription reach the broker before sending
+        info = bus.publish(topics.offload_report(), item.to_bytes(), qos=1)
+        deadline = time.monotonic() + timeout
+        while not info.is_published():
+            if time.monotonic() > deadline or not bus.connected.is_set():
+                raise SetbridgeError(f"the broker at {settings.mqtt.host}:{settings.mqtt.port} did not acknowledge the "
+                                     "report; it may not have arrived, send it again (same --event-id is safe)")
+            time.sleep(0.01)
+        if isinstance(item, HedgeReport) and not _completes_card(item):
+            print("sent; the hub publishes the card's event when the source disk is idle")
+            return 0
+        return _await_answer(answers, topics, item.event_id, deadline, timeout)
+    finally:
+        bus.stop()
+
+
+def _completes_card(item) -> bool:
+    """Whether a Hedge event finishes a card (a source's DiskIdle), so the hub answers it."""
+    from ..errors import PayloadError
+    from ..offload import hedge
+
+    try:
+        return hedge.event_name(item.hedge) == hedge.IDLE_EVENT and hedge.parse_idle(item.hedge).is_source
+    except PayloadError:
+        return True  # the hub rejects it and says why
+
+
+def _await_answer(answers, topics, event_id: str, deadline: float, timeout: float) -> int:
+    import queue
+
+    from ..messages import OffloadError, parse_payload
+    from ..offload.models import OffloadEvent
+
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            topic, payload = answers.get(timeout=left)
+        except queue.Empty:
+            break
+        try:
+            if topic == topics.offload_event():
+                event = parse_payload(OffloadEvent, payload)
+                if event.event_id == event_id:
+                    print(_describe(event))
+                    return 0
+            elif topic == topics.offload_error():
+                error = parse_payload(OffloadError, payload)
+                if error.event_id == event_id:
+                    if error.duplicate:
+                        print(f"already accepted: event {event_id}")
+                        return 0
+                    print(f"setbridge: the hub rejected the report: {error.reason}", file=sys.stderr)
+                    return 1
+        except SetbridgeError:
+            continue
+    print(f"setbridge: the broker took the report but no hub answered within {timeout:g} s; "
+          "is `setbridge hub` running? (sending again with the same --event-id is safe)", file=sys.stderr)
+    return 2
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..offload.journal import Journal
+
+    settings = settings_from(args)
+    try:
+        journal = Journal(settings.hub.state_dir, create=False)
+    except (OSError, FileNotFoundError):
+        raise SetbridgeError(f"no offload journal in {settings.hub.state_dir}; run this on the hub's machine "
+                             "with the hub's --config") from None
+    try:
+        cards = journal.cards(args.date)
+    finally:
+        journal.close()
+    if args.json:
+        for event, _ in cards:
+            print(event.model_dump_json(exclude_none=True))
+        return 0
+    day = args.date or date.today()
+    if not cards:
+        print(f"no cards on {day.isoformat()}")
+        return 0
+    print(f"{'time':8}  {'roll':16} {'status':9} {'copies':6} {'files':>6} {'size':>9}  wipe  delivered")
+    for event, delivered in cards:
+        when = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
+        files = "-" if event.files is None else str(event.files)
+        size = "-" if event.bytes is None else _size(event.bytes)
+        copies = f"{event.copies.verified}/{event.copies.required}"
+        print(f"{when:8}  {event.roll:16} {event.status:9} {copies:6} {files:>6} {size:>9}  "
+              f"{'yes' if event.safe_to_wipe else 'no':4}  {'yes' if delivered else 'pending'}")
+    return 0
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
