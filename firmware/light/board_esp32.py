@@ -9,7 +9,8 @@ class Board:
     def __init__(self, cfg):
         self.cfg = cfg
         network.hostname(cfg["id"])
-        self.wlan = network.WLAN(network.STA_IF)
+        sta = getattr(network.WLAN, "IF_STA", None)  # newer builds; STA_IF before
+        self.wlan = network.WLAN(network.STA_IF if sta is None else sta)
         self.wlan.active(True)
         # Power saving off: modem sleep delays received packets by up to a beacon interval or more.
         self.wlan.config(pm=self.wlan.PM_NONE)

@@ -13,7 +13,8 @@ class Board:
         self.cfg = cfg
         rp2.country(cfg["wifi"].get("country", "GB"))
         network.hostname(cfg["id"])
-        self.wlan = network.WLAN(network.STA_IF)
+        sta = getattr(network.WLAN, "IF_STA", None)  # newer builds; STA_IF before
+        self.wlan = network.WLAN(network.STA_IF if sta is None else sta)
         self.wlan.active(True)
         # Power saving off: the CYW43 default sleeps between beacons and adds latency.
         self.wlan.config(pm=getattr(self.wlan, "PM_NONE", PM_NONE_CYW43))
