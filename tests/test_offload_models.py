@@ -1,0 +1,163 @@
+"""Offload parsing and normalization: good reports, absurd values, and random payloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from setbridge.errors import PayloadError
+from setbridge.offload import hedge
+from setbridge.offload.journal import Journal
+from setbridge.offload.models import HedgeReport, OffloadEvent, OffloadReport, normalize, parse_report
+
+
+def report(**fields) -> bytes:
+    return json.dumps({"v": 1, "roll": "A001R2EC", "status": "verified", **fields}).encode()
+
+
+def test_report_normalizes_to_event():
+    parsed = parse_report(report(files=214, bytes=5 * 10**11, camera="A",
+                                 destinations=[{"path": "/mnt/raid/A001R2EC"}, {"path": "/mnt/shuttle/A001R2EC"}]))
+    event = normalize(parsed, copies_required=2)
+    assert event.v == 1 and event.event_id and event.ts > 0
+    assert [d.state for d in event.destinations] == ["verified", "verified"]
+    assert event.copies.verified == 2 and event.safe_to_wipe
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"roll": "A001/../etc"}, "roll"),
+    ({"roll": "A001\\x"}, "roll"),
+    ({"roll": "A001\x07"}, "control"),
+    ({"roll": "A\nB"}, "control"),
+    ({"roll": "A+#"}, "roll"),
+    ({"roll": ""}, "roll"),
+    ({"roll": ".."}, "roll"),
+    ({"bytes": -1}, "bytes"),
+    ({"files": -5}, "files"),
+    ({"files": 10**12}, "files"),
+    ({"bytes": "lots"}, "bytes"),
+    ({"status": "done"}, "status"),
+    ({"destinations": [{"path": "/a\x00b"}]}, "destinations.0.path"),
+    ({"hash": {"failed": -1}}, "hash.failed"),
+    ({"colour": "green"}, "colour"),
+])
+def test_absurd_values_are_rejected_with_the_field(fields, expected):
+    with pytest.raises(PayloadError) as err:
+        parse_report(report(**fields))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b"not json", "not JSON"),
+    (b"[1]", "JSON object"),
+    (b'{"roll": "A001", "status": "verified"}', "version"),
+    (b'{"v": 2, "roll": "A001", "status": "verified"}', "version"),
+    (b'{"v": 1}', "status"),
+    (json.dumps({"v": 1, "roll": "A", "status": "verified", "pad": "x" * 70000}).encode(), "limit"),
+])
+def test_malformed_payloads(raw, expected):
+    with pytest.raises(PayloadError, match=expected):
+        parse_report(raw)
+
+
+def test_failed_copy_or_hash_is_never_safe_to_wipe():
+    two = [{"path": "/a"}, {"path": "/b", "state": "failed"}]
+    assert not normalize(parse_report(report(destinations=two)), 1).safe_to_wipe
+    hashes = {"formats": ["xxh64"], "verified": 3, "failed": 1}
+    assert not normalize(parse_report(report(destinations=[{"path": "/a"}], hash=hashes)), 1).safe_to_wipe
+    assert not normalize(parse_report(report(status="warnings", destinations=[{"path": "/a"}])), 1).safe_to_wipe
+
+
+def test_copies_of_one_card_are_combined_unless_the_root_hash_differs(tmp_path):
+    journal = Journal(tmp_path)
+    first, _ = journal.append(parse_report(report(destinations=[{"path": "/raid"}], hash={"root": "xxh64:aa"})), 2)
+    assert first.copies.verified == 1 and not first.safe_to_wipe
+    second, _ = journal.append(parse_report(report(destinations=[{"path": "/shuttle"}], hash={"root": "xxh64:aa"})), 2)
+    assert second.copies.verified == 2 and second.safe_to_wipe
+    other, _ = journal.append(parse_report(report(destinations=[{"path": "/x"}], hash={"root": "xxh64:bb"})), 2)
+    assert other.copies.verified == 1, "a different card with the same name starts afresh"
+
+
+def test_duplicate_event_id_is_stored_once(tmp_path):
+    journal = Journal(tmp_path)
+    parsed = parse_report(report(event_id="card-1"))
+    assert journal.append(parsed, 2)[1] is True
+    assert journal.append(parsed, 2)[1] is False
+    assert [e.event_id for _, e in journal.pending()] == ["card-1"]
+
+
+def test_hedge_copy_mapping():
+    copy = hedge.parse_copy({"event": "FileCopyCompleted", "sourcePath": "/Volumes/A001/", "destinationPath": "/RAID/A001",
+                             "bytesCopied": "1024", "duration": 12.5, "startedAt": "20240501174500",
+                             "verified": "YES", "state": "Success"})
+    assert copy.source == "/Volumes/A001" and copy.state == "verified" and copy.bytes == 1024 and copy.started_at
+    unverified = hedge.parse_copy({"event": "FileCopyCompleted", "sourcePath": "/V/A", "destinationPath": "/d",
+                                   "verified": "NO", "state": "Success"})
+    assert unverified.state == "copied"
+    with pytest.raises(PayloadError, match="state"):
+        hedge.parse_copy({"sourcePath": "/V/A", "destinationPath": "/d", "state": "Exploded"})
+    with pytest.raises(PayloadError, match="bytesCopied"):
+        hedge.parse_copy({"sourcePath": "/V/A", "destinationPath": "/d", "state": "Failed", "bytesCopied": -3})
+
+
+# -- property: random payloads ------------------------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+field_values = {
+    "v": st.sampled_from([1, 1, 1, 2, "1", None]),
+    "roll": st.text(max_size=70) | st.sampled_from(["A001R2EC", "SR001", "a/b", "x#", ".."]),
+    "status": st.sampled_from(["verified", "warnings", "failed", "cancelled", "done", ""]) | json_values,
+    "files": st.integers(min_value=-10, max_value=10**13) | json_values,
+    "bytes": st.integers(min_value=-(10**3), max_value=10**18) | json_values,
+    "camera": st.text(max_size=20) | json_values,
+    "destinations": st.lists(st.fixed_dictionaries({"path": st.text(max_size=30)},
+                                                   optional={"state": st.text(max_size=10) | st.just("verified")}),
+                             max_size=3) | json_values,
+    "hash": st.fixed_dictionaries({}, optional={"verified": st.integers(-2, 5), "failed": st.integers(-2, 5),
+                                                "formats": st.lists(st.text(max_size=8), max_size=3)}) | json_values,
+    "event_id": st.text(max_size=40) | json_values,
+    "hedge": st.fixed_dictionaries({"event": st.sampled_from(["FileCopyCompleted", "DiskIdle", "Nope"])},
+                                   optional={"sourcePath": json_values, "destinationPath": json_values,
+                                             "state": st.sampled_from(["Success", "Failed", "x"]) | json_values,
+                                             "bytesCopied": json_values, "verified": json_values}),
+}
+payload_dicts = st.fixed_dictionaries({}, optional=field_values)
+raw_payloads = (payload_dicts.map(lambda d: json.dumps(d).encode())
+                | json_values.map(lambda d: json.dumps(d).encode())
+                | st.binary(max_size=200))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=raw_payloads)
+def test_random_payloads_give_events_or_payload_errors(raw):
+    try:
+        item = parse_report(raw)
+    except PayloadError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert isinstance(item, (OffloadReport, HedgeReport))
+    if isinstance(item, OffloadReport):
+        event = normalize(item, copies_required=2)
+        assert OffloadEvent.model_validate_json(event.to_bytes()) == event
+        assert "/" not in event.roll and "#" not in event.roll
+        assert event.files is None or event.files >= 0
+        assert event.bytes is None or event.bytes >= 0
+        return
+    try:
+        name = hedge.event_name(item.hedge)
+        parsed = hedge.parse_copy(item.hedge) if name == hedge.COPY_EVENT else hedge.parse_idle(item.hedge)
+    except PayloadError as exc:
+        assert "\n" not in str(exc)
+        return
+    if isinstance(parsed, hedge.HedgeCopy):
+        try:
+            combined = hedge.combine([parsed.as_dict()], hedge.HedgeIdle(parsed.source, True, False), None)
+        except PayloadError:
+            return
+        normalize(combined, copies_required=2)
