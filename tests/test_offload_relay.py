@@ -1,0 +1,177 @@
+"""The offload relay in a real hub against a real Mosquitto: MQTT reports, Hedge events, light
+flashes, errors, and the ``setbridge offload`` CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_settings, write_config
+
+from setbridge.devbroker import PrivateBroker, free_port
+from setbridge.hub import Hub
+from setbridge.offload.journal import Journal
+
+
+@pytest.fixture
+def offload_hub(broker, tmp_path):
+    settings = make_settings(broker, tmp_path / "state", offload={"flash_lights": ["cart-1"], "flash_s": 2})
+    hub = Hub(settings)
+    hub.start()
+    assert hub.bus.wait_connected(5)
+    yield hub
+    hub.stop()
+
+
+def on(topic_end: str, **fields):
+    def match(topic: str, data: dict | None, retained: bool) -> bool:
+        return topic.endswith(topic_end) and data is not None and all(data.get(k) == v for k, v in fields.items())
+    return match
+
+
+def report(**fields) -> dict:
+    return {"v": 1, "roll": "A001R2EC", "status": "verified", "files": 214, "bytes": 512 * 10**9, **fields}
+
+
+def test_report_becomes_event_and_retained_card(offload_hub, probe_factory):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/#")
+    probe.publish(f"{base}/offload/report", report(event_id="r1", camera="A",
+                                                    destinations=[{"path": "/raid/A001R2EC"}, {"path": "/shuttle/A001R2EC"}]))
+    _, event, retained = probe.wait_for(on("/offload/event", event_id="r1"))
+    assert not retained and event["v"] == 1 and event["source"] == "mqtt" and event["camera"] == "A"
+    assert event["copies"] == {"required": 2, "verified": 2} and event["safe_to_wipe"] is True
+    _, card, _ = probe.wait_for(on("/offload/card/A001R2EC", event_id="r1"))
+    assert card == event
+    _, flash, retained = probe.wait_for(on("/light/cart-1/cmd"))
+    assert not retained and flash["action"] == "flash" and flash["color"] == "green" and flash["duration_s"] == 2
+    probe.publish(f"{base}/offload/report", report(roll="B002", status="failed", event_id="r2",
+                                                    errors=[{"kind": "io", "detail": "Input/output error"}]))
+    probe.wait_for(on("/offload/event", event_id="r2", safe_to_wipe=False))
+    _, red, _ = probe.wait_for(on("/light/cart-1/cmd", color="red"))
+    assert red["pattern"] == "fast"
+    late = probe_factory(f"{base}/offload/card/+")
+    cards = [late.wait_for(on(f"/card/{roll}")) for roll in ("A001R2EC", "B002")]
+    assert [(d["status"], retained) for _, d, retained in cards] == [("verified", True), ("failed", True)]
+
+
+def test_bad_input_is_rejected_on_the_error_topic_and_the_hub_keeps_going(offload_hub, probe_factory):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    bad = [
+        (b"not json", "not JSON"),
+        (json.dumps(report(roll="../etc", event_id="bad-roll")).encode(), "roll"),
+        (json.dumps(report(bytes=-1, event_id="neg")).encode(), "bytes"),
+        (json.dumps({**report(), "v": 7}).encode(), "version"),
+        (json.dumps(report(pad="x" * 70000)).encode(), "limit"),
+        (json.dumps({"v": 1, "hedge": {"event": "FileCopyCompleted"}}).encode(), "sourcePath"),
+    ]
+    for raw, _ in bad:
+        probe.publish(f"{base}/offload/report", raw)
+    errors = [probe.wait_for(lambda t, d, r, w=word: t.endswith("/offload/error") and w in d["reason"])[1]
+              for _, word in bad]
+    assert all("\n" not in e["reason"] and len(e.get("rejected", "")) <= 200 for e in errors)
+    assert errors[1]["event_id"] == "bad-roll" and errors[1]["source"] == "mqtt"
+    probe.publish(f"{base}/offload/report", report(event_id="after"))
+    probe.wait_for(on("/offload/event", event_id="after"))
+    assert not [d for t, d, r in probe.seen if t.endswith("/event") and d["event_id"] != "after"]
+
+
+def test_duplicate_event_id_is_published_once(offload_hub, probe_factory):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    for _ in range(3):
+        probe.publish(f"{base}/offload/report", report(event_id="same"))
+    probe.wait_for(on("/offload/error", event_id="same", duplicate=True))
+    probe.publish(f"{base}/offload/report", report(event_id="next"))
+    probe.wait_for(on("/offload/event", event_id="next"))
+    assert [d["event_id"] for t, d, r in probe.seen if t.endswith("/event")] == ["same", "next"]
+
+
+def hedge_copy(dest: str, state: str = "Success", verified: str = "YES") -> dict:
+    return {"event": "FileCopyCompleted", "sourcePath": "/Volumes/A002R1", "destinationPath": dest,
+            "bytesCopied": 2048, "duration": 30, "startedAt": "20260101120000", "verified": verified, "state": state}
+
+
+def test_hedge_copies_are_combined_when_the_source_is_idle(offload_hub, probe_factory):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    probe.publish(f"{base}/offload/report", {"v": 1, "hedge": hedge_copy("/Volumes/RAID/A002R1")})
+    probe.publish(f"{base}/offload/report", {"v": 1, "hedge": {"event": "DiskIdle", "diskType": "Destination",
+                                                               "diskPath": "/Volumes/RAID"}})
+    probe.publish(f"{base}/offload/report", {"v": 1, "hedge": hedge_copy("/Volumes/Shuttle/A002R1")})
+    probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "h1", "hedge": {
+        "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/A002R1", "hasFailedTransfers": "NO"}})
+    _, event, _ = probe.wait_for(on("/offload/event", event_id="h1"))
+    assert event["roll"] == "A002R1" and event["status"] == "verified" and event["source"] == "hedge"
+    assert event["copies"]["verified"] == 2 and event["safe_to_wipe"] and event["bytes"] == 2048
+    assert [e for t, e, r in probe.seen if t.endswith("/event")] == [event], "one event per card, not per copy"
+    probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "h2", "hedge": {
+        "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/A002R1"}})
+    _, error, _ = probe.wait_for(on("/offload/error", event_id="h2"))
+    assert "no FileCopyCompleted" in error["reason"]
+
+
+def test_hedge_failed_copy_fails_the_card(offload_hub, probe_factory):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    probe.publish(f"{base}/offload/report", {"v": 1, "hedge": hedge_copy("/Volumes/RAID/A002R1")})
+    probe.publish(f"{base}/offload/report", {"v": 1, "hedge": {**hedge_copy("/Volumes/Shuttle/A002R1", "Warnings"),
+                                                               "reason": "checksum mismatch"}})
+    probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "h3", "hedge": {
+        "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/A002R1"}})
+    _, event, _ = probe.wait_for(on("/offload/event", event_id="h3"))
+    assert event["status"] == "warnings" and not event["safe_to_wipe"]
+    assert event["errors"][0]["detail"] == "checksum mismatch"
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+def cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "setbridge", "offload", *args, "--config", str(config)],
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_cli_report_is_acknowledged_by_the_hub(offload_hub, tmp_path, probe_factory):
+    config = write_config(tmp_path / "setbridge.toml", offload_hub.settings)
+    done = cli(config, "report", "--roll", "A003", "--status", "verified", "--files", "12", "--bytes", "4096",
+               "--camera", "A", "--destination", "/raid/A003", "--event-id", "cli-1")
+    assert done.returncode == 0, done.stderr
+    assert "A003: verified, 1/2 copies, not safe to wipe" in done.stdout
+    again = cli(config, "report", "--roll", "A003", "--status", "verified", "--event-id", "cli-1")
+    assert again.returncode == 0 and "already accepted" in again.stdout
+    body = json.dumps(report(roll="A004", destinations=[{"path": "/a"}, {"path": "/b"}]))
+    piped = cli(config, "report", "--json-file", "-", stdin=body)
+    assert piped.returncode == 0 and "safe to wipe" in piped.stdout and "not safe" not in piped.stdout
+    bad = cli(config, "report", "--roll", "A/5", "--status", "verified")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "roll" in bad.stderr
+    hedge = cli(config, "hedge", json.dumps(hedge_copy("/Volumes/RAID/A002R1")))
+    assert hedge.returncode == 0 and "idle" in hedge.stdout
+    idle = cli(config, "hedge", stdin=json.dumps({"event": "DiskIdle", "diskType": "Source",
+                                                  "sourcePath": "/Volumes/A002R1"}))
+    assert idle.returncode == 0 and "A002R1: verified, 1/2 copies" in idle.stdout
+    listing = cli(config, "list")
+    assert listing.returncode == 0
+    rows = {line.split()[1]: line for line in listing.stdout.splitlines()[1:]}
+    assert set(rows) == {"A003", "A004", "A002R1"} and "yes" in rows["A004"]
+    as_json = [json.loads(line) for line in cli(config, "list", "--json").stdout.splitlines()]
+    assert {e["roll"] for e in as_json} == set(rows)
+
+
+def test_cli_without_a_hub_or_broker_says_so(broker, tmp_path):
+    settings = make_settings(broker, tmp_path / "state")
+    config = write_config(tmp_path / "setbridge.toml", settings)
+    no_hub = cli(config, "report", "--roll", "A005", "--status", "verified", "--timeout", "1")
+    assert no_hub.returncode == 2 and "no hub answered" in no_hub.stderr and no_hub.stderr.count("\n") == 1
+    down = make_settings(PrivateBroker(port=free_port()), tmp_path / "state")  # nothing listens there
+    config = write_config(tmp_path / "down.toml", down)
+    refused = cli(config, "report", "--roll", "A005", "--status", "verified", "--timeout", "1")
+    assert refused.returncode == 1 and "cannot reach the MQTT broker" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "--journal" in refused.stderr
+    queued = cli(config, "report", "--roll", "A005", "--status", "verified", "--journal")
+    assert queued.returncode == 0 and "journaled A005" in queued.stdout
+    assert [e.roll for _, e in Journal(down.hub.state_dir).pending()] == ["A005"]
+    empty = cli(write_config(tmp_path / "other.toml", make_settings(broker, tmp_path / "none")), "list")
+    assert empty.returncode == 1 and "no offload journal" in empty.stderr
