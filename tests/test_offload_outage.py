@@ -1,0 +1,102 @@
+"""Nothing lost: with the broker down, reports journaled by the MHL watcher and by
+``setbridge offload report --journal`` survive ``kill -9`` of the hub and arrive once, in order,
+when the broker is back."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import HubProcess, Probe, make_settings, write_config
+from offload_helpers import CARD, make_card, seal
+
+from setbridge.offload.journal import Journal
+
+
+def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def journaled(state_dir: Path) -> list[str]:
+    """Event ids waiting in the hub's journal, oldest first."""
+    if not (state_dir / "offload.sqlite3").exists():
+        return []
+    journal = Journal(state_dir, create=False)
+    try:
+        return [event.event_id for _, event in journal.pending()]
+    finally:
+        journal.close()
+
+
+def cli_report(config: Path, roll: str, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "setbridge", "offload", "report", "--config", str(config),
+                           "--roll", roll, "--status", "verified", "--timeout", "2", *extra],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, tmp_path):
+    watch = tmp_path / "cards"
+    watch.mkdir()
+    settings = make_settings(own_broker, tmp_path / "state",
+                             offload={"watch": [str(watch)], "poll_s": 0.1, "settle_s": 0.3})
+    config = write_config(tmp_path / "setbridge.toml", settings)
+    with config.open("a") as fh:
+        fh.write(f'[offload]\nwatch = ["{watch}"]\npoll_s = 0.1\nsettle_s = 0.3\n')
+    state = settings.hub.state_dir
+    base = settings.mqtt.base_topic
+    hub = HubProcess(config).start()
+    try:
+        before = Probe(own_broker.port, f"{base}/#")
+        before.wait_for(lambda t, d, r: t.endswith("/status") and d and d["state"] == "online", timeout=20)
+        assert cli_report(config, "A000", "--event-id", "e0").returncode == 0
+        before.wait_for(lambda t, d, r: t.endswith("/offload/event") and d["event_id"] == "e0")
+        before.close()
+
+        own_broker.stop()
+        down = cli_report(config, "A999")
+        assert down.returncode == 1 and "cannot reach the MQTT broker" in down.stderr and down.stderr.count("\n") == 1
+
+        raid = make_card(watch / "raid" / "A001R2EC", CARD)
+        seal(raid)
+        wait_until(lambda: len(journaled(state)) == 1, what="the watcher to journal A001R2EC on raid")
+        assert cli_report(config, "A002", "--event-id", "e2", "--journal").returncode == 0
+        hub.kill()  # kill -9 with two undelivered events
+
+        shuttle = watch / "shuttle" / "A001R2EC"  # the second copy is sealed while the hub is dead
+        shutil.copytree(raid, shuttle, ignore=shutil.ignore_patterns("ascmhl"))
+        seal(shuttle)
+        assert cli_report(config, "A003", "--event-id", "e3", "--journal").returncode == 0
+        assert cli_report(config, "A002", "--event-id", "e2", "--journal").stdout.startswith("already accepted")
+        hub.start()  # restarted during the outage: it catches up with the watch directory
+        wait_until(lambda: len(journaled(state)) == 4, what="the restarted hub to journal the shuttle copy")
+        hub.kill()
+        expected = journaled(state)
+        assert expected[1:3] == ["e2", "e3"], "journal order: raid copy, e2, e3, then the shuttle copy"
+
+        own_broker.start()
+        after = Probe(own_broker.port, f"{base}/#")
+        hub.start()
+        wait_until(lambda: journaled(state) == [], timeout=20, what="the journal to drain")
+        after.wait_for(lambda t, d, r: t.endswith("/offload/event") and d["event_id"] == expected[3], timeout=10)
+        time.sleep(1.0)  # anything duplicated would arrive by now
+        events = [d for t, d, r in after.seen if t.endswith("/offload/event")]
+        assert [e["event_id"] for e in events] == expected, "every event once, in journal order"
+        assert [e["roll"] for e in events] == ["A001R2EC", "A002", "A003", "A001R2EC"]
+        assert events[0]["safe_to_wipe"] is False
+        assert events[3]["copies"]["verified"] == 2 and events[3]["safe_to_wipe"] is True
+        after.close()
+
+        late = Probe(own_broker.port, f"{base}/offload/card/+")
+        cards = {late.wait_for(lambda t, d, r, roll=roll: t.endswith(f"/card/{roll}") and r)[1]["event_id"]
+                 for roll in ("A001R2EC", "A002", "A003")}
+        assert cards == {expected[3], "e2", "e3"}
+        late.close()
+    finally:
+        hub.kill()
