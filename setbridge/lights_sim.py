@@ -149,13 +149,15 @@ class SimLight:
         with self._cond:
             return [e.data.get("msg", "") for e in self.events if e.kind == "log"]
 
-    def wait_showing(self, showing: str, timeout: float = 5.0, after: int = 0) -> LightEvent:
-        """The first ``show`` event at index ``after`` or later with this value; raises on timeout."""
+    def wait_showing(self, showing: str, timeout: float = 5.0, after: int = 0, **fields: Any) -> LightEvent:
+        """The first ``show`` event at index ``after`` or later with this value (and ``fields``,
+        e.g. ``lost="wifi"``); raises on timeout."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 for event in self.events[after:]:
-                    if event.kind == "show" and event.showing == showing:
+                    if event.kind == "show" and event.showing == showing and all(
+                            event.data.get(k) == v for k, v in fields.items()):
                         return event
                 left = deadline - time.monotonic()
                 if left <= 0 or not self.running and self._reader and not self._reader.is_alive():
@@ -231,8 +233,13 @@ def run_simulation(settings: Settings, count: int, set_id: str | None, out=sys.s
     started = time.monotonic()
     lock = threading.Lock()
 
+    last: dict[str, str | None] = {}
+
     def report(event: LightEvent) -> None:
         if event.kind == "show":
+            if last.get(event.light) == event.showing:
+                return  # only the blink code changed (which link is missing)
+            last[event.light] = event.showing
             line = json.dumps({"light": event.light, "showing": event.showing, "t": round(event.t - started, 3)})
         elif verbose:
             line = json.dumps({"light": event.light, "log": event.data.get("msg")})

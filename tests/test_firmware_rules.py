@@ -10,6 +10,7 @@ from setbridge.lights_sim import FIRMWARE_DIR
 
 sys.path.insert(0, str(FIRMWARE_DIR))
 import mqtt  # noqa: E402
+import patterns  # noqa: E402
 import payloads  # noqa: E402
 import rules  # noqa: E402
 
@@ -123,3 +124,24 @@ def test_an_oversized_packet_is_skipped_and_the_next_one_delivered() -> None:
     for i in range(0, len(stream), 37):
         c.feed(stream[i:i + 37])
     assert c.got == [("small", b"ok", False)]
+
+
+def test_the_missing_link_is_named() -> None:
+    f = rules.Follower(timeout_ms=2500)
+    assert f.lost(0) == "wifi"
+    f.link_down(1, "broker")
+    assert f.lost(2) == "broker"
+    f.link_up(3)
+    assert f.lost(4) == "hub"  # connected, but no state yet
+    f.hub_status(5, True)
+    f.set_state(6, state("idle", 1, 1))
+    assert f.lost(7) is None
+    assert f.lost(2507) == "hub"
+
+
+@pytest.mark.parametrize("lost,blinks", [("hub", 2), ("broker", 3), ("wifi", 4)])
+def test_link_lost_blinks_tell_which_link_is_missing(lost: str, blinks: int) -> None:
+    levels = [patterns.frame("link-lost", t, None, lost)[0] for t in range(0, 2000, 10)]
+    rising = sum(1 for a, b in zip([0.0] + levels, levels) if b > a)
+    assert rising == blinks
+    assert [patterns.frame("link-lost", t, None, lost)[0] for t in range(2000, 4000, 10)] == levels

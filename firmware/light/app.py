@@ -45,6 +45,7 @@ class App:
         patterns.COLORS.update({k: tuple(v) for k, v in cfg["colors"].items()})
         self.output = outputs.build(cfg, board)
         self.shown = None
+        self.shown_lost = None
         self.shown_since = 0
         self.published = None
         self.backoff = BACKOFF_START_MS
@@ -62,7 +63,7 @@ class App:
         self.rules.link_up(now)
 
     def _on_disconnect(self, reason):
-        self.rules.link_down(clock.ticks(), "broker: " + reason)
+        self.rules.link_down(clock.ticks(), "broker")
         self._schedule_retry()
 
     def _on_message(self, topic, payload, retain):
@@ -97,7 +98,9 @@ class App:
         if wifi != self.wifi:
             self.wifi = wifi
             self.log("wifi up" if wifi else "wifi down")
-            if not wifi:
+            if wifi:
+                self.rules.link_down(now, "broker")  # up to the broker next
+            else:
                 self.mqtt.close()
                 self.rules.link_down(now, "wifi")
                 self.board.wifi_start()
@@ -115,15 +118,20 @@ class App:
     def update(self, now):
         """Render the current frame; publish and report a change of what is shown."""
         showing, overlay = self.rules.showing(now)
-        changed = showing != self.shown
+        lost = self.rules.lost(now)
+        changed = (showing, lost) != (self.shown, self.shown_lost)
         if changed:
+            if showing != self.shown:
+                self.shown_since = now
             self.shown = showing
-            self.shown_since = now
-        level, key, nxt = patterns.frame(showing, clock.diff(now, self.shown_since), overlay)
+            self.shown_lost = lost
+        level, key, nxt = patterns.frame(showing, clock.diff(now, self.shown_since), overlay, lost)
         rgb = key if isinstance(key, tuple) else patterns.COLORS.get(key, (0, 0, 0))
         self.output.render(level, rgb)
         if changed:  # reported once the output shows it
-            self.board.showing_changed(showing, self.rules.epoch, self.rules.seq)
+            if lost:
+                self.log("link lost: no %s" % ("Wi-Fi" if lost == "wifi" else lost))
+            self.board.showing_changed(showing, self.rules.epoch, self.rules.seq, lost)
         if showing != "flash" and self.mqtt.connected:
             state = (showing, self.rules.epoch, self.rules.seq)
             if state != self.published:
@@ -148,6 +156,6 @@ class App:
             except Exception as exc:  # keep going; the watchdog resets a board that truly hangs
                 self.log("main loop error: %r" % (exc,))
                 self.mqtt.close()
-                self.rules.link_down(clock.ticks(), "error")
+                self.rules.link_down(clock.ticks(), "broker")
                 self._schedule_retry()
                 self.mqtt.wait(100)

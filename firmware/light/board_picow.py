@@ -63,5 +63,6 @@ class Board:
     def log(self, msg):
         print("%d %s" % (time.ticks_ms(), msg))
 
-    def showing_changed(self, showing, epoch, seq):
-        print("%d showing %s (epoch %s seq %s)" % (time.ticks_ms(), showing, epoch, seq))
+    def showing_changed(self, showing, epoch, seq, lost):
+        why = " (no %s)" % lost if lost else ""
+        print("%d showing %s%s (epoch %s seq %s)" % (time.ticks_ms(), showing, why, epoch, seq))

@@ -4,7 +4,8 @@ Wi-Fi is "up" unless a file ``<config>.nowifi`` exists (tests create it to drop
 Wi-Fi); pins, PWM and NeoPixels are recorders. Every change of what the light
 shows, and every log line, is one JSON object per line on stdout:
 
-    {"ev": "show", "showing": "rolling", "epoch": 3, "seq": 12}
+    {"ev": "show", "showing": "rolling", "epoch": 3, "seq": 12, "lost": null}
+    {"ev": "show", "showing": "link-lost", "epoch": 3, "seq": 12, "lost": "broker"}
     {"ev": "log", "msg": "connected to 127.0.0.1:1883"}
 """
 
@@ -94,5 +95,5 @@ class Board:
     def log(self, msg):
         emit({"ev": "log", "msg": msg})
 
-    def showing_changed(self, showing, epoch, seq):
-        emit({"ev": "show", "showing": showing, "epoch": epoch, "seq": seq})
+    def showing_changed(self, showing, epoch, seq, lost):
+        emit({"ev": "show", "showing": showing, "epoch": epoch, "seq": seq, "lost": lost})

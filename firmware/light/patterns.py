@@ -9,7 +9,7 @@ RGB tuple for flashes), ``next_ms`` when the frame may change next.
 | idle      | off                                 | dim green           |
 | standby   | slow pulse (relay: 1 s on, 1 s off) | amber, slow pulse   |
 | rolling   | solid on                            | solid red           |
-| link-lost | double blink every 2 s              | blue, double blink  |
+| link-lost | bursts every 2 s: 2 blinks = no hub, 3 = no broker, 4 = no Wi-Fi | blue, same bursts |
 | identify  | fast blink (5 per second)           | white, fast blink   |
 | test      | each state for a quarter of the time | each state's look  |
 | flash     | slow (1 Hz) or fast (5 Hz) blink    | the given colour    |
@@ -23,9 +23,19 @@ COLORS = {
     "identify": (255, 255, 255),
 }
 
+LOST_BLINKS = {"hub": 2, "broker": 3, "wifi": 4}
+"""Blinks per 2 s burst while the link is lost, by the missing link."""
+
+
+def _lost(blinks):
+    return ((1, 150), (0, 150)) * (blinks - 1) + ((1, 150), (0, 2000 - 300 * blinks + 150))
+
+
 # blink patterns: ((level, ms), ...) repeated
 _BLINKS = {
-    "link-lost": ((1, 150), (0, 150), (1, 150), (0, 1550)),
+    "hub": _lost(2),
+    "broker": _lost(3),
+    "wifi": _lost(4),
     "identify": ((1, 100), (0, 100)),
     "slow": ((1, 500), (0, 500)),
     "fast": ((1, 100), (0, 100)),
@@ -46,7 +56,7 @@ def _blink(segments, elapsed):
     return 0, 1
 
 
-def frame(showing, elapsed, overlay=None):
+def frame(showing, elapsed, overlay=None, lost="hub"):
     if showing == "rolling":
         return 1.0, "rolling", 1000
     if showing == "idle":
@@ -56,7 +66,10 @@ def frame(showing, elapsed, overlay=None):
         half = PULSE_MS // 2
         level = t / half if t < half else (PULSE_MS - t) / half
         return level, "standby", PULSE_STEP_MS
-    if showing in ("link-lost", "identify"):
+    if showing == "link-lost":
+        level, left = _blink(_BLINKS.get(lost, _BLINKS["hub"]), elapsed)
+        return float(level), showing, left
+    if showing == "identify":
         level, left = _blink(_BLINKS[showing], elapsed)
         return float(level), showing, left
     if showing == "test" and overlay is not None:

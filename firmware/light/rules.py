@@ -9,6 +9,7 @@ Rules:
   within an epoch a higher ``seq`` wins; an equal one confirms what is shown;
 - the link is trusted while the broker is connected, the hub is not offline and
   a heartbeat or state arrived within ``timeout_ms``; otherwise "link-lost";
+- ``lost()`` names the missing link: ``wifi``, ``broker`` or ``hub`` (the blink code);
 - identify/test/flash overlays run only on a trusted link and never while the set
   is rolling; a roll or a lost link ends them at once.
 """
@@ -30,7 +31,7 @@ class Follower:
         self.hub_online = None  # None until the hub's status is known
         self.last_seen = None  # ticks of the last heartbeat or state
         self.overlay = None  # (kind, started, duration_ms, options)
-        self.reason = "starting"
+        self.down = "wifi"  # which link is missing while not connected: wifi or broker
 
     # -- inputs -----------------------------------------------------------------------
     def link_up(self, now):
@@ -38,15 +39,13 @@ class Follower:
         self.connected = True
         self.last_seen = now  # the retained state and a heartbeat are due within the timeout
 
-    def link_down(self, now, reason):
-        """The broker or Wi-Fi is gone."""
+    def link_down(self, now, link):
+        """The broker connection is gone; ``link`` is ``wifi`` or ``broker``, whichever failed."""
         self.connected = False
-        self.reason = reason
+        self.down = link
 
     def hub_status(self, now, online):
         self.hub_online = online
-        if not online:
-            self.reason = "hub offline"
 
     def set_state(self, now, msg, beat=False):
         """A set state or heartbeat ``{"state","epoch","seq"}``; True when applied."""
@@ -79,12 +78,17 @@ class Follower:
 
     # -- outputs ------------------------------------------------------------------------
     def trusted(self, now):
-        if not self.connected or self.hub_online is False or self.state is None:
-            return False
+        return self.lost(now) is None
+
+    def lost(self, now):
+        """None while the link is trusted, else the missing link: wifi, broker or hub."""
+        if not self.connected:
+            return self.down
+        if self.hub_online is False or self.state is None:
+            return "hub"
         if self.last_seen is None or diff(now, self.last_seen) > self.timeout_ms:
-            self.reason = "no heartbeat"
-            return False
-        return True
+            return "hub"
+        return None
 
     def showing(self, now):
         """``(showing, overlay)``: what to show and the running overlay, if any."""
