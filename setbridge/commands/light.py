@@ -69,6 +69,9 @@ def provision(args: argparse.Namespace) -> int:
     if cfg["mqtt"]["host"] in LOOPBACK:
         print(f"warning: mqtt.host is {cfg['mqtt']['host']}, which a light cannot reach; "
               "pass --broker-host with the hub's address on the set network", file=sys.stderr)
+    if settings.mqtt.tls.enabled:
+        print(f"warning: the hub uses TLS on port {settings.mqtt.port}, but the light firmware speaks plain MQTT; "
+              "set mqtt.port in config.json to the broker's plain listener for lights", file=sys.stderr)
     if not args.wifi_ssid:
         print("warning: no --wifi-ssid given; edit wifi.ssid and wifi.key in config.json", file=sys.stderr)
     if password and not args.mqtt_password:
