@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import PayloadError
 from ..messages import CONTRACT, Payload, parse_payload
@@ -156,7 +156,11 @@ class OffloadEvent(ReportFields, Payload):
     """At least ``copies.required`` verified copies, status verified, and nothing failed."""
 
 
-CONTRACT["offload/report"] = OffloadReport
+class ReportPayload(RootModel[OffloadReport | HedgeReport]):
+    """Everything ``{base}/offload/report`` accepts: a report, or one wrapped Hedge script event."""
+
+
+CONTRACT["offload/report"] = ReportPayload  # type: ignore[assignment]  # a union of two payloads
 CONTRACT["offload/event"] = OffloadEvent
 CONTRACT["offload/card/{roll}"] = OffloadEvent
 
