@@ -218,3 +218,5 @@ CONTRACT: dict[str, type[Payload]] = {
     "offload/error": OffloadError,
 }
 """Topic pattern (below the base) → payload model; offload models register themselves here."""
+
+from .offload import models as _offload_models  # noqa: E402,F401 - registers the offload topics above
