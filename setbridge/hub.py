@@ -64,6 +64,14 @@ class Hub:
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request)
         self.bus.on_connect(self._announce)
         self.add_component(OffloadRelay(self))
+        if settings.audio.source != "none":
+            from .voice import VoiceListener  # loads Vosk and PortAudio only when voice is configured
+
+            self.voice_enabled = settings.speech.enabled
+            self.add_component(VoiceListener(
+                settings, submit=self.submit, get_state=lambda: self.state, set_audio_status=self.set_audio_status,
+                voice_enabled=lambda: bool(self.voice_enabled),
+            ))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
@@ -93,8 +101,15 @@ class Hub:
         self.bus.start()
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat_thread.start()
-        for component in self.components:
-            component.start()
+        started: list[Component] = []
+        try:
+            for component in self.components:
+                component.start()
+                started.append(component)
+        except BaseException:
+            self.components = started  # stop only what is running, then go offline cleanly
+            self.stop()
+            raise
         log.info("hub %s started for set %s (epoch %d)", self.settings.hub.id, self.set_id, self.controller.epoch)
 
     def stop(self) -> None:
