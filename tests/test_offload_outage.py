@@ -100,3 +100,32 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
         late.close()
     finally:
         hub.kill()
+
+
+def test_running_hub_delivers_the_journal_when_the_broker_returns(own_broker, tmp_path):
+    from setbridge.hub import Hub
+    from setbridge.offload.models import parse_report
+
+    settings = make_settings(own_broker, tmp_path / "state")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        assert hub.bus.wait_connected(5)
+        own_broker.stop()
+        wait_until(lambda: not hub.bus.connected.is_set(), what="the hub to notice the outage")
+        outside = Journal(settings.hub.state_dir)  # as `setbridge offload report --journal` does
+        for n in range(5):
+            report = parse_report(f'{{"v": 1, "roll": "C00{n}", "status": "verified", "event_id": "c{n}"}}')
+            outside.append(report, 2)
+        outside.close()
+        time.sleep(1.5)  # the hub polls the journal meanwhile and must not lose or reorder anything
+        assert journaled(settings.hub.state_dir) == [f"c{n}" for n in range(5)]
+        own_broker.start()
+        wait_until(lambda: journaled(settings.hub.state_dir) == [], timeout=20, what="the journal to drain")
+        late = Probe(own_broker.port, f"{settings.mqtt.base_topic}/offload/card/+")
+        for n in range(5):
+            _, card, retained = late.wait_for(lambda t, d, r, n=n: t.endswith(f"/card/C00{n}"))
+            assert retained and card["event_id"] == f"c{n}"
+        late.close()
+    finally:
+        hub.stop()

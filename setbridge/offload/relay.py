@@ -15,6 +15,9 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from paho.mqtt.client import MQTTMessageInfo
+from paho.mqtt.enums import MQTTErrorCode
+
 from ..errors import PayloadError, SetbridgeError
 from ..messages import LightCommand, OffloadError
 from .intake import accept
@@ -29,6 +32,19 @@ log = logging.getLogger(__name__)
 
 REJECTED_CHARS = 200
 """How much of a rejected payload is echoed on ``{base}/offload/error``."""
+
+
+def _acknowledged(info: MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged a QoS 1 publish.
+
+    A message published in the instant the connection drops has ``rc`` NO_CONN, so
+    ``is_published()`` raises, yet paho keeps it queued, sends it on reconnect and marks the same
+    info published on the PUBACK; read that mark instead.
+    """
+    try:
+        return info.is_published()
+    except RuntimeError:
+        return bool(getattr(info, "_published", False))
 
 
 class OffloadRelay:
@@ -138,7 +154,11 @@ class OffloadRelay:
         data = event.to_bytes()
         infos = [self.bus.publish(self.topics.offload_event(), data, qos=1),
                  self.bus.publish(self.topics.offload_card(event.roll), data, qos=1, retain=True)]
-        while not all(info.is_published() for info in infos):
+        if any(info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE for info in infos):
+            log.warning("the MQTT client's queue is full; offload delivery retries shortly")
+            self._stop.wait(1.0)
+            return False
+        while not all(_acknowledged(info) for info in infos):
             if self._stop.wait(0.02):
                 return False
         return True
