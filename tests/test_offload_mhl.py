@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ def card(tmp_path: Path) -> Path:
 
 def test_clean_generation(card):
     [report] = generation_reports(card)
+    assert not [m for m in sys.modules if m.startswith("ascmhl.cli")], "the CLI (which checks online for updates) stays unloaded"
     assert report.status == "verified" and report.roll == "A001R2EC" and report.source == "mhl"
     assert report.files == 3 and report.bytes == sum(len(v) for v in CARD.values())
     assert report.hash.formats == ["xxh64"] and report.hash.original == 3 and report.hash.failed == 0

@@ -9,6 +9,7 @@ marks a row delivered only once the broker has acknowledged both.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sqlite3
 import threading
@@ -64,6 +65,8 @@ class OffloadRelay:
         self._thread: threading.Thread | None = None
         self.watcher = None
         if self.settings.watch:
+            if importlib.util.find_spec("ascmhl") is None:
+                raise SetbridgeError("[offload] watch needs the ascmhl package; install it with: pip install ascmhl")
             self.watcher = MhlWatcher(self.settings.watch, on_report=self.submit,
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self.journal.contains, poll_s=self.settings.poll_s,
