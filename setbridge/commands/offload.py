@@ -169,7 +169,7 @@ def _over_mqtt(settings, item, timeout: float) -> int:
         while not info.is_published():
             if time.monotonic() > deadline or not bus.connected.is_set():
                 raise SetbridgeError(f"the broker at {settings.mqtt.host}:{settings.mqtt.port} did not acknowledge the "
-                                     "report; it may not have arrived, send it again (same --event-id is safe)")
+                                     f"report; send it again with --event-id {item.event_id} (a repeat is published once)")
             time.sleep(0.01)
         if isinstance(item, HedgeReport) and not _completes_card(item):
             print("sent; the hub publishes the card's event when the source disk is idle")
@@ -217,8 +217,8 @@ def _await_answer(answers, topics, event_id: str, deadline: float, timeout: floa
                     return 1
         except SetbridgeError:
             continue
-    print(f"setbridge: the broker took the report but no hub answered within {timeout:g} s; "
-          "is `setbridge hub` running? (sending again with the same --event-id is safe)", file=sys.stderr)
+    print(f"setbridge: the broker took the report but no hub answered within {timeout:g} s; is `setbridge hub` "
+          f"running? Send it again with --event-id {event_id} (a repeat is published once)", file=sys.stderr)
     return 2
 
 
