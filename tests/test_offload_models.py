@@ -161,3 +161,14 @@ def test_random_payloads_give_events_or_payload_errors(raw):
         except PayloadError:
             return
         normalize(combined, copies_required=2)
+
+
+def test_prune_keeps_pending_events_and_each_cards_latest(tmp_path):
+    journal = Journal(tmp_path)
+    for n, roll in enumerate(["A001", "A001", "A002"]):
+        journal.append(parse_report(report(roll=roll, event_id=f"p{n}")), 2)
+    for seq, _ in journal.pending()[:2]:
+        journal.mark_delivered(seq)
+    assert journal.prune(keep_days=-1) == 1
+    assert [e.event_id for e, _ in journal.cards()] == ["p1", "p2"]
+    assert [e.event_id for _, e in journal.pending()] == ["p2"]

@@ -102,6 +102,16 @@ class Journal:
         with self._lock:
             self._db.execute("UPDATE events SET delivered_at = ? WHERE seq = ?", (time.time(), seq))
 
+    def prune(self, keep_days: float) -> int:
+        """Forget delivered events older than ``keep_days``, except each card's latest; returns how many."""
+        cutoff = time.time() - keep_days * 86400
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM events WHERE delivered_at IS NOT NULL AND accepted_at < ? "
+                "AND seq NOT IN (SELECT MAX(seq) FROM events GROUP BY roll)", (cutoff,))
+            self._db.execute("DELETE FROM hedge_copies WHERE received_at < ?", (cutoff,))
+            return cur.rowcount
+
     # -- Hedge copy events waiting for their source's DiskIdle --------------------------------
     def add_hedge_copy(self, source: str, copy: dict) -> None:
         with self._lock:

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 REJECTED_CHARS = 200
 """How much of a rejected payload is echoed on ``{base}/offload/error``."""
+KEEP_DAYS = 90
+"""Delivered events are kept this long (a card's latest event is kept for good)."""
 
 
 def _acknowledged(info: MQTTMessageInfo) -> bool:
@@ -76,6 +78,9 @@ class OffloadRelay:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        pruned = self.journal.prune(KEEP_DAYS)
+        if pruned:
+            log.info("offload journal: forgot %d delivered events older than %d days", pruned, KEEP_DAYS)
         self._thread = threading.Thread(target=self._deliver_loop, name="offload-delivery", daemon=True)
         self._thread.start()
         if self.watcher:
