@@ -175,3 +175,28 @@ def test_cli_without_a_hub_or_broker_says_so(broker, tmp_path):
     assert [e.roll for _, e in Journal(down.hub.state_dir).pending()] == ["A005"]
     empty = cli(write_config(tmp_path / "other.toml", make_settings(broker, tmp_path / "none")), "list")
     assert empty.returncode == 1 and "no offload journal" in empty.stderr
+
+
+def test_every_input_gives_the_same_normalized_event(offload_hub, tmp_path, probe_factory):
+    from setbridge.offload.models import OffloadEvent
+
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/event")
+    dests = ["/Volumes/RAID/{roll}", "/Volumes/Shuttle/{roll}"]
+    probe.publish(f"{base}/offload/report", report(roll="R1", event_id="via-mqtt",
+                                                    destinations=[{"path": d.format(roll="R1")} for d in dests]))
+    config = write_config(tmp_path / "setbridge.toml", offload_hub.settings)
+    args = [a for d in dests for a in ("--destination", d.format(roll="R2"))]
+    assert cli(config, "report", "--roll", "R2", "--status", "verified", "--event-id", "via-cli", *args).returncode == 0
+    for d in dests:
+        probe.publish(f"{base}/offload/report", {"v": 1, "hedge": {**hedge_copy(d.format(roll="R3")), "sourcePath": "/Volumes/R3"}})
+    probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "via-hedge", "hedge": {
+        "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/R3"}})
+    events = {}
+    for event_id in ("via-mqtt", "via-cli", "via-hedge"):
+        _, data, _ = probe.wait_for(on("/offload/event", event_id=event_id))
+        events[event_id] = OffloadEvent.model_validate(data)
+    assert [e.source for e in events.values()] == ["mqtt", "cli", "hedge"]
+    for event in events.values():
+        assert event.status == "verified" and event.copies.verified == 2 and event.safe_to_wipe
+        assert [d.path for d in event.destinations] == [d.format(roll=event.roll) for d in dests]
