@@ -50,6 +50,10 @@ def _acknowledged(info: MQTTMessageInfo) -> bool:
         return bool(getattr(info, "_published", False))
 
 
+def _journal_failed(exc: BaseException, journal: Journal) -> str:
+    return f"could not write the offload journal {journal.path} ({exc}); the report was not kept, send it again"
+
+
 class OffloadRelay:
     """``hub.add_component(OffloadRelay(hub))``: subscribes at once, delivers from ``start()``."""
 
@@ -103,6 +107,9 @@ class OffloadRelay:
         except PayloadError as exc:
             self._reject(str(exc), event_id=report.event_id, source=report.source)
             return None
+        except (sqlite3.Error, OSError) as exc:
+            self._reject(_journal_failed(exc, self.journal), event_id=report.event_id, source=report.source)
+            return None
         if outcome.event is not None and outcome.kind == "event":
             log.info("offload %s: %s (%s)", outcome.event.roll, outcome.event.status, outcome.event.source)
         self._wake.set()
@@ -114,6 +121,9 @@ class OffloadRelay:
             outcome = accept(self.journal, item, self.settings.copies_required, source="mqtt")
         except PayloadError as exc:
             self._reject(str(exc), raw=raw, event_id=event_id_of(raw), source="mqtt")
+            return
+        except (sqlite3.Error, OSError) as exc:  # the sender hears it was not kept and can resend
+            self._reject(_journal_failed(exc, self.journal), raw=raw, event_id=event_id_of(raw), source="mqtt")
             return
         if outcome.kind == "duplicate":
             self._reject(outcome.note, event_id=item.event_id, source="mqtt", duplicate=True)
