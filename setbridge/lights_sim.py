@@ -257,5 +257,5 @@ def run_simulation(settings: Settings, count: int, set_id: str | None, out=sys.s
                 raise SetbridgeError(f"simulated light {dead[0]} exited; run with -v to see its log")
 
 
-__all__ = ["LightEvent", "LightsSim", "SimLight", "find_micropython", "light_config", "run_simulation",
-           "FIRMWARE_DIR", "os"]
+__all__ = ["FIRMWARE_DIR", "LightEvent", "LightsSim", "SimLight", "find_micropython", "light_config",
+           "run_simulation"]

@@ -17,23 +17,12 @@ user/password, keepalive PINGREQ with a PINGRESP deadline, and oversized
 inbound packets skipped without buffering them.
 """
 
-try:
-    import select
-    import socket
-    import time
+import select
+import socket
+import time
 
-    _ticks = time.ticks_ms
-    _diff = time.ticks_diff
-except AttributeError:  # CPython
-    import select
-    import socket
-    import time
-
-    def _ticks():
-        return int(time.monotonic() * 1000)
-
-    def _diff(a, b):
-        return a - b
+from clock import diff as _diff
+from clock import ticks as _ticks
 
 CLOSED = 0
 CONNECTING = 1  # TCP connect in progress
