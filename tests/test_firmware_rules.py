@@ -145,3 +145,26 @@ def test_link_lost_blinks_tell_which_link_is_missing(lost: str, blinks: int) -> 
     rising = sum(1 for a, b in zip([0.0] + levels, levels) if b > a)
     assert rising == blinks
     assert [patterns.frame("link-lost", t, None, lost)[0] for t in range(2000, 4000, 10)] == levels
+
+
+def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(monkeypatch) -> None:
+    sys.path.insert(0, str(FIRMWARE_DIR))
+    try:
+        import app
+        import board_unix
+        import clock
+    finally:
+        sys.path.remove(str(FIRMWARE_DIR))
+    cfg = {"id": "door-1", "set": "main", "hub": "hub-1", "heartbeat_timeout_s": 2.5, "reconnect_max_s": 5,
+           "mqtt": {"host": "127.0.0.1", "port": 1, "base_topic": "t", "keepalive_s": 10},
+           "output": {"type": "relay", "pin": 2}, "colors": {}}
+    light = app.App(cfg, board_unix.Board(cfg))
+    monkeypatch.setattr(clock, "ticks", lambda: 0)
+    waits = []
+    for _ in range(8):
+        base = light.backoff
+        light._schedule_retry()
+        waits.append(light.next_try)
+        assert 0.75 * base <= light.next_try <= 1.25 * base
+    assert max(waits) <= 1.25 * 5000
+    assert light.backoff == 5000
