@@ -33,3 +33,12 @@ def test_both_boards_turn_wifi_power_saving_off_and_start_the_watchdog() -> None
         assert "neopixel.NeoPixel" in names(board)
         assert "machine.WDT.feed" in names(board)
     assert "rp2.country" in names(pico)
+
+
+def test_a_bad_config_stops_the_firmware_with_one_line_naming_the_key(tmp_path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"id": "door-1", "mqtt": {"host": "10.0.0.2", "port": "1883"}}))
+    out = subprocess.run([find_micropython(), str(FIRMWARE_DIR / "main.py"), str(config)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stdout.strip() == "setbridge light: cannot start: config.json: mqtt.port must be a whole number between 1 and 65535"

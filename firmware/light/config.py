@@ -31,6 +31,13 @@ def _ident(value, key):
     return value
 
 
+def _number(section, key, low, high, name, integer=False):
+    value = section[key]
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError("config.json: %s must be a %s between %s and %s" % (name, "whole number" if integer else "number", low, high))
+
+
 def check(cfg):
     """Fill defaults into ``cfg`` (a dict) and check it; raise ValueError naming the key."""
     for key, value in DEFAULTS.items():
@@ -49,6 +56,10 @@ def check(cfg):
     t = cfg["heartbeat_timeout_s"]
     if not isinstance(t, (int, float)) or not 0.5 <= t <= 3:
         raise ValueError("config.json: heartbeat_timeout_s must be between 0.5 and 3")
+    _number(cfg["mqtt"], "port", 1, 65535, "mqtt.port", integer=True)
+    _number(cfg["mqtt"], "keepalive_s", 2, 600, "mqtt.keepalive_s", integer=True)
+    _number(cfg, "reconnect_max_s", 0.5, 300, "reconnect_max_s")
+    _number(cfg, "watchdog_s", 1, 60, "watchdog_s")
     if cfg["output"].get("type") not in ("relay", "pwm", "neopixel"):
         raise ValueError("config.json: output.type must be relay, pwm or neopixel")
     return cfg

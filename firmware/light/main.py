@@ -27,4 +27,4 @@ def main():
     App(cfg, board.Board(cfg)).run()
 
 
-main()
+sys.exit(main() or 0)
