@@ -78,11 +78,16 @@ cfg = config.check({"id": "door-1", "mqtt": {"host": "192.168.1.10"}, "wifi": {"
 result = {}
 for board_name in ("board_esp32", "board_picow"):
     del calls[:]
-    board = __import__(board_name).Board(cfg)
+    module = __import__(board_name)
+    board = module.Board(cfg)
     board.wifi_up()
     board.pin(2)
     board.pwm(5, 1000)
     outputs.build(cfg, board)
+    board.feed()  # within the grace period after boot: no watchdog yet
+    calls.append(["(grace period over)", [], {}])
+    module.WDT_GRACE_MS = 0
+    board.feed()  # starts the watchdog
     board.feed()
     result[board_name] = list(calls)
 print(json.dumps(result))

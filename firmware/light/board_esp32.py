@@ -4,6 +4,8 @@ import machine
 import network
 import time
 
+WDT_GRACE_MS = 5000
+
 
 class Board:
     def __init__(self, cfg):
@@ -14,7 +16,9 @@ class Board:
         self.wlan.active(True)
         # Power saving off: modem sleep delays received packets by up to a beacon interval or more.
         self.wlan.config(pm=self.wlan.PM_NONE)
-        self.wdt = machine.WDT(timeout=int(cfg["watchdog_s"] * 1000))
+        self.wdt = None
+        self.wdt_ms = int(cfg["watchdog_s"] * 1000)  # 0 turns it off
+        self.booted = time.ticks_ms()
         self._last_start = None
 
     def wifi_start(self):
@@ -50,7 +54,12 @@ class Board:
         return neopixel.NeoPixel(machine.Pin(num), n)
 
     def feed(self):
-        self.wdt.feed()
+        """Feed the watchdog; it starts WDT_GRACE_MS after boot, so that a tool such as mpremote
+        can stop the program right after a reset without the watchdog resetting the board."""
+        if self.wdt is not None:
+            self.wdt.feed()
+        elif self.wdt_ms and time.ticks_diff(time.ticks_ms(), self.booted) >= WDT_GRACE_MS:
+            self.wdt = machine.WDT(timeout=self.wdt_ms)
 
     def log(self, msg):
         print("%d %s" % (time.ticks_ms(), msg))

@@ -5,6 +5,8 @@ import network
 import rp2
 import time
 
+WDT_GRACE_MS = 5000
+
 PM_NONE_CYW43 = 0xA11140  # the CYW43 "no power save" value, for builds without WLAN.PM_NONE
 
 
@@ -18,8 +20,10 @@ class Board:
         self.wlan.active(True)
         # Power saving off: the CYW43 default sleeps between beacons and adds latency.
         self.wlan.config(pm=getattr(self.wlan, "PM_NONE", PM_NONE_CYW43))
-        # The RP2040 watchdog allows at most about 8.3 s.
-        self.wdt = machine.WDT(timeout=min(8000, int(cfg["watchdog_s"] * 1000)))
+        # The RP2040 watchdog allows at most about 8.3 s; 0 turns it off.
+        self.wdt = None
+        self.wdt_ms = min(8000, int(cfg["watchdog_s"] * 1000))
+        self.booted = time.ticks_ms()
         self._last_start = None
 
     def wifi_start(self):
@@ -58,7 +62,12 @@ class Board:
         return neopixel.NeoPixel(machine.Pin(num), n)
 
     def feed(self):
-        self.wdt.feed()
+        """Feed the watchdog; it starts WDT_GRACE_MS after boot, so that a tool such as mpremote
+        can stop the program right after a reset without the watchdog resetting the board."""
+        if self.wdt is not None:
+            self.wdt.feed()
+        elif self.wdt_ms and time.ticks_diff(time.ticks_ms(), self.booted) >= WDT_GRACE_MS:
+            self.wdt = machine.WDT(timeout=self.wdt_ms)
 
     def log(self, msg):
         print("%d %s" % (time.ticks_ms(), msg))

@@ -59,7 +59,7 @@ def check(cfg):
     _number(cfg["mqtt"], "port", 1, 65535, "mqtt.port", integer=True)
     _number(cfg["mqtt"], "keepalive_s", 2, 600, "mqtt.keepalive_s", integer=True)
     _number(cfg, "reconnect_max_s", 0.5, 300, "reconnect_max_s")
-    _number(cfg, "watchdog_s", 1, 60, "watchdog_s")
+    _number(cfg, "watchdog_s", 0, 60, "watchdog_s")
     if cfg["output"].get("type") not in ("relay", "pwm", "neopixel"):
         raise ValueError("config.json: output.type must be relay, pwm or neopixel")
     return cfg
