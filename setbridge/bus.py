@@ -4,6 +4,7 @@ subscriptions that survive reconnects."""
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -106,6 +107,9 @@ class Bus:
                       self.settings.host, self.settings.port, reason_code)
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
+        sock = client.socket()
+        if sock is not None:  # small state messages must not wait for Nagle's algorithm
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic_filter, (qos, _) in self._subscriptions.items():
             client.subscribe(topic_filter, qos)
         self.connected.set()
