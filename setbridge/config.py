@@ -104,7 +104,7 @@ class SpeechSettings(Section):
     """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
     min_confidence: float = Field(0.6, ge=0.0, le=1.0)
     """Lowest Vosk word confidence accepted."""
-    max_extra_sound_s: float = Field(0.4, ge=0.0, le=10.0)
+    max_extra_sound_s: float = Field(0.6, ge=0.0, le=10.0)
     """Sound in an utterance outside the phrase that is tolerated (longer speech decoded as a phrase)."""
     min_sound_share: float = Field(0.3, ge=0.0, le=1.0)
     """Heard sound must last at least this share of the phrase (rejects a phrase forced onto a noise blip)."""

@@ -56,7 +56,7 @@ class Tuning:
     """Plausible seconds per syllable of a phrase (shortest, longest)."""
     min_sound_share: float = 0.3
     """Heard sound must last at least this share of the phrase Vosk placed (rejects a phrase forced onto a blip)."""
-    max_extra_sound_s: float = 0.4
+    max_extra_sound_s: float = 0.6
     """Sound in the utterance outside the phrase that is tolerated (rejects longer speech decoded as a phrase)."""
     refractory_s: float = 1.5
     """After a trigger, ignore further triggers for this long."""
