@@ -20,6 +20,7 @@ COMMANDS = [
     "lights",
     "light",
     "offload",
+    "broker",
 ]
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 

@@ -37,7 +37,7 @@ class PrivateBroker:
     (listeners, ACLs). ``restart()`` keeps the port."""
 
     def __init__(self, port: int | None = None, extra_config: str = "", anonymous: bool = True,
-                 workdir: Path | None = None):
+                 workdir: Path | None = None, config_file: Path | None = None):
         self.port = port or free_port()
         self.extra_config = extra_config
         self.anonymous = anonymous
@@ -46,6 +46,8 @@ class PrivateBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "mosquitto.log"
+        self.config_file = config_file
+        """A complete config to run instead of the generated one (its listener must use ``port``)."""
 
     def config_text(self) -> str:
         lines = [
@@ -63,10 +65,11 @@ class PrivateBroker:
         return "\n".join(lines) + "\n" + self.extra_config + "\n"
 
     def start(self, timeout: float = 5.0) -> "PrivateBroker":
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(self.config_text())
-        self.workdir.chmod(0o755)
-        conf.chmod(0o644)
+        conf = self.config_file or self.workdir / "mosquitto.conf"
+        if self.config_file is None:
+            conf.write_text(self.config_text())
+            self.workdir.chmod(0o755)
+            conf.chmod(0o644)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=log, stderr=log)
         log.close()

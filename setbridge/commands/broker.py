@@ -1,0 +1,54 @@
+"""``setbridge broker config|add-user``: a secured Mosquitto for the stage."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..broker_config import DEFAULT_DIR, ROLES, BrokerFiles, add_user, reload_hint, write_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("broker", help="write a secured Mosquitto config and manage its users")
+    actions = p.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
+
+    cfg = actions.add_parser("config", help="write the config, password file and ACL")
+    cfg.add_argument("--out", type=Path, metavar="DIR",
+                     help="write every file into DIR as a standalone config (default: a drop-in under /etc/mosquitto)")
+    cfg.add_argument("--port", type=int, default=1883, help="plain MQTT listener port (default 1883)")
+    cfg.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all; 127.0.0.1 = this machine only)")
+    cfg.add_argument("--tls-port", type=int, help="also listen with TLS on this port (e.g. 8883)")
+    cfg.add_argument("--cafile", type=Path, help="CA certificate for the TLS listener")
+    cfg.add_argument("--certfile", type=Path, help="server certificate for the TLS listener")
+    cfg.add_argument("--keyfile", type=Path, help="server key for the TLS listener")
+    cfg.add_argument("--base-topic", default="setbridge", help="base topic the ACL grants (default setbridge)")
+    cfg.set_defaults(func=run_config)
+
+    add = actions.add_parser("add-user", help="add or update a broker user with a role")
+    add.add_argument("name", help="user name; a light uses its light id")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password", help="password (default: a random one, printed once)")
+    add.add_argument("--dir", type=Path, help="the folder given to `broker config --out` (default /etc/mosquitto)")
+    add.add_argument("--base-topic", default="setbridge", help="base topic the ACL grants (default setbridge)")
+    add.set_defaults(func=run_add_user)
+
+
+def run_config(args: argparse.Namespace) -> int:
+    files = BrokerFiles(args.out or DEFAULT_DIR, standalone=args.out is not None)
+    written = write_config(files, args.base_topic, port=args.port, bind=args.bind, tls_port=args.tls_port,
+                           cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile)
+    for path in written:
+        print(f"wrote {path}")
+    print(reload_hint(files))
+    return 0
+
+
+def run_add_user(args: argparse.Namespace) -> int:
+    standalone = args.dir is not None and not (args.dir / "conf.d" / "setbridge.conf").exists()
+    files = BrokerFiles(args.dir or DEFAULT_DIR, standalone=standalone)
+    password = add_user(files, args.name, args.role, args.password, args.base_topic)
+    print(f"user {args.name} ({args.role}) saved in {files.passwords} and {files.acl}")
+    if not args.password:
+        print(f"password: {password}")
+    print(reload_hint(files))
+    return 0
