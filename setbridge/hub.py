@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
 from typing import Protocol
 
 from . import __version__
@@ -20,9 +19,13 @@ from .errors import PayloadError, SetbridgeError
 from .messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
 from .offload.relay import OffloadRelay
 from .state_store import StateStore
+from .systemd import Notifier
 from .topics import Topics
 
 log = logging.getLogger(__name__)
+
+READY_WAIT_S = 10.0
+"""How long start-up waits for the broker before telling systemd it is ready anyway."""
 
 
 class Component(Protocol):
@@ -125,19 +128,29 @@ class Hub:
         if self._heartbeat_thread:
             self._heartbeat_thread.join(timeout=2)
 
-    def run_forever(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Run until SIGTERM or SIGINT; ``on_ready`` is called once started."""
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, telling systemd when ready and pinging its watchdog."""
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        self.start()
-        if on_ready:
-            on_ready()
+        notifier = Notifier()
+        self.start()  # loads the speech model, if any, before saying ready
+        connected = self.bus.wait_connected(READY_WAIT_S)
+        broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        notifier.send(READY=1, STATUS=f"set {self.set_id}: {self.state}; broker {broker} "
+                                      f"{'connected' if connected else 'unreachable, retrying'}")
+        tick = min(1.0, notifier.watchdog_s / 3) if notifier.watchdog_s else 1.0
         try:
-            while not stop.wait(1.0):
-                pass
+            while not stop.wait(tick):
+                if self.healthy():
+                    notifier.send(WATCHDOG=1)
         finally:
+            notifier.send(STOPPING=1)
             self.stop()
+
+    def healthy(self) -> bool:
+        """True while the hub's own loops run (what the systemd watchdog checks)."""
+        return self._heartbeat_thread is not None and self._heartbeat_thread.is_alive()
 
     # -- publishing -------------------------------------------------------------------------
     def _status(self, state: str) -> HubStatus:
