@@ -88,7 +88,7 @@ def test_provision_gives_the_light_its_own_password_when_the_broker_uses_them(se
     assert cfg["mqtt"]["user"] == "door-2"
     assert cfg["mqtt"]["password"] and cfg["mqtt"]["password"] != "hub-secret"
     assert (out / "config.json").stat().st_mode & 0o077 == 0
-    assert f"mosquitto_passwd -b /etc/mosquitto/passwd door-2 {cfg['mqtt']['password']}" in capsys.readouterr().out
+    assert f"setbridge broker add-user door-2 --role light --password {cfg['mqtt']['password']}" in capsys.readouterr().out
 
 
 def test_provision_refuses_a_bad_id(tmp_path: Path, capsys) -> None:

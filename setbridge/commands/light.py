@@ -75,6 +75,6 @@ def provision(args: argparse.Namespace) -> int:
     if not args.wifi_ssid:
         print("warning: no --wifi-ssid given; edit wifi.ssid and wifi.key in config.json", file=sys.stderr)
     if password and not args.mqtt_password:
-        print(f"add the light to the broker: mosquitto_passwd -b /etc/mosquitto/passwd {args.light_id} {password}")
+        print(f"add the light to the broker: setbridge broker add-user {args.light_id} --role light --password {password}")
     print("copy it to the board with: mpremote cp " + str(path) + " :config.json")
     return 0
