@@ -147,6 +147,33 @@ class OffloadSettings(Section):
     """Events older than this (delivered late after an outage) do not flash lights."""
 
 
+class GpioSettings(Section):
+    """Pins use BCM numbering (as gpiozero does); a pin left unset is not used. No pins, no GPIO."""
+
+    relay: int | None = Field(None, ge=0, le=53)
+    """Relay for the wired red light or wig-wag at the stage door: on while rolling."""
+    relay_active_high: bool = True
+    """False for relay boards that switch on when the pin is low."""
+    status_led: int | None = Field(None, ge=0, le=53)
+    """Status LED: on = listening, slow blink = audio fault, fast blink = broker lost."""
+    buzzer: int | None = Field(None, ge=0, le=53)
+    """Buzzer, wig-wag convention: one long tone at roll, two short at cut."""
+    roll_button: int | None = Field(None, ge=0, le=53)
+    """Momentary button that rolls (wired to ground)."""
+    cut_button: int | None = Field(None, ge=0, le=53)
+    """Momentary button that cuts (wired to ground)."""
+    toggle: int | None = Field(None, ge=0, le=53)
+    """A single roll/cut switch instead of the buttons: closed = roll, open = cut."""
+    voice_off: int | None = Field(None, ge=0, le=53)
+    """Switch that disables voice triggers while closed (for scenes whose dialogue says "cut")."""
+    bounce_s: float = Field(0.05, ge=0, le=1)
+    """Debounce time of the buttons and switches, in seconds."""
+
+    def any_pin(self) -> bool:
+        return any(getattr(self, name) is not None for name in
+                   ("relay", "status_led", "buzzer", "roll_button", "cut_button", "toggle", "voice_off"))
+
+
 class Settings(BaseSettings):
     """All of setbridge's configuration."""
 
@@ -162,6 +189,7 @@ class Settings(BaseSettings):
     audio: AudioSettings = AudioSettings()
     speech: SpeechSettings = SpeechSettings()
     offload: OffloadSettings = OffloadSettings()
+    gpio: GpioSettings = GpioSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from . import __version__
@@ -46,6 +47,7 @@ class Hub:
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
         self.components: list[Component] = []
+        self._state_listeners: list[Callable[[SetState], None]] = []
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self.bus = Bus(
@@ -75,6 +77,10 @@ class Hub:
                 settings, submit=self.submit, get_state=lambda: self.state, set_audio_status=self.set_audio_status,
                 voice_enabled=lambda: bool(self.voice_enabled),
             ))
+        if settings.gpio.any_pin():
+            from .gpio import GpioPanel  # gpiozero only when pins are configured
+
+            self.add_component(GpioPanel(self))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
@@ -98,6 +104,10 @@ class Hub:
 
     def add_component(self, component: Component) -> None:
         self.components.append(component)
+
+    def add_state_listener(self, listener: Callable[[SetState], None]) -> None:
+        """Call ``listener`` with every new set state (from the controller's thread)."""
+        self._state_listeners.append(listener)
 
     def start(self) -> None:
         self.controller.restore()
@@ -161,6 +171,11 @@ class Hub:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
 
     def _publish_state(self, state: SetState) -> None:
+        for listener in self._state_listeners:
+            try:
+                listener(state)
+            except Exception:
+                log.exception("state listener failed")
         if not self.bus.connected.is_set():
             return  # the retained state is republished on (re)connect; never queue stale states
         self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)

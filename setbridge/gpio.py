@@ -1,0 +1,116 @@
+"""The hub's GPIO panel (gpiozero): wig-wag relay, status LED, buzzer, roll/cut buttons or a
+toggle, and a "voice off" switch.
+
+The pin factory is the seam: gpiozero's default on a Pi, ``MockFactory()`` in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .messages import SetState
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+LED_PATTERNS: dict[str, tuple[float, float] | None] = {
+    "ok": None,                 # solid: listening
+    "audio-fault": (1.0, 1.0),  # slow blink
+    "broker-lost": (0.1, 0.1),  # fast blink
+}
+ROLL_TONE = (1.0, 0.0, 1)       # on, off, count: one long tone
+CUT_TONE = (0.15, 0.15, 2)      # two short
+POLL_S = 0.25
+
+
+class GpioPanel:
+    """A hub component; see the module docstring. Only configured pins are touched."""
+
+    def __init__(self, hub: Hub, pin_factory: Any = None):
+        self.hub = hub
+        self.settings = hub.settings.gpio
+        self.pin_factory = pin_factory
+        self.devices: list[Any] = []
+        self.relay = self.led = self.buzzer = None
+        self._rolling: bool | None = None
+        self._led_mode: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from gpiozero import LED, Button, Buzzer, DigitalOutputDevice
+
+        g, kw = self.settings, {"pin_factory": self.pin_factory}
+        bounce = g.bounce_s or None
+        if g.relay is not None:
+            self.relay = self._add(DigitalOutputDevice(g.relay, active_high=g.relay_active_high, initial_value=False, **kw))
+        if g.status_led is not None:
+            self.led = self._add(LED(g.status_led, **kw))
+        if g.buzzer is not None:
+            self.buzzer = self._add(Buzzer(g.buzzer, **kw))
+        if g.roll_button is not None:
+            self._add(Button(g.roll_button, bounce_time=bounce, **kw)).when_pressed = lambda: self._act("roll", "roll-button")
+        if g.cut_button is not None:
+            self._add(Button(g.cut_button, bounce_time=bounce, **kw)).when_pressed = lambda: self._act("cut", "cut-button")
+        if g.toggle is not None:
+            toggle = self._add(Button(g.toggle, bounce_time=bounce, **kw))
+            toggle.when_pressed = lambda: self._act("roll", "toggle")
+            toggle.when_released = lambda: self._act("cut", "toggle")
+        if g.voice_off is not None:
+            switch = self._add(Button(g.voice_off, bounce_time=bounce, **kw))
+            switch.when_pressed = lambda: self.hub.set_voice_enabled(False)
+            switch.when_released = lambda: self.hub.set_voice_enabled(True)
+            self.hub.set_voice_enabled(not switch.is_pressed)
+        self.hub.add_state_listener(self.follow)
+        self.follow(self.hub.controller.snapshot(), sound=False)
+        self._thread = threading.Thread(target=self._watch_health, name="gpio-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=2)
+        for device in reversed(self.devices):
+            device.close()
+        self.devices.clear()
+
+    def follow(self, state: SetState, sound: bool = True) -> None:
+        """Relay on while rolling; the buzzer marks the roll and the cut."""
+        rolling = state.state == "rolling"
+        if rolling == self._rolling:
+            return
+        was, self._rolling = self._rolling, rolling
+        if self.relay is not None:
+            self.relay.value = rolling
+        if self.buzzer is not None and sound and was is not None:
+            on, off, n = ROLL_TONE if rolling else CUT_TONE
+            self.buzzer.blink(on_time=on, off_time=off, n=n, background=True)
+
+    def _add(self, device: Any) -> Any:
+        self.devices.append(device)
+        return device
+
+    def _act(self, action: str, control: str) -> None:
+        outcome = self.hub.submit(action, cause="button", source=f"gpio:{control}")
+        if not outcome.ok:
+            log.warning("%s from %s refused: %s", action, control, outcome.error)
+
+    def _watch_health(self) -> None:
+        while not self._stop.wait(POLL_S):
+            if not self.hub.bus.connected.is_set():
+                mode = "broker-lost"
+            elif self.hub.audio_status == "fault":
+                mode = "audio-fault"
+            else:
+                mode = "ok"
+            if mode != self._led_mode and self.led is not None:
+                self._led_mode = mode
+                pattern = LED_PATTERNS[mode]
+                if pattern is None:
+                    self.led.on()
+                else:
+                    self.led.blink(on_time=pattern[0], off_time=pattern[1], background=True)

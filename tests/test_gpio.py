@@ -1,0 +1,140 @@
+"""GPIO through the real hub and broker, with gpiozero's MockFactory standing in for the header."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from conftest import make_settings
+
+from setbridge.hub import Hub
+
+PINS = {"relay": 17, "status_led": 27, "buzzer": 22, "roll_button": 5, "cut_button": 6, "voice_off": 19,
+        "bounce_s": 0}
+
+
+@pytest.fixture
+def factory():
+    Device.pin_factory = MockFactory()
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = None
+
+
+def wait_until(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def start_hub(broker, tmp_path, **gpio) -> Hub:
+    hub = Hub(make_settings(broker, tmp_path / "state", gpio=gpio))
+    hub.start()
+    assert hub.bus.wait_connected(5)
+    return hub
+
+
+def state_probe(probe_factory, hub):
+    return probe_factory(hub.topics.set_state(hub.set_id))
+
+
+def test_buttons_roll_and_cut_and_the_relay_follows(broker, tmp_path, factory, probe_factory):
+    hub = start_hub(broker, tmp_path, **PINS)
+    try:
+        probe = state_probe(probe_factory, hub)
+        relay, roll, cut = factory.pin(17), factory.pin(5), factory.pin(6)
+        assert relay.state is False
+        roll.drive_low()
+        roll.drive_high()
+        _, data, _ = probe.wait_for(lambda t, d, r: d["state"] == "rolling")
+        assert data["cause"] == "button"
+        wait_until(lambda: relay.state is True)
+        cut.drive_low()
+        cut.drive_high()
+        probe.wait_for(lambda t, d, r: d["state"] == "idle")
+        wait_until(lambda: relay.state is False)
+    finally:
+        hub.stop()
+
+
+def test_relay_follows_requests_and_active_low(broker, tmp_path, factory):
+    hub = start_hub(broker, tmp_path, relay=17, relay_active_high=False)
+    try:
+        relay = factory.pin(17)
+        assert relay.state is True  # active low: high = off
+        hub.submit("roll", cause="request")
+        assert relay.state is False
+        hub.submit("cut", cause="request")
+        assert relay.state is True
+    finally:
+        hub.stop()
+
+
+def test_toggle_rolls_when_closed_and_cuts_when_opened(broker, tmp_path, factory):
+    hub = start_hub(broker, tmp_path, toggle=13, bounce_s=0)
+    try:
+        factory.pin(13).drive_low()
+        wait_until(lambda: hub.state == "rolling")
+        factory.pin(13).drive_high()
+        wait_until(lambda: hub.state == "idle")
+    finally:
+        hub.stop()
+
+
+def test_voice_off_switch_is_published_in_the_hub_status(broker, tmp_path, factory, probe_factory):
+    hub = start_hub(broker, tmp_path, voice_off=19, bounce_s=0)
+    try:
+        probe = probe_factory(hub.topics.hub_status(hub.settings.hub.id))
+        factory.pin(19).drive_low()
+        probe.wait_for(lambda t, d, r: d.get("voice") is False)
+        assert hub.voice_enabled is False
+        factory.pin(19).drive_high()
+        probe.wait_for(lambda t, d, r: d.get("voice") is True)
+    finally:
+        hub.stop()
+
+
+def test_buzzer_one_long_at_roll_two_short_at_cut(broker, tmp_path, factory):
+    hub = start_hub(broker, tmp_path, buzzer=22)
+    try:
+        buzzer = factory.pin(22)
+        hub.submit("roll", cause="request")
+        wait_until(lambda: len(buzzer.states) >= 3)  # initial off, on, off
+        on_times = [s for s in buzzer.states[1:] if s.state]
+        assert len(on_times) == 1
+        start = len(buzzer.states)
+        hub.submit("cut", cause="request")
+        wait_until(lambda: len(buzzer.states) >= start + 4)
+        cut_states = buzzer.states[start:]
+        assert [s.state for s in cut_states[:4]] == [True, False, True, False]
+        long_tone = buzzer.states[2].timestamp - buzzer.states[1].timestamp
+        short_tone = cut_states[1].timestamp - cut_states[0].timestamp
+        assert long_tone > 3 * short_tone
+    finally:
+        hub.stop()
+
+
+def test_status_led_blinks_fast_when_the_broker_is_lost(own_broker, tmp_path, factory):
+    hub = start_hub(own_broker, tmp_path, status_led=27)
+    try:
+        led = factory.pin(27)
+        wait_until(lambda: led.state is True)
+        own_broker.stop()
+        wait_until(lambda: sum(1 for s in led.states[-6:] if s.state) >= 3)  # blinking
+        own_broker.start()
+        wait_until(lambda: hub.bus.connected.is_set(), timeout=10)
+        time.sleep(0.5)
+        changes = len(led.states)
+        time.sleep(0.5)
+        assert led.state is True and len(led.states) == changes  # solid again
+    finally:
+        hub.stop()
+
+
+def test_no_pins_no_gpio(broker, tmp_path):
+    hub = Hub(make_settings(broker, tmp_path / "state"))
+    assert not any(type(c).__name__ == "GpioPanel" for c in hub.components)
