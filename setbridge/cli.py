@@ -21,6 +21,7 @@ COMMANDS = [
     "light",
     "offload",
     "broker",
+    "status",
 ]
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 

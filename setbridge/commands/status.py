@@ -1,0 +1,50 @@
+"""``setbridge status``: the stage's health from the bus; exit 0 only when all is well."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ._common import add_config_arg, add_set_arg, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="health of the hub, audio, set and lights; exit 0 only when all is well")
+    add_set_arg(p)
+    add_config_arg(p)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to reach the broker (default 5)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..client import connect
+    from ..errors import SetbridgeError
+    from ..status import collect, render
+    from ..topics import Topics
+
+    settings = settings_from(args)
+    set_id = args.set_id or settings.hub.set
+    try:
+        bus = connect(settings, "status", timeout=args.timeout)
+    except SetbridgeError as exc:
+        if args.json:
+            print(json.dumps({"set": set_id, "ok": False, "problems": [str(exc)]}))
+        print(f"setbridge: {exc}", file=sys.stderr)
+        return 1
+    try:
+        health = collect(bus, Topics(settings.mqtt.base_topic), set_id, wait_s=2 * settings.hub.heartbeat_s + 1.0)
+    finally:
+        bus.stop()
+    problems = health.problems()
+    if args.json:
+        print(json.dumps(health.as_dict(), ensure_ascii=False))
+    else:
+        print(f"broker {settings.mqtt.host}:{settings.mqtt.port}: reachable")
+        for line in render(health):
+            print(line)
+        print("all is well" if not problems else f"{len(problems)} problem(s):")
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    return 0 if not problems else 1

@@ -1,0 +1,107 @@
+"""Stage health from the bus, for ``setbridge status``: broker, hub, audio, voice, set state,
+heartbeats and lights, each problem named in one line."""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .bus import Bus
+from .topics import Topics
+
+
+@dataclass
+class Health:
+    set_id: str
+    hubs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state: dict[str, Any] | None = None
+    heartbeat_at: float | None = None
+    lights: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """light id → {"status": {...}, "state": {...}, "seen": unix time this command saw it}"""
+
+    def problems(self) -> list[str]:
+        out = []
+        mine = {h: s for h, s in self.hubs.items() if s.get("set") == self.set_id}
+        online = {h: s for h, s in mine.items() if s.get("state") == "online"}
+        if not mine:
+            out.append(f"no hub has announced itself for set {self.set_id}; is `setbridge hub` running?")
+        elif not online:
+            out.append(f"hub {', '.join(mine)} for set {self.set_id} is offline")
+        for hub, s in online.items():
+            if s.get("audio") == "fault":
+                out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
+        if online and self.heartbeat_at is None:
+            out.append(f"set {self.set_id}: no heartbeat from the hub; it may be hung")
+        for light, info in sorted(self.lights.items()):
+            status, state = info.get("status") or {}, info.get("state") or {}
+            if status.get("state") == "offline":
+                out.append(f"light {light} is offline")
+            elif state.get("showing") == "link-lost":
+                out.append(f"light {light} shows link-lost")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"set": self.set_id, "ok": not self.problems(), "problems": self.problems(), "hubs": self.hubs,
+                "state": self.state, "heartbeat": self.heartbeat_at is not None, "lights": self.lights}
+
+
+def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
+    """Read retained statuses and states, and wait up to ``wait_s`` for a heartbeat."""
+    q: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    for f in (f"{topics.base}/hub/+/status", topics.set_state(set_id), topics.set_heartbeat(set_id),
+              f"{topics.base}/light/+/status", f"{topics.base}/light/+/state"):
+        bus.subscribe(f, lambda t, p: q.put((t, p)))
+    health = Health(set_id)
+    deadline = time.monotonic() + wait_s
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            topic, payload = q.get(timeout=left)
+        except queue.Empty:
+            break
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        match topics.split(topic):
+            case ["hub", hub, "status"]:
+                health.hubs[hub] = data
+            case ["set", _, "state"]:
+                health.state = data
+            case ["set", _, "heartbeat"]:
+                health.heartbeat_at = time.time()
+            case ["light", light, kind]:
+                entry = health.lights.setdefault(light, {})
+                entry[kind] = data
+                entry["seen"] = round(time.time(), 3)
+        if health.heartbeat_at and health.hubs and health.state:
+            # Retained messages arrive first; a short grace collects the rest of them.
+            deadline = min(deadline, time.monotonic() + 0.3)
+    health.lights = {k: v for k, v in health.lights.items()
+                     if (v.get("status") or {}).get("set") in (None, set_id)}
+    return health
+
+
+def render(health: Health) -> list[str]:
+    lines = []
+    for hub, s in sorted(health.hubs.items()):
+        if s.get("set") == health.set_id:
+            voice = "" if s.get("voice") is None else f", voice {'on' if s['voice'] else 'off'}"
+            lines.append(f"hub {hub}: {s.get('state')} (v{s.get('version')}, audio {s.get('audio')}{voice})")
+    if health.state:
+        st = health.state
+        age = f", {time.time() - st['ts']:.0f} s ago" if isinstance(st.get("ts"), (int, float)) else ""
+        lines.append(f"set {health.set_id}: {st.get('state')} take {st.get('take')} (last change by "
+                     f"{st.get('cause')}{age})")
+    lines.append(f"heartbeat: {'seen' if health.heartbeat_at else 'none'}")
+    for light, info in sorted(health.lights.items()):
+        status, state = info.get("status") or {}, info.get("state") or {}
+        lines.append(f"light {light}: {status.get('state', '?')}, shows {state.get('showing', '?')}"
+                     + (f", fw {status['fw']}" if status.get("fw") else ""))
+    if not health.lights:
+        lines.append("lights: none known")
+    return lines
