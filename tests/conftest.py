@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -69,6 +70,18 @@ def hub(settings: Settings, broker: PrivateBroker) -> Iterator[Hub]:
     watcher.close()
     yield h
     h.stop()
+
+
+@contextmanager
+def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Iterator[Hub]:
+    """A connected hub on ``broker`` (for tests with a broker of their own), stopped afterwards."""
+    h = Hub(make_settings(broker, state_dir, **sections))
+    h.start()
+    try:
+        assert h.bus.wait_connected(5)
+        yield h
+    finally:
+        h.stop()
 
 
 def write_config(path: Path, settings: Settings) -> Path:

@@ -14,7 +14,7 @@ from setbridge.config import Settings
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 
-from conftest import HubProcess, Probe, make_settings
+from conftest import HubProcess, Probe, running_hub
 from firmware_helpers import ScriptedHub, running_light
 
 LINK_LOST_DEADLINE_S = 3.0
@@ -144,13 +144,9 @@ def test_silent_heartbeats_mean_link_lost_then_recovery(scripted: ScriptedHub, s
 
 
 def test_broker_restart_means_link_lost_then_the_retained_state(own_broker, tmp_path: Path) -> None:
-    settings = make_settings(own_broker, tmp_path / "state")
-    hub = Hub(settings)
-    hub.start()
-    try:
-        assert hub.bus.wait_connected(5)
+    with running_hub(own_broker, tmp_path / "state") as hub:
         hub.submit("roll", cause="test")
-        with running_light(settings, tmp_path) as light:
+        with running_light(hub.settings, tmp_path) as light:
             light.wait_showing("rolling")
             mark = light.mark()
             stopped = time.monotonic()
@@ -160,8 +156,6 @@ def test_broker_restart_means_link_lost_then_the_retained_state(own_broker, tmp_
             light.wait_showing("link-lost", after=mark, timeout=10, lost="broker")
             light.wait_showing("rolling", after=mark, timeout=20)
             assert light.running
-    finally:
-        hub.stop()
 
 
 def test_wifi_drop_means_link_lost_then_the_retained_state(hub: Hub, settings: Settings, tmp_path: Path) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-from conftest import HubProcess, make_settings, write_config
+from conftest import running_hub
 
 from setbridge.hub import Hub
 
@@ -112,24 +111,18 @@ def test_heartbeat_cadence(hub, topics, probe_factory):
 
 
 def test_reconnect_after_broker_restart_republishes_state(own_broker, tmp_path, probe_factory):
-    settings = make_settings(own_broker, tmp_path / "state")
-    hub = Hub(settings)
-    hub.start()
-    try:
-        assert hub.bus.wait_connected(5)
+    with running_hub(own_broker, tmp_path / "state") as hub:
         hub.submit("roll", cause="test")
         own_broker.restart(down_s=1.0)  # the broker forgets everything (no persistence)
         deadline = time.monotonic() + 10
         while not hub.bus.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        p = probe_factory(f"{settings.mqtt.base_topic}/#", port=own_broker.port)
+        p = probe_factory(f"{hub.settings.mqtt.base_topic}/#", port=own_broker.port)
         _, data, retained = p.wait_for(is_state("rolling"), timeout=10)
         assert retained and data["take"] == 1
         p.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "online" and r)
         assert hub.submit("cut", cause="test").state == "idle"
         p.wait_for(is_state("idle"))
-    finally:
-        hub.stop()
 
 
 def test_clean_stop_publishes_offline(settings, topics, probe_factory):
