@@ -8,7 +8,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from conftest import make_settings
+from conftest import make_settings, running_hub
 
 from setbridge.hub import Hub
 
@@ -31,20 +31,12 @@ def wait_until(predicate, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def start_hub(broker, tmp_path, **gpio) -> Hub:
-    hub = Hub(make_settings(broker, tmp_path / "state", gpio=gpio))
-    hub.start()
-    assert hub.bus.wait_connected(5)
-    return hub
-
-
 def state_probe(probe_factory, hub):
     return probe_factory(hub.topics.set_state(hub.set_id))
 
 
 def test_buttons_roll_and_cut_and_the_relay_follows(broker, tmp_path, factory, probe_factory):
-    hub = start_hub(broker, tmp_path, **PINS)
-    try:
+    with running_hub(broker, tmp_path / "state", gpio=PINS) as hub:
         probe = state_probe(probe_factory, hub)
         relay, roll, cut = factory.pin(17), factory.pin(5), factory.pin(6)
         assert relay.state is False
@@ -57,50 +49,38 @@ def test_buttons_roll_and_cut_and_the_relay_follows(broker, tmp_path, factory, p
         cut.drive_high()
         probe.wait_for(lambda t, d, r: d["state"] == "idle")
         wait_until(lambda: relay.state is False)
-    finally:
-        hub.stop()
 
 
 def test_relay_follows_requests_and_active_low(broker, tmp_path, factory):
-    hub = start_hub(broker, tmp_path, relay=17, relay_active_high=False)
-    try:
+    with running_hub(broker, tmp_path / "state", gpio=dict(relay=17, relay_active_high=False)) as hub:
         relay = factory.pin(17)
         assert relay.state is True  # active low: high = off
         hub.submit("roll", cause="request")
         assert relay.state is False
         hub.submit("cut", cause="request")
         assert relay.state is True
-    finally:
-        hub.stop()
 
 
 def test_toggle_rolls_when_closed_and_cuts_when_opened(broker, tmp_path, factory):
-    hub = start_hub(broker, tmp_path, toggle=13, bounce_s=0)
-    try:
+    with running_hub(broker, tmp_path / "state", gpio=dict(toggle=13, bounce_s=0)) as hub:
         factory.pin(13).drive_low()
         wait_until(lambda: hub.state == "rolling")
         factory.pin(13).drive_high()
         wait_until(lambda: hub.state == "idle")
-    finally:
-        hub.stop()
 
 
 def test_voice_off_switch_is_published_in_the_hub_status(broker, tmp_path, factory, probe_factory):
-    hub = start_hub(broker, tmp_path, voice_off=19, bounce_s=0)
-    try:
+    with running_hub(broker, tmp_path / "state", gpio=dict(voice_off=19, bounce_s=0)) as hub:
         probe = probe_factory(hub.topics.hub_status(hub.settings.hub.id))
         factory.pin(19).drive_low()
         probe.wait_for(lambda t, d, r: d.get("voice") is False)
         assert hub.voice_enabled is False
         factory.pin(19).drive_high()
         probe.wait_for(lambda t, d, r: d.get("voice") is True)
-    finally:
-        hub.stop()
 
 
 def test_buzzer_one_long_at_roll_two_short_at_cut(broker, tmp_path, factory):
-    hub = start_hub(broker, tmp_path, buzzer=22)
-    try:
+    with running_hub(broker, tmp_path / "state", gpio=dict(buzzer=22)) as hub:
         buzzer = factory.pin(22)
         hub.submit("roll", cause="request")
         wait_until(lambda: len(buzzer.states) >= 3)  # initial off, on, off
@@ -114,13 +94,10 @@ def test_buzzer_one_long_at_roll_two_short_at_cut(broker, tmp_path, factory):
         long_tone = buzzer.states[2].timestamp - buzzer.states[1].timestamp
         short_tone = cut_states[1].timestamp - cut_states[0].timestamp
         assert long_tone > 3 * short_tone
-    finally:
-        hub.stop()
 
 
 def test_status_led_blinks_fast_when_the_broker_is_lost(own_broker, tmp_path, factory):
-    hub = start_hub(own_broker, tmp_path, status_led=27)
-    try:
+    with running_hub(own_broker, tmp_path / "state", gpio=dict(status_led=27)) as hub:
         led = factory.pin(27)
         wait_until(lambda: led.state is True)
         own_broker.stop()
@@ -131,8 +108,6 @@ def test_status_led_blinks_fast_when_the_broker_is_lost(own_broker, tmp_path, fa
         changes = len(led.states)
         time.sleep(0.5)
         assert led.state is True and len(led.states) == changes  # solid again
-    finally:
-        hub.stop()
 
 
 def test_no_pins_no_gpio(broker, tmp_path):
