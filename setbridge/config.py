@@ -168,6 +168,8 @@ class GpioSettings(Section):
     """Switch that disables voice triggers while closed (for scenes whose dialogue says "cut")."""
     bounce_s: float = Field(0.05, ge=0, le=1)
     """Debounce time of the buttons and switches, in seconds."""
+    pull_up: bool = True
+    """Buttons and switches close to ground (internal pull-up); false when they close to 3.3 V."""
 
     def any_pin(self) -> bool:
         return any(getattr(self, name) is not None for name in
