@@ -46,6 +46,7 @@ class GpioPanel:
 
         g, kw = self.settings, {"pin_factory": self.pin_factory}
         bounce = g.bounce_s or None
+        kw_in = {**kw, "pull_up": g.pull_up, "bounce_time": bounce}
         if g.relay is not None:
             self.relay = self._add(DigitalOutputDevice(g.relay, active_high=g.relay_active_high, initial_value=False, **kw))
         if g.status_led is not None:
@@ -53,15 +54,15 @@ class GpioPanel:
         if g.buzzer is not None:
             self.buzzer = self._add(Buzzer(g.buzzer, **kw))
         if g.roll_button is not None:
-            self._add(Button(g.roll_button, bounce_time=bounce, **kw)).when_pressed = lambda: self._act("roll", "roll-button")
+            self._add(Button(g.roll_button, **kw_in)).when_pressed = lambda: self._act("roll", "roll-button")
         if g.cut_button is not None:
-            self._add(Button(g.cut_button, bounce_time=bounce, **kw)).when_pressed = lambda: self._act("cut", "cut-button")
+            self._add(Button(g.cut_button, **kw_in)).when_pressed = lambda: self._act("cut", "cut-button")
         if g.toggle is not None:
-            toggle = self._add(Button(g.toggle, bounce_time=bounce, **kw))
+            toggle = self._add(Button(g.toggle, **kw_in))
             toggle.when_pressed = lambda: self._act("roll", "toggle")
             toggle.when_released = lambda: self._act("cut", "toggle")
         if g.voice_off is not None:
-            switch = self._add(Button(g.voice_off, bounce_time=bounce, **kw))
+            switch = self._add(Button(g.voice_off, **kw_in))
             switch.when_pressed = lambda: self.hub.set_voice_enabled(False)
             switch.when_released = lambda: self.hub.set_voice_enabled(True)
             self.hub.set_voice_enabled(not switch.is_pressed)

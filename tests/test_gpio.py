@@ -69,6 +69,12 @@ def test_toggle_rolls_when_closed_and_cuts_when_opened(broker, tmp_path, factory
         wait_until(lambda: hub.state == "idle")
 
 
+def test_buttons_closing_to_3v3_with_pull_up_false(broker, tmp_path, factory):
+    with running_hub(broker, tmp_path / "state", gpio=dict(roll_button=5, pull_up=False, bounce_s=0)) as hub:
+        factory.pin(5).drive_high()
+        wait_until(lambda: hub.state == "rolling")
+
+
 def test_voice_off_switch_is_published_in_the_hub_status(broker, tmp_path, factory, probe_factory):
     with running_hub(broker, tmp_path / "state", gpio=dict(voice_off=19, bounce_s=0)) as hub:
         probe = probe_factory(hub.topics.hub_status(hub.settings.hub.id))
