@@ -101,7 +101,15 @@ def render(health: Health) -> list[str]:
     for light, info in sorted(health.lights.items()):
         status, state = info.get("status") or {}, info.get("state") or {}
         lines.append(f"light {light}: {status.get('state', '?')}, shows {state.get('showing', '?')}"
-                     + (f", fw {status['fw']}" if status.get("fw") else ""))
+                     + (f", fw {status['fw']}" if status.get("fw") else "") + f", {_last_seen(status, state)}")
     if not health.lights:
         lines.append("lights: none known")
     return lines
+
+
+def _last_seen(*payloads: dict[str, Any]) -> str:
+    """When a light last spoke, from the newest ``ts`` in its retained payloads."""
+    stamps = [p["ts"] for p in payloads if isinstance(p.get("ts"), (int, float))]
+    if not stamps:
+        return "seen now (its retained messages carry no time)"
+    return f"last seen {max(0.0, time.time() - max(stamps)):.0f} s ago"

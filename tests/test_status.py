@@ -39,6 +39,8 @@ def test_offline_hub_and_lights_are_named(hub, settings, tmp_path, probe_factory
     report = json.loads(out.stdout)
     assert set(report["lights"]) == {"door-1", "door-2"}
     assert "light door-1 is offline" in report["problems"] and "light door-2 shows link-lost" in report["problems"]
+    out = status(cfg)
+    assert "light door-2: online, shows link-lost, seen now" in out.stdout
     hub.stop()
     out = status(cfg)
     assert out.returncode == 1 and "hub hub-t for set stage-t is offline" in out.stderr
