@@ -13,7 +13,10 @@ Rows: ``setbridge`` is the detector gated as the hub and ``setbridge detect`` ru
 file starts idle, except an isolated "cut" clip, which starts rolling as it would in a take);
 ``ungated`` is the same detector with gating off (``detect --ungated``: the detector alone);
 ``baseline`` is the naive script: grammar = the phrase list, fire when a final result (Vosk's
-own end of utterance) contains a phrase, no gating.
+own end of utterance) contains a phrase, no gating. ``ceiling`` is no detector: it hands Vosk
+each labelled phrase's exact stretch of audio and counts the phrase as heard when it is among
+Vosk's hypotheses, the most any grammar-based detector on this model could recall. Recall is
+also broken down by condition (clean, and the SNR of the mixed-in noise).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from setbridge.audio import WavFileSource  # noqa: E402
 from setbridge.speech import Detector, Tuning, load_model, resolve_model  # noqa: E402
+from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / ".corpus"
@@ -268,6 +273,36 @@ def run_baseline(model: object, path: Path) -> list[tuple[str, float]]:
         return [t for block in src for t in det.feed(block)] + det.flush()
 
 
+def condition(path: str) -> str:
+    """"clean", or the SNR of the noise mixed into a clip ("20 dB")."""
+    found = re.search(r"noise(\d+)\.wav$", path)
+    return f"{found.group(1)} dB" if found else "clean"
+
+
+def ceiling_hits(model: object, path: Path, clip: Clip, tuning: Tuning) -> list[bool]:
+    """For each labelled phrase: is it among Vosk's hypotheses when handed exactly that stretch?
+
+    The stretch (0.3 s before the phrase to 0.5 s after it) passes the same front end and
+    grammar as the detector, so this is what any grammar-based detector on this model could
+    reach with perfect segmentation: the model's own ceiling on the corpus.
+    """
+    import vosk
+
+    with wave.open(str(path)) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    grammar = Detector(model, rate, PHRASES, tuning)._grammar
+    hits = []
+    for label in clip.labels:
+        start, end = max(0, int((label["start"] - 0.3) * rate)), int((label["end"] + 0.5) * rate)
+        audio = FrontEnd(rate, tuning.noise_suppression, tuning.auto_gain_dbfs).process(pcm[start * 2:end * 2])
+        rec = vosk.KaldiRecognizer(model, FRONT_END_RATE, grammar)
+        rec.SetMaxAlternatives(max(2, tuning.alternatives))
+        rec.AcceptWaveform(audio)
+        texts = [a.get("text", "") for a in json.loads(rec.FinalResult()).get("alternatives", [])]
+        hits.append(PHRASES[label["action"]][0] in texts)
+    return hits
+
+
 # -- scoring ------------------------------------------------------------------------------------
 @dataclass
 class Score:
@@ -279,6 +314,8 @@ class Score:
     latencies: list[float] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     false_at: list[str] = field(default_factory=list)
+    by_condition: dict[str, list[int]] = field(default_factory=dict)
+    """Condition ("clean", "20 dB", ...) -> [hits, positives]."""
 
     def add(self, clip: Clip, fired: list[tuple[str, float]], cpu: float) -> None:
         self.audio_s += clip.duration
@@ -288,9 +325,12 @@ class Score:
             self.positives += 1
             match = next((f for f in unused if f[0] == label["action"]
                           and label["start"] <= f[1] <= label["end"] + MATCH_WINDOW_S), None)
+            tally = self.by_condition.setdefault(condition(clip.path), [0, 0])
+            tally[1] += 1
             if match:
                 unused.remove(match)
                 self.hits += 1
+                tally[0] += 1
                 self.latencies.append(match[1] - label["end"])
             else:
                 self.misses.append(f"{clip.path}:{label['action']}")
@@ -320,14 +360,20 @@ def main() -> int:
 
     clips = load_corpus(args.rebuild)
     model = load_model(resolve_model(args.model))
-    overrides = {k: float(v) for k, v in (item.split("=", 1) for item in args.set)}
+    defaults = Tuning()
+    overrides = {k: tuple(v.split(",")) if isinstance(getattr(defaults, k), tuple) else type(getattr(defaults, k))(float(v))
+                 for k, v in (item.split("=", 1) for item in args.set)}
     tuning = Tuning(**overrides)
     systems = {"setbridge": Score(), "ungated": Score(), "baseline": Score()}
     if args.only:
         systems = {k: v for k, v in systems.items() if k.startswith(args.only[:3]) or
                    (args.only == "setbridge" and k == "ungated")}
+    ceiling = Score()
     for clip in clips:
         path = CORPUS / clip.path
+        if clip.labels:
+            hits = ceiling_hits(model, path, clip, tuning)
+            ceiling.add(clip, [(label["action"], label["end"]) for label, hit in zip(clip.labels, hits) if hit], 0.0)
         # as the hub: an isolated cut is called during a take, everything else starts idle
         state = "rolling" if clip.kind == "phrase" and clip.labels[0]["action"] == "cut" else "idle"
         for name, score in systems.items():
@@ -349,7 +395,14 @@ def main() -> int:
         row = score.row()
         print(f"{name:10s}" + "".join(f"{row[k]:11.3f}" if k in ("recall", "RTF") else f"{row[k]:11.1f}"
                                       for k in goals))
+    print(f"{'ceiling':10s}{ceiling.row()['recall']:11.3f}   (the phrase among Vosk's hypotheses for its exact stretch)")
     print(f"{'goal':10s}" + "".join(f"{v:>11s}" for v in goals.values()))
+    conditions = sorted(ceiling.by_condition, key=lambda c: (c != "clean", -int(c.split()[0]) if c != "clean" else 0))
+    print("\nrecall by condition (hits/phrases)")
+    print(f"{'':10s}" + "".join(f"{c:>11s}" for c in conditions))
+    for name, score in [*systems.items(), ("ceiling", ceiling)]:
+        print(f"{name:10s}" + "".join(f"{'%d/%d' % tuple(score.by_condition.get(c, [0, 0])):>11s}"
+                                      for c in conditions))
     if args.verbose:
         for name, score in systems.items():
             print(f"\n{name}: misses {score.misses}\n{name}: false triggers {score.false_at}")

@@ -114,6 +114,16 @@ class SpeechSettings(Section):
     """Energy above the noise floor that counts as speech."""
     decoys: list[str] = Field(default_factory=list)
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
+    noise_suppression: int = Field(3, ge=0, le=4)
+    """WebRTC noise suppression before recognition: 0 (high-pass filter only) to 4 (strongest)."""
+    auto_gain_dbfs: int = Field(0, ge=0, le=31)
+    """WebRTC automatic gain target in dBFS (0 = off), for a quiet or distant microphone."""
+    alternatives: int = Field(3, ge=1, le=20)
+    """Hypotheses Vosk weighs per utterance; the confidence of a phrase is its share of them."""
+    fillers: list[str] = Field(default_factory=list)
+    """Common short words of the model's language: a filler model that rejects look-alike speech."""
+    min_filler_margin: float = Field(-2.5, ge=-50.0, le=50.0)
+    """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
     models_url: str = "https://alphacephei.com/vosk/models"
     """Where ``setbridge model install`` downloads models from."""
 

@@ -13,7 +13,7 @@ from speech_helpers import PHRASES, RATE, say, silence, write_wav
 
 from setbridge.cli import main
 from setbridge.errors import ModelError
-from setbridge.speech import Detector, load_model, resolve_model
+from setbridge.speech import Detector, Tuning, load_model, resolve_model
 
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"),
                                 reason="espeak-ng and sox are needed to synthesize speech")
@@ -33,6 +33,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "cut": "컷",
         "chatter": "그 장면은 컷 하고 다시 가자",
         "chatter2": "녹음 시작 버튼은 어디 있어요",
+        "lookalike": "가자",  # "let's go": the phrase grammar bends it into "컷"
     }
     pcm = {name: say(text, d / f"{name}.src.wav") for name, text in texts.items()}
     out = {name: write_wav(d / f"{name}.wav", silence(0.8) + data + silence(1.2)) for name, data in pcm.items()}
@@ -41,12 +42,15 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def detect(model, path: Path, gated: bool = False, get_state=None):
+FILLERS = ("이", "그", "저", "아", "네", "요", "다", "자", "하", "고", "서", "우리", "지금", "여기")
+
+
+def detect(model, path: Path, gated: bool = False, get_state=None, tuning: Tuning = Tuning()):
     import wave
 
     with wave.open(str(path)) as w:
         pcm = w.readframes(w.getnframes())
-    det = Detector(model, RATE, PHRASES, gated=gated, get_state=get_state)
+    det = Detector(model, RATE, PHRASES, tuning, gated=gated, get_state=get_state)
     fired = []
     for i in range(0, len(pcm), 3200):
         fired += det.feed(pcm[i:i + 3200])
@@ -102,3 +106,28 @@ def test_detect_ungated_fires_cut_from_idle(clips, capsys):
 def test_unknown_model_name_says_how_to_install(tmp_path):
     with pytest.raises(ModelError, match="setbridge model install no-such-model"):
         resolve_model("no-such-model", tmp_path)
+
+
+def test_a_microphone_at_48_khz_is_heard(model, clips, tmp_path):
+    import subprocess
+    import wave
+
+    resampled = tmp_path / "roll48k.wav"
+    subprocess.run(["sox", str(clips["roll"]), "-r", "48000", str(resampled)], check=True)
+    with wave.open(str(resampled)) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    det = Detector(model, rate, PHRASES)
+    fired = [t for i in range(0, len(pcm), 9600) for t in det.feed(pcm[i:i + 9600])] + det.flush()
+    assert rate == 48000
+    assert [t.action for t in fired] == ["roll"]
+    assert 0.8 < fired[0].time < 3.5  # audio time, not samples at the input rate
+
+
+def test_the_filler_model_rejects_a_look_alike_and_keeps_the_phrases(model, clips, caplog):
+    with_fillers = Tuning(fillers=FILLERS)
+    assert [t.action for t in detect(model, clips["lookalike"])] == ["cut"]  # without: a false cut
+    with caplog.at_level(logging.DEBUG, logger="setbridge.speech.detector"):
+        assert detect(model, clips["lookalike"], tuning=with_fillers) == []
+    assert "filler words fit better" in caplog.text
+    assert [t.action for t in detect(model, clips["roll"], tuning=with_fillers)] == ["roll"]
+    assert [t.action for t in detect(model, clips["cut"], tuning=with_fillers)] == ["cut"]

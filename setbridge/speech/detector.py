@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import frontend
 from .model import UNK, check_vocabulary, has_word
 from .vad import EnergyVad
 
@@ -68,6 +70,16 @@ class Tuning:
     """Force an utterance to end after this long (continuous noise)."""
     decoys: tuple[str, ...] = ()
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
+    noise_suppression: int = 3
+    """WebRTC noise suppression level, 0 (high-pass filter only) to 4 (strongest)."""
+    auto_gain_dbfs: int = 0
+    """WebRTC automatic gain target in dBFS, 0 (off) to 31."""
+    alternatives: int = 3
+    """Hypotheses Vosk returns per utterance; a phrase that is not the best one can still fire."""
+    fillers: tuple[str, ...] = ()
+    """Common short words of the model's language for a second recognizer, the filler model."""
+    min_filler_margin: float = -2.5
+    """Lowest score of a phrase over the filler words' best fit, per syllable (with ``fillers``)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,10 @@ class _Utterance:
 
 
 class Detector:
-    """Feed 16-bit mono PCM; get :class:`Trigger` objects back.
+    """Feed 16-bit mono PCM at ``rate``; get :class:`Trigger` objects back.
+
+    Audio passes the :class:`~setbridge.speech.frontend.FrontEnd` (16 kHz, noise suppression)
+    before the energy tracker and Vosk see it.
 
     ``get_state`` returns the set state ("idle" | "standby" | "rolling") for gating; without it
     the detector follows the state its own triggers would cause, starting idle, as ``detect``
@@ -114,7 +129,8 @@ class Detector:
     def __init__(self, model: Any, rate: int, phrases: dict[str, list[str]], tuning: Tuning = Tuning(),
                  get_state: Callable[[], str] | None = None, gated: bool = True, model_name: str = "model"):
         check_vocabulary(model, phrases, model_name)
-        self.rate = rate
+        self.front_end = frontend.FrontEnd(rate, tuning.noise_suppression, tuning.auto_gain_dbfs)
+        self.rate = frontend.RATE
         self.tuning = tuning
         self.gated = gated
         self.get_state = get_state
@@ -127,11 +143,16 @@ class Detector:
             grammar.append(UNK)
         self._model = model
         self._grammar = json.dumps(grammar, ensure_ascii=False)
+        fillers = [f for f in tuning.fillers if f not in self.trigger_words and has_word(model, f)]
+        self._filler_grammar = json.dumps(fillers, ensure_ascii=False) if fillers else None
         self._origin = 0.0
+        self._phrase_score = 0.0
+        self._filler_score = 0.0
+        self.verifier = self._new_verifier()
         self.recognizer = self._new_recognizer()
-        self.vad = EnergyVad(rate, tuning.vad_margin_db)
+        self.vad = EnergyVad(self.rate, tuning.vad_margin_db)
         self.position = 0.0
-        self._step_bytes = int(rate * STEP_S) * 2
+        self._step_bytes = int(self.rate * STEP_S) * 2
         self._pending = b""
         self._quiet = b""
         self._words: list[_Word] = []
@@ -144,14 +165,31 @@ class Detector:
         import vosk
 
         recognizer = vosk.KaldiRecognizer(self._model, self.rate, self._grammar)
+        if self.tuning.alternatives > 1 or self._filler_grammar is not None:
+            recognizer.SetMaxAlternatives(self.tuning.alternatives)
         recognizer.SetWords(True)
         self._origin = getattr(self, "position", 0.0)
         return recognizer
 
+    def _new_verifier(self) -> Any:
+        """The filler model: the same audio decoded with common words only, for its best score."""
+        if self._filler_grammar is None:
+            return None
+        import vosk
+
+        verifier = vosk.KaldiRecognizer(self._model, self.rate, self._filler_grammar)
+        verifier.SetMaxAlternatives(1)
+        return verifier
+
+    @staticmethod
+    def _best_score(result: str) -> float:
+        alternatives = json.loads(result).get("alternatives") or [{}]
+        return float(alternatives[0].get("confidence", 0.0))
+
     # -- feeding --------------------------------------------------------------------------
     def feed(self, pcm: bytes) -> list[Trigger]:
         """Process a block of audio; return the triggers that fired in it."""
-        data = self._pending + pcm
+        data = self._pending + self.front_end.process(pcm)
         fired: list[Trigger] = []
         offset = 0
         while len(data) - offset >= self._step_bytes:
@@ -177,6 +215,8 @@ class Detector:
         if self.recognizer.AcceptWaveform(chunk):
             self._words += self._parse(self.recognizer.Result())
             self.recognizer = self._new_recognizer()
+        if self.verifier is not None and self.verifier.AcceptWaveform(chunk):
+            self._filler_score += self._best_score(self.verifier.Result())
         if not self._open:
             if self._words:  # Vosk ended an utterance the energy tracker did not hear
                 return self._decide()
@@ -197,12 +237,39 @@ class Detector:
             self.recognizer.AcceptWaveform(quiet[:int(self.rate * self.tuning.pad_s) * 2])
         self._words += self._parse(self.recognizer.FinalResult())
         self.recognizer = self._new_recognizer()
+        if self.verifier is not None:
+            if quiet:
+                self.verifier.AcceptWaveform(quiet[:int(self.rate * self.tuning.pad_s) * 2])
+            self._filler_score += self._best_score(self.verifier.FinalResult())
+            self.verifier = self._new_verifier()
         return self._decide()
 
     def _parse(self, result: str) -> list[_Word]:
-        words = json.loads(result).get("result", [])
+        parsed = json.loads(result)
+        if "alternatives" in parsed:
+            words, posterior = self._choose(parsed["alternatives"])
+        else:
+            words, posterior = parsed.get("result", []), None
         return [_Word(w["word"], self._origin + float(w["start"]), self._origin + float(w["end"]),
-                      0.0 if w["word"] == UNK else float(w.get("conf", 1.0))) for w in words if w.get("word")]
+                      0.0 if w["word"] == UNK else posterior if posterior is not None else float(w.get("conf", 1.0)))
+                for w in words if w.get("word")]
+
+    def _choose(self, alternatives: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+        """The most likely hypothesis that is a phrase alone, else the best one; with its posterior.
+
+        The posterior is the hypothesis' share of the N-best list (softmax of Vosk's scores):
+        1.0 when Vosk had no rival, about 0.5 for a near tie with silence or another phrase.
+        """
+        if not alternatives:
+            return [], 1.0
+        scores = [float(a.get("confidence", 0.0)) for a in alternatives]
+        top = max(scores)
+        total = sum(math.exp(s - top) for s in scores)
+        ranked = sorted(range(len(alternatives)), key=lambda i: -scores[i])
+        chosen = next((i for i in ranked if " ".join(alternatives[i].get("text", "").split()) in self.by_text),
+                      ranked[0])
+        self._phrase_score += scores[chosen]
+        return alternatives[chosen].get("result", []), math.exp(scores[chosen] - top) / total
 
     # -- deciding -------------------------------------------------------------------------
     def _decide(self) -> list[Trigger]:
@@ -211,6 +278,8 @@ class Detector:
         segment_end = self.vad.last_speech
         self._words = []
         self._open = False
+        margin = (self._phrase_score - self._filler_score) / syllables(" ".join(w.word for w in words) or "x")
+        self._phrase_score = self._filler_score = 0.0
         self.vad.end_segment()
         if not words:
             return []
@@ -218,7 +287,7 @@ class Detector:
         text = " ".join(w.word for w in words)
         action = self.by_text.get(text)
         near = action is not None or any(w.word in self.trigger_words for w in words)
-        reason = self._reject_reason(action, text, words, previous_end, segment_start, segment_end)
+        reason = self._reject_reason(action, text, words, previous_end, segment_start, segment_end, margin)
         if reason:
             if near:
                 log.debug("near miss %r at %.2f s rejected: %s", text, self.position, reason)
@@ -230,7 +299,7 @@ class Detector:
         return [Trigger(action, text, round(self.position, 3), round(confidence, 3), words[-1].end)]
 
     def _reject_reason(self, action: str | None, text: str, words: list[_Word], previous_end: float,
-                       segment_start: float | None, segment_end: float | None) -> str:
+                       segment_start: float | None, segment_end: float | None, margin: float) -> str:
         t = self.tuning
         if action is None:
             return "not a phrase alone"
@@ -250,6 +319,8 @@ class Detector:
                 return f"phrase covers {span:.2f} s of {sound:.2f} s of sound"
             if sound < t.min_sound_share * span:
                 return f"only {sound:.2f} s of sound for a {span:.2f} s phrase"
+        if self.verifier is not None and margin < t.min_filler_margin:
+            return f"filler words fit better ({margin:.1f} < {t.min_filler_margin} per syllable)"
         if self.position - self._last_fire < t.refractory_s:
             return "refractory"
         if self.gated:
@@ -270,4 +341,9 @@ def tuning_from(speech: Any) -> Tuning:
         refractory_s=speech.refractory_s,
         vad_margin_db=speech.vad_margin_db,
         decoys=tuple(speech.decoys),
+        noise_suppression=speech.noise_suppression,
+        auto_gain_dbfs=speech.auto_gain_dbfs,
+        alternatives=speech.alternatives,
+        fillers=tuple(speech.fillers),
+        min_filler_margin=speech.min_filler_margin,
     )
