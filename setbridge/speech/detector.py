@@ -3,6 +3,10 @@
 Vosk in grammar mode forces any speech onto grammar words, often at confidence 1.0, and waits
 about a second of silence before it ends an utterance. So the detector
 
+* cleans the audio first (16 kHz, WebRTC noise suppression: :mod:`.frontend`);
+* asks Vosk for several hypotheses and takes a phrase's share of them as its confidence;
+* with ``fillers``, decodes the same audio with common short words too and fires only when
+  the phrase fits the sound better than they do (a filler model);
 * ends utterances itself after ``trailing_silence_s`` of quiet (energy tracker) and asks
   Vosk for its best hypothesis with ``FinalResult()``;
 * accepts an utterance only when it is exactly one phrase, alone (a pause before it, and no
@@ -181,6 +185,15 @@ class Detector:
         verifier.SetMaxAlternatives(1)
         return verifier
 
+    def _finish_verifier(self, pad: bytes = b"") -> None:
+        """End the filler model's utterance where the phrase recognizer's ended."""
+        if self.verifier is None:
+            return
+        if pad:
+            self.verifier.AcceptWaveform(pad)
+        self._filler_score += self._best_score(self.verifier.FinalResult())
+        self.verifier = self._new_verifier()
+
     @staticmethod
     def _best_score(result: str) -> float:
         alternatives = json.loads(result).get("alternatives") or [{}]
@@ -219,6 +232,7 @@ class Detector:
             self._filler_score += self._best_score(self.verifier.Result())
         if not self._open:
             if self._words:  # Vosk ended an utterance the energy tracker did not hear
+                self._finish_verifier()
                 return self._decide()
             return []
         started = self.vad.segment_start if self.vad.segment_start is not None else self.position
@@ -237,11 +251,7 @@ class Detector:
             self.recognizer.AcceptWaveform(quiet[:int(self.rate * self.tuning.pad_s) * 2])
         self._words += self._parse(self.recognizer.FinalResult())
         self.recognizer = self._new_recognizer()
-        if self.verifier is not None:
-            if quiet:
-                self.verifier.AcceptWaveform(quiet[:int(self.rate * self.tuning.pad_s) * 2])
-            self._filler_score += self._best_score(self.verifier.FinalResult())
-            self.verifier = self._new_verifier()
+        self._finish_verifier(quiet[:int(self.rate * self.tuning.pad_s) * 2])
         return self._decide()
 
     def _parse(self, result: str) -> list[_Word]:
