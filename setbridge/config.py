@@ -102,8 +102,8 @@ class SpeechSettings(Section):
     """Quiet after speech that ends an utterance; most of the trigger latency."""
     pre_silence_s: float = Field(0.25, ge=0.0, le=5.0)
     """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
-    min_confidence: float = Field(0.6, ge=0.0, le=1.0)
-    """Lowest Vosk word confidence accepted."""
+    min_confidence: float = Field(0.4, ge=0.0, le=1.0)
+    """Lowest confidence accepted: the phrase's share of Vosk's hypotheses."""
     max_extra_sound_s: float = Field(0.6, ge=0.0, le=10.0)
     """Sound in an utterance outside the phrase that is tolerated (longer speech decoded as a phrase)."""
     min_sound_share: float = Field(0.3, ge=0.0, le=1.0)
@@ -114,7 +114,7 @@ class SpeechSettings(Section):
     """Energy above the noise floor that counts as speech."""
     decoys: list[str] = Field(default_factory=list)
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
-    noise_suppression: int = Field(3, ge=0, le=4)
+    noise_suppression: int = Field(4, ge=0, le=4)
     """WebRTC noise suppression before recognition: 0 (high-pass filter only) to 4 (strongest)."""
     auto_gain_dbfs: int = Field(0, ge=0, le=31)
     """WebRTC automatic gain target in dBFS (0 = off), for a quiet or distant microphone."""
@@ -122,7 +122,7 @@ class SpeechSettings(Section):
     """Hypotheses Vosk weighs per utterance; the confidence of a phrase is its share of them."""
     fillers: list[str] = Field(default_factory=list)
     """Common short words of the model's language: a filler model that rejects look-alike speech."""
-    min_filler_margin: float = Field(-2.5, ge=-50.0, le=50.0)
+    min_filler_margin: float = Field(-3.5, ge=-50.0, le=50.0)
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
     models_url: str = "https://alphacephei.com/vosk/models"
     """Where ``setbridge model install`` downloads models from."""

@@ -56,8 +56,8 @@ class Tuning:
     """Quiet after speech that ends an utterance (the main part of the latency)."""
     pre_silence_s: float = 0.25
     """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
-    min_confidence: float = 0.6
-    """Lowest word confidence accepted."""
+    min_confidence: float = 0.4
+    """Lowest confidence accepted: the phrase's share of Vosk's hypotheses (or its word confidence)."""
     syllable_s: tuple[float, float] = (0.1, 0.5)
     """Plausible seconds per syllable of a phrase (shortest, longest)."""
     min_sound_share: float = 0.3
@@ -74,7 +74,7 @@ class Tuning:
     """Force an utterance to end after this long (continuous noise)."""
     decoys: tuple[str, ...] = ()
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
-    noise_suppression: int = 3
+    noise_suppression: int = 4
     """WebRTC noise suppression level, 0 (high-pass filter only) to 4 (strongest)."""
     auto_gain_dbfs: int = 0
     """WebRTC automatic gain target in dBFS, 0 (off) to 31."""
@@ -82,7 +82,7 @@ class Tuning:
     """Hypotheses Vosk returns per utterance; a phrase that is not the best one can still fire."""
     fillers: tuple[str, ...] = ()
     """Common short words of the model's language for a second recognizer, the filler model."""
-    min_filler_margin: float = -2.5
+    min_filler_margin: float = -3.5
     """Lowest score of a phrase over the filler words' best fit, per syllable (with ``fillers``)."""
 
 
