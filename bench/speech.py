@@ -13,6 +13,10 @@ The detector runs with its defaults plus the Korean phrases and, since the Korea
 "[unk]", a filler model of common short words (``FILLERS``); ``--set KEY=VALUE`` changes any
 threshold (``--set fillers=`` turns the filler model off).
 
+Kaldi dithers its audio features, so Vosk scores the same audio slightly differently from run
+to run (vosk-api issue 868); recall moves by a few hundredths between runs. Compare settings
+over more than one run.
+
 Rows: ``setbridge`` is the detector gated as the hub and ``setbridge detect`` run it (each
 file starts idle, except an isolated "cut" clip, which starts rolling as it would in a take);
 ``ungated`` is the same detector with gating off (``detect --ungated``: the detector alone);
