@@ -25,7 +25,7 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import frontend
@@ -112,11 +112,6 @@ def syllables(text: str) -> int:
         hangul = sum(1 for ch in word if "\uac00" <= ch <= "\ud7a3")
         total += hangul or max(1, len(re.findall(r"[aeiouy]+", word)))
     return total
-
-
-@dataclass
-class _Utterance:
-    words: list[_Word] = field(default_factory=list)
 
 
 class Detector:

@@ -35,7 +35,6 @@ class FrontEnd:
             raise ValueError(f"noise_suppression must be 0-4, not {noise_suppression}")
         if not 0 <= auto_gain_dbfs <= 31:
             raise ValueError(f"auto_gain_dbfs must be 0-31, not {auto_gain_dbfs}")
-        self.in_rate = rate
         self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="int16") if rate != RATE else None
         self._processor = AudioProcessor(auto_gain_dbfs, noise_suppression)
         self._dither = np.random.default_rng(0)
