@@ -292,7 +292,7 @@ def condition(path: str) -> str:
     return f"{found.group(1)} dB" if found else "clean"
 
 
-def ceiling_hits(model: object, path: Path, clip: Clip, tuning: Tuning) -> list[bool]:
+def ceiling_hits(model: object, grammar: str, path: Path, clip: Clip, tuning: Tuning) -> list[bool]:
     """For each labelled phrase: is it among Vosk's hypotheses when handed exactly that stretch?
 
     The stretch (0.3 s before the phrase to 0.5 s after it) passes the same front end and
@@ -303,7 +303,6 @@ def ceiling_hits(model: object, path: Path, clip: Clip, tuning: Tuning) -> list[
 
     with wave.open(str(path)) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
-    grammar = Detector(model, rate, PHRASES, tuning)._grammar
     hits = []
     for label in clip.labels:
         start, end = max(0, int((label["start"] - 0.3) * rate)), int((label["end"] + 0.5) * rate)
@@ -382,10 +381,11 @@ def main() -> int:
         systems = {k: v for k, v in systems.items() if k.startswith(args.only[:3]) or
                    (args.only == "setbridge" and k == "ungated")}
     ceiling = Score()
+    grammar = Detector(model, FRONT_END_RATE, PHRASES, tuning).grammar
     for clip in clips:
         path = CORPUS / clip.path
         if clip.labels:
-            hits = ceiling_hits(model, path, clip, tuning)
+            hits = ceiling_hits(model, grammar, path, clip, tuning)
             ceiling.add(clip, [(label["action"], label["end"]) for label, hit in zip(clip.labels, hits) if hit], 0.0)
         # as the hub: an isolated cut is called during a take, everything else starts idle
         state = "rolling" if clip.kind == "phrase" and clip.labels[0]["action"] == "cut" else "idle"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 RATE = 16000
 PHRASES = {"roll": ["녹음 시작"], "cut": ["컷"]}
+FILLERS = ("이", "그", "저", "아", "네", "요", "다", "자", "하", "고", "서", "우리", "지금", "여기")
+"""Common short Korean words: the filler model for a model without "[unk]"."""
 
 
 def say(text: str, path: Path) -> bytes:

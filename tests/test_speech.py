@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speech_helpers import PHRASES, RATE, say, silence, write_wav
+from speech_helpers import FILLERS, PHRASES, RATE, say, silence, write_wav
 
 from setbridge.cli import main
 from setbridge.errors import ModelError
@@ -40,9 +40,6 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     out["take"] = write_wav(d / "take.wav", silence(0.8) + pcm["roll"] + silence(1.5) + pcm["chatter"] + silence(1.0)
                             + pcm["cut"] + silence(1.5))
     return out
-
-
-FILLERS = ("이", "그", "저", "아", "네", "요", "다", "자", "하", "고", "서", "우리", "지금", "여기")
 
 
 def detect(model, path: Path, gated: bool = False, get_state=None, tuning: Tuning = Tuning()):

@@ -141,7 +141,8 @@ class Detector:
         if has_word(model, UNK):
             grammar.append(UNK)
         self._model = model
-        self._grammar = json.dumps(grammar, ensure_ascii=False)
+        self.grammar = json.dumps(grammar, ensure_ascii=False)
+        """The phrase recognizer's grammar (JSON), as handed to Vosk."""
         fillers = [f for f in tuning.fillers if f not in self.trigger_words and has_word(model, f)]
         self._filler_grammar = json.dumps(fillers, ensure_ascii=False) if fillers else None
         self._origin = 0.0
@@ -163,7 +164,7 @@ class Detector:
         """A fresh recognizer per utterance, so word times are relative to a known origin."""
         import vosk
 
-        recognizer = vosk.KaldiRecognizer(self._model, self.rate, self._grammar)
+        recognizer = vosk.KaldiRecognizer(self._model, self.rate, self.grammar)
         if self.tuning.alternatives > 1 or self._filler_grammar is not None:
             recognizer.SetMaxAlternatives(self.tuning.alternatives)
         recognizer.SetWords(True)
@@ -239,14 +240,16 @@ class Detector:
     def _endpoint(self) -> list[Trigger]:
         # Vosk settles the last word only once it has seen audio after it; hand it the quiet just
         # heard again instead of waiting for more, then take its best hypothesis now.
-        quiet = self._quiet[-int(self.rate * self.tuning.pad_s) * 2:] if self.tuning.pad_s > 0 else b""
-        while 0 < len(quiet) < int(self.rate * self.tuning.pad_s) * 2:
-            quiet += quiet
-        if quiet:
-            self.recognizer.AcceptWaveform(quiet[:int(self.rate * self.tuning.pad_s) * 2])
+        size = int(self.rate * self.tuning.pad_s) * 2
+        pad = self._quiet[-size:] if size > 0 else b""
+        while 0 < len(pad) < size:
+            pad += pad
+        pad = pad[:size]
+        if pad:
+            self.recognizer.AcceptWaveform(pad)
         self._words += self._parse(self.recognizer.FinalResult())
         self.recognizer = self._new_recognizer()
-        self._finish_verifier(quiet[:int(self.rate * self.tuning.pad_s) * 2])
+        self._finish_verifier(pad)
         return self._decide()
 
     def _parse(self, result: str) -> list[_Word]:
