@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from setbridge.devbroker import PrivateBroker
+from setbridge.dev.broker import PrivateBroker
 
 SETBRIDGE = [sys.executable, "-m", "setbridge"]
 RATE = 16000

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import Settings, load_settings
-from setbridge.devbroker import PrivateBroker
+from setbridge.dev.broker import PrivateBroker
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 

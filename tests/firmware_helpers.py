@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import Settings
-from setbridge.lights_sim import SimLight, light_config
+from setbridge.dev.lights_sim import SimLight, light_config
 from setbridge.topics import Topics
 
 

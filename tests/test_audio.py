@@ -17,7 +17,7 @@ from setbridge.audio import mic as mic_module
 from setbridge.audio.base import AudioSource
 from setbridge.config import load_settings
 from setbridge.errors import AudioError
-from setbridge.voice import VoiceListener
+from setbridge.speech.listener import VoiceListener
 
 
 def test_wav_source_yields_the_first_channel_of_a_stereo_file(tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from setbridge.controller import SetController
-from setbridge.state_store import StateStore
+from setbridge.hub.controller import SetController
+from setbridge.hub.state_store import StateStore
 
 
 class Recorder:

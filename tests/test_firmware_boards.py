@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
-from setbridge.lights_sim import FIRMWARE_DIR, find_micropython
+from setbridge.dev.lights_sim import FIRMWARE_DIR, find_micropython
 
 
 def board_calls() -> dict[str, list]:

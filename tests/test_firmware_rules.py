@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from setbridge.lights_sim import FIRMWARE_DIR
+from setbridge.dev.lights_sim import FIRMWARE_DIR
 
 sys.path.insert(0, str(FIRMWARE_DIR))
 import mqtt  # noqa: E402

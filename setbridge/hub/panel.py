@@ -10,10 +10,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .messages import SetState
+from ..messages import SetState
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .service import Hub
 
 log = logging.getLogger(__name__)
 

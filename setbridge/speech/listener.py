@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .audio import AudioSource, open_source
-from .config import Settings
-from .speech import Detector, load_model, resolve_model, tuning_from
-from .speech.model import check_vocabulary
+from ..audio import AudioSource, open_source
+from ..config import Settings
+from . import Detector, load_model, resolve_model, tuning_from
+from .model import check_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class VoiceListener:
                 return
             if self.settings.audio.source == "mic":
                 try:
-                    from .audio.mic import reinit_portaudio
+                    from ..audio.mic import reinit_portaudio
 
                     reinit_portaudio()
                 except Exception as exc:  # noqa: BLE001

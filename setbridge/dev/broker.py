@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import SetbridgeError
+from ..errors import SetbridgeError
 
 APT_HINT = "install it with: apt-get install mosquitto"
 

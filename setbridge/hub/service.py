@@ -12,16 +12,16 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from . import __version__
-from .bus import Bus
-from .config import Settings
+from .. import __version__
+from ..bus import Bus
+from ..config import Settings
 from .controller import Outcome, SetController
-from .errors import PayloadError, SetbridgeError
-from .messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
-from .offload.relay import OffloadRelay
+from ..errors import PayloadError, SetbridgeError
+from ..messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
+from ..offload.relay import OffloadRelay
 from .state_store import StateStore
 from .systemd import Notifier
-from .topics import Topics
+from ..topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Hub:
         self.bus.on_connect(self._announce)
         self.add_component(OffloadRelay(self))
         if settings.audio.source != "none":
-            from .voice import VoiceListener  # loads Vosk and PortAudio only when voice is configured
+            from ..speech.listener import VoiceListener  # loads Vosk and PortAudio only when voice is configured
 
             self.voice_enabled = settings.speech.enabled
             self.add_component(VoiceListener(
@@ -78,7 +78,7 @@ class Hub:
                 voice_enabled=lambda: bool(self.voice_enabled),
             ))
         if settings.gpio.any_pin():
-            from .gpio import GpioPanel  # gpiozero only when pins are configured
+            from .panel import GpioPanel  # gpiozero only when pins are configured
 
             self.add_component(GpioPanel(self))
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .messages import SetEvent, SetState
+from ..messages import SetEvent, SetState
 from .state_store import StateStore, StoredState
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Development tools, not part of the product: a private Mosquitto and simulated lights."""
