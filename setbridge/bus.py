@@ -18,6 +18,8 @@ from .messages import Payload
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+"""``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
 
 
 class Bus:
@@ -52,6 +54,7 @@ class Bus:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
         self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._whole: set[str] = set()
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -61,9 +64,14 @@ class Bus:
         self._client.on_message = self._handle_message
 
     # -- wiring ---------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``."""
+    def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, whole: bool = False) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
+        ``whole=True`` to ``handler(message)``."""
         self._subscriptions[topic_filter] = (qos, handler)
+        if whole:
+            self._whole.add(topic_filter)
+        else:
+            self._whole.discard(topic_filter)
         if self.connected.is_set():
             self._client.subscribe(topic_filter, qos)
 
@@ -134,6 +142,9 @@ class Bus:
         for topic_filter, (_, handler) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 try:
-                    handler(message.topic, message.payload)
+                    if topic_filter in self._whole:
+                        handler(message)
+                    else:
+                        handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
