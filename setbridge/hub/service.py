@@ -57,6 +57,7 @@ class Hub:
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
             will=(self.topics.hub_status(settings.hub.id), self._status("offline").to_bytes(), True),
+            mqtt5=True,
         )
         try:
             self.controller = SetController(
@@ -69,7 +70,7 @@ class Hub:
         except OSError as exc:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
-        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request)
+        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True)
         self.bus.on_connect(self._announce)
         self.add_component(OffloadRelay(self))
         if settings.audio.source != "none":
