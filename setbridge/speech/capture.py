@@ -27,7 +27,7 @@ import threading
 import wave
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class ClipCapture:
         self._queue: queue.Queue[_Clip | None] = queue.Queue(maxsize=QUEUE_CLIPS)
         self._thread: threading.Thread | None = None
         self._warned = False
+        self._last_stamp: datetime | None = None
 
     # -- the listener's side (memory only) --------------------------------------------------------
     def start(self) -> None:
@@ -92,6 +93,10 @@ class ClipCapture:
         centre = int(at * self.rate)
         first = max(0, centre - self.before)
         now = datetime.now(timezone.utc)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_stamp is not None and now <= self._last_stamp:  # names unique and in order
+            now = self._last_stamp + timedelta(milliseconds=1)
+        self._last_stamp = now
         name = f"{now:%Y%m%dT%H%M%S}_{now.microsecond // 1000:03d}_{kind}_{action}.wav"
         meta = {"v": 1, "kind": kind, "action": action, "phrase": phrase, "reason": reason,
                 "confidence": confidence, "utc": now.isoformat(timespec="milliseconds"),
