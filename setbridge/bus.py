@@ -51,7 +51,7 @@ class Bus:
         if will:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
-        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._subscriptions: dict[str, tuple[int, Handler, Handler | None]] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -61,9 +61,10 @@ class Bus:
         self._client.on_message = self._handle_message
 
     # -- wiring ---------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``."""
-        self._subscriptions[topic_filter] = (qos, handler)
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, on_retained: Handler | None = None) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``; retained ones
+        to ``on_retained`` instead when given (commands are never taken from retained messages)."""
+        self._subscriptions[topic_filter] = (qos, handler, on_retained)
         if self.connected.is_set():
             self._client.subscribe(topic_filter, qos)
 
@@ -110,7 +111,7 @@ class Bus:
         sock = client.socket()
         if sock is not None:  # small state messages must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for topic_filter, (qos, _) in self._subscriptions.items():
+        for topic_filter, (qos, _, _) in self._subscriptions.items():
             client.subscribe(topic_filter, qos)
         self.connected.set()
         for hook in self._on_connect_hooks:
@@ -131,8 +132,10 @@ class Bus:
                 log.exception("on-disconnect hook failed")
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        for topic_filter, (_, handler) in list(self._subscriptions.items()):
+        for topic_filter, (_, handler, on_retained) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
+                if message.retain and on_retained is not None:
+                    handler = on_retained
                 try:
                     handler(message.topic, message.payload)
                 except Exception:
