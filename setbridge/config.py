@@ -46,6 +46,9 @@ class HubSettings(Section):
     """Seconds between heartbeats on ``{base}/set/{set}/heartbeat``."""
     post_roll_s: float = Field(0.0, ge=0, le=60)
     """After a cut, stay rolling this long (as sound recorders do)."""
+    transaction_window_s: float = Field(600.0, ge=0, le=86400)
+    """A request repeated with the same transaction within this many seconds gets its first
+    answer and changes nothing (at most 10,000 answers are remembered)."""
 
 
 class TlsSettings(Section):
@@ -76,6 +79,9 @@ class AudioSettings(Section):
     """Where speech comes from: no audio, a microphone, a WAV file, or raw PCM on stdin."""
     device: str | int | None = None
     """Microphone name (substring) or index; the system default when unset."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """Input channel to listen to (1 = first, left), e.g. a walkie on the left and timecode on the
+    right; unset, a stereo input is downmixed."""
     file: Path | None = None
     """WAV file replayed in real time when ``source = "file"``."""
     stdin_rate: int = Field(16000, ge=8000, le=192000)
