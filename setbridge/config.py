@@ -174,6 +174,8 @@ class OffloadSettings(Section):
     """How long the lights flash."""
     flash_max_age_s: float = Field(300.0, ge=0, le=86400)
     """Events older than this (delivered late after an outage) do not flash lights."""
+    journal_batch: int = Field(256, ge=1, le=10000)
+    """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
 
 
 class GpioSettings(Section):

@@ -59,6 +59,7 @@ class Hub:
         self.set_id = settings.hub.set
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
+        self.offload_health: tuple[str, str | None] = ("ok", None)
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._stopping = threading.Event()
@@ -82,7 +83,8 @@ class Hub:
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
         self.bus.on_connect(self._announce)
-        self.add_component(OffloadRelay(self))
+        self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
+                                        on_health=self.set_offload_health))
         if settings.audio.source != "none":
             from ..speech.listener import VoiceListener  # loads Vosk and PortAudio only when voice is configured
 
@@ -109,6 +111,12 @@ class Hub:
         """Report the audio source as ok / fault / off; republished in the hub status."""
         if status != self.audio_status:
             self.audio_status = status
+            self._publish_status()
+
+    def set_offload_health(self, state: str, reason: str | None) -> None:
+        """Report offload as ok / fault (with a one-line reason); republished in the hub status."""
+        if (state, reason) != self.offload_health:
+            self.offload_health = (state, reason)
             self._publish_status()
 
     def set_voice_enabled(self, enabled: bool) -> None:
@@ -178,8 +186,10 @@ class Hub:
 
     # -- publishing -------------------------------------------------------------------------
     def _status(self, state: str) -> HubStatus:
+        offload, offload_reason = self.offload_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
-                         audio=self.audio_status, voice=self.voice_enabled)
+                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,  # type: ignore[arg-type]
+                         offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
