@@ -33,9 +33,12 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
+        persistent: bool = False,
     ):
+        """``persistent``: keep the broker session (subscriptions and QoS 1 messages queued while
+        away) across disconnects; needs a fixed ``client_id``."""
         self.settings = settings
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         self._client.max_queued_messages_set(10000)
         if settings.username:
