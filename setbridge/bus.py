@@ -11,6 +11,9 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .config import MqttSettings
 from .messages import Payload
@@ -18,6 +21,13 @@ from .messages import Payload
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
+"""``handler(topic, payload)``, called on paho's network thread: it must not block."""
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+"""``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
+SESSION_EXPIRY_S = 7 * 24 * 3600
+"""How long the broker keeps a persistent MQTT 5 session of a client that is away."""
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 reason code of a broker that let another connection take this client id."""
 
 
 class Bus:
@@ -33,12 +43,19 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
+        mqtt5: bool = False,
         persistent: bool = False,
     ):
-        """``persistent``: keep the broker session (subscriptions and QoS 1 messages queued while
-        away) across disconnects; needs a fixed ``client_id``."""
+        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised.
+        ``persistent`` keeps the broker session (subscriptions, and QoS 1 messages queued while
+        away) across disconnects; it needs a fixed ``client_id`` (or user name)."""
         self.settings = settings
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+        self.mqtt5 = mqtt5
+        self.persistent = persistent
+        if mqtt5:
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         self._client.max_queued_messages_set(10000)
         if settings.username:
@@ -54,7 +71,8 @@ class Bus:
         if will:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
-        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
+        self._whole: set[str] = set()
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -64,10 +82,27 @@ class Bus:
         self._client.on_message = self._handle_message
 
     # -- wiring ---------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``."""
-        self._subscriptions[topic_filter] = (qos, handler)
+    def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
+                  whole: bool = False) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
+        ``whole=True`` to ``handler(message)``.
+
+        ``commands=True`` marks a command topic (requests, reports): a retained message never
+        reaches the handler; the bus clears it from the broker (an empty retained payload) and
+        logs one line. Empty payloads, which are such clears, are ignored.
+        """
+        self._subscriptions[topic_filter] = (qos, handler, commands)
+        if whole:
+            self._whole.add(topic_filter)
+        else:
+            self._whole.discard(topic_filter)
         if self.connected.is_set():
+            self._subscribe(topic_filter, qos, commands)
+
+    def _subscribe(self, topic_filter: str, qos: int, commands: bool) -> None:
+        if self.mqtt5:  # retain-as-published: a live retained command carries its flag too
+            self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=commands))
+        else:
             self._client.subscribe(topic_filter, qos)
 
     def on_connect(self, hook: Callable[[], None]) -> None:
@@ -80,7 +115,15 @@ class Bus:
     def start(self) -> None:
         """Connect in the background; paho's loop thread reconnects with backoff."""
         s = self.settings
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        if self.mqtt5:
+            properties = None
+            if self.persistent:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=not self.persistent,
+                                       properties=properties)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
@@ -113,8 +156,8 @@ class Bus:
         sock = client.socket()
         if sock is not None:  # small state messages must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for topic_filter, (qos, _) in self._subscriptions.items():
-            client.subscribe(topic_filter, qos)
+        for topic_filter, (qos, _, commands) in self._subscriptions.items():
+            self._subscribe(topic_filter, qos, commands)
         self.connected.set()
         for hook in self._on_connect_hooks:
             try:
@@ -126,7 +169,12 @@ class Bus:
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
-            log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port, reason_code)
+            if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+                log.error("another connection logged in as MQTT user %s and replaced this one; give every program "
+                          "its own broker user (see docs/deploy.md); reconnecting", self.settings.username)
+            else:
+                log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port,
+                            reason_code)
         for hook in self._on_disconnect_hooks:
             try:
                 hook()
@@ -134,9 +182,22 @@ class Bus:
                 log.exception("on-disconnect hook failed")
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        for topic_filter, (_, handler) in list(self._subscriptions.items()):
+        for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
+                if commands and (message.retain or not message.payload):
+                    if message.retain and message.payload:
+                        self._clear_retained(message)
+                    continue
                 try:
-                    handler(message.topic, message.payload)
+                    if topic_filter in self._whole:
+                        handler(message)
+                    else:
+                        handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
+
+    def _clear_retained(self, message: mqtt.MQTTMessage) -> None:
+        """A retained command would run again at every (re)connect: remove it, never run it."""
+        self._client.publish(message.topic, b"", qos=1, retain=True)
+        log.warning("ignored a retained command on %s and cleared it (%d bytes); commands must be "
+                    "published without the retain flag", message.topic, len(message.payload))

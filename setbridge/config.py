@@ -46,6 +46,9 @@ class HubSettings(Section):
     """Seconds between heartbeats on ``{base}/set/{set}/heartbeat``."""
     post_roll_s: float = Field(0.0, ge=0, le=60)
     """After a cut, stay rolling this long (as sound recorders do)."""
+    transaction_window_s: float = Field(600.0, ge=0, le=86400)
+    """A request repeated with the same transaction within this many seconds gets its first
+    answer and changes nothing (at most 10,000 answers are remembered)."""
 
 
 class TlsSettings(Section):
@@ -58,12 +61,21 @@ class TlsSettings(Section):
     """Client key file (mutual TLS)."""
 
 
+class ToolsUser(Section):
+    username: str | None = None
+    """Broker user of the command-line tools (send, watch, status, offload report); unset = the
+    ``[mqtt]`` user. The generated broker allows one connection per user, so on the hub's machine
+    the tools need a user of their own, or they would replace the hub's connection."""
+    password: SecretStr | None = None
+
+
 class MqttSettings(Section):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsSettings = TlsSettings()
+    tools: ToolsUser = ToolsUser()
     base_topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "setbridge"
     """Prefix of every topic; no wildcards, no leading or trailing slash."""
     keepalive_s: int = Field(30, ge=5, le=3600)
@@ -76,6 +88,9 @@ class AudioSettings(Section):
     """Where speech comes from: no audio, a microphone, a WAV file, or raw PCM on stdin."""
     device: str | int | None = None
     """Microphone name (substring) or index; the system default when unset."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """Input channel to listen to (1 = first, left), e.g. a walkie on the left and timecode on the
+    right; unset, a stereo input is downmixed."""
     file: Path | None = None
     """WAV file replayed in real time when ``source = "file"``."""
     stdin_rate: int = Field(16000, ge=8000, le=192000)
@@ -205,9 +220,10 @@ class WebSettings(Section):
     """Address the web server listens on."""
     port: int = Field(8080, ge=1, le=65535)
     client_id: Id = "setbridge-web"
-    """MQTT client id prefix; the take log keeps a persistent session as ``{client_id}-log``."""
+    """MQTT client id of the viewing connection, whose persistent session feeds the take log (one web
+    process per id); control adds ``-control``. Brokers made by ``setbridge broker config`` use the user names."""
     mqtt_username: str | None = None
-    """Broker user for viewing (role monitor); the hub's ``[mqtt]`` credentials are never borrowed."""
+    """Broker user for viewing and the take log (role monitor); the hub's ``[mqtt]`` user is never borrowed."""
     mqtt_password: SecretStr | None = None
     control_username: str | None = None
     """Broker user for roll/cut/standby (role integrator); unset = no control from the web."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +30,8 @@ HASH = hash_password(PASSWORD)
 def web_section(**extra: object) -> dict:
     """A ``[web]`` section with two users: ``ad`` (control) and ``viewer``."""
     users = {"ad": {"password_hash": HASH, "control": True}, "viewer": {"password_hash": HASH}}
-    return {"host": "127.0.0.1", "users": users, "link_timeout_s": 1.0, **extra}
+    return {"host": "127.0.0.1", "users": users, "link_timeout_s": 1.0, "client_id": f"web-{uuid.uuid4().hex[:10]}",
+            **extra}
 
 
 @contextmanager

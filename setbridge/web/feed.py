@@ -1,12 +1,14 @@
 """The web process's MQTT connections, and the fan-out of what they hear to event streams.
 
-Three connections, each with the least role it needs:
+Two connections, each with the least role it needs and a user of its own (a broker made by
+``setbridge broker config`` allows one connection per user):
 
-- **live** (role monitor, clean session): statuses, set states, heartbeats, events, lights and
-  offload cards → :class:`~.stage.Stage` → every open event stream of the board and the lights;
-- **log** (role monitor, persistent session ``{client_id}-log``, QoS 1): set events →
-  :class:`~.takes.TakeLog`, each committed before paho acknowledges it to the broker;
-- **control** (role integrator), only when ``[web] control_username`` is set: roll/cut/standby
+- **view** (``[web] mqtt_username``, role monitor, a persistent session, QoS 1): statuses, set
+  states, heartbeats, lights and offload cards → :class:`~.stage.Stage` → every open event
+  stream of the board and the lights; and set events → :class:`~.takes.TakeLog`, each
+  committed before paho acknowledges it, so the broker keeps what the web process has not
+  stored yet, across its restarts;
+- **control** (``[web] control_username``, role integrator), only when set: roll/cut/standby
   requests, matched to the hub's responses by ``transaction``.
 """
 
@@ -18,9 +20,11 @@ import uuid
 from collections import deque
 from typing import Any
 
+import paho.mqtt.client as mqtt
+
 from ..bus import Bus
 from ..config import MqttSettings, Settings
-from ..errors import PayloadError
+from ..errors import PayloadError, SetbridgeError
 from ..messages import SetEvent, SetRequest, SetResponse, parse_payload
 from ..topics import Topics
 from .stage import Stage, dumps
@@ -89,16 +93,6 @@ class Fanout:
         return len(self.channels.get(channel, ()))
 
 
-class _LiveBus(Bus):
-    """A :class:`Bus` that also tells its handlers whether a message was retained."""
-
-    retained = False
-
-    def _handle_message(self, client, userdata, message) -> None:  # paho's thread
-        self.retained = bool(message.retain)
-        super()._handle_message(client, userdata, message)
-
-
 def _credentials(mqtt: MqttSettings, username: str | None, password: Any) -> MqttSettings:
     """``[mqtt]`` with the web process's own user (never the hub's)."""
     return mqtt.model_copy(update={"username": username, "password": password})
@@ -118,26 +112,28 @@ class Feed:
         self.takes = takes
         self.loop: asyncio.AbstractEventLoop | None = None
         web = settings.web
-        suffix = uuid.uuid4().hex[:6]
+        users = [u for u in (web.mqtt_username, web.control_username) if u]
+        if settings.mqtt.username in users or settings.hub.id in users or len(set(users)) < len(users):
+            raise SetbridgeError("[web] mqtt_username and control_username must be users of their own, not the "
+                                 "hub's nor each other's: the broker allows one connection per user, so a shared "
+                                 "user would replace the other connection (setbridge broker add-user web --role "
+                                 "monitor, and web-control --role integrator)")
         monitor = _credentials(settings.mqtt, web.mqtt_username, web.mqtt_password)
-        self.live = _LiveBus(monitor, client_id=f"{web.client_id}-live-{suffix}")
-        t, base = self.topics, self.topics.base
-        for topic_filter in (f"{base}/hub/+/status", f"{base}/set/+/state", f"{base}/set/+/event",
-                             f"{base}/light/+/status", f"{base}/light/+/state", f"{base}/offload/card/+"):
-            self.live.subscribe(topic_filter, self._on_live)
-        self.live.subscribe(f"{base}/set/+/heartbeat", self._on_live, qos=0)
+        self.live = Bus(monitor, client_id=web.client_id, persistent=True)
+        base = self.topics.base
+        for topic_filter in (f"{base}/hub/+/status", f"{base}/set/+/state", f"{base}/light/+/status",
+                             f"{base}/light/+/state", f"{base}/offload/card/+"):
+            self.live.subscribe(topic_filter, self._on_live, whole=True)
+        self.live.subscribe(f"{base}/set/+/heartbeat", self._on_live, qos=0, whole=True)
+        self.live.subscribe(f"{base}/set/+/event", self._on_event, whole=True)
         self.live.on_connect(lambda: self._on_broker(True))
         self.live.on_disconnect(lambda: self._on_broker(False))
-        self.log_bus: Bus | None = None
-        if takes is not None:
-            self.log_bus = Bus(monitor, client_id=f"{web.client_id}-log", persistent=True)
-            self.log_bus.subscribe(f"{base}/set/+/event", self._on_log_event)
         self.control: Bus | None = None
         self._pending: dict[str, asyncio.Future] = {}
         if web.control_username:
             control = _credentials(settings.mqtt, web.control_username, web.control_password)
-            self.control = Bus(control, client_id=f"{web.client_id}-control-{suffix}")
-            self.control.subscribe(t.set_response("+"), self._on_response)
+            self.control = Bus(control, client_id=f"{web.client_id}-control")
+            self.control.subscribe(self.topics.set_response("+"), self._on_response)
         self._board_due = False
         if not web.mqtt_username and settings.mqtt.username:
             log.warning("[web] mqtt_username is unset: connecting without credentials (the hub's [mqtt] user "
@@ -146,12 +142,12 @@ class Feed:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        for bus in (self.live, self.log_bus, self.control):
+        for bus in (self.live, self.control):
             if bus is not None:
                 bus.start()
 
     def stop(self) -> None:
-        for bus in (self.control, self.log_bus, self.live):
+        for bus in (self.control, self.live):
             if bus is not None:
                 bus.stop()
 
@@ -168,20 +164,25 @@ class Feed:
         self.stage.broker(connected)
         self._call(self._changed, None)
 
-    def _on_live(self, topic: str, payload: bytes) -> None:
-        changed = self.stage.handle(topic, payload, retained=self.live.retained)
+    def _on_live(self, message: mqtt.MQTTMessage) -> None:
+        changed = self.stage.handle(message.topic, message.payload, retained=bool(message.retain))
         if changed is not None:
             self._call(self._changed, changed)
 
-    def _on_log_event(self, topic: str, payload: bytes) -> None:
-        levels = self.topics.split(topic)
-        try:
-            event = parse_payload(SetEvent, payload)
-        except PayloadError as exc:
-            log.warning("take log: ignored a message on %s: %s", topic, exc)
-            return
-        assert self.takes is not None
-        self.takes.record(levels[1], event)  # committed before paho acknowledges the message
+    def _on_event(self, message: mqtt.MQTTMessage) -> None:
+        """A set event: into the take log (committed before paho acknowledges it), then the board."""
+        levels = self.topics.split(message.topic)
+        if self.takes is not None and message.payload:
+            try:
+                event = parse_payload(SetEvent, message.payload)
+            except PayloadError as exc:
+                log.warning("take log: ignored a message on %s: %s", message.topic, exc)
+            else:
+                try:
+                    self.takes.record(levels[1], event)
+                except Exception:  # a full or broken disk must not stop the board
+                    log.exception("take log: could not store event %s of set %s", event.event_id, levels[1])
+        self._on_live(message)
 
     def _on_response(self, topic: str, payload: bytes) -> None:
         try:
