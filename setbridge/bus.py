@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .config import MqttSettings
@@ -39,12 +40,13 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
-        mqtt5: bool = False,
+        mqtt5: bool | None = None,
     ):
-        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised."""
+        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised and
+        requests carry their Response Topic; by default ``[mqtt] protocol`` decides."""
         self.settings = settings
-        self.mqtt5 = mqtt5
-        if mqtt5:
+        self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
+        if self.mqtt5:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -129,15 +131,19 @@ class Bus:
         self._client.loop_stop()
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """Publish; ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1."""
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
-        return self._client.publish(topic, data, qos=qos, retain=retain)
+        return self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
 
     # -- paho callbacks -------------------------------------------------------------------
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s (check [mqtt] username/password)",
-                      self.settings.host, self.settings.port, reason_code)
+            hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
+                    else "check [mqtt] username/password")
+            log.error("MQTT broker %s:%d refused the connection: %s (%s)",
+                      self.settings.host, self.settings.port, reason_code, hint)
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()
