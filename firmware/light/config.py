@@ -2,7 +2,7 @@
 
 Keys (see firmware/README.md): ``id``, ``set``, ``hub``, ``wifi.ssid``/``wifi.key``,
 ``mqtt.host``/``port``/``user``/``password``/``base_topic``/``keepalive_s``/``tls``/``ca``/``server_name``,
-``heartbeat_timeout_s``, ``reconnect_max_s``, ``watchdog_s``, ``output``, ``colors``.
+``ntp``, ``heartbeat_timeout_s``, ``reconnect_max_s``, ``watchdog_s``, ``output``, ``colors``.
 """
 
 import binascii
@@ -14,6 +14,7 @@ DEFAULTS = {
     "wifi": {"ssid": "", "key": ""},
     "mqtt": {"host": "", "port": 1883, "user": None, "password": None, "base_topic": "setbridge", "keepalive_s": 10,
              "tls": False, "ca": None, "server_name": None},
+    "ntp": None,
     "heartbeat_timeout_s": 2.5,
     "reconnect_max_s": 5.0,
     "watchdog_s": 8,
@@ -68,6 +69,8 @@ def check(cfg):
         raise ValueError("config.json: mqtt.tls is on but mqtt.ca is missing (the broker's CA file, e.g. ca.der)")
     if m["server_name"] is not None and not isinstance(m["server_name"], str):
         raise ValueError("config.json: mqtt.server_name must be the name in the broker's certificate")
+    if cfg["ntp"] is not None and not (isinstance(cfg["ntp"], str) and cfg["ntp"]):
+        raise ValueError("config.json: ntp must be the address of a time server (default: mqtt.host)")
     _number(cfg, "watchdog_s", 0, 60, "watchdog_s")
     if cfg["output"].get("type") not in ("relay", "pwm", "neopixel"):
         raise ValueError("config.json: output.type must be relay, pwm or neopixel")
