@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker_helpers import User, generated_broker, password, setbridge
+from broker_helpers import User, generated_broker, password
 from conftest import make_settings
 from test_secure_connect import make_certs
 
