@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -15,6 +16,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .config import MqttSettings
 from .messages import Payload
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,9 @@ class Bus:
         else:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
-        self._client.max_queued_messages_set(10000)
+        # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
+        # answers), so state and heartbeats are never refused here.
+        self._client.max_queued_messages_set(0)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -67,6 +71,11 @@ class Bus:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_publish = self._handle_publish
+        self._client.on_connect_fail = self._handle_connect_fail
+        self.last_activity = time.monotonic()
+        """When paho's network thread last ran one of our callbacks (monotonic)."""
+        self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
 
     # -- wiring ---------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None:
@@ -119,11 +128,32 @@ class Bus:
 
     # -- publishing -----------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        """Hand ``payload`` to paho without waiting; a refusal is counted and logged (rate-limited)."""
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
-        return self._client.publish(topic, data, qos=qos, retain=retain)
+        info = self._client.publish(topic, data, qos=qos, retain=retain)
+        # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
+        return info
+
+    @property
+    def backlog(self) -> int:
+        """QoS 1/2 publishes paho holds that the broker has not acknowledged yet."""
+        return len(self._client._out_messages)  # paho has no public accessor for its queue length
+
+    def stalled_for(self) -> float:
+        """Seconds since paho's network thread last showed progress (callbacks)."""
+        return time.monotonic() - self.last_activity
 
     # -- paho callbacks -------------------------------------------------------------------
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
+
+    def _handle_connect_fail(self, client, userdata) -> None:
+        self.last_activity = time.monotonic()
+
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         if reason_code.is_failure:
             log.error("MQTT broker %s:%d refused the connection: %s (check [mqtt] username/password)",
                       self.settings.host, self.settings.port, reason_code)
@@ -142,6 +172,7 @@ class Bus:
                 log.exception("on-connect hook failed")
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
@@ -153,6 +184,7 @@ class Bus:
                 log.exception("on-disconnect hook failed")
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        self.last_activity = time.monotonic()
         for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if commands and (message.retain or not message.payload):
