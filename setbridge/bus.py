@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .config import MqttSettings
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
 """``handler(topic, payload)``, called on paho's network thread: it must not block."""
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+"""``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 reason code of a broker that let another connection take this client id."""
 
 
 class Bus:
@@ -37,12 +42,13 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
-        mqtt5: bool = False,
+        mqtt5: bool | None = None,
     ):
-        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised."""
+        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised and
+        requests carry their Response Topic; by default ``[mqtt] protocol`` decides."""
         self.settings = settings
-        self.mqtt5 = mqtt5
-        if mqtt5:
+        self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
+        if self.mqtt5:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -64,6 +70,8 @@ class Bus:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
         self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
+        self._whole: set[str] = set()
+        self._on_retained: dict[str, Handler] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -78,14 +86,27 @@ class Bus:
         self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
 
     # -- wiring ---------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None:
-        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``.
+    def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
+                  whole: bool = False, on_retained: Handler | None = None) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
+        ``whole=True`` to ``handler(message)``.
 
         ``commands=True`` marks a command topic (requests, reports): a retained message never
         reaches the handler; the bus clears it from the broker (an empty retained payload) and
-        logs one line. Empty payloads, which are such clears, are ignored.
+        logs one line. Empty payloads, which are such clears, are ignored. ``on_retained`` also
+        marks a command topic, but hands retained messages to ``on_retained(topic, payload)``
+        instead, which clears them itself.
         """
+        commands = commands or on_retained is not None
         self._subscriptions[topic_filter] = (qos, handler, commands)
+        if on_retained is not None:
+            self._on_retained[topic_filter] = on_retained
+        else:
+            self._on_retained.pop(topic_filter, None)
+        if whole:
+            self._whole.add(topic_filter)
+        else:
+            self._whole.discard(topic_filter)
         if self.connected.is_set():
             self._subscribe(topic_filter, qos, commands)
 
@@ -127,10 +148,12 @@ class Bus:
         self._client.loop_stop()
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
-        """Hand ``payload`` to paho without waiting; a refusal is counted and logged (rate-limited)."""
+    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """Hand ``payload`` to paho without waiting; a refusal is counted and logged (rate-limited).
+        ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1."""
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
-        info = self._client.publish(topic, data, qos=qos, retain=retain)
+        info = self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
         # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
@@ -155,8 +178,10 @@ class Bus:
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.last_activity = time.monotonic()
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s (check [mqtt] username/password)",
-                      self.settings.host, self.settings.port, reason_code)
+            hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
+                    else "check [mqtt] username/password")
+            log.error("MQTT broker %s:%d refused the connection: %s (%s)",
+                      self.settings.host, self.settings.port, reason_code, hint)
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()
@@ -176,7 +201,12 @@ class Bus:
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
-            log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port, reason_code)
+            if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+                log.error("another connection logged in as MQTT user %s and replaced this one; give every program "
+                          "its own broker user (see docs/deploy.md); reconnecting", self.settings.username)
+            else:
+                log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port,
+                            reason_code)
         for hook in self._on_disconnect_hooks:
             try:
                 hook()
@@ -188,11 +218,20 @@ class Bus:
         for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if commands and (message.retain or not message.payload):
-                    if message.retain and message.payload:
+                    on_retained = self._on_retained.get(topic_filter)
+                    if on_retained is not None and message.retain:
+                        try:
+                            on_retained(message.topic, message.payload)
+                        except Exception:
+                            log.exception("retained handler for %s failed on %s", topic_filter, message.topic)
+                    elif message.retain and message.payload:
                         self._clear_retained(message)
                     continue
                 try:
-                    handler(message.topic, message.payload)
+                    if topic_filter in self._whole:
+                        handler(message)
+                    else:
+                        handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
 

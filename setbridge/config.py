@@ -61,15 +61,28 @@ class TlsSettings(Section):
     """Client key file (mutual TLS)."""
 
 
+class ToolsUser(Section):
+    username: str | None = None
+    """Broker user of the command-line tools (send, watch, status, offload report); unset = the
+    ``[mqtt]`` user. The generated broker allows one connection per user, so on the hub's machine
+    the tools need a user of their own, or they would replace the hub's connection."""
+    password: SecretStr | None = None
+
+
 class MqttSettings(Section):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsSettings = TlsSettings()
+    tools: ToolsUser = ToolsUser()
     base_topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "setbridge"
     """Prefix of every topic; no wildcards, no leading or trailing slash."""
     keepalive_s: int = Field(30, ge=5, le=3600)
+    protocol: Literal["5", "3.1.1"] = "5"
+    """The MQTT protocol of the hub and the CLI: ``5`` (answers on a request's Response Topic,
+    retain-as-published) or ``3.1.1`` for a broker without MQTT 5 (then every answer goes to
+    ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
 
@@ -79,6 +92,9 @@ class AudioSettings(Section):
     """Where speech comes from: no audio, a microphone, a WAV file, or raw PCM on stdin."""
     device: str | int | None = None
     """Microphone name (substring) or index; the system default when unset."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """Input channel to listen to (1 = first, left), e.g. a walkie on the left and timecode on the
+    right; unset, a stereo input is downmixed."""
     file: Path | None = None
     """WAV file replayed in real time when ``source = "file"``."""
     stdin_rate: int = Field(16000, ge=8000, le=192000)
@@ -158,6 +174,8 @@ class OffloadSettings(Section):
     """How long the lights flash."""
     flash_max_age_s: float = Field(300.0, ge=0, le=86400)
     """Events older than this (delivered late after an outage) do not flash lights."""
+    journal_batch: int = Field(256, ge=1, le=10000)
+    """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
 
 
 class GpioSettings(Section):
