@@ -4,7 +4,7 @@ file and an ACL generated from a small users file (user → role).
 Roles and what they may do below the base topic:
 
 - ``hub``: everything.
-- ``light`` (user name = light id): write its own ``light/{id}/status`` and ``state``; read the
+- ``light`` (user name = light id): write its own ``light/{id}/status``, ``state`` and ``alive``; read the
   set states and heartbeats, hub statuses and its own ``cmd``.
 - ``integrator``: read set, hub, light and offload topics; write set requests, offload reports
   and light commands.
@@ -132,11 +132,12 @@ def acl_text(users: dict[str, str], base: str = "setbridge") -> str:
             out.append(f"topic read {base}/#")
         elif role == "integrator":
             out += [f"topic read {base}/set/#", f"topic read {base}/hub/+/status", f"topic read {base}/light/+/status",
-                    f"topic read {base}/light/+/state", f"topic read {base}/offload/#",
+                    f"topic read {base}/light/+/state", f"topic read {base}/light/+/alive", f"topic read {base}/offload/#",
                     f"topic write {base}/set/+/request", f"topic write {base}/offload/report",
                     f"topic write {base}/light/+/cmd"]
         elif role == "light":
             out += [f"topic readwrite {base}/light/{name}/status", f"topic readwrite {base}/light/{name}/state",
+                    f"topic write {base}/light/{name}/alive",
                     f"topic read {base}/light/{name}/cmd", f"topic read {base}/set/+/state",
                     f"topic read {base}/set/+/heartbeat", f"topic read {base}/hub/+/status"]
     return "\n".join(out) + "\n"

@@ -143,6 +143,12 @@ class SpeechSettings(Section):
     """Common short words of the model's language: a filler model that rejects look-alike speech."""
     min_filler_margin: float = Field(-3.5, ge=-50.0, le=50.0)
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
+    capture_dir: Path | None = None
+    """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
+    capture_max_clips: int = Field(200, ge=1, le=100000)
+    """Most clips kept in ``capture_dir``; the oldest are deleted first."""
+    capture_max_mb: float = Field(200.0, gt=0, le=100000)
+    """Most megabytes kept in ``capture_dir``; the oldest clips are deleted first."""
     models_url: str = "https://alphacephei.com/vosk/models"
     """Where ``setbridge model install`` downloads models from."""
 

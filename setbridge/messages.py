@@ -142,6 +142,8 @@ class SetResponse(Payload):
     state: SetStateName | None = None
     seq: int | None = None
     changed: bool | None = None
+    retry_after_s: float | None = None
+    """Set on a "busy" refusal: send the request again (same transaction) after this many seconds."""
     ts: float = Field(default_factory=now)
 
     def to_bytes(self) -> bytes:
@@ -162,6 +164,16 @@ class LightState(Payload):
     """``{base}/light/{light}/state`` — retained, what the light shows."""
 
     showing: LightShowing
+    epoch: int | None = None
+    seq: int | None = None
+
+
+class LightAlive(Payload):
+    """``{base}/light/{light}/alive`` — QoS 0, not retained, every ``every_s`` while the light runs."""
+
+    showing: LightShowing | Literal["flash"]
+    every_s: float = Field(gt=0)
+    """The light's own period; judge it not alive after 3 s (or 3 × ``every_s``, if longer) of silence."""
     epoch: int | None = None
     seq: int | None = None
 
@@ -341,6 +353,7 @@ CONTRACT: dict[str, type[Payload]] = {
     "set/{set}/response": SetResponse,
     "light/{light}/status": LightStatus,
     "light/{light}/state": LightState,
+    "light/{light}/alive": LightAlive,
     "light/{light}/cmd": LightCommand,
     "offload/error": OffloadError,
 }

@@ -35,6 +35,9 @@ class Topics:
     def light_state(self, light: str) -> str:
         return f"{self.base}/light/{light}/state"
 
+    def light_alive(self, light: str) -> str:
+        return f"{self.base}/light/{light}/alive"
+
     def light_cmd(self, light: str) -> str:
         return f"{self.base}/light/{light}/cmd"
 

@@ -32,6 +32,9 @@ class App:
         self.t_cmd = "%s/light/%s/cmd" % (base, self.light)
         self.t_status = "%s/light/%s/status" % (base, self.light)
         self.t_show = "%s/light/%s/state" % (base, self.light)
+        self.t_alive = "%s/light/%s/alive" % (base, self.light)
+        self.alive_ms = int(cfg["alive_s"] * 1000)
+        self.next_alive = clock.ticks()
         m = cfg["mqtt"]
         self.mqtt = MQTTClient(
             "setbridge-light-" + self.light, m["host"], m["port"], m.get("user"), m.get("password"),
@@ -60,6 +63,7 @@ class App:
         self.mqtt.subscribe([(self.t_hub, 1), (self.t_state, 1), (self.t_beat, 0), (self.t_cmd, 1)])
         self.mqtt.publish(self.t_status, payloads.light_status("online", FW_VERSION, self.cfg["set"]), True, 1)
         self.published = None
+        self.next_alive = now
         self.rules.link_up(now)
 
     def _on_disconnect(self, reason):
@@ -139,12 +143,22 @@ class App:
                 self.mqtt.publish(self.t_show, payloads.light_state(*state), True, 1)
         return nxt
 
+    def alive(self, now):
+        """Say "alive" every ``alive_s`` (QoS 0, not retained), so that anyone can tell a frozen
+        light from a working one without relying on the broker's keepalive."""
+        if not self.mqtt.connected or clock.diff(now, self.next_alive) < 0:
+            return
+        self.next_alive = now + self.alive_ms
+        self.mqtt.publish(self.t_alive, payloads.light_alive(self.shown, self.rules.epoch, self.rules.seq,
+                                                             self.alive_ms / 1000), False, 0)
+
     def step(self):
         now = clock.ticks()
         self.board.feed()
         self.network(now)
         self.mqtt.poll(now)
         nxt = self.update(now)
+        self.alive(now)
         return min(nxt, self.rules.next_deadline(now), MAX_SLEEP_MS)
 
     def run(self):
