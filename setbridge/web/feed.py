@@ -127,6 +127,7 @@ class Feed:
                              f"{base}/light/+/state", f"{base}/offload/card/+"):
             self.live.subscribe(topic_filter, self._on_live, whole=True)
         self.live.subscribe(f"{base}/set/+/heartbeat", self._on_live, qos=0, whole=True)
+        self.live.subscribe(f"{base}/light/+/alive", self._on_live, qos=0, whole=True)
         self.live.subscribe(f"{base}/set/+/event", self._on_event, whole=True)
         self.live.on_connect(lambda: self._on_broker(True))
         self.live.on_disconnect(lambda: self._on_broker(False))

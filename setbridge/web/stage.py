@@ -27,7 +27,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from ..errors import PayloadError
-from ..messages import Heartbeat, HubStatus, LightState, LightStatus, SetEvent, SetState, parse_payload
+from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState, parse_payload
 from ..messages import Payload
 from ..topics import Topics
 
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 LINK_LOST = "link-lost"
 VOICE_KEPT = 5
 """Voice triggers kept per set for the board."""
+ALIVE_WINDOW_S = 3.0
+"""A light without an ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
 MAX_SETS, MAX_LIGHTS, MAX_CARDS = 200, 2000, 500
 """Bounds, so a flood of made-up ids cannot grow the web process without limit."""
 
@@ -113,12 +115,14 @@ class Stage:
         """Wall time the broker connection last went up or down."""
         self.rejected = 0
         self._warned: set[str] = set()
+        self._connected_mono: float | None = None
 
     # -- inputs ----------------------------------------------------------------------------
     def broker(self, connected: bool) -> None:
         with self._lock:
             self.broker_connected = connected
             self.broker_since = self._wall()
+            self._connected_mono = self._clock() if connected else None
 
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> Change | None:
         try:
@@ -173,6 +177,15 @@ class Stage:
                 self.hubs[hub] = msg.model_dump(mode="json")
                 self._set(msg.set)
                 return Change(msg.set)
+            case ["light", light, "alive"]:
+                msg = parse_payload(LightAlive, payload)
+                if light not in self.lights and len(self.lights) >= MAX_LIGHTS:
+                    return None
+                entry = self.lights.setdefault(light, {})
+                was_alive, was_showing = self._alive(entry), self._showing(entry)
+                entry["alive"] = {"showing": msg.showing, "every_s": msg.every_s, "at": self._clock()}
+                entry["seen"] = self._wall()
+                return Change(None, board=not was_alive or was_showing != msg.showing)
             case ["light", light, kind] if kind in ("status", "state"):
                 if light not in self.lights and len(self.lights) >= MAX_LIGHTS:
                     return None
@@ -257,13 +270,33 @@ class Stage:
             now = self._clock()
             return {"broker": self.broker_connected, "sets": {
                 set_id: {"beat_age_s": None if v.beat_mono is None else round(now - v.beat_mono, 3),
-                         "lost": self._lost(v)} for set_id, v in self.sets.items()}}
+                         "lost": self._lost(v)} for set_id, v in self.sets.items()},
+                "lights": {light: {"alive": self._alive(e), "showing": self._showing(e)}
+                           for light, e in self.lights.items()}}
 
-    @staticmethod
-    def _light(light: str, entry: dict[str, Any]) -> dict[str, Any]:
-        status, state = entry.get("status") or {}, entry.get("state") or {}
+    def _alive(self, entry: dict[str, Any]) -> bool | None:
+        """A light is alive while its ``alive`` messages keep coming (docs/mqtt.md: not alive after
+        3 s, or 3 × its ``every_s``, without one); None until this process has listened that long."""
+        alive = entry.get("alive")
+        if alive is not None:
+            window = max(ALIVE_WINDOW_S, 3 * alive["every_s"])
+            if self._clock() - alive["at"] <= window:
+                return True
+        if self._connected_mono is None or self._clock() - self._connected_mono < ALIVE_WINDOW_S:
+            return None
+        return False
+
+    def _showing(self, entry: dict[str, Any]) -> str | None:
+        alive = entry.get("alive")
+        if alive is not None and self._clock() - alive["at"] <= max(ALIVE_WINDOW_S, 3 * alive["every_s"]):
+            return alive["showing"]
+        return (entry.get("state") or {}).get("showing")
+
+    def _light(self, light: str, entry: dict[str, Any]) -> dict[str, Any]:
+        status = entry.get("status") or {}
         return {"id": light, "online": status.get("state") == "online" if status else None,
-                "showing": state.get("showing"), "fw": status.get("fw"), "seen": entry.get("seen")}
+                "alive": self._alive(entry), "showing": self._showing(entry), "fw": status.get("fw"),
+                "seen": entry.get("seen")}
 
 
 def dumps(data: Any) -> str:

@@ -24,15 +24,30 @@
   const clock = (ts) => ts ? new Date((ts - offset) * 1000).toLocaleTimeString([], { hour12: false }) : "—";
   const ago = (ts) => ts ? `${Math.max(0, Math.round(now() - ts))} s ago` : "—";
 
+  const aliveWord = (a) => a === null || a === undefined ? "?" : (a ? "yes" : "NO");
+  const aliveAttr = (a) => a === null || a === undefined ? "unknown" : (a ? "yes" : "no");
   function lightsTable(lights, emptyText) {
     const tbody = el("tbody");
     for (const l of lights) {
-      tbody.append(el("tr", { "data-light": l.id }, el("td", {}, l.id), el("td", {}, l.online ? "yes" : "NO"),
-        el("td", {}, l.showing || "?"), el("td", { "data-ago": l.seen || "" })));
+      tbody.append(el("tr", { "data-light": l.id, "data-alive": aliveAttr(l.alive) }, el("td", {}, l.id),
+        el("td", {}, l.online === null ? "?" : (l.online ? "online" : "OFFLINE")),
+        el("td", { class: "alive" }, aliveWord(l.alive)), el("td", { class: "showing" }, l.showing || "?"),
+        el("td", { "data-ago": l.seen || "" })));
     }
-    if (!lights.length) tbody.append(el("tr", {}, el("td", { colSpan: 4, class: "none" }, emptyText)));
-    return el("table", { class: "lights" }, el("thead", {}, el("tr", {}, ...["light", "online", "shows", "last seen"]
+    if (!lights.length) tbody.append(el("tr", {}, el("td", { colSpan: 5, class: "none" }, emptyText)));
+    return el("table", { class: "lights" }, el("thead", {}, el("tr", {}, ...["light", "status", "alive", "shows", "last seen"]
       .map((h) => el("th", {}, h)))), tbody);
+  }
+
+  let lightNews = {};  // light → {alive, showing}, from the once-a-second beats
+  function tickLights() {
+    for (const row of document.querySelectorAll("tr[data-light]")) {
+      const news = lightNews[row.dataset.light];
+      if (!news) continue;
+      row.dataset.alive = aliveAttr(news.alive);
+      row.querySelector(".alive").textContent = aliveWord(news.alive);
+      row.querySelector(".showing").textContent = news.showing || "?";
+    }
   }
 
   // Each set's heartbeat age as last heard ("beats" every second, or a snapshot), and when.
@@ -146,7 +161,9 @@
       const at = performance.now();
       for (const [setId, b] of Object.entries(data.sets)) beats.set(setId, { age: b.beat_age_s, lost: b.lost, at });
       brokerAlert.hidden = data.broker;
+      lightNews = data.lights || {};
       tick();
+      tickLights();
     });
   }
   connect();
