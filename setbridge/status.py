@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import contract as c
 from .bus import Bus
 from .topics import Topics
 
@@ -51,8 +52,8 @@ class Health:
 def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
     """Read retained statuses and states, and wait up to ``wait_s`` for a heartbeat."""
     q: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    for f in (f"{topics.base}/hub/+/status", topics.set_state(set_id), topics.set_heartbeat(set_id),
-              f"{topics.base}/light/+/status", f"{topics.base}/light/+/state"):
+    for spec in (c.HUB_STATUS, c.SET_STATE, c.SET_HEARTBEAT, c.LIGHT_STATUS, c.LIGHT_STATE):
+        f = spec.filter(topics.base, set=set_id)
         bus.subscribe(f, lambda t, p: q.put((t, p)))
     health = Health(set_id)
     deadline = time.monotonic() + wait_s

@@ -168,7 +168,7 @@ class Hub:
                          audio=self.audio_status, voice=self.voice_enabled)
 
     def _publish_status(self) -> None:
-        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
+        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
 
     def _publish_state(self, state: SetState) -> None:
         for listener in self._state_listeners:
@@ -178,7 +178,7 @@ class Hub:
                 log.exception("state listener failed")
         if not self.bus.connected.is_set():
             return  # the retained state is republished on (re)connect; never queue stale states
-        self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+        self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _publish_event(self, event: SetEvent) -> None:
         self.bus.publish(self.topics.set_event(self.set_id), event)
@@ -194,7 +194,7 @@ class Hub:
         while not self._stopping.wait(period):
             if self.bus.connected.is_set():
                 c = self.controller
-                self.bus.publish(topic, Heartbeat(epoch=c.epoch, seq=c.seq, state=c.state), qos=0)
+                self.bus.publish(topic, Heartbeat(epoch=c.epoch, seq=c.seq, state=c.state))
 
     # -- requests -------------------------------------------------------------------------
     def _handle_request(self, topic: str, payload: bytes) -> None:

@@ -16,9 +16,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from paho.mqtt.client import MQTTMessageInfo
-from paho.mqtt.enums import MQTTErrorCode
-
 from ..errors import PayloadError, SetbridgeError
 from ..messages import LightCommand, OffloadError
 from .intake import accept
@@ -35,19 +32,6 @@ REJECTED_CHARS = 200
 """How much of a rejected payload is echoed on ``{base}/offload/error``."""
 KEEP_DAYS = 90
 """Delivered events are kept this long (a card's latest event is kept for good)."""
-
-
-def _acknowledged(info: MQTTMessageInfo) -> bool:
-    """Whether the broker acknowledged a QoS 1 publish.
-
-    A message published in the instant the connection drops has ``rc`` NO_CONN, so
-    ``is_published()`` raises, yet paho keeps it queued, sends it on reconnect and marks the same
-    info published on the PUBACK; read that mark instead.
-    """
-    try:
-        return info.is_published()
-    except RuntimeError:
-        return bool(getattr(info, "_published", False))
 
 
 def _journal_failed(exc: BaseException, journal: Journal) -> str:
@@ -170,13 +154,13 @@ class OffloadRelay:
         A publish cut off by a disconnect is resent by the MQTT client when it reconnects, so this
         waits rather than publishing again (which would duplicate the event)."""
         data = event.to_bytes()
-        infos = [self.bus.publish(self.topics.offload_event(), data, qos=1),
-                 self.bus.publish(self.topics.offload_card(event.roll), data, qos=1, retain=True)]
-        if any(info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE for info in infos):
+        sent = [self.bus.publish(self.topics.offload_event(), data),
+                self.bus.publish(self.topics.offload_card(event.roll), data)]
+        if any(d.queue_full for d in sent):
             log.warning("the MQTT client's queue is full; offload delivery retries shortly")
             self._stop.wait(1.0)
             return False
-        while not all(_acknowledged(info) for info in infos):
+        while not all(d.acknowledged() for d in sent):
             if self._stop.wait(0.02):
                 return False
         return True
