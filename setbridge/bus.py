@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
 from .config import MqttSettings
@@ -19,6 +20,7 @@ from .messages import Payload
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
+"""``handler(topic, payload)``, called on paho's network thread: it must not block."""
 
 
 class Delivery:
@@ -77,9 +79,15 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
+        mqtt5: bool = False,
     ):
+        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised."""
         self.settings = settings
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        self.mqtt5 = mqtt5
+        if mqtt5:
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        else:
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         self._client.max_queued_messages_set(10000)
         if settings.username:
@@ -95,7 +103,7 @@ class Bus:
         if will:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
-        self._subscriptions: dict[str, tuple[int, Handler]] = {}
+        self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
         self._stopping = False
@@ -109,10 +117,21 @@ class Bus:
         self._client.on_publish = self._handle_publish
 
     # -- wiring ---------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
-        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``."""
-        self._subscriptions[topic_filter] = (qos, handler)
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``.
+
+        ``commands=True`` marks a command topic (requests, reports): a retained message never
+        reaches the handler; the bus clears it from the broker (an empty retained payload) and
+        logs one line. Empty payloads, which are such clears, are ignored.
+        """
+        self._subscriptions[topic_filter] = (qos, handler, commands)
         if self.connected.is_set():
+            self._subscribe(topic_filter, qos, commands)
+
+    def _subscribe(self, topic_filter: str, qos: int, commands: bool) -> None:
+        if self.mqtt5:  # retain-as-published: a live retained command carries its flag too
+            self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=commands))
+        else:
             self._client.subscribe(topic_filter, qos)
 
     def on_connect(self, hook: Callable[[], None]) -> None:
@@ -122,7 +141,10 @@ class Bus:
     def start(self) -> None:
         """Connect in the background; paho's loop thread reconnects with backoff."""
         s = self.settings
-        self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
+        if self.mqtt5:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
@@ -172,8 +194,8 @@ class Bus:
         sock = client.socket()
         if sock is not None:  # small state messages must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for topic_filter, (qos, _) in self._subscriptions.items():
-            client.subscribe(topic_filter, qos)
+        for topic_filter, (qos, _, commands) in self._subscriptions.items():
+            self._subscribe(topic_filter, qos, commands)
         self.connected.set()
         for hook in self._on_connect_hooks:
             try:
@@ -195,9 +217,19 @@ class Bus:
             self._acks_changed.notify_all()
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        for topic_filter, (_, handler) in list(self._subscriptions.items()):
+        for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
+                if commands and (message.retain or not message.payload):
+                    if message.retain and message.payload:
+                        self._clear_retained(message)
+                    continue
                 try:
                     handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
+
+    def _clear_retained(self, message: mqtt.MQTTMessage) -> None:
+        """A retained command would run again at every (re)connect: remove it, never run it."""
+        self.publish(message.topic, b"", retain=True)
+        log.warning("ignored a retained command on %s and cleared it (%d bytes); commands must be "
+                    "published without the retain flag", message.topic, len(message.payload))

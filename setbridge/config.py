@@ -46,6 +46,9 @@ class HubSettings(Section):
     """Seconds between heartbeats on ``{base}/set/{set}/heartbeat``."""
     post_roll_s: float = Field(0.0, ge=0, le=60)
     """After a cut, stay rolling this long (as sound recorders do)."""
+    transaction_window_s: float = Field(600.0, ge=0, le=86400)
+    """A request repeated with the same transaction within this many seconds gets its first
+    answer and changes nothing (at most 10,000 answers are remembered)."""
 
 
 class TlsSettings(Section):

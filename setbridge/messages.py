@@ -7,12 +7,13 @@ Every payload is a JSON object with ``"v": 1``. ``docs/mqtt.md`` and
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from .config import Action, Id
 from .errors import PayloadError
@@ -89,32 +90,60 @@ class SetEvent(Payload):
     source: str | None = None
     phrase: str | None = None
     confidence: float | None = None
-    transaction: str | None = None
+    transaction: str | int | None = None
     epoch: int
     seq: int
     take: int
     ts: float = Field(default_factory=now)
 
 
-class SetRequest(Payload):
-    """``{base}/set/{set}/request`` — from integrators and the CLI."""
+MAX_TRANSACTION_CHARS = 128
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a JavaScript client (Node-RED's ``Date.now()``) holds exactly."""
 
-    model_config = ConfigDict(extra="forbid")
+Transaction = Annotated[str, Field(min_length=1, max_length=MAX_TRANSACTION_CHARS)] | Annotated[
+    int, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+"""A request's transaction: a string of 1-128 characters or an integer within ±(2**53 - 1)."""
+
+
+_JSON_NAMES = {bool: "a boolean", float: "a number with a fraction", dict: "an object", list: "an array"}
+
+
+class SetRequest(Payload):
+    """``{base}/set/{set}/request`` — from integrators and the CLI. Unknown fields are ignored."""
+
     action: Action
-    transaction: str | None = Field(None, max_length=128)
+    transaction: Transaction | None = None
     source: str | None = Field(None, max_length=128)
+
+    @field_validator("transaction", mode="before")
+    @classmethod
+    def _one_clear_reason(cls, value: Any) -> Any:
+        if value is None or (type(value) is str and 1 <= len(value) <= MAX_TRANSACTION_CHARS) or (
+                type(value) is int and abs(value) <= MAX_SAFE_INTEGER):
+            return value
+        got = (f"a {len(value)}-character string" if isinstance(value, str) else
+               "an integer out of range" if type(value) is int else _JSON_NAMES.get(type(value), "another type"))
+        raise ValueError(f"must be a string of 1-{MAX_TRANSACTION_CHARS} characters or an integer within "
+                         f"±{MAX_SAFE_INTEGER}, got {got}; the answer echoes it")
 
 
 class SetResponse(Payload):
     """``{base}/set/{set}/response`` — the hub's answer to a request."""
 
-    transaction: str | None = None
+    transaction: JsonValue = None
+    """The request's transaction, echoed as the same JSON value (also when it was refused)."""
     ok: bool
     error: str | None = None
     state: SetStateName | None = None
     seq: int | None = None
     changed: bool | None = None
     ts: float = Field(default_factory=now)
+
+    def to_bytes(self) -> bytes:
+        # json.dumps escapes what pydantic cannot encode (a refused transaction's lone surrogate).
+        data = self.model_dump(exclude_none=True)
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 class LightStatus(Payload):
@@ -161,48 +190,142 @@ class OffloadError(Payload):
 M = TypeVar("M", bound=Payload)
 
 
-def parse_payload(model: type[M], raw: bytes | str) -> M:
-    """Decode and validate ``raw`` as ``model``; raise :class:`PayloadError` with a one-line reason."""
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Duplicate(key)
+        obj[key] = value
+    return obj
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _surrogate_at(data: Any) -> str | None:
+    """The path of the first string (key or value) holding a lone UTF-16 surrogate, or None."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return path or "payload"
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                sub = f"{path}.{key}" if path else str(key)
+                if _SURROGATE.search(key):
+                    return (path or "payload") + " (a key)"
+                stack.append((sub, value))
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def decode_object(raw: bytes | str) -> dict[str, Any]:
+    """Strictly decode ``raw`` as a v1 JSON object; raise :class:`PayloadError` with a one-line reason.
+
+    Rejected: more than ``MAX_PAYLOAD_BYTES``, invalid UTF-8 or JSON, ``NaN``/``Infinity`` and
+    numbers out of range, duplicate keys, lone UTF-16 surrogates (``"\\ud800"``), anything but an
+    object, and a ``v`` that is not exactly the integer 1 (``true`` and ``1.0`` are not).
+    """
     if isinstance(raw, str):
-        raw = raw.encode()
+        raw = raw.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(raw, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant)
+    except _Duplicate as exc:
+        raise PayloadError(f"{exc.args[0]}: duplicate key; send each field once") from None
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
         raise PayloadError(f"payload is not JSON: {exc}") from None
     except RecursionError:
         raise PayloadError("payload is nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, 1e400, integers of thousands of digits
+        raise PayloadError(f"payload is not valid JSON: {str(exc).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(data).__name__}")
-    if data.get("v") != 1:
-        raise PayloadError(f"unsupported payload version v={data.get('v')!r}; this hub speaks v=1")
+    where = _surrogate_at(data)
+    if where is not None:
+        raise PayloadError(f"{where}: contains a lone UTF-16 surrogate; send valid Unicode text")
+    version = data.get("v")
+    if type(version) is not int or version != 1:
+        shown = json.dumps(version)[:40] if "v" in data else "missing"
+        raise PayloadError(f"v: unsupported payload version {shown}; this hub speaks the integer 1 (\"v\": 1)")
+    return data
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """Validate a decoded object as ``model`` with exact JSON types (``true`` is not 1, ``"12"`` is
+    not 12); unknown fields are ignored unless the model forbids them."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=True)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "payload"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise PayloadError(f"{loc}: {first['msg']}{more}") from None
+        raise PayloadError(one_line(exc)) from None
 
 
-_TRANSACTION = re.compile(rb'"transaction"\s*:\s*"([^"\\]{1,128})"')
+def one_line(exc: ValidationError) -> str:
+    """The first validation error as ``field: message (and N more)``."""
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "payload"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc}: {first['msg']}{more}"
 
 
-def transaction_of(raw: bytes) -> str | None:
-    """Best-effort transaction id of a rejected request, so that it still gets an answer.
+def parse_payload(model: type[M], raw: bytes | str) -> M:
+    """Decode and validate ``raw`` as ``model``; raise :class:`PayloadError` with a one-line reason."""
+    return validate(model, decode_object(raw))
 
-    Looks only at the first 4 KiB, so oversized and truncated payloads are answered too.
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""What :func:`transaction_of` returns for a payload without a transaction."""
+
+_TRANSACTION = re.compile(rb'"transaction"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+
+
+def transaction_of(raw: bytes) -> Any:
+    """The transaction of a rejected request, exactly as sent, so that it still gets an answer;
+    :data:`MISSING` when there is none (or ``null``).
+
+    A payload that is not JSON or over the size limit is searched in its first 4 KiB only.
     """
+    data: Any = None
     if len(raw) <= MAX_PAYLOAD_BYTES:
         try:
             data = json.loads(raw)
-            tx = data.get("transaction") if isinstance(data, dict) else None
-            return tx[:128] if isinstance(tx, str) else None
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            pass
+        except (ValueError, RecursionError):
+            data = None
+    if isinstance(data, dict):
+        value = data.get("transaction")
+        return MISSING if value is None else value
     match = _TRANSACTION.search(raw[:4096])
-    return match.group(1).decode("utf-8", "replace") if match else None
+    if not match:
+        return MISSING
+    try:
+        return json.loads(match.group(1))
+    except ValueError:
+        return MISSING
 
 
 def __getattr__(name: str) -> object:

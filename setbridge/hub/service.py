@@ -17,10 +17,12 @@ from ..bus import Bus
 from ..config import Settings
 from .controller import Outcome, SetController
 from ..errors import PayloadError, SetbridgeError
-from ..messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload, transaction_of
+from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
+                        transaction_of)
 from ..offload.relay import OffloadRelay
 from .state_store import StateStore
 from .systemd import Notifier
+from .transactions import TransactionLog, key_of
 from ..topics import Topics
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,12 @@ class Hub:
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
+        self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
         self.bus = Bus(
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
             will=(self.topics.hub_status(settings.hub.id), self._status("offline").to_bytes(), True),
+            mqtt5=True,
         )
         try:
             self.controller = SetController(
@@ -66,7 +70,7 @@ class Hub:
         except OSError as exc:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
-        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request)
+        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True)
         self.bus.on_connect(self._announce)
         self.add_component(OffloadRelay(self))
         if settings.audio.source != "none":
@@ -198,20 +202,33 @@ class Hub:
 
     # -- requests -------------------------------------------------------------------------
     def _handle_request(self, topic: str, payload: bytes) -> None:
+        """Answer every request that carries a transaction, echoing it exactly; a transaction
+        seen in the last ``[hub] transaction_window_s`` gets its first answer and changes nothing."""
         try:
             request = parse_payload(SetRequest, payload)
         except PayloadError as exc:
             tx = transaction_of(payload)
             log.warning("rejected request on %s: %s", topic, exc)
-            if tx is not None:
+            if tx is not MISSING:
                 self._respond(SetResponse(transaction=tx, ok=False, error=str(exc), state=self.state,
                                           seq=self.controller.seq))
             return
-        outcome = self.submit(request.action, cause="request", source=request.source, transaction=request.transaction)
+        tx = request.transaction
+        fingerprint = (request.action, request.source)
+        if tx is not None:
+            remembered = self.transactions.recall(tx, fingerprint)
+            if remembered is not None:
+                log.info("repeated transaction %s on %s: answered again, nothing changed", key_of(tx)[:40], topic)
+                self._respond(remembered)
+                return
+        outcome = self.submit(request.action, cause="request", source=request.source, transaction=tx)
         if not outcome.ok:
             log.warning("refused %s from %s: %s", request.action, request.source or "a request", outcome.error)
-        self._respond(SetResponse(transaction=request.transaction, ok=outcome.ok, error=outcome.error,
-                                  state=outcome.state, seq=outcome.seq, changed=outcome.changed))
+        response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
+                               state=outcome.state, seq=outcome.seq, changed=outcome.changed)
+        if tx is not None:
+            self.transactions.remember(tx, fingerprint, response)
+        self._respond(response)
 
     def _respond(self, response: SetResponse) -> None:
         self.bus.publish(self.topics.set_response(self.set_id), response)

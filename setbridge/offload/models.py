@@ -178,7 +178,7 @@ def parse_report(raw: bytes | str) -> OffloadReport | HedgeReport:
     data = parse_payload(_Envelope, raw).model_dump()
     model: type[OffloadReport] | type[HedgeReport] = HedgeReport if "hedge" in data else OffloadReport
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=True)  # exact JSON types: true is not 1, "12" is not 12
     except ValidationError as exc:
         raise PayloadError(one_line(exc)) from None
 

@@ -1,0 +1,81 @@
+"""Remembered answers, so that a request repeated with the same transaction changes nothing.
+
+An integrator that timed out sends its request again with the same ``transaction``; within
+``window_s`` it gets the first answer back and the set is not touched again.
+
+>>> log = TransactionLog(window_s=600, capacity=10_000)
+>>> log.recall("a7f3", ("roll", None))          # None: new, execute it
+>>> log.remember("a7f3", ("roll", None), response)
+>>> log.recall("a7f3", ("roll", None))          # the first response
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from ..messages import SetResponse
+
+WINDOW_S = 600.0
+"""How long an answer is remembered (10 minutes)."""
+CAPACITY = 10_000
+"""How many answers are remembered at most; the oldest go first."""
+
+
+def key_of(transaction: Any) -> str:
+    """The transaction as canonical JSON: ``42`` and ``"42"`` are different transactions."""
+    return json.dumps(transaction, sort_keys=True, separators=(",", ":"))
+
+
+class TransactionLog:
+    """Answers by transaction, for ``window_s`` seconds and at most ``capacity`` of them. Thread-safe."""
+
+    def __init__(self, window_s: float = WINDOW_S, capacity: int = CAPACITY,
+                 clock: Callable[[], float] = time.monotonic):
+        self.window_s = window_s
+        self.capacity = capacity
+        self._clock = clock
+        self._answers: OrderedDict[str, tuple[float, Hashable, SetResponse]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def recall(self, transaction: Any, fingerprint: Hashable) -> SetResponse | None:
+        """The remembered answer to ``transaction``, or None when it is new (or forgotten).
+
+        A transaction reused for a different request (another ``fingerprint``: action, source)
+        is answered with a refusal that changes nothing.
+        """
+        key = key_of(transaction)
+        with self._lock:
+            self._expire()
+            entry = self._answers.get(key)
+        if entry is None:
+            return None
+        _, first, response = entry
+        if first == fingerprint:
+            return response
+        return SetResponse(transaction=transaction, ok=False, state=response.state, seq=response.seq,
+                           error=f"transaction {key[:40]} was already used for another request in the last "
+                                 f"{self.window_s / 60:g} minutes; send a new transaction")
+
+    def remember(self, transaction: Any, fingerprint: Hashable, response: SetResponse) -> None:
+        key = key_of(transaction)
+        with self._lock:
+            self._answers[key] = (self._clock(), fingerprint, response)
+            self._answers.move_to_end(key)
+            while len(self._answers) > self.capacity:
+                self._answers.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def _expire(self) -> None:
+        limit = self._clock() - self.window_s
+        while self._answers:
+            first = next(iter(self._answers.values()))
+            if first[0] >= limit:
+                break
+            self._answers.popitem(last=False)

@@ -1,0 +1,81 @@
+"""A retained request is never executed: the hub clears it and logs one line (real Mosquitto)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from conftest import Probe, make_settings
+
+from setbridge.hub import Hub
+
+ROLL = {"v": 1, "action": "roll", "transaction": "retained-roll", "source": "careless-integrator"}
+
+
+def started(settings) -> Hub:
+    hub = Hub(settings)
+    hub.start()
+    assert hub.bus.wait_connected(5)
+    return hub
+
+
+def assert_nothing_retained(port: int, topic: str) -> None:
+    """Subscribe afresh; a marker published after the SUBACK comes after any retained message."""
+    probe = Probe(port, topic)
+    try:
+        marker = uuid.uuid4().hex
+        probe.publish(topic, {"marker": marker})
+        probe.wait_for(lambda t, d, r: d is not None and d.get("marker") == marker)
+        retained = [item for item in probe.seen if item[2]]
+        assert not retained, f"still retained on {topic}: {retained}"
+    finally:
+        probe.close()
+
+
+def test_a_retained_roll_before_start_never_rolls_and_is_cleared(broker, tmp_path, caplog):
+    settings = make_settings(broker, tmp_path / "state")
+    request_topic = f"{settings.mqtt.base_topic}/set/{settings.hub.set}/request"
+    watcher = Probe(broker.port, f"{settings.mqtt.base_topic}/#")
+    watcher.publish(request_topic, ROLL, retain=True)
+    caplog.set_level(logging.WARNING, logger="setbridge.bus")
+    hub = started(settings)
+    try:
+        watcher.wait_for(lambda t, d, r: t == request_topic and d is None and not r)  # the hub's clear
+        watcher.wait_for(lambda t, d, r: t.endswith("/set/stage-t/state") and d is not None)
+        assert_nothing_retained(broker.port, request_topic)
+        assert hub.state == "idle" and hub.controller.take == 0
+        responses = [d for t, d, _ in watcher.seen if t.endswith("/response")]
+        assert responses == [], "a retained request must not be answered as if executed"
+        lines = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
+        assert len(lines) == 1 and request_topic in lines[0]
+    finally:
+        hub.stop()
+        watcher.close()
+
+
+def test_a_retained_roll_never_runs_live_nor_across_restarts(broker, tmp_path):
+    settings = make_settings(broker, tmp_path / "state")
+    request_topic = f"{settings.mqtt.base_topic}/set/{settings.hub.set}/request"
+    watcher = Probe(broker.port, f"{settings.mqtt.base_topic}/set/#")
+    hub = started(settings)
+    try:
+        watcher.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        watcher.publish(request_topic, ROLL, retain=True)  # Mosquitto passes the retain flag on live
+        watcher.wait_for(lambda t, d, r: t == request_topic and d is None)
+        assert_nothing_retained(broker.port, request_topic)
+        assert hub.submit("roll", cause="test").ok and hub.submit("cut", cause="test").state == "idle"
+    finally:
+        hub.stop()
+    watcher.publish(request_topic, {**ROLL, "transaction": "while-down"}, retain=True)
+    for _ in range(2):
+        hub = started(settings)
+        try:
+            epoch = hub.controller.epoch
+            watcher.wait_for(lambda t, d, r: t.endswith("/state") and d is not None and d["epoch"] == epoch)
+            assert_nothing_retained(broker.port, request_topic)
+            assert hub.state == "idle" and hub.controller.take == 1
+        finally:
+            hub.stop()
+    answered = [d for t, d, _ in watcher.seen if t.endswith("/response")]
+    assert answered == [], f"retained requests were answered as if executed: {answered}"
+    watcher.close()
