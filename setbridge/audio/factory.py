@@ -14,11 +14,11 @@ def open_source(audio: AudioSettings) -> AudioSource:
     if audio.source == "mic":
         from .mic import MicSource
 
-        return MicSource(audio.device)
+        return MicSource(audio.device, audio.channel)
     if audio.source == "file":
         if audio.file is None:
             raise AudioError("[audio] source = \"file\" needs [audio] file = \"PATH.wav\"")
-        return WavFileSource(audio.file, realtime=True)
+        return WavFileSource(audio.file, realtime=True, channel=audio.channel)
     if audio.source == "stdin":
         return PcmStreamSource(audio.stdin_rate)
     raise AudioError("[audio] source is \"none\"; set it to mic, file or stdin for voice triggers")

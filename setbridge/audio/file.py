@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import array
-import sys
 import time
 import wave
 from collections.abc import Iterator
@@ -11,18 +9,20 @@ from pathlib import Path
 
 from ..errors import AudioError
 from .base import BLOCK_S, AudioSource
+from .channels import check_channel, to_mono
 
 
 class WavFileSource(AudioSource):
-    """A 16-bit PCM WAV file; of a multi-channel file, the first channel is used.
+    """A 16-bit PCM WAV file at any rate; of a multi-channel file, ``channel`` (1 = first) or the downmix.
 
     >>> with WavFileSource("take.wav", realtime=False) as src:
     ...     pcm = b"".join(src)
     """
 
-    def __init__(self, path: Path | str, realtime: bool = True):
+    def __init__(self, path: Path | str, realtime: bool = True, channel: int | None = None):
         self.path = Path(path)
         self.realtime = realtime
+        self.channel = channel
         self._wav: wave.Wave_read | None = None
 
     def open(self) -> None:
@@ -35,6 +35,11 @@ class WavFileSource(AudioSource):
             raise AudioError(f"{self.path}: only 16-bit PCM WAV is supported; convert with "
                              f"`sox {self.path.name} -b 16 out.wav`")
         self.rate = self._wav.getframerate()
+        try:
+            check_channel(self.channel, self._wav.getnchannels(), str(self.path))
+        except AudioError:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._wav is not None:
@@ -53,8 +58,7 @@ class WavFileSource(AudioSource):
             data = self._wav.readframes(frames)
             if not data:
                 return
-            if channels > 1:
-                data = _first_channel(data, channels)
+            data = to_mono(data, channels, self.channel)
             sent += len(data) // 2
             if self.realtime:
                 delay = started + sent / self.rate - time.monotonic()
@@ -62,12 +66,3 @@ class WavFileSource(AudioSource):
                     time.sleep(delay)
             yield data
 
-
-def _first_channel(data: bytes, channels: int) -> bytes:
-    samples = array.array("h", data)
-    if sys.byteorder == "big":
-        samples.byteswap()
-    mono = samples[::channels]
-    if sys.byteorder == "big":
-        mono.byteswap()
-    return mono.tobytes()

@@ -1,4 +1,8 @@
-"""A microphone through PortAudio (sounddevice), opened at the device's own default rate."""
+"""A microphone through PortAudio (sounddevice), opened at the device's own default rate.
+
+With ``channel`` set, the device is opened with that many channels and that one is kept (a
+walkie on the left, timecode on the right); unset, a stereo device is downmixed to mono.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 
 from ..errors import AudioError
 from .base import BLOCK_S, AudioSource
+from .channels import check_channel, to_mono
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,10 @@ def find_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]:
 class MicSource(AudioSource):
     """Capture in PortAudio's callback into a bounded queue; a full queue counts an overflow."""
 
-    def __init__(self, device: str | int | None = None):
+    def __init__(self, device: str | int | None = None, channel: int | None = None):
         self.device = device
+        self.channel = channel
+        self.channels = 1
         self.overflows = 0
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=QUEUE_BLOCKS)
         self._stream: Any = None
@@ -72,8 +79,11 @@ class MicSource(AudioSource):
         sd = _sd()
         index, info = find_input_device(self.device)
         self.rate = int(info["default_samplerate"])
+        available = int(info["max_input_channels"])
+        check_channel(self.channel, available, f"microphone {info['name']!r}")
+        self.channels = self.channel if self.channel is not None else min(2, available)
         try:
-            self._stream = sd.RawInputStream(device=index, samplerate=self.rate, channels=1, dtype="int16",
+            self._stream = sd.RawInputStream(device=index, samplerate=self.rate, channels=self.channels, dtype="int16",
                                              blocksize=int(self.rate * BLOCK_S), callback=self._callback)
             self._stream.start()
         except sd.PortAudioError as exc:
@@ -85,7 +95,7 @@ class MicSource(AudioSource):
         if status and status.input_overflow:
             self.overflows += 1
         try:
-            self._queue.put_nowait(bytes(data))
+            self._queue.put_nowait(to_mono(bytes(data), self.channels, self.channel))
         except queue.Full:
             self.overflows += 1
 

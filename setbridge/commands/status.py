@@ -21,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..client import connect
     from ..errors import SetbridgeError
+    from ..escape import json_line, terminal
     from ..status import collect, render
     from ..topics import Topics
 
@@ -39,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
         bus.stop()
     problems = health.problems()
     if args.json:
-        print(json.dumps(health.as_dict(), ensure_ascii=False))
+        print(json_line(health.as_dict()))
     else:
         print(f"broker {settings.mqtt.host}:{settings.mqtt.port}: reachable")
         for line in render(health):
-            print(line)
+            print(terminal(line))  # everything from the bus is printed escaped
         print("all is well" if not problems else f"{len(problems)} problem(s):")
     for problem in problems:
-        print(f"problem: {problem}", file=sys.stderr)
+        print(terminal(f"problem: {problem}"), file=sys.stderr)
     return 0 if not problems else 1

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="show set state, hub and light availability, events and offloads live")
     add_set_arg(p)
     add_config_arg(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per line: topic, retained, payload")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: topic, retained, payload (everything from the bus is escaped)")
     p.add_argument("--heartbeats", action="store_true", help="also show heartbeats")
     p.add_argument("--count", type=int, default=0, help="exit after this many messages (0 = run until Ctrl-C)")
     p.set_defaults(func=run)
@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..client import connect
+    from ..escape import json_line, terminal
     from ..topics import Topics
     from ..watch import decode, describe, stamp
 
@@ -31,21 +32,21 @@ def run(args: argparse.Namespace) -> int:
     q: queue.Queue = queue.Queue()
     filters = [topics.all()] if not args.set_id else topics.filters(set=args.set_id)
     for f in filters:
-        bus.subscribe(f, lambda t, p: q.put((t, p)))
+        bus.subscribe(f, lambda m: q.put((m.topic, m.payload, bool(m.retain))), whole=True)
     shown = 0
     try:
         while True:
-            topic, payload = q.get()
+            topic, payload, retained = q.get()
             if topic.endswith("/heartbeat") and not args.heartbeats:
                 continue
             data = decode(payload)
             if args.json:
-                line = json.dumps({"topic": topic, "payload": data}, ensure_ascii=False)
+                line = json_line({"topic": topic, "retained": retained, "payload": data})
             else:
                 text = describe(topics, topic, data, payload)
                 if text is None:
                     continue
-                line = f"{stamp()} {text}"
+                line = terminal(f"{stamp()} {text}" + (" (retained)" if retained else ""))
             print(line, flush=True)
             shown += 1
             if args.count and shown >= args.count:
