@@ -83,7 +83,9 @@ SETBRIDGE="$VENV/bin/setbridge"
 
 step "4/7 secured Mosquitto: /etc/mosquitto/conf.d/setbridge.conf, password file, ACL"
 if [ -f /etc/mosquitto/conf.d/setbridge.conf ]; then skip "broker config present"; else
-    run "$SETBRIDGE" broker config
+    # Plain MQTT on the network so that lights can join at once; docs/deploy.md shows how to
+    # move every role to TLS (`broker config --tls-only`).
+    run "$SETBRIDGE" broker config --bind 0.0.0.0
 fi
 
 step "5/7 configuration $CONF (hub $HUB_ID, set $SET_ID) and its broker user"
@@ -92,9 +94,13 @@ if [ -f "$CONF" ]; then skip "$CONF exists (never overwritten)"; else
         echo "    would write $CONF from examples/setbridge.toml with a new broker password for $HUB_ID"
     else
         password=$("$SETBRIDGE" broker add-user "$HUB_ID" --role hub | sed -n 's/^password: //p')
+        # One connection per broker user: the command-line tools get a user of their own.
+        tools=$("$SETBRIDGE" broker add-user "$HUB_ID-tools" --role integrator | sed -n 's/^password: //p')
         install -d -m 0750 -o root -g setbridge "$CONF_DIR"
         sed -e "s/^id = \"hub-1\"/id = \"$HUB_ID\"/" -e "s/^set = \"main\"/set = \"$SET_ID\"/" \
-            -e "s/^# username = .*/username = \"$HUB_ID\"/" -e "s/^# password = .*/password = \"$password\"/" \
+            -e "0,/^# username = .*/s//username = \"$HUB_ID\"/" -e "0,/^# password = .*/s//password = \"$password\"/" \
+            -e "s/^# username = \"hub-1-tools\"/username = \"$HUB_ID-tools\"/" \
+            -e "/^username = \"$HUB_ID-tools\"/{n;s/^# password = .*/password = \"$tools\"/}" \
             -e "s/^source = \"none\"/source = \"mic\"/" "$SRC/examples/setbridge.toml" > "$CONF"
         chown root:setbridge "$CONF"
         chmod 0640 "$CONF"

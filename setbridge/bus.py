@@ -23,6 +23,8 @@ Handler = Callable[[str, bytes], None]
 """``handler(topic, payload)``, called on paho's network thread: it must not block."""
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 """``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 reason code of a broker that let another connection take this client id."""
 
 
 class Delivery:
@@ -216,7 +218,12 @@ class Bus:
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
-            log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port, reason_code)
+            if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
+                log.error("another connection logged in as MQTT user %s and replaced this one; give every program "
+                          "its own broker user (see docs/deploy.md); reconnecting", self.settings.username)
+            else:
+                log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port,
+                            reason_code)
 
     def _handle_publish(self, client, userdata, mid: int, reason_code, properties) -> None:
         # Runs on paho's thread with its message lock held: only this leaf condition is taken here.

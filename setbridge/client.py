@@ -6,13 +6,31 @@ import queue
 import uuid
 
 from .bus import Bus
-from .config import Settings
+from .config import MqttSettings, Settings
 from .errors import SetbridgeError
 
 
+def tool_mqtt(settings: Settings) -> MqttSettings:
+    """The broker settings a command-line tool connects with: ``[mqtt.tools]``'s user when set.
+
+    A broker made by ``setbridge broker config`` sets every client id to its user name, so a tool
+    logged in as the hub would replace the hub's own connection (its last will says offline and
+    every light shows link lost): refused with a one-line error instead."""
+    m = settings.mqtt
+    if m.tools.username:
+        return m.model_copy(update={"username": m.tools.username, "password": m.tools.password})
+    if m.username and m.username == settings.hub.id:
+        raise SetbridgeError(f"[mqtt] username {m.username!r} is the hub's own broker user, and a tool logged in "
+                             "as it would replace the hub's connection; give the tools a user of their own in "
+                             "[mqtt.tools] username/password (setbridge broker add-user NAME --role integrator)")
+    return m
+
+
 def connect(settings: Settings, role: str, timeout: float = 5.0) -> Bus:
-    """A connected :class:`Bus`, or a one-line error naming the broker."""
-    bus = Bus(settings.mqtt, client_id=f"setbridge-{role}-{uuid.uuid4().hex[:8]}")
+    """A connected :class:`Bus`, or a one-line error naming the broker.
+
+    The client id is only a label: the generated broker replaces it with the user name."""
+    bus = Bus(tool_mqtt(settings), client_id=f"setbridge-{role}-{uuid.uuid4().hex[:8]}")
     bus.start()
     if not bus.wait_connected(timeout):
         bus.stop()

@@ -61,12 +61,21 @@ class TlsSettings(Section):
     """Client key file (mutual TLS)."""
 
 
+class ToolsUser(Section):
+    username: str | None = None
+    """Broker user of the command-line tools (send, watch, status, offload report); unset = the
+    ``[mqtt]`` user. The generated broker allows one connection per user, so on the hub's machine
+    the tools need a user of their own, or they would replace the hub's connection."""
+    password: SecretStr | None = None
+
+
 class MqttSettings(Section):
     host: str = "localhost"
     port: int = Field(1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     tls: TlsSettings = TlsSettings()
+    tools: ToolsUser = ToolsUser()
     base_topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "setbridge"
     """Prefix of every topic; no wildcards, no leading or trailing slash."""
     keepalive_s: int = Field(30, ge=5, le=3600)

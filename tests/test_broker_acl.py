@@ -18,7 +18,9 @@ from setbridge.dev.broker import PrivateBroker, free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
 
-USERS = {"hub-1": "hub", "sim-1": "light", "sim-2": "light", "editorial": "integrator", "wall": "monitor"}
+USERS = {"hub-1": "hub", "sim-1": "light", "sim-2": "light", "editorial": "integrator", "wall": "monitor",
+         "watcher": "hub"}
+"""One connection per user (the broker sets client id = user name): observers log in as ``watcher``."""
 
 
 def setbridge(*args: str) -> str:
@@ -106,7 +108,7 @@ def may_publish(login, user: str, topic: str) -> bool:
 
     The user then publishes to a topic it may use; messages from one connection arrive in order,
     so once that marker is seen, a forbidden publish would have arrived already."""
-    observer = login("hub-1")
+    observer = login("watcher")
     observer.subscribe("setbridge/#")
     sender = login(user)
     assert sender.accepted
@@ -164,7 +166,7 @@ def test_monitor_reads_everything_and_writes_nothing(login):
     wall = login("wall")
     wall.subscribe("setbridge/#")
     assert wall.wait_for("setbridge/set/mon/state")
-    observer = login("hub-1")
+    observer = login("watcher")
     observer.subscribe("setbridge/#")
     wall.publish("setbridge/set/main/request")
     hub.publish("setbridge/x/after")

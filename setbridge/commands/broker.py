@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..broker_config import DEFAULT_DIR, ROLES, BrokerFiles, add_user, reload_hint, write_config
+from ..broker_config import DEFAULT_DIR, ROLES, BrokerFiles, Listeners, add_user, reload_hint, write_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     cfg.add_argument("--out", type=Path, metavar="DIR",
                      help="write every file into DIR as a standalone config (default: a drop-in under /etc/mosquitto)")
     cfg.add_argument("--port", type=int, default=1883, help="plain MQTT listener port (default 1883)")
-    cfg.add_argument("--bind", default="0.0.0.0", help="address to listen on (default all; 127.0.0.1 = this machine only)")
+    cfg.add_argument("--bind", default="127.0.0.1",
+                     help="address of the plain listener (default 127.0.0.1, this machine only; "
+                          "0.0.0.0 serves plain MQTT to the whole network)")
     cfg.add_argument("--tls-port", type=int, help="also listen with TLS on this port (e.g. 8883)")
+    cfg.add_argument("--tls-bind", default="0.0.0.0", help="address of the TLS listener (default all)")
+    cfg.add_argument("--tls-only", action="store_true",
+                     help="no plain listener at all: every role, lights too, connects over TLS on --tls-port")
     cfg.add_argument("--cafile", type=Path, help="CA certificate for the TLS listener")
     cfg.add_argument("--certfile", type=Path, help="server certificate for the TLS listener")
     cfg.add_argument("--keyfile", type=Path, help="server key for the TLS listener")
@@ -35,8 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_config(args: argparse.Namespace) -> int:
     files = BrokerFiles(args.out or DEFAULT_DIR, standalone=args.out is not None)
-    written = write_config(files, args.base_topic, port=args.port, bind=args.bind, tls_port=args.tls_port,
-                           cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile)
+    listeners = Listeners(port=args.port, bind=args.bind, tls_port=args.tls_port, tls_bind=args.tls_bind,
+                          cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile, tls_only=args.tls_only)
+    written = write_config(files, args.base_topic, listeners)
     for path in written:
         print(f"wrote {path}")
     print(reload_hint(files))
