@@ -111,6 +111,8 @@ class Bus:
         self._whole: set[str] = set()
         self._on_connect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
+        self.connections = 0
+        """How many times the bus has connected; more than one means it lost the broker and reconnected."""
         self._stopping = False
         self._acks: dict[int, int] = {}
         """Message id → the ordinal of the broker's latest acknowledgement of that id."""
@@ -207,6 +209,7 @@ class Bus:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic_filter, (qos, _, commands) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, commands)
+        self.connections += 1
         self.connected.set()
         for hook in self._on_connect_hooks:
             try:
