@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
@@ -45,6 +46,13 @@ class Delivery:
     def queue_full(self) -> bool:
         """The client's outgoing queue was full: the message was dropped; publish it again later."""
         return self.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+
+    @property
+    def error(self) -> str | None:
+        """None when the client took the message on a live connection, else why not (one line)."""
+        if self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return mqtt.error_string(self.rc)
 
     @property
     def queued(self) -> bool:
@@ -83,12 +91,13 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
-        mqtt5: bool = False,
+        mqtt5: bool | None = None,
     ):
-        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised."""
+        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised and
+        requests carry their Response Topic; by default ``[mqtt] protocol`` decides."""
         self.settings = settings
-        self.mqtt5 = mqtt5
-        if mqtt5:
+        self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
+        if self.mqtt5:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
@@ -173,12 +182,12 @@ class Bus:
 
     # -- publishing -----------------------------------------------------------------------
     def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
-                retain: bool | None = None) -> Delivery:
+                retain: bool | None = None, properties: Properties | None = None) -> Delivery:
         """Publish with the QoS and retain flag :mod:`setbridge.contract` declares for ``topic``.
 
         ``qos``/``retain`` may only restate the declaration, except ``retain=True`` with an empty
         payload, which clears a retained message. Topics outside the contract default to QoS 1,
-        not retained.
+        not retained. ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1.
         """
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
         spec = contract.lookup(self.settings.base_topic, topic)
@@ -191,7 +200,7 @@ class Bus:
                                  f"got qos={qos}, retain={retain}")
             qos, retain = spec.qos, bool(clearing) or spec.retain
         after = self._ack_count
-        info = self._client.publish(topic, data, qos=qos, retain=retain)
+        info = self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
         return Delivery(self, topic, qos, retain, info, after)
 
     def _acked_after(self, mid: int, after: int) -> bool:
@@ -200,8 +209,10 @@ class Bus:
     # -- paho callbacks -------------------------------------------------------------------
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s (check [mqtt] username/password)",
-                      self.settings.host, self.settings.port, reason_code)
+            hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
+                    else "check [mqtt] username/password")
+            log.error("MQTT broker %s:%d refused the connection: %s (%s)",
+                      self.settings.host, self.settings.port, reason_code, hint)
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()

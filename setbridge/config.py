@@ -79,6 +79,10 @@ class MqttSettings(Section):
     base_topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "setbridge"
     """Prefix of every topic; no wildcards, no leading or trailing slash."""
     keepalive_s: int = Field(30, ge=5, le=3600)
+    protocol: Literal["5", "3.1.1"] = "5"
+    """The MQTT protocol of the hub and the CLI: ``5`` (answers on a request's Response Topic,
+    retain-as-published) or ``3.1.1`` for a broker without MQTT 5 (then every answer goes to
+    ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
 
@@ -170,6 +174,8 @@ class OffloadSettings(Section):
     """How long the lights flash."""
     flash_max_age_s: float = Field(300.0, ge=0, le=86400)
     """Events older than this (delivered late after an outage) do not flash lights."""
+    journal_batch: int = Field(256, ge=1, le=10000)
+    """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
 
 
 class GpioSettings(Section):

@@ -54,6 +54,10 @@ class HubStatus(Payload):
     audio: Literal["ok", "fault", "off"] = "off"
     voice: bool | None = None
     """Voice triggers enabled (False when a "voice off" switch is on)."""
+    offload: Literal["ok", "fault"] = "ok"
+    """``fault`` while the offload journal cannot be used; set state and lights are unaffected."""
+    offload_reason: str | None = None
+    """Why offload is at fault, in one line."""
     ts: float = Field(default_factory=now)
 
 

@@ -18,13 +18,42 @@ def report(**fields) -> bytes:
     return json.dumps({"v": 1, "roll": "A001R2EC", "status": "verified", **fields}).encode()
 
 
+def copy(path: str, files: int = 214, size: int = 5 * 10**11, **extra) -> dict:
+    """A destination verified by hash with the given counts."""
+    return {"path": path, "verified_by": "hash", "files": files, "bytes": size, **extra}
+
+
 def test_report_normalizes_to_event():
     parsed = parse_report(report(files=214, bytes=5 * 10**11, camera="A",
-                                 destinations=[{"path": "/mnt/raid/A001R2EC"}, {"path": "/mnt/shuttle/A001R2EC"}]))
+                                 destinations=[copy("/mnt/raid/A001R2EC"), copy("/mnt/shuttle/A001R2EC")]))
     event = normalize(parsed, copies_required=2)
     assert event.v == 1 and event.event_id and event.ts > 0
     assert [d.state for d in event.destinations] == ["verified", "verified"]
-    assert event.copies.verified == 2 and event.safe_to_wipe
+    assert event.copies.verified == 2 and event.safe_to_wipe and event.why_not_safe == []
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"status": "warnings"}, "status is warnings"),
+    ({"roll": "NO NAME"}, "generic volume name 'NO NAME'"),
+    ({"roll": "Untitled 2"}, "generic volume name"),
+    ({"roll": "EOS_DIGITAL"}, "generic volume name"),
+    ({"files": None}, "source's file count is not reported"),
+    ({"bytes": None}, "source's size in bytes is not reported"),
+    ({"destinations": [copy("/raid"), copy("/shuttle", files=213)]}, "copy /shuttle: it holds 213 files, the source 214"),
+    ({"destinations": [copy("/raid"), copy("/shuttle", size=1)]}, "copy /shuttle: it holds 1 bytes, the source"),
+    ({"destinations": [copy("/raid"), copy("/shuttle", verified_by="size")]}, "copy /shuttle: it was verified by file size only"),
+    ({"destinations": [copy("/raid"), {"path": "/shuttle", "files": 214, "bytes": 5 * 10**11}]},
+     "copy /shuttle: it does not say it was verified by hash"),
+    ({"destinations": [copy("/raid"), copy("/shuttle", state="failed")]}, "copy /shuttle: it is failed"),
+    ({"destinations": [copy("/raid")]}, "1 of 2 required copies are verified by hash"),
+    ({"hash": {"formats": ["xxh64"], "verified": 213, "failed": 1}}, "1 files failed hash verification"),
+])
+def test_safe_to_wipe_says_which_copy_and_why_not(change, why):
+    fields = {"files": 214, "bytes": 5 * 10**11, "destinations": [copy("/raid"), copy("/shuttle")], **change}
+    event = normalize(parse_report(json.dumps({"v": 1, "roll": "A001R2EC", "status": "verified",
+                                               **{k: v for k, v in fields.items() if v is not None}})), 2)
+    assert not event.safe_to_wipe and any(why in reason for reason in event.why_not_safe), event.why_not_safe
+    assert all("\n" not in reason for reason in event.why_not_safe)
 
 
 @pytest.mark.parametrize("fields, expected", [
@@ -73,12 +102,35 @@ def test_failed_copy_or_hash_is_never_safe_to_wipe():
 
 def test_copies_of_one_card_are_combined_unless_the_root_hash_differs(tmp_path):
     journal = Journal(tmp_path)
-    first, _ = journal.append(parse_report(report(destinations=[{"path": "/raid"}], hash={"root": "xxh64:aa"})), 2)
+    counts = {"files": 214, "bytes": 5 * 10**11}
+    first, _ = journal.append(parse_report(report(destinations=[copy("/raid")], hash={"root": "xxh64:aa"}, **counts)), 2)
     assert first.copies.verified == 1 and not first.safe_to_wipe
-    second, _ = journal.append(parse_report(report(destinations=[{"path": "/shuttle"}], hash={"root": "xxh64:aa"})), 2)
-    assert second.copies.verified == 2 and second.safe_to_wipe
-    other, _ = journal.append(parse_report(report(destinations=[{"path": "/x"}], hash={"root": "xxh64:bb"})), 2)
+    second, _ = journal.append(parse_report(report(destinations=[copy("/shuttle")], hash={"root": "xxh64:aa"}, **counts)), 2)
+    assert second.copies.verified == 2 and second.safe_to_wipe and second.seq == first.seq + 1
+    other, _ = journal.append(parse_report(report(destinations=[copy("/x")], hash={"root": "xxh64:bb"}, **counts)), 2)
     assert other.copies.verified == 1, "a different card with the same name starts afresh"
+
+
+def test_reports_without_a_transfer_identity_never_lend_copies(tmp_path):
+    """Issue case 2: two cards both called NO NAME, no source info: no merge, never safe."""
+    journal = Journal(tmp_path)
+    counts = {"files": 214, "bytes": 5 * 10**11}
+    journal.append(parse_report(report(roll="NO NAME", destinations=[copy("/raid/1"), copy("/shuttle/1")], **counts)), 2)
+    second, _ = journal.append(parse_report(report(roll="NO NAME", destinations=[copy("/raid/2")], **counts)), 2)
+    assert second.copies.verified == 1 and [d.path for d in second.destinations] == ["/raid/2"]
+    assert not second.safe_to_wipe and "generic volume name 'NO NAME'" in second.why_not_safe[0]
+    a, _ = journal.append(parse_report(report(roll="A007", destinations=[copy("/raid")], **counts)), 2)
+    b, _ = journal.append(parse_report(report(roll="A007", destinations=[copy("/shuttle")], **counts)), 2)
+    assert b.copies.verified == 1, "the same name is no identity"
+    job = {"id": "job-17"}
+    journal.append(parse_report(report(roll="A008", destinations=[copy("/raid")], transfer=job, **counts)), 2)
+    both, _ = journal.append(parse_report(report(roll="A008", destinations=[copy("/shuttle")], transfer=job, **counts)), 2)
+    assert both.copies.verified == 2 and both.safe_to_wipe and both.transfer_key == "job::job-17"
+    card = {"source_id": "9F3C-11AA", "mount": "20260501120000"}
+    journal.append(parse_report(report(roll="A009", destinations=[copy("/raid")], transfer=card, **counts)), 2)
+    later = {**card, "mount": "20260501150000"}  # the same card mounted again: a new transfer
+    again, _ = journal.append(parse_report(report(roll="A009", destinations=[copy("/shuttle")], transfer=later, **counts)), 2)
+    assert again.copies.verified == 1
 
 
 def test_duplicate_event_id_is_stored_once(tmp_path):
@@ -90,10 +142,11 @@ def test_duplicate_event_id_is_stored_once(tmp_path):
 
 
 def test_hedge_copy_mapping():
-    copy = hedge.parse_copy({"event": "FileCopyCompleted", "sourcePath": "/Volumes/A001/", "destinationPath": "/RAID/A001",
+    done = hedge.parse_copy({"event": "FileCopyCompleted", "sourcePath": "/Volumes/A001/", "destinationPath": "/RAID/A001",
                              "bytesCopied": "1024", "duration": 12.5, "startedAt": "20240501174500",
                              "verified": "YES", "state": "Success"})
-    assert copy.source == "/Volumes/A001" and copy.state == "verified" and copy.bytes == 1024 and copy.started_at
+    assert done.source == "/Volumes/A001" and done.state == "verified" and done.bytes == 1024 and done.started_at
+    assert done.verified_by is None, "no verification mode given: not known to be verified by hash"
     unverified = hedge.parse_copy({"event": "FileCopyCompleted", "sourcePath": "/V/A", "destinationPath": "/d",
                                    "verified": "NO", "state": "Success"})
     assert unverified.state == "copied"

@@ -36,11 +36,16 @@ def report(**fields) -> dict:
     return {"v": 1, "roll": "A001R2EC", "status": "verified", "files": 214, "bytes": 512 * 10**9, **fields}
 
 
+def copy(path: str, **extra) -> dict:
+    """A destination verified by hash, holding what ``report()``'s source holds."""
+    return {"path": path, "verified_by": "hash", "files": 214, "bytes": 512 * 10**9, **extra}
+
+
 def test_report_becomes_event_and_retained_card(offload_hub, probe_factory):
     base = offload_hub.topics.base
     probe = probe_factory(f"{base}/#")
     probe.publish(f"{base}/offload/report", report(event_id="r1", camera="A",
-                                                    destinations=[{"path": "/raid/A001R2EC"}, {"path": "/shuttle/A001R2EC"}]))
+                                                    destinations=[copy("/raid/A001R2EC"), copy("/shuttle/A001R2EC")]))
     _, event, retained = probe.wait_for(on("/offload/event", event_id="r1"))
     assert not retained and event["v"] == 1 and event["source"] == "mqtt" and event["camera"] == "A"
     assert event["copies"] == {"required": 2, "verified": 2} and event["safe_to_wipe"] is True
@@ -93,7 +98,8 @@ def test_duplicate_event_id_is_published_once(offload_hub, probe_factory):
 
 def hedge_copy(dest: str, state: str = "Success", verified: str = "YES") -> dict:
     return {"event": "FileCopyCompleted", "sourcePath": "/Volumes/A002R1", "destinationPath": dest,
-            "bytesCopied": 2048, "duration": 30, "startedAt": "20260101120000", "verified": verified, "state": state}
+            "bytesCopied": 2048, "duration": 30, "startedAt": "20260101120000", "verified": verified, "state": state,
+            "verification": "Source & Destination", "filesCopied": 12, "sourceFileCount": 12, "totalSize": 2048}
 
 
 def test_hedge_copies_are_combined_when_the_source_is_idle(offload_hub, probe_factory):
@@ -139,10 +145,10 @@ def test_cli_report_is_acknowledged_by_the_hub(offload_hub, tmp_path, probe_fact
     done = cli(config, "report", "--roll", "A003", "--status", "verified", "--files", "12", "--bytes", "4096",
                "--camera", "A", "--destination", "/raid/A003", "--event-id", "cli-1")
     assert done.returncode == 0, done.stderr
-    assert "A003: verified, 1/2 copies, not safe to wipe" in done.stdout
+    assert "A003: verified, 1/2 copies, not safe to wipe: 1 of 2 required copies are verified by hash" in done.stdout
     again = cli(config, "report", "--roll", "A003", "--status", "verified", "--event-id", "cli-1")
     assert again.returncode == 0 and "already accepted" in again.stdout
-    body = json.dumps(report(roll="A004", destinations=[{"path": "/a"}, {"path": "/b"}]))
+    body = json.dumps(report(roll="A004", destinations=[copy("/a"), copy("/b")]))
     piped = cli(config, "report", "--json-file", "-", stdin=body)
     assert piped.returncode == 0 and "safe to wipe" in piped.stdout and "not safe" not in piped.stdout
     bad = cli(config, "report", "--roll", "A/5", "--status", "verified")
@@ -154,7 +160,7 @@ def test_cli_report_is_acknowledged_by_the_hub(offload_hub, tmp_path, probe_fact
     assert idle.returncode == 0 and "A002R1: verified, 1/2 copies" in idle.stdout
     listing = cli(config, "list")
     assert listing.returncode == 0
-    rows = {line.split()[1]: line for line in listing.stdout.splitlines()[1:]}
+    rows = {line.split()[2]: line for line in listing.stdout.splitlines()[1:]}
     assert set(rows) == {"A003", "A004", "A002R1"} and "yes" in rows["A004"]
     as_json = [json.loads(line) for line in cli(config, "list", "--json").stdout.splitlines()]
     assert {e["roll"] for e in as_json} == set(rows)
@@ -183,11 +189,13 @@ def test_every_input_gives_the_same_normalized_event(offload_hub, tmp_path, prob
     base = offload_hub.topics.base
     probe = probe_factory(f"{base}/offload/event")
     dests = ["/Volumes/RAID/{roll}", "/Volumes/Shuttle/{roll}"]
-    probe.publish(f"{base}/offload/report", report(roll="R1", event_id="via-mqtt",
-                                                    destinations=[{"path": d.format(roll="R1")} for d in dests]))
+    probe.publish(f"{base}/offload/report", report(roll="R1", event_id="via-mqtt", files=12, bytes=2048,
+                                                    destinations=[{**copy(d.format(roll="R1")), "files": 12, "bytes": 2048}
+                                                                  for d in dests]))
     config = write_config(tmp_path / "setbridge.toml", offload_hub.settings)
     args = [a for d in dests for a in ("--destination", d.format(roll="R2"))]
-    assert cli(config, "report", "--roll", "R2", "--status", "verified", "--event-id", "via-cli", *args).returncode == 0
+    assert cli(config, "report", "--roll", "R2", "--status", "verified", "--event-id", "via-cli", "--files", "12",
+               "--bytes", "2048", *args).returncode == 0
     for d in dests:
         probe.publish(f"{base}/offload/report", {"v": 1, "hedge": {**hedge_copy(d.format(roll="R3")), "sourcePath": "/Volumes/R3"}})
     probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "via-hedge", "hedge": {

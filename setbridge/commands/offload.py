@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 import uuid
@@ -32,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--bytes", type=int, help="bytes copied")
     r.add_argument("--camera", help="camera letter or name, e.g. A")
     r.add_argument("--media", choices=["camera", "sound", "other"])
-    r.add_argument("--destination", action="append", default=[], metavar="PATH", help="a verified copy (repeat per copy)")
+    r.add_argument("--destination", action="append", default=[], metavar="PATH",
+                   help="a copy verified by hash holding --files files and --bytes bytes (repeat per copy)")
+    r.add_argument("--transfer-id", help="the offload tool's job or transfer id (reports with the same one are combined)")
     r.add_argument("--event-id", help="id that makes retries safe (default: a new one)")
     r.add_argument("--json-file", metavar="FILE", help="a JSON report (see docs/mqtt.md); '-' reads stdin; flags override it")
     _delivery_args(r)
@@ -83,7 +86,10 @@ def _report_data(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             data[key] = value
     if args.destination:
-        data["destinations"] = [{"path": d} for d in args.destination]
+        data["destinations"] = [{"path": d, "verified_by": "hash", **({"files": args.files} if args.files is not None else {}),
+                                 **({"bytes": args.bytes} if args.bytes is not None else {})} for d in args.destination]
+    if args.transfer_id:
+        data["transfer"] = {**data.get("transfer", {}), "id": args.transfer_id}
     for key in ("roll", "status"):
         if key not in data:
             raise SetbridgeError(f"--{key} is required (or give it in --json-file)")
@@ -114,7 +120,7 @@ def _validate(data: dict[str, Any]):
 
 def _describe(event) -> str:
     copies = f"{event.copies.verified}/{event.copies.required} copies"
-    wipe = "safe to wipe" if event.safe_to_wipe else "not safe to wipe"
+    wipe = "safe to wipe" if event.safe_to_wipe else "not safe to wipe: " + "; ".join(event.why_not_safe)
     return f"{event.roll}: {event.status}, {copies}, {wipe} (event {event.event_id})"
 
 
@@ -131,15 +137,19 @@ def _to_journal(settings, item) -> int:
     from ..offload.intake import accept
     from ..offload.journal import Journal
 
+    from ..offload.journal import JournalError
+
     try:
         journal = Journal(settings.hub.state_dir)
-    except OSError as exc:
-        raise SetbridgeError(f"cannot open the offload journal in {settings.hub.state_dir} ({exc.strerror}); "
-                             "run this on the hub's machine as the hub's user, or drop --journal") from None
+    except JournalError as exc:
+        raise SetbridgeError(f"{exc}; run this on the hub's machine as the hub's user, or drop --journal") from None
     try:
         outcome = accept(journal, item, settings.offload.copies_required, source="cli")
     except PayloadError as exc:
         raise SetbridgeError(f"report rejected: {exc}") from None
+    except sqlite3.Error as exc:
+        raise SetbridgeError(f"could not write the offload journal {journal.path} ({exc}); nothing was kept, "
+                             "send it again") from None
     finally:
         journal.close()
     if outcome.kind == "event" and outcome.event is not None:
@@ -223,18 +233,25 @@ def _await_answer(answers, topics, event_id: str, deadline: float, timeout: floa
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..offload.journal import Journal
+    from ..offload.journal import CorruptJournal, Journal, JournalError
 
     settings = settings_from(args)
     try:
         journal = Journal(settings.hub.state_dir, create=False)
-    except (OSError, FileNotFoundError):
-        raise SetbridgeError(f"no offload journal in {settings.hub.state_dir}; run this on the hub's machine "
-                             "with the hub's --config") from None
-    try:
-        cards = journal.cards(args.date)
-    finally:
-        journal.close()
+        try:
+            cards = journal.cards(args.date)
+        finally:
+            journal.close()
+    except CorruptJournal as exc:
+        raise SetbridgeError(f"{exc}; the hub moves it aside and starts a new one when it next starts") from None
+    except JournalError as exc:
+        if not (settings.hub.state_dir / "offload.sqlite3").exists():
+            raise SetbridgeError(f"no offload journal in {settings.hub.state_dir}; run this on the hub's machine "
+                                 "with the hub's --config") from None
+        raise SetbridgeError(str(exc)) from None
+    except sqlite3.OperationalError as exc:
+        raise SetbridgeError(f"cannot read the offload journal in {settings.hub.state_dir} ({exc}); "
+                             "try again in a moment") from None
     if args.json:
         for event, _ in cards:
             print(event.model_dump_json(exclude_none=True))
@@ -243,15 +260,21 @@ def run_list(args: argparse.Namespace) -> int:
     if not cards:
         print(f"no cards on {day.isoformat()}")
         return 0
-    print(f"{'time':8}  {'roll':16} {'status':9} {'copies':6} {'files':>6} {'size':>9}  wipe  delivered")
+    print(f"{'seq':>6}  {'time':8}  {'roll':16} {'status':9} {'copies':6} {'files':>6} {'size':>9}  wipe  delivered  why not")
     for event, delivered in cards:
         when = datetime.fromtimestamp(event.ts).strftime("%H:%M:%S")
         files = "-" if event.files is None else str(event.files)
         size = "-" if event.bytes is None else _size(event.bytes)
         copies = f"{event.copies.verified}/{event.copies.required}"
-        print(f"{when:8}  {event.roll:16} {event.status:9} {copies:6} {files:>6} {size:>9}  "
-              f"{'yes' if event.safe_to_wipe else 'no':4}  {'yes' if delivered else 'pending'}")
+        why = _escape(event.why_not_safe[0]) if event.why_not_safe else ""
+        print(f"{event.seq:>6}  {when:8}  {_escape(event.roll):16} {event.status:9} {copies:6} {files:>6} {size:>9}  "
+              f"{'yes' if event.safe_to_wipe else 'no':4}  {'yes' if delivered else 'pending':9}  {why}")
     return 0
+
+
+def _escape(text: str) -> str:
+    """Anything a sender wrote, safe for a terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _size(n: int) -> str:

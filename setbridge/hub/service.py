@@ -10,7 +10,11 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from .. import __version__
 from ..bus import Bus
@@ -26,6 +30,13 @@ from .transactions import TransactionLog, key_of
 from ..topics import Topics
 
 log = logging.getLogger(__name__)
+
+
+class ReplyRoute(NamedTuple):
+    """Where a request's answer goes: a topic, and the MQTT 5 Correlation Data to send back."""
+
+    topic: str
+    correlation: bytes | None
 
 READY_WAIT_S = 10.0
 """How long start-up waits for the broker before telling systemd it is ready anyway."""
@@ -48,6 +59,7 @@ class Hub:
         self.set_id = settings.hub.set
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
+        self.offload_health: tuple[str, str | None] = ("ok", None)
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._stopping = threading.Event()
@@ -57,7 +69,6 @@ class Hub:
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
             will=(self.topics.hub_status(settings.hub.id), self._status("offline").to_bytes(), True),
-            mqtt5=True,
         )
         try:
             self.controller = SetController(
@@ -70,9 +81,10 @@ class Hub:
         except OSError as exc:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
-        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True)
+        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
         self.bus.on_connect(self._announce)
-        self.add_component(OffloadRelay(self))
+        self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
+                                        on_health=self.set_offload_health))
         if settings.audio.source != "none":
             from ..speech.listener import VoiceListener  # loads Vosk and PortAudio only when voice is configured
 
@@ -99,6 +111,12 @@ class Hub:
         """Report the audio source as ok / fault / off; republished in the hub status."""
         if status != self.audio_status:
             self.audio_status = status
+            self._publish_status()
+
+    def set_offload_health(self, state: str, reason: str | None) -> None:
+        """Report offload as ok / fault (with a one-line reason); republished in the hub status."""
+        if (state, reason) != self.offload_health:
+            self.offload_health = (state, reason)
             self._publish_status()
 
     def set_voice_enabled(self, enabled: bool) -> None:
@@ -168,8 +186,10 @@ class Hub:
 
     # -- publishing -------------------------------------------------------------------------
     def _status(self, state: str) -> HubStatus:
+        offload, offload_reason = self.offload_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
-                         audio=self.audio_status, voice=self.voice_enabled)
+                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,  # type: ignore[arg-type]
+                         offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
@@ -201,25 +221,36 @@ class Hub:
                 self.bus.publish(topic, Heartbeat(epoch=c.epoch, seq=c.seq, state=c.state))
 
     # -- requests -------------------------------------------------------------------------
-    def _handle_request(self, topic: str, payload: bytes) -> None:
+    def _handle_request(self, message: mqtt.MQTTMessage) -> None:
         """Answer every request that carries a transaction, echoing it exactly; a transaction
-        seen in the last ``[hub] transaction_window_s`` gets its first answer and changes nothing."""
+        seen in the last ``[hub] transaction_window_s`` gets its first answer and changes nothing.
+
+        An MQTT 5 request with a Response Topic under ``{base}/set/{set}/response/`` is answered
+        there, with its Correlation Data; any other request on ``{base}/set/{set}/response``.
+        """
+        topic, payload = message.topic, message.payload
+        route, route_error = self._reply_route(message)
         try:
             request = parse_payload(SetRequest, payload)
         except PayloadError as exc:
             tx = transaction_of(payload)
             log.warning("rejected request on %s: %s", topic, exc)
-            if tx is not MISSING:
-                self._respond(SetResponse(transaction=tx, ok=False, error=str(exc), state=self.state,
-                                          seq=self.controller.seq))
+            if tx is not MISSING or route.correlation is not None:
+                self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
+                                          state=self.state, seq=self.controller.seq), route)
             return
         tx = request.transaction
+        if route_error:
+            log.warning("refused %s on %s: %s", request.action, topic, route_error)
+            self._respond(SetResponse(transaction=tx, ok=False, error=route_error, state=self.state,
+                                      seq=self.controller.seq), route)
+            return
         fingerprint = (request.action, request.source)
         if tx is not None:
             remembered = self.transactions.recall(tx, fingerprint)
             if remembered is not None:
                 log.info("repeated transaction %s on %s: answered again, nothing changed", key_of(tx)[:40], topic)
-                self._respond(remembered)
+                self._respond(remembered, route)
                 return
         outcome = self.submit(request.action, cause="request", source=request.source, transaction=tx)
         if not outcome.ok:
@@ -228,7 +259,26 @@ class Hub:
                                state=outcome.state, seq=outcome.seq, changed=outcome.changed)
         if tx is not None:
             self.transactions.remember(tx, fingerprint, response)
-        self._respond(response)
+        self._respond(response, route)
 
-    def _respond(self, response: SetResponse) -> None:
-        self.bus.publish(self.topics.set_response(self.set_id), response)
+    def _reply_route(self, message: mqtt.MQTTMessage) -> tuple[ReplyRoute, str | None]:
+        """Where to answer ``message``, and why its own Response Topic was refused (or None)."""
+        shared = self.topics.set_response(self.set_id)
+        props = getattr(message, "properties", None)
+        wanted = getattr(props, "ResponseTopic", None)
+        correlation = getattr(props, "CorrelationData", None)
+        if wanted is None:
+            return ReplyRoute(shared, correlation), None
+        allowed = shared + "/"
+        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted):
+            return ReplyRoute(wanted, correlation), None
+        return ReplyRoute(shared, correlation), (
+            f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")
+
+    def _respond(self, response: SetResponse, route: ReplyRoute | None = None) -> None:
+        route = route or ReplyRoute(self.topics.set_response(self.set_id), None)
+        props = None
+        if route.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = route.correlation
+        self.bus.publish(route.topic, response, properties=props)

@@ -1,5 +1,5 @@
-"""Accept one validated input into the journal: a report, or a Hedge event (held until its
-source is idle). Shared by the hub and by ``setbridge offload ... --journal``."""
+"""Accept validated inputs into the journal: reports, and Hedge events (copies held until their
+source is idle). Shared by the hub (many inputs per commit) and ``setbridge offload ... --journal``."""
 
 from __future__ import annotations
 
@@ -8,44 +8,95 @@ from typing import Literal
 
 from ..errors import PayloadError
 from . import hedge
-from .journal import Journal
+from .journal import Journal, Tx
 from .models import HedgeReport, OffloadEvent, OffloadReport, Source
 
 
 @dataclass(frozen=True)
 class Accepted:
-    """What became of an input: a new ``event``, a ``duplicate`` (already journaled), a Hedge copy
-    ``held`` for its source's DiskIdle, or an ``ignored`` Hedge event."""
+    """What became of an input: new ``events`` (usually one), a ``duplicate`` (already journaled),
+    a Hedge copy ``held`` for its source's DiskIdle, or an ``ignored`` Hedge event."""
 
     kind: Literal["event", "duplicate", "held", "ignored"]
-    event: OffloadEvent | None = None
+    events: tuple[OffloadEvent, ...] = ()
     note: str = ""
+
+    @property
+    def event(self) -> OffloadEvent | None:
+        """The input's own event (the last one)."""
+        return self.events[-1] if self.events else None
 
 
 def accept(journal: Journal, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
-    """Journal ``item`` (committed before this returns); raise :class:`PayloadError` if it is unusable."""
-    if item.event_id and journal.contains(item.event_id):
+    """Journal one ``item`` in a commit of its own; raise :class:`PayloadError` if it is unusable."""
+    with journal.batch() as tx:
+        return accept_in(tx, item, copies_required, source)
+
+
+def _incomplete(tx: Tx, copies: list[dict], why: str, copies_required: int) -> list[OffloadEvent]:
+    """Each transfer in ``copies`` as a cancelled event: it ended before its source was idle."""
+    events = []
+    for group in hedge.groups(copies):
+        event, _ = tx.append(hedge.combine(group, None, None, incomplete=why), copies_required)
+        events.append(event)
+    return events
+
+
+def accept_in(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
+    """Journal ``item`` inside the transaction ``tx``; raise :class:`PayloadError` if it is unusable
+    (its own writes are then undone, the rest of the batch is kept)."""
+    with tx.item():
+        return _accept(tx, item, copies_required, source)
+
+
+def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
+    if item.event_id and tx.contains(item.event_id):
         return Accepted("duplicate", note=f"duplicate event_id {item.event_id}: already accepted; published once")
     if isinstance(item, OffloadReport):
         if item.source is None:
             item = item.model_copy(update={"source": source})
-        event, new = journal.append(item, copies_required)
-        return Accepted("event" if new else "duplicate", event)
+        event, new = tx.append(item, copies_required)
+        return Accepted("event" if new else "duplicate", (event,))
     name = hedge.event_name(item.hedge)
     if name == hedge.COPY_EVENT:
         copy = hedge.parse_copy(item.hedge)
-        journal.add_hedge_copy(copy.source, copy.as_dict())
-        return Accepted("held", note=f"copy to {copy.destination} held until {copy.source} is idle")
+        held = tx.hedge_copies(copy.source)
+        stale = [c for c in held if hedge.HedgeCopy(**c).group != copy.group]
+        events: list[OffloadEvent] = []
+        if stale:  # another card's copies at this mount path: that transfer never finished
+            why = (f"transfer incomplete: copies of another card arrived from {copy.source} before this card's "
+                   "source was idle (card pulled or remounted)")
+            events = _incomplete(tx, stale, why, copies_required)
+            tx.drop_hedge_copies(copy.source)
+            for c in held:
+                if c not in stale:
+                    tx.add_hedge_copy(copy.source, c)
+        tx.add_hedge_copy(copy.source, copy.as_dict())
+        return Accepted("held", tuple(events), note=f"copy to {copy.destination} held until {copy.source} is idle")
     if name == hedge.IDLE_EVENT:
         idle = hedge.parse_idle(item.hedge)
         if not idle.is_source:
             return Accepted("ignored", note="DiskIdle of a destination disk")
-        copies = journal.hedge_copies(idle.path)
+        copies = tx.hedge_copies(idle.path)
         if not copies:
             raise PayloadError(f"hedge: DiskIdle for {idle.path} but no FileCopyCompleted was received for that source")
-        report = hedge.combine(copies, idle, item.event_id)
-        event, new = journal.append(report, copies_required, hedge_source=idle.path)
-        return Accepted("event" if new else "duplicate", event)
+        *older, current = hedge.groups(copies)
+        events = _incomplete(tx, [c for g in older for c in g],
+                             f"transfer incomplete: another card's transfer from {idle.path} finished after it",
+                             copies_required) if older else []
+        event, new = tx.append(hedge.combine(current, idle, item.event_id), copies_required)
+        tx.drop_hedge_copies(idle.path)
+        return Accepted("event" if new else "duplicate", (*events, event))
+    if name in hedge.MOUNT_EVENTS:
+        path = hedge.parse_mount(item.hedge)
+        copies = tx.hedge_copies(path)
+        if not copies:
+            return Accepted("ignored", note=f"{name} for {path}")
+        verb = "removed" if name == "DiskRemoved" else "mounted again"
+        events = _incomplete(tx, copies, f"transfer incomplete: the card at {path} was {verb} before its source "
+                                         "was idle", copies_required)
+        tx.drop_hedge_copies(path)
+        return Accepted("event", tuple(events))
     if name in hedge.OTHER_EVENTS:
         return Accepted("ignored", note=f"{name} carries no offload result")
     raise PayloadError(f"hedge: unknown event {name[:40]!r}; expected {hedge.COPY_EVENT} or {hedge.IDLE_EVENT}")

@@ -1,34 +1,49 @@
-"""The offload journal: every accepted report, written to SQLite (WAL) before it is acknowledged,
-delivered to the broker from here in order, once.
+"""The offload journal: every accepted report, written to SQLite (WAL) before it is answered,
+delivered to the broker from here in the journal's own order.
 
 Several processes may share it (the hub, and ``setbridge offload report --journal`` on the same
-machine); SQLite's locking keeps them apart.
+machine); SQLite's locking keeps them apart. Writes are grouped: :meth:`Journal.batch` commits many
+reports with one fsync, and :meth:`Journal.mark_delivered` marks many events in one commit.
+
+The journal's ``seq`` is the one order of a card's history: an event's ``seq`` and ``ts`` come from
+the journal, never from the sender.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from .models import OffloadEvent, OffloadReport, normalize
+from .models import OffloadEvent, OffloadReport, normalize, transfer_key
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "offload.sqlite3"
+LOCK_WAIT_S = 30.0
+"""How long a writer waits for another SQLite writer's lock before giving up."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE,
     roll TEXT NOT NULL,
+    transfer_key TEXT NOT NULL DEFAULT '',
     ts REAL NOT NULL,
     payload TEXT NOT NULL,
     accepted_at REAL NOT NULL,
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS events_roll ON events (roll, seq);
+CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq);
 CREATE INDEX IF NOT EXISTS events_pending ON events (delivered_at, seq);
 CREATE TABLE IF NOT EXISTS hedge_copies (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -39,53 +54,120 @@ CREATE TABLE IF NOT EXISTS hedge_copies (
 """
 
 
+class JournalError(Exception):
+    """The journal cannot be used; ``str()`` is one line saying why and what to do."""
+
+
+def _event(seq: int, payload: str) -> OffloadEvent:
+    return OffloadEvent.model_validate_json(payload).model_copy(update={"seq": seq})
+
+
+class Tx:
+    """The inside of one journal transaction (see :meth:`Journal.batch`)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+        self._n = 0
+
+    @contextmanager
+    def item(self) -> Iterator[None]:
+        """One input inside the batch: if it raises, only its own writes are undone."""
+        self._n += 1
+        name = f"item{self._n}"
+        self._db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._db.execute(f"ROLLBACK TO {name}")
+            self._db.execute(f"RELEASE {name}")
+            raise
+        self._db.execute(f"RELEASE {name}")
+
+    def contains(self, event_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    def append(self, report: OffloadReport, copies_required: int) -> tuple[OffloadEvent, bool]:
+        """Normalize and store ``report``: (event, True), or (stored event, False) for a known ``event_id``."""
+        db = self._db
+        if report.event_id:
+            row = db.execute("SELECT seq, payload FROM events WHERE event_id = ?", (report.event_id,)).fetchone()
+            if row:
+                return _event(*row), False
+        event_id = report.event_id or uuid.uuid4().hex
+        row = db.execute("SELECT seq, payload FROM events WHERE roll = ? AND transfer_key = ? ORDER BY seq DESC LIMIT 1",
+                         (report.roll, transfer_key(report, event_id))).fetchone()
+        previous = _event(*row) if row else None
+        now = time.time()
+        event = normalize(report.model_copy(update={"event_id": event_id}), copies_required, previous, ts=now)
+        cur = db.execute("INSERT INTO events (event_id, roll, transfer_key, ts, payload, accepted_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (event.event_id, event.roll, event.transfer_key, event.ts,
+                          event.model_dump_json(exclude_none=True, exclude={"seq"}), now))
+        return event.model_copy(update={"seq": cur.lastrowid}), True
+
+    def add_hedge_copy(self, source: str, copy: dict) -> None:
+        self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",
+                         (source, json.dumps(copy), time.time()))
+
+    def hedge_copies(self, source: str) -> list[dict]:
+        """The Hedge copies held for ``source``, oldest first."""
+        rows = self._db.execute("SELECT payload FROM hedge_copies WHERE source = ? ORDER BY id", (source,)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def drop_hedge_copies(self, source: str) -> None:
+        self._db.execute("DELETE FROM hedge_copies WHERE source = ?", (source,))
+
+
 class Journal:
-    """``<state_dir>/offload.sqlite3``. Thread-safe; every write is committed (fsync) before returning."""
+    """``<state_dir>/offload.sqlite3``. Thread-safe (one connection behind a lock).
+
+    ``create=False`` opens an existing journal only (``offload list``); any journal that cannot be
+    read raises :class:`JournalError` with a one-line reason.
+    """
 
     def __init__(self, state_dir: Path, create: bool = True):
         self.path = Path(state_dir) / FILE_NAME
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif not self.path.exists():
-            raise FileNotFoundError(self.path)
+        if not create and not self.path.exists():
+            raise JournalError(f"no offload journal at {self.path}")
+        try:
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=LOCK_WAIT_S, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open the offload journal {self.path}: {_reason(exc)}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            if create:
+                self._db.executescript(_SCHEMA)
+            _check(self._db)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CorruptJournal(f"the offload journal {self.path} is unreadable: {_reason(exc)}") from None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        if create:
-            self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     # -- writing ----------------------------------------------------------------------------
-    def append(self, report: OffloadReport, copies_required: int,
-               hedge_source: str | None = None) -> tuple[OffloadEvent, bool]:
-        """Normalize and store ``report``; returns (event, True), or (stored event, False) for a
-        known ``event_id``. ``hedge_source``: the Hedge copies of that source are consumed with it."""
+    @contextmanager
+    def batch(self) -> Iterator[Tx]:
+        """One transaction (one fsync) for many inputs; everything in it is committed or nothing."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if report.event_id:
-                    row = db.execute("SELECT payload FROM events WHERE event_id = ?", (report.event_id,)).fetchone()
-                    if row:
-                        db.execute("ROLLBACK")
-                        return OffloadEvent.model_validate_json(row[0]), False
-                row = db.execute("SELECT payload FROM events WHERE roll = ? ORDER BY seq DESC LIMIT 1",
-                                 (report.roll,)).fetchone()
-                previous = OffloadEvent.model_validate_json(row[0]) if row else None
-                event = normalize(report, copies_required, previous)
-                db.execute("INSERT INTO events (event_id, roll, ts, payload, accepted_at) VALUES (?, ?, ?, ?, ?)",
-                           (event.event_id, event.roll, event.ts, event.model_dump_json(exclude_none=True), time.time()))
-                if hedge_source is not None:
-                    db.execute("DELETE FROM hedge_copies WHERE source = ?", (hedge_source,))
-                db.execute("COMMIT")
-                return event, True
+                yield Tx(db)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            db.execute("COMMIT")
+
+    def append(self, report: OffloadReport, copies_required: int) -> tuple[OffloadEvent, bool]:
+        """Store one report in a transaction of its own (see :meth:`Tx.append`)."""
+        with self.batch() as tx:
+            return tx.append(report, copies_required)
 
     def contains(self, event_id: str) -> bool:
         with self._lock:
@@ -96,11 +178,14 @@ class Journal:
         with self._lock:
             rows = self._db.execute("SELECT seq, payload FROM events WHERE delivered_at IS NULL ORDER BY seq LIMIT ?",
                                     (limit,)).fetchall()
-        return [(seq, OffloadEvent.model_validate_json(payload)) for seq, payload in rows]
+        return [(seq, _event(seq, payload)) for seq, payload in rows]
 
-    def mark_delivered(self, seq: int) -> None:
-        with self._lock:
-            self._db.execute("UPDATE events SET delivered_at = ? WHERE seq = ?", (time.time(), seq))
+    def mark_delivered(self, seqs: list[int] | int) -> None:
+        """Mark events delivered, all in one commit."""
+        seqs = [seqs] if isinstance(seqs, int) else seqs
+        now = time.time()
+        with self.batch():
+            self._db.executemany("UPDATE events SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs])
 
     def prune(self, keep_days: float) -> int:
         """Forget delivered events older than ``keep_days``, except each card's latest; returns how many."""
@@ -112,27 +197,75 @@ class Journal:
             self._db.execute("DELETE FROM hedge_copies WHERE received_at < ?", (cutoff,))
             return cur.rowcount
 
-    # -- Hedge copy events waiting for their source's DiskIdle --------------------------------
-    def add_hedge_copy(self, source: str, copy: dict) -> None:
-        with self._lock:
-            self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",
-                             (source, json.dumps(copy), time.time()))
-
-    def hedge_copies(self, source: str) -> list[dict]:
-        with self._lock:
-            rows = self._db.execute("SELECT payload FROM hedge_copies WHERE source = ? ORDER BY id", (source,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
     # -- reading ------------------------------------------------------------------------------
     def cards(self, day: date | None = None) -> list[tuple[OffloadEvent, bool]]:
-        """The latest event of every card with an event on ``day`` (local time, default today),
-        with whether it has been delivered; ordered by time."""
+        """Each card's latest event (by ``seq``) as it stood at the end of ``day`` (local time,
+        default today), for the cards with an event that day; with whether it was delivered; in
+        journal order."""
         day = day or date.today()
         start = datetime.combine(day, datetime.min.time()).timestamp()
         end = datetime.combine(day + timedelta(days=1), datetime.min.time()).timestamp()
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT e.seq, e.payload, e.delivered_at FROM events e JOIN "
+                    "(SELECT roll, MAX(seq) AS seq FROM events WHERE accepted_at < ? GROUP BY roll "
+                    " HAVING MAX(accepted_at) >= ?) latest ON latest.seq = e.seq ORDER BY e.seq",
+                    (end, start)).fetchall()
+            return [(_event(seq, p), d is not None) for seq, p, d in rows]
+        except sqlite3.DatabaseError as exc:
+            raise CorruptJournal(f"the offload journal {self.path} is unreadable: {_reason(exc)}") from None
+
+    def latest(self) -> dict[str, OffloadEvent]:
+        """Every card's latest event by ``seq`` (what the retained cards show once delivered)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT payload, delivered_at FROM events WHERE seq IN "
-                "(SELECT MAX(seq) FROM events WHERE ts >= ? AND ts < ? GROUP BY roll) ORDER BY seq",
-                (start, end)).fetchall()
-        return [(OffloadEvent.model_validate_json(p), d is not None) for p, d in rows]
+            rows = self._db.execute("SELECT seq, payload FROM events WHERE seq IN "
+                                    "(SELECT MAX(seq) FROM events GROUP BY roll)").fetchall()
+        return {e.roll: e for e in (_event(seq, p) for seq, p in rows)}
+
+
+class CorruptJournal(JournalError):
+    """The file is there but is not a readable journal (corrupt, truncated, another file)."""
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return " ".join(str(text).split())
+
+
+def _check(db: sqlite3.Connection) -> None:
+    """Raise :class:`sqlite3.DatabaseError` unless ``db`` is a readable journal."""
+    result = db.execute("PRAGMA quick_check").fetchone()
+    if not result or result[0] != "ok":
+        raise sqlite3.DatabaseError(f"integrity check failed ({(result or ['?'])[0]})")
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if columns and not {"seq", "event_id", "roll", "payload"} <= columns:
+        raise sqlite3.DatabaseError("it holds an events table of another program")
+    if columns and "transfer_key" not in columns:  # a journal from before transfers were keyed
+        db.execute("ALTER TABLE events ADD COLUMN transfer_key TEXT NOT NULL DEFAULT ''")
+        db.execute("CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq)")
+
+
+def open_or_recover(state_dir: Path) -> tuple[Journal, str | None]:
+    """The hub's journal; a corrupt one is moved aside (never deleted) and a new one started.
+
+    Returns (journal, note): ``note`` says what was moved where. Raises :class:`JournalError`
+    when no journal can be opened at all (then offload is at fault; the rest of the hub runs).
+    """
+    try:
+        return Journal(state_dir), None
+    except CorruptJournal as exc:
+        path = Path(state_dir) / FILE_NAME
+        aside = path.with_name(f"{FILE_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(str(path) + suffix)
+                if part.exists():
+                    os.replace(part, Path(str(aside) + suffix))
+        except OSError as move:
+            raise JournalError(f"{exc}; it could not be moved aside ({_reason(move)})") from None
+        journal = Journal(state_dir)
+        note = f"{exc}; moved it aside to {aside.name} and started a new journal (earlier cards are in that file)"
+        log.error("offload: %s", note)
+        return journal, note
+

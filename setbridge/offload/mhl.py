@@ -112,6 +112,7 @@ def _report(root: Path, hash_list, files, missing: list[str], chain_hash: str | 
             bytes=sum(m.file_size or 0 for m in files),
             hash=HashSummary(formats=sorted(formats), missing=len(missing), root=root_hash, **counts),
             destinations=[Destination(path=str(root), state=status, process=_process(hash_list),
+                                      verified_by="hash", files=len(files), bytes=sum(m.file_size or 0 for m in files),
                                       generation=hash_list.generation_number, manifest=f"{FOLDER}/{manifest_name}")],
             tool=tool,
             host=creator.host_name if creator else None,

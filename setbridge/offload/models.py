@@ -1,12 +1,19 @@
 """Offload payloads: the raw report integrators send, and the normalized event the hub publishes.
 
 >>> report = parse_report(b'{"v": 1, "roll": "A001", "status": "verified", "files": 3, "bytes": 10}')
->>> event = normalize(report, copies_required=2)
+>>> event = normalize(report, copies_required=2, ts=time.time())
+
+What "verified" means follows the offload tools: a copy counts towards ``safe_to_wipe`` only when
+its checksums were read back from the destination and compared (OffShoot's "Source &
+Destination" mode, Silverstack's "all destinations" coverage, an ASC MHL generation), and it holds
+the source's file count and bytes. A size comparison alone (OffShoot's "Transfer" and "Source"
+modes) is a copy, not a verified one.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import unicodedata
 import uuid
@@ -81,6 +88,11 @@ class Destination(Strict):
     name: Text | None = None
     state: CopyState | None = None
     """Filled from the report's status when not given."""
+    verified_by: Literal["hash", "size"] | None = None
+    """How this copy was checked: ``hash`` = its checksums were read back and compared with the
+    source's; ``size`` = only file sizes were compared. Only ``hash`` copies count for wiping."""
+    files: Count | None = None
+    """Files on this copy; must equal the source's ``files`` to count."""
     process: Literal["transfer", "in-place", "flatten", "copy"] | None = None
     generation: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     manifest: PathText | None = None
@@ -91,6 +103,22 @@ class Destination(Strict):
 class Tool(Strict):
     name: Text
     version: Text | None = None
+
+
+class Transfer(Strict):
+    """Which transfer of which card a report belongs to. Reports of one card are combined only
+    when they name the same transfer: the tool's own ``id``, or ``source_id`` with ``mount``."""
+
+    id: Text | None = None
+    """The offload tool's own job or transfer id."""
+    source_id: Text | None = None
+    """The card itself: volume UUID, file system serial or the card's serial number."""
+    mount: Text | None = None
+    """The mount session: mount time or the OS's mount id (a card mounted again is a new session)."""
+    source_path: PathText | None = None
+    """Where the card was mounted (informative: never an identity)."""
+    volume: Text | None = None
+    """The card's volume name (informative: never an identity)."""
 
 
 class ErrorItem(Strict):
@@ -112,6 +140,7 @@ class ReportFields(Strict):
     bytes: Size | None = None
     hash: HashSummary | None = None
     destinations: list[Destination] = Field(default_factory=list, max_length=32)
+    transfer: Transfer | None = None
     tool: Tool | None = None
     host: Text | None = None
     operator: Text | None = None
@@ -127,6 +156,7 @@ class OffloadReport(ReportFields, Payload):
     event_id: EventId | None = None
     """Chosen by the sender to make retries safe; the hub makes one when absent."""
     ts: Timestamp | None = None
+    """When the sender says it happened; kept as the event's ``reported_ts``, never used for order."""
     source: Source | None = None
 
 
@@ -149,11 +179,20 @@ class OffloadEvent(ReportFields, Payload):
 
     model_config = ConfigDict(extra="ignore")
     event_id: EventId
+    seq: int | None = None
+    """The journal's sequence number: the one order of a card's history (higher is newer)."""
     ts: Timestamp
+    """When the hub journaled it."""
+    reported_ts: Timestamp | None = None
+    """The sender's ``ts``, if it gave one."""
     source: Source | None = None
+    transfer_key: str
+    """The transfer this event's copies belong to; copies of other transfers are never counted."""
     copies: Copies
     safe_to_wipe: bool
-    """At least ``copies.required`` verified copies, status verified, and nothing failed."""
+    """See :func:`assess`: true only with no entry in ``why_not_safe``."""
+    why_not_safe: list[str] = Field(default_factory=list)
+    """Every reason the card is not safe to wipe, one line each (empty when it is)."""
 
 
 class ReportPayload(RootModel[OffloadReport | HedgeReport]):
@@ -193,34 +232,124 @@ def event_id_of(raw: bytes) -> str | None:
     return value[:128] if isinstance(value, str) else None
 
 
-def _root_conflict(a: HashSummary | None, b: HashSummary | None) -> bool:
-    return bool(a and b and a.root and b.root and a.root != b.root)
+GENERIC_VOLUME_NAMES = frozenset({
+    "no name", "untitled", "eos_digital", "canon_dc", "nikon", "nikon d", "sony", "dcim", "card", "sd card",
+    "sdcard", "cf card", "cfexpress", "new volume", "removable disk", "usb disk", "volume", "disk", "lumix",
+    "gopro", "xdcam", "private", "camera", "memory card", "recorder", "msdos", "fat32", "exfat", "data",
+    "panasonic", "fujifilm", "olympus", "dji", "blackmagic", "atomos", "untitled folder", "backup",
+})
+"""Volume names cameras and operating systems give every card; they identify no card."""
+_COUNTER = re.compile(r"[\s_-]*\(?\d{1,3}\)?$")
 
 
-def normalize(report: OffloadReport, copies_required: int, previous: OffloadEvent | None = None) -> OffloadEvent:
-    """The normalized event for ``report``; copies of the same card from ``previous`` are kept.
+def generic_name(name: str) -> bool:
+    """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``, ``EOS_DIGITAL``)."""
+    base = _COUNTER.sub("", name.strip()).strip().lower()
+    return base in GENERIC_VOLUME_NAMES
 
-    ``previous`` is the card's last event; it is merged unless its root hash differs (another card
-    with the same name). A destination reported again replaces its earlier state.
+
+def transfer_key(report: OffloadReport, event_id: str) -> str:
+    """The transfer ``report`` belongs to: the tool's job id, or the card's identity with its mount
+    session, or (ASC MHL) the content's root hash; otherwise the report stands alone."""
+    t = report.transfer
+    tool = report.tool.name if report.tool else ""
+    if t is not None and t.id:
+        return f"job:{tool}:{t.id}"
+    if t is not None and t.source_id and t.mount:
+        return f"card:{t.source_id}@{t.mount}"
+    if report.hash is not None and report.hash.root:
+        return f"content:{report.hash.root}"
+    return f"report:{event_id}"
+
+
+def _fmt_count(value: int | None, unit: str) -> str:
+    return "not reported" if value is None else f"{value} {unit}"
+
+
+def assess(status: str, roll: str, files: int | None, size: int | None, hashes: HashSummary | None,
+           destinations: list[Destination], copies_required: int, conflicts: list[str]) -> tuple[int, list[str]]:
+    """(copies verified by hash with the source's file count and bytes, every reason not to wipe).
+
+    Safe to wipe exactly when the reasons are empty: the status is ``verified``; the roll is not a
+    generic volume name; the source's file count and bytes are known; no file failed or is missing;
+    every copy is verified by hash with the same file count and bytes as the source; and at least
+    ``copies_required`` such copies exist in this one transfer.
     """
+    reasons = list(conflicts)
+    if status != "verified":
+        reasons.append(f"status is {status}")
+    if generic_name(roll):
+        reasons.append(f"the card is known only by the generic volume name {roll!r}, which many cards share; "
+                       "report it under its roll or reel name")
+    if files is None:
+        reasons.append("the source's file count is not reported")
+    if size is None:
+        reasons.append("the source's size in bytes is not reported")
+    if hashes is not None and (hashes.failed or hashes.missing):
+        reasons.append(f"{hashes.failed} files failed hash verification and {hashes.missing} are missing")
+    good = 0
+    for d in destinations:
+        problems = []
+        if d.state != "verified":
+            problems.append(f"it is {d.state}")
+        if d.verified_by != "hash":
+            problems.append("it was verified by file size only" if d.verified_by == "size"
+                            else "it does not say it was verified by hash")
+        if files is not None and d.files != files:
+            problems.append(f"it holds {_fmt_count(d.files, 'files')}, the source {files}")
+        if size is not None and d.bytes != size:
+            problems.append(f"it holds {_fmt_count(d.bytes, 'bytes')}, the source {size}")
+        if problems:
+            reasons.append(f"copy {d.path}: " + "; ".join(problems))
+        elif files is not None and size is not None:
+            good += 1
+    if good < copies_required:
+        reasons.append(f"{good} of {copies_required} required copies are verified by hash")
+    return good, reasons
+
+
+def normalize(report: OffloadReport, copies_required: int, previous: OffloadEvent | None = None,
+              ts: float | None = None) -> OffloadEvent:
+    """The normalized event for ``report``; ``previous`` (the card's last event of the same
+    transfer, or None) lends its copies. A destination reported again replaces its earlier state."""
+    event_id = report.event_id or uuid.uuid4().hex
+    key = transfer_key(report, event_id)
+    if previous is not None and (previous.roll != report.roll or previous.transfer_key != key):
+        previous = None
     default_state: CopyState = report.status
     fresh = [d if d.state else d.model_copy(update={"state": default_state}) for d in report.destinations]
     merged: dict[str, Destination] = {}
-    if previous is not None and previous.roll == report.roll and not _root_conflict(previous.hash, report.hash):
+    if previous is not None:
         merged.update((d.path, d) for d in previous.destinations)
     merged.update((d.path, d) for d in fresh)
     destinations = list(merged.values())[-32:]
-    verified = sum(1 for d in destinations if d.state == "verified")
-    nothing_failed = all(d.state != "failed" for d in destinations) and not (report.hash and (report.hash.failed or report.hash.missing))
     fields = report.model_dump(exclude={"v", "event_id", "ts", "source", "destinations"})
+    conflicts: list[str] = []
+    if previous is not None:
+        for name, unit in (("files", "files"), ("bytes", "bytes")):
+            before, now_ = getattr(previous, name), fields.get(name)
+            if now_ is None:
+                fields[name] = before
+            elif before is not None and before != now_:
+                conflicts.append(f"the reports of this transfer disagree on the source: {before} then {now_} {unit}")
+        earlier = previous.model_dump(include={"hash", "camera", "media", "transfer", "tool"})
+        for name, value in earlier.items():
+            if fields.get(name) is None:
+                fields[name] = value
+    hashes = HashSummary.model_validate(fields["hash"]) if fields.get("hash") else None
+    good, reasons = assess(report.status, report.roll, fields.get("files"), fields.get("bytes"), hashes,
+                           destinations, copies_required, conflicts)
     return OffloadEvent(
         **fields,
-        event_id=report.event_id or uuid.uuid4().hex,
-        ts=report.ts or round(time.time(), 3),
+        event_id=event_id,
+        ts=round(ts if ts is not None else time.time(), 3),
+        reported_ts=report.ts,
         source=report.source,
+        transfer_key=key,
         destinations=destinations,
-        copies=Copies(required=copies_required, verified=verified),
-        safe_to_wipe=report.status == "verified" and verified >= copies_required and nothing_failed,
+        copies=Copies(required=copies_required, verified=good),
+        safe_to_wipe=not reasons,
+        why_not_safe=reasons,
     )
 
 

@@ -1,30 +1,38 @@
 """The hub component that relays offload events.
 
 Inputs: ``{base}/offload/report`` (reports and Hedge events), the ASC MHL watcher, and rows other
-processes write into the journal. Each accepted input is journaled before the broker gets its
-acknowledgement; a delivery thread then publishes the journal in order — the event on
-``{base}/offload/event`` and the card's retained status on ``{base}/offload/card/{roll}`` — and
-marks a row delivered only once the broker has acknowledged both.
+processes write into the journal. Three threads, none of them the MQTT network thread:
+
+- the network thread only queues a report (or clears a retained one) and returns;
+- the intake thread journals queued reports, many per commit, then answers rejections;
+- the delivery thread publishes the journal in order, many events in flight, and marks them
+  delivered in one commit once the broker acknowledged them all.
+
+The relay sees the bus through :class:`RelayBus` only. A journal that cannot be opened puts
+offload at fault (``on_health``) and the rest of the hub runs on; a corrupt one is moved aside.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import queue
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
+from ..bus import Delivery
+from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import LightCommand, OffloadError
-from .intake import accept
-from .journal import Journal
-from .models import OffloadEvent, OffloadReport, event_id_of, parse_report
+from ..messages import LightCommand, OffloadError, Payload
+from ..topics import Topics
+from .intake import Accepted, accept_in
+from .journal import Journal, JournalError, open_or_recover
+from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
 from .watcher import MhlWatcher
-
-if TYPE_CHECKING:
-    from ..hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -32,90 +40,147 @@ REJECTED_CHARS = 200
 """How much of a rejected payload is echoed on ``{base}/offload/error``."""
 KEEP_DAYS = 90
 """Delivered events are kept this long (a card's latest event is kept for good)."""
+MAX_QUEUED = 20_000
+"""Reports waiting for the journal; beyond this a report is answered ``busy`` (send it again)."""
+REOPEN_S = 5.0
+"""How often a journal at fault is tried again."""
+
+Handler = Callable[[str, bytes], None]
+Health = Callable[[str, "str | None"], None]
 
 
-def _journal_failed(exc: BaseException, journal: Journal) -> str:
-    return f"could not write the offload journal {journal.path} ({exc}); the report was not kept, send it again"
+class RelayBus(Protocol):
+    """What the relay needs of the MQTT bus (``setbridge.bus.Bus`` provides it)."""
+
+    connected: threading.Event
+
+    def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
+                retain: bool | None = None) -> Delivery: ...
+
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1,
+                  on_retained: Handler | None = None) -> None: ...
+
+    def on_connect(self, hook: Callable[[], None]) -> None: ...
+
+
+class _Input:
+    """A report waiting for the journal: raw bytes from MQTT, or a report from the watcher."""
+
+    __slots__ = ("raw", "report", "origin")
+
+    def __init__(self, raw: bytes | None, report: OffloadReport | None, origin: str):
+        self.raw, self.report, self.origin = raw, report, origin
 
 
 class OffloadRelay:
-    """``hub.add_component(OffloadRelay(hub))``: subscribes at once, delivers from ``start()``."""
+    """``hub.add_component(OffloadRelay(bus, topics, settings.offload, state_dir, on_health))``.
 
-    def __init__(self, hub: Hub):
-        self.bus = hub.bus
-        self.topics = hub.topics
-        self.settings = hub.settings.offload
-        try:
-            self.journal = Journal(hub.settings.hub.state_dir)
-        except (OSError, sqlite3.Error) as exc:
-            raise SetbridgeError(f"cannot open the offload journal in {hub.settings.hub.state_dir} ({exc}); "
-                                 "set [hub] state_dir to a directory this user owns") from None
+    Subscribes at once; journals and delivers from ``start()``.
+    """
+
+    def __init__(self, bus: RelayBus, topics: Topics, settings: OffloadSettings, state_dir: Path,
+                 on_health: Health = lambda state, reason: None):
+        self.bus = bus
+        self.topics = topics
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.on_health = on_health
+        self.batch_size = settings.journal_batch
+        self.journal: Journal | None = None
+        self.health: tuple[str, str | None] = ("ok", None)
+        self._inbox: queue.Queue[_Input] = queue.Queue(MAX_QUEUED)
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.watcher = None
-        if self.settings.watch:
+        if settings.watch:
             if importlib.util.find_spec("ascmhl") is None:
                 raise SetbridgeError("[offload] watch needs the ascmhl package; install it with: pip install ascmhl")
-            self.watcher = MhlWatcher(self.settings.watch, on_report=self.submit,
+            self.watcher = MhlWatcher(settings.watch, on_report=self.submit,
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
-                                      is_known=self.journal.contains, poll_s=self.settings.poll_s,
-                                      settle_s=self.settings.settle_s, catch_up_h=self.settings.catch_up_h)
-        self.bus.subscribe(self.topics.offload_report(), self._on_report)
-        self.bus.on_connect(self._wake.set)
+                                      is_known=self._is_known, poll_s=settings.poll_s,
+                                      settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
+        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained)
+        bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        pruned = self.journal.prune(KEEP_DAYS)
-        if pruned:
-            log.info("offload journal: forgot %d delivered events older than %d days", pruned, KEEP_DAYS)
-        self._thread = threading.Thread(target=self._deliver_loop, name="offload-delivery", daemon=True)
-        self._thread.start()
-        if self.watcher:
-            self.watcher.start()
+        for target, name in ((self._intake_loop, "offload-intake"), (self._deliver_loop, "offload-delivery")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         if self.watcher:
             self.watcher.stop()
         self._stop.set()
         self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=5)
-        # The journal stays open: a report arriving until the bus stops is still journaled.
+        for thread in self._threads:
+            thread.join(timeout=5)
+        # The journal stays open for reports journaled until the bus stops; the process ends it.
 
-    # -- inputs ---------------------------------------------------------------------------------
-    def submit(self, report: OffloadReport) -> OffloadEvent | None:
-        """Journal a report from inside the hub (the MHL watcher); returns the new event, if any."""
-        try:
-            outcome = accept(self.journal, report, self.settings.copies_required, source=report.source or "mhl")
-        except PayloadError as exc:
-            self._reject(str(exc), event_id=report.event_id, source=report.source)
-            return None
-        except (sqlite3.Error, OSError) as exc:
-            self._reject(_journal_failed(exc, self.journal), event_id=report.event_id, source=report.source)
-            return None
-        if outcome.event is not None and outcome.kind == "event":
-            log.info("offload %s: %s (%s)", outcome.event.roll, outcome.event.status, outcome.event.source)
-        self._wake.set()
-        return outcome.event
-
-    def _on_report(self, topic: str, raw: bytes) -> None:
-        try:
-            item = parse_report(raw)
-            outcome = accept(self.journal, item, self.settings.copies_required, source="mqtt")
-        except PayloadError as exc:
-            self._reject(str(exc), raw=raw, event_id=event_id_of(raw), source="mqtt")
+    # -- health -------------------------------------------------------------------------------
+    def _set_health(self, state: str, reason: str | None = None) -> None:
+        if (state, reason) == self.health:
             return
-        except (sqlite3.Error, OSError) as exc:  # the sender hears it was not kept and can resend
-            self._reject(_journal_failed(exc, self.journal), raw=raw, event_id=event_id_of(raw), source="mqtt")
-            return
-        if outcome.kind == "duplicate":
-            self._reject(outcome.note, event_id=item.event_id, source="mqtt", duplicate=True)
-        elif outcome.kind == "event" and outcome.event is not None:
-            log.info("offload %s: %s accepted (%s)", outcome.event.roll, outcome.event.status, outcome.event.event_id)
-            self._wake.set()
+        self.health = (state, reason)
+        if state == "fault":
+            log.error("offload: fault: %s", reason)
         else:
-            log.info("offload: %s", outcome.note)
+            log.info("offload: ok again")
+        try:
+            self.on_health(state, reason)
+        except Exception:
+            log.exception("offload health listener failed")
+
+    def _open(self) -> bool:
+        try:
+            journal, note = open_or_recover(self.state_dir)
+        except JournalError as exc:
+            self._set_health("fault", f"{exc}; offload reports are refused until it can be opened "
+                                      f"(set [hub] state_dir to a directory this user owns)")
+            return False
+        if note:
+            self._reject(note, source="journal")
+        self.journal = journal
+        self._set_health("ok")
+        pruned = journal.prune(KEEP_DAYS)
+        if pruned:
+            log.info("offload journal: forgot %d delivered events older than %d days", pruned, KEEP_DAYS)
+        return True
+
+    def _is_known(self, event_id: str) -> bool:
+        journal = self.journal
+        return journal is not None and journal.contains(event_id)
+
+    # -- inputs (network thread: queue and return) ----------------------------------------------
+    def _on_report(self, topic: str, raw: bytes) -> None:
+        if not raw:
+            return  # an empty payload is how a retained report is cleared, never a report
+        self._enqueue(_Input(raw, None, "mqtt"))
+
+    def submit(self, report: OffloadReport) -> None:
+        """Journal a report from inside the hub (the MHL watcher), as MQTT reports are."""
+        self._enqueue(_Input(None, report, report.source or "mhl"))
+
+    def _enqueue(self, item: _Input) -> None:
+        try:
+            self._inbox.put_nowait(item)
+        except queue.Full:
+            raw = item.raw
+            event_id = event_id_of(raw) if raw is not None else (item.report.event_id if item.report else None)
+            self._reject(f"busy: {MAX_QUEUED} offload reports are waiting for the journal; send it again in a few "
+                         "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
+
+    def _on_retained(self, topic: str, raw: bytes) -> None:
+        """A retained report is never taken: clear it (empty retained payload) and say so."""
+        if not raw:
+            return  # the clear itself, or nothing
+        log.warning("offload: cleared a retained report on %s: reports are never taken from retained messages; "
+                    "publish it without the retain flag", topic)
+        self.bus.publish(topic, b"", retain=True)
+        self._reject(f"retained report on {topic} cleared and not taken: publish reports without the retain flag",
+                     raw=raw, event_id=event_id_of(raw), source="mqtt")
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
                 source: str | None = None, duplicate: bool | None = None) -> None:
@@ -126,7 +191,99 @@ class OffloadRelay:
         self.bus.publish(self.topics.offload_error(), OffloadError(reason=reason, rejected=rejected, event_id=event_id,
                                                                   source=source, duplicate=duplicate))
 
-    # -- delivery -----------------------------------------------------------------------------
+    # -- intake thread ------------------------------------------------------------------------
+    def _intake_loop(self) -> None:
+        while not self._stop.is_set():
+            if self.journal is None and not self._open():
+                self._refuse_waiting()
+                self._stop.wait(REOPEN_S)
+                continue
+            if self.watcher and not self.watcher.started:
+                self.watcher.start()  # once the journal can tell it what is already known
+            try:
+                first = self._inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < self.batch_size:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._journal_batch(batch)
+            except Exception:
+                log.exception("offload intake failed on a batch of %d reports", len(batch))
+
+    def _refuse_waiting(self) -> None:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._refuse(item, f"offload: fault: {self.health[1]}; the report was not kept, send it again")
+
+    def _refuse(self, item: _Input, reason: str) -> None:
+        event_id = event_id_of(item.raw) if item.raw is not None else (item.report.event_id if item.report else None)
+        self._reject(reason, raw=item.raw, event_id=event_id, source=item.origin)
+
+    def _journal_batch(self, batch: list[_Input]) -> None:
+        parsed: list[tuple[_Input, OffloadReport | HedgeReport]] = []
+        for item in batch:
+            if item.report is not None:
+                parsed.append((item, item.report))
+                continue
+            assert item.raw is not None
+            try:
+                parsed.append((item, parse_report(item.raw)))
+            except PayloadError as exc:
+                self._refuse(item, str(exc))
+        if not parsed:
+            return
+        journal = self.journal
+        assert journal is not None
+        outcomes: list[tuple[_Input, OffloadReport | HedgeReport, Accepted | PayloadError]] = []
+        copies = self.settings.copies_required
+        try:
+            with journal.batch() as tx:
+                for item, report in parsed:
+                    try:
+                        outcomes.append((item, report, accept_in(tx, report, copies, source=item.origin)))  # type: ignore[arg-type]
+                    except PayloadError as exc:
+                        outcomes.append((item, report, exc))
+        except (sqlite3.Error, OSError) as exc:
+            self._journal_failed(exc, [item for item, _ in parsed])
+            return
+        if self.health[0] != "ok":
+            self._set_health("ok")
+        for item, report, outcome in outcomes:
+            if isinstance(outcome, PayloadError):
+                self._refuse(item, str(outcome))
+            elif outcome.kind == "duplicate":
+                self._reject(f"duplicate event_id {report.event_id}: already accepted; published once",
+                             event_id=report.event_id, source=item.origin, duplicate=True)
+            elif outcome.events:
+                for event in outcome.events:
+                    log.info("offload %s: %s accepted (%s)", event.roll, event.status, event.event_id)
+            else:
+                log.info("offload: %s", outcome.note)
+        self._wake.set()
+
+    def _journal_failed(self, exc: BaseException, items: list[_Input]) -> None:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        assert self.journal is not None
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in reason:
+            why = f"the offload journal {self.journal.path} is locked by another program ({reason})"
+        else:
+            why = f"could not write the offload journal {self.journal.path} ({reason})"
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            self.journal.close()  # corrupt underneath us: moved aside at the next open
+            self.journal = None
+        self._set_health("fault", why)
+        for item in items:
+            self._refuse(item, f"{why}; the report was not kept, send it again")
+
+    # -- delivery thread ----------------------------------------------------------------------
     def _deliver_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
@@ -139,30 +296,41 @@ class OffloadRelay:
 
     def _deliver_pending(self) -> None:
         while not self._stop.is_set() and self.bus.connected.is_set():
-            batch = self.journal.pending(50)
+            journal = self.journal
+            if journal is None:
+                return
+            batch = journal.pending(self.batch_size)
             if not batch:
                 return
-            for seq, event in batch:
-                if not self._deliver(event):
-                    return
-                self.journal.mark_delivered(seq)
+            if not self._deliver([event for _, event in batch]):
+                return
+            journal.mark_delivered([seq for seq, _ in batch])
+            for _, event in batch:
                 self._flash(event)
 
-    def _deliver(self, event: OffloadEvent) -> bool:
-        """Publish one event and its card; True once the broker acknowledged both.
+    def _deliver(self, events: list[OffloadEvent]) -> bool:
+        """Publish the events and their cards, all in flight at once; True once the broker
+        acknowledged every one.
 
         A publish cut off by a disconnect is resent by the MQTT client when it reconnects, so this
-        waits rather than publishing again (which would duplicate the event)."""
-        data = event.to_bytes()
-        sent = [self.bus.publish(self.topics.offload_event(), data),
-                self.bus.publish(self.topics.offload_card(event.roll), data)]
-        if any(d.queue_full for d in sent):
-            log.warning("the MQTT client's queue is full; offload delivery retries shortly")
+        waits for it rather than publishing again. A publish refused outright (no connection at
+        that instant, full queue) is retried from the journal later: the broker may then see an
+        event twice, with the same ``event_id``."""
+        sent: list[Delivery] = []
+        for event in events:
+            data = event.to_bytes()
+            sent.append(self.bus.publish(self.topics.offload_event(), data))
+            sent.append(self.bus.publish(self.topics.offload_card(event.roll), data))
+        refused = [d.error for d in sent if d.error]
+        if refused:
+            log.warning("offload delivery: the MQTT client refused %d publishes (%s); retrying shortly",
+                        len(refused), refused[0])
             self._stop.wait(1.0)
             return False
-        while not all(d.acknowledged() for d in sent):
-            if self._stop.wait(0.02):
-                return False
+        for d in sent:
+            while not d.wait(0.5):
+                if self._stop.is_set():
+                    return False
         return True
 
     def _flash(self, event: OffloadEvent) -> None:

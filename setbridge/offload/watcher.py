@@ -42,7 +42,7 @@ class MhlWatcher:
     ``is_known(event_id)`` lets it skip generations already journaled, so restarts relay nothing twice.
     """
 
-    def __init__(self, roots: list[Path], on_report: Callable[[OffloadReport], None],
+    def __init__(self, roots: list[Path], on_report: Callable[[OffloadReport], object],
                  on_error: Callable[[str], None], is_known: Callable[[str], bool],
                  poll_s: float = 2.0, settle_s: float = 3.0, catch_up_h: float = 24.0):
         self.roots = [Path(r) for r in roots]
@@ -56,6 +56,10 @@ class MhlWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[Path] = set()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="offload-watcher", daemon=True)
