@@ -119,6 +119,7 @@ class Bus:
         self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
         self._whole: set[str] = set()
         self._on_connect_hooks: list[Callable[[], None]] = []
+        self._on_retained: dict[str, Handler] = {}
         self.connected = threading.Event()
         self.connections = 0
         """How many times the bus has connected; more than one means it lost the broker and reconnected."""
@@ -134,15 +135,19 @@ class Bus:
 
     # -- wiring ---------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
-                  whole: bool = False) -> None:
+                  whole: bool = False, on_retained: Handler | None = None) -> None:
         """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
         ``whole=True`` to ``handler(message)``.
 
         ``commands=True`` marks a command topic (requests, reports): a retained message never
         reaches the handler; the bus clears it from the broker (an empty retained payload) and
-        logs one line. Empty payloads, which are such clears, are ignored.
+        logs one line. Empty payloads, which are such clears, are ignored. ``on_retained`` (implies
+        ``commands``) gets such a retained message instead, to clear and answer it itself.
         """
+        commands = commands or on_retained is not None
         self._subscriptions[topic_filter] = (qos, handler, commands)
+        if on_retained is not None:
+            self._on_retained[topic_filter] = on_retained
         if whole:
             self._whole.add(topic_filter)
         else:
@@ -251,7 +256,7 @@ class Bus:
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if commands and (message.retain or not message.payload):
                     if message.retain and message.payload:
-                        self._clear_retained(message)
+                        self._retained_command(topic_filter, message)
                     continue
                 try:
                     if topic_filter in self._whole:
@@ -260,6 +265,16 @@ class Bus:
                         handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
+
+    def _retained_command(self, topic_filter: str, message: mqtt.MQTTMessage) -> None:
+        custom = self._on_retained.get(topic_filter)
+        if custom is None:
+            self._clear_retained(message)
+            return
+        try:
+            custom(message.topic, message.payload)
+        except Exception:
+            log.exception("retained-message handler for %s failed on %s", topic_filter, message.topic)
 
     def _clear_retained(self, message: mqtt.MQTTMessage) -> None:
         """A retained command would run again at every (re)connect: remove it, never run it."""
