@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -24,6 +25,8 @@ Handler = Callable[[str, bytes], None]
 """``handler(topic, payload)``, called on paho's network thread: it must not block."""
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 """``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
+SESSION_EXPIRY_S = 7 * 24 * 3600
+"""How long the broker keeps a persistent MQTT 5 session of a client that is away."""
 SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 reason code of a broker that let another connection take this client id."""
 
@@ -92,15 +95,19 @@ class Bus:
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
         mqtt5: bool | None = None,
+        persistent: bool = False,
     ):
         """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised and
-        requests carry their Response Topic; by default ``[mqtt] protocol`` decides."""
+        requests carry their Response Topic; by default ``[mqtt] protocol`` decides.
+        ``persistent`` keeps the broker session (subscriptions, and QoS 1 messages queued while
+        away) across disconnects; it needs a fixed ``client_id`` (or user name)."""
         self.settings = settings
         self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
+        self.persistent = persistent
         if self.mqtt5:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         self._client.max_queued_messages_set(10000)
         if settings.username:
@@ -169,7 +176,12 @@ class Bus:
         """Connect in the background; paho's loop thread reconnects with backoff."""
         s = self.settings
         if self.mqtt5:
-            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+            properties = None
+            if self.persistent:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=not self.persistent,
+                                       properties=properties)
         else:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
