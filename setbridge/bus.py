@@ -7,6 +7,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
@@ -18,6 +19,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from . import contract
 from .config import MqttSettings
 from .messages import Payload
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,9 @@ class Bus:
         else:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
-        self._client.max_queued_messages_set(10000)
+        # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
+        # answers), so state and heartbeats are never refused here.
+        self._client.max_queued_messages_set(0)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -125,6 +129,7 @@ class Bus:
             self._client.will_set(topic, payload, qos=1, retain=retain)
         self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
         self._whole: set[str] = set()
+        self._on_retained: dict[str, Handler] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_retained: dict[str, Handler] = {}
         self.connected = threading.Event()
@@ -139,6 +144,10 @@ class Bus:
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
+        self._client.on_connect_fail = self._handle_connect_fail
+        self.last_activity = time.monotonic()
+        """When paho's network thread last ran one of our callbacks (monotonic)."""
+        self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
 
     # -- wiring ---------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
@@ -148,13 +157,16 @@ class Bus:
 
         ``commands=True`` marks a command topic (requests, reports): a retained message never
         reaches the handler; the bus clears it from the broker (an empty retained payload) and
-        logs one line. Empty payloads, which are such clears, are ignored. ``on_retained`` (implies
-        ``commands``) gets such a retained message instead, to clear and answer it itself.
+        logs one line. Empty payloads, which are such clears, are ignored. ``on_retained`` also
+        marks a command topic, but hands retained messages to ``on_retained(topic, payload)``
+        instead, which clears them itself.
         """
         commands = commands or on_retained is not None
         self._subscriptions[topic_filter] = (qos, handler, commands)
         if on_retained is not None:
             self._on_retained[topic_filter] = on_retained
+        else:
+            self._on_retained.pop(topic_filter, None)
         if whole:
             self._whole.add(topic_filter)
         else:
@@ -218,13 +230,29 @@ class Bus:
             qos, retain = spec.qos, bool(clearing) or spec.retain
         after = self._ack_count
         info = self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
+        # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
         return Delivery(self, topic, qos, retain, info, after)
 
     def _acked_after(self, mid: int, after: int) -> bool:
         return self._acks.get(mid, -1) > after
 
+    @property
+    def backlog(self) -> int:
+        """QoS 1/2 publishes paho holds that the broker has not acknowledged yet."""
+        return len(self._client._out_messages)  # paho has no public accessor for its queue length
+
+    def stalled_for(self) -> float:
+        """Seconds since paho's network thread last showed progress (callbacks)."""
+        return time.monotonic() - self.last_activity
+
     # -- paho callbacks -------------------------------------------------------------------
+    def _handle_connect_fail(self, client, userdata) -> None:
+        self.last_activity = time.monotonic()
+
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         if reason_code.is_failure:
             hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
                     else "check [mqtt] username/password")
@@ -246,6 +274,7 @@ class Bus:
                 log.exception("on-connect hook failed")
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
@@ -257,6 +286,7 @@ class Bus:
                             reason_code)
 
     def _handle_publish(self, client, userdata, mid: int, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         # Runs on paho's thread with its message lock held: only this leaf condition is taken here.
         with self._acks_changed:
             self._ack_count += 1
@@ -264,11 +294,18 @@ class Bus:
             self._acks_changed.notify_all()
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        self.last_activity = time.monotonic()
         for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if commands and (message.retain or not message.payload):
-                    if message.retain and message.payload:
-                        self._retained_command(topic_filter, message)
+                    on_retained = self._on_retained.get(topic_filter)
+                    if on_retained is not None and message.retain:
+                        try:
+                            on_retained(message.topic, message.payload)
+                        except Exception:
+                            log.exception("retained handler for %s failed on %s", topic_filter, message.topic)
+                    elif message.retain and message.payload:
+                        self._clear_retained(message)
                     continue
                 try:
                     if topic_filter in self._whole:
@@ -277,16 +314,6 @@ class Bus:
                         handler(message.topic, message.payload)
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
-
-    def _retained_command(self, topic_filter: str, message: mqtt.MQTTMessage) -> None:
-        custom = self._on_retained.get(topic_filter)
-        if custom is None:
-            self._clear_retained(message)
-            return
-        try:
-            custom(message.topic, message.payload)
-        except Exception:
-            log.exception("retained-message handler for %s failed on %s", topic_filter, message.topic)
 
     def _clear_retained(self, message: mqtt.MQTTMessage) -> None:
         """A retained command would run again at every (re)connect: remove it, never run it."""
