@@ -2,8 +2,8 @@
 file and an ACL generated from a small users file (user → role).
 
 What each role may read and write comes from :mod:`setbridge.contract` (each topic's writers and
-readers): ``hub`` everything, ``light`` (user name = light id) its own status and state plus the
-set, the hub and its own ``cmd``, ``integrator`` requests, reports and light commands plus reading
+readers): ``hub`` everything, ``light`` (user name = light id) its own status, state and alive plus
+the set, the hub and its own ``cmd``, ``integrator`` requests, reports and light commands plus reading
 the rest, ``monitor`` read only.
 """
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from .messages import (
     Heartbeat,
     HubStatus,
+    LightAlive,
     LightCommand,
     LightState,
     LightStatus,
@@ -119,6 +120,8 @@ LIGHT_STATUS = TopicSpec("light_status", "light/{light}/status", LightStatus, 1,
                          writers=("light",), readers=("light", "hub", "integrator", "monitor"))
 LIGHT_STATE = TopicSpec("light_state", "light/{light}/state", LightState, 1, True,
                         writers=("light",), readers=("light", "hub", "integrator", "monitor"))
+LIGHT_ALIVE = TopicSpec("light_alive", "light/{light}/alive", LightAlive, 0, False,
+                        writers=("light",), readers=("hub", "integrator", "monitor"))
 LIGHT_CMD = TopicSpec("light_cmd", "light/{light}/cmd", LightCommand, 1, False,
                       writers=("hub", "integrator"), readers=("light", "monitor"))
 OFFLOAD_REPORT = TopicSpec("offload_report", "offload/report", ReportPayload, 1, False,
@@ -132,7 +135,7 @@ OFFLOAD_ERROR = TopicSpec("offload_error", "offload/error", OffloadError, 1, Fal
 
 TOPICS: tuple[TopicSpec, ...] = (
     HUB_STATUS, SET_STATE, SET_HEARTBEAT, SET_EVENT, SET_REQUEST, SET_RESPONSE,
-    LIGHT_STATUS, LIGHT_STATE, LIGHT_CMD, OFFLOAD_REPORT, OFFLOAD_EVENT, OFFLOAD_CARD, OFFLOAD_ERROR,
+    LIGHT_STATUS, LIGHT_STATE, LIGHT_ALIVE, LIGHT_CMD, OFFLOAD_REPORT, OFFLOAD_EVENT, OFFLOAD_CARD, OFFLOAD_ERROR,
 )
 """Every topic setbridge speaks, in the order ``docs/mqtt.md`` lists them."""
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}

@@ -168,6 +168,16 @@ class LightState(Payload):
     seq: int | None = None
 
 
+class LightAlive(Payload):
+    """``{base}/light/{light}/alive`` — QoS 0, not retained, every ``every_s`` while the light runs."""
+
+    showing: LightShowing | Literal["flash"]
+    every_s: float = Field(gt=0)
+    """The light's own period; judge it not alive after 3 s (or 3 × ``every_s``, if longer) of silence."""
+    epoch: int | None = None
+    seq: int | None = None
+
+
 class LightCommand(Payload):
     """``{base}/light/{light}/cmd`` — identify or test a light; never retained."""
 

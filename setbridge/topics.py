@@ -37,6 +37,9 @@ class Topics:
     def light_state(self, light: str) -> str:
         return c.LIGHT_STATE.topic(self.base, light=light)
 
+    def light_alive(self, light: str) -> str:
+        return c.LIGHT_ALIVE.topic(self.base, light=light)
+
     def light_cmd(self, light: str) -> str:
         return c.LIGHT_CMD.topic(self.base, light=light)
 

@@ -175,6 +175,7 @@ V1 = [  # (topic, QoS, retained) exactly as contract v1 shipped
     ("setbridge/set/stage-a/response", 1, False),
     ("setbridge/light/door-1/status", 1, True),
     ("setbridge/light/door-1/state", 1, True),
+    ("setbridge/light/door-1/alive", 0, False),
     ("setbridge/light/door-1/cmd", 1, False),
     ("setbridge/offload/report", 1, False),
     ("setbridge/offload/event", 1, False),
@@ -187,7 +188,7 @@ def test_v1_topics_qos_and_retain_are_unchanged():
     t = Topics("setbridge")
     built = [t.hub_status("pi"), t.set_state("stage-a"), t.set_heartbeat("stage-a"), t.set_event("stage-a"),
              t.set_request("stage-a"), t.set_response("stage-a"), t.light_status("door-1"), t.light_state("door-1"),
-             t.light_cmd("door-1"), t.offload_report(), t.offload_event(), t.offload_card("A002R2EC"),
+             t.light_alive("door-1"), t.light_cmd("door-1"), t.offload_report(), t.offload_event(), t.offload_card("A002R2EC"),
              t.offload_error()]
     assert built == [topic for topic, _, _ in V1]
     for topic, qos, retain in V1:
@@ -204,11 +205,12 @@ def test_v1_payload_bytes_are_unchanged():
     assert Heartbeat(epoch=1, seq=2, state="idle", ts=3.5).to_bytes() == b'{"v":1,"epoch":1,"seq":2,"state":"idle","ts":3.5}'
 
 
-V1_ACL = {  # what the hand-written v1 ACL granted each role
+V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic)
     "integrator": {"topic read b/set/#", "topic read b/hub/+/status", "topic read b/light/+/status",
-                   "topic read b/light/+/state", "topic read b/offload/#", "topic write b/set/+/request",
+                   "topic read b/light/+/state", "topic read b/light/+/alive", "topic read b/offload/#", "topic write b/set/+/request",
                    "topic write b/offload/report", "topic write b/light/+/cmd"},
-    "light": {"topic readwrite b/light/u/status", "topic readwrite b/light/u/state", "topic read b/light/u/cmd",
+    "light": {"topic readwrite b/light/u/status", "topic readwrite b/light/u/state", "topic write b/light/u/alive",
+              "topic read b/light/u/cmd",
               "topic read b/set/+/state", "topic read b/set/+/heartbeat", "topic read b/hub/+/status"},
     "hub": {"topic readwrite b/#"},
     "monitor": {"topic read b/#"},

@@ -33,6 +33,9 @@ class App:
         self.t_cmd = payloads.topic(base, "light_cmd", ids)
         self.t_status = payloads.topic(base, "light_status", ids)
         self.t_show = payloads.topic(base, "light_state", ids)
+        self.t_alive = payloads.topic(base, "light_alive", ids)
+        self.alive_ms = int(cfg["alive_s"] * 1000)
+        self.next_alive = clock.ticks()
         m = cfg["mqtt"]
         self.mqtt = MQTTClient(
             "setbridge-light-" + self.light, m["host"], m["port"], m.get("user"), m.get("password"),
@@ -65,6 +68,7 @@ class App:
         self.mqtt.publish(self.t_status, payloads.light_status("online", FW_VERSION, self.cfg["set"]),
                           payloads.retained("light_status"), q("light_status"))
         self.published = None
+        self.next_alive = now
         self.rules.link_up(now)
 
     def _on_disconnect(self, reason):
@@ -145,12 +149,23 @@ class App:
                                   payloads.qos("light_state"))
         return nxt
 
+    def alive(self, now):
+        """Say "alive" every ``alive_s`` (QoS 0, not retained), so that anyone can tell a frozen
+        light from a working one without relying on the broker's keepalive."""
+        if not self.mqtt.connected or clock.diff(now, self.next_alive) < 0:
+            return
+        self.next_alive = now + self.alive_ms
+        self.mqtt.publish(self.t_alive, payloads.light_alive(self.shown, self.rules.epoch, self.rules.seq,
+                                                             self.alive_ms / 1000),
+                          payloads.retained("light_alive"), payloads.qos("light_alive"))
+
     def step(self):
         now = clock.ticks()
         self.board.feed()
         self.network(now)
         self.mqtt.poll(now)
         nxt = self.update(now)
+        self.alive(now)
         return min(nxt, self.rules.next_deadline(now), MAX_SLEEP_MS)
 
     def run(self):

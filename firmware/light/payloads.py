@@ -18,6 +18,7 @@ TOPICS = {
     "set_heartbeat": ("set/{set}/heartbeat", 0, False),
     "light_status": ("light/{light}/status", 1, True),
     "light_state": ("light/{light}/state", 1, True),
+    "light_alive": ("light/{light}/alive", 0, False),
     "light_cmd": ("light/{light}/cmd", 1, False),
 }
 
@@ -103,3 +104,12 @@ def light_state(showing, epoch, seq):
 def light_status(state, fw, set_id):
     """``light/{light}/status`` payload (birth and last will)."""
     return json.dumps({"v": 1, "state": state, "fw": fw, "set": set_id})
+
+
+def light_alive(showing, epoch, seq, every_s):
+    """``light/{light}/alive`` payload: sent every ``every_s`` while the main loop runs."""
+    out = {"v": 1, "showing": showing, "every_s": every_s}
+    if epoch is not None:
+        out["epoch"] = epoch
+        out["seq"] = seq
+    return json.dumps(out)

@@ -57,8 +57,7 @@ class RelayBus(Protocol):
     def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
                 retain: bool | None = None) -> Delivery: ...
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1,
-                  on_retained: Handler | None = None) -> None: ...
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None: ...
 
     def on_connect(self, hook: Callable[[], None]) -> None: ...
 
@@ -100,7 +99,8 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained)
+        # commands=True: a retained report never reaches _on_report; the bus clears it and logs it
+        bus.subscribe(topics.offload_report(), self._on_report, commands=True)
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
