@@ -88,6 +88,8 @@ class Hub:
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._heartbeat_progress = time.monotonic()
+        self.stall_s = STALL_S
+        """A loop without progress for this long (or 3 heartbeats) counts as stalled."""
         self._state_lock = threading.Lock()
         self._latest_state: SetState | None = None
         self.worker = ActionWorker(self._run_batch, capacity=REQUEST_QUEUE)
@@ -203,6 +205,8 @@ class Hub:
 
     def serve(self, stop: threading.Event, notifier: Notifier) -> None:
         """Start, say READY, feed the watchdog while :meth:`stalled` is empty, and stop on ``stop``."""
+        if notifier.watchdog_s:
+            self.stall_s = min(STALL_S, notifier.watchdog_s / 2)
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
@@ -220,7 +224,7 @@ class Hub:
 
     def stalled(self) -> list[str]:
         """The hub's loops that made no progress lately, each as "name (no progress for N s)"."""
-        limit = max(STALL_S, 3 * self.settings.hub.heartbeat_s)
+        limit = max(self.stall_s, 3 * self.settings.hub.heartbeat_s)
         bus_limit = limit if self.bus.connected.is_set() else limit + self.settings.mqtt.reconnect_max_s + 10
         heartbeat_alive = self._heartbeat_thread is not None and self._heartbeat_thread.is_alive()
         ages = {
