@@ -58,8 +58,7 @@ class RelayBus(Protocol):
 
     def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> MQTTMessageInfo: ...
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1,
-                  on_retained: Handler | None = None) -> None: ...
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None: ...
 
     def on_connect(self, hook: Callable[[], None]) -> None: ...
 
@@ -101,7 +100,8 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained)
+        # commands=True: a retained report never reaches _on_report; the bus clears it and logs it
+        bus.subscribe(topics.offload_report(), self._on_report, commands=True)
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -172,16 +172,6 @@ class OffloadRelay:
             event_id = event_id_of(raw) if raw is not None else (item.report.event_id if item.report else None)
             self._reject(f"busy: {MAX_QUEUED} offload reports are waiting for the journal; send it again in a few "
                          "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
-
-    def _on_retained(self, topic: str, raw: bytes) -> None:
-        """A retained report is never taken: clear it (empty retained payload) and say so."""
-        if not raw:
-            return  # the clear itself, or nothing
-        log.warning("offload: cleared a retained report on %s: reports are never taken from retained messages; "
-                    "publish it without the retain flag", topic)
-        self.bus.publish(topic, b"", qos=1, retain=True)
-        self._reject(f"retained report on {topic} cleared and not taken: publish reports without the retain flag",
-                     raw=raw, event_id=event_id_of(raw), source="mqtt")
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
                 source: str | None = None, duplicate: bool | None = None) -> None:
