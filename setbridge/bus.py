@@ -7,14 +7,18 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .config import MqttSettings
 from .messages import Payload
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +26,8 @@ Handler = Callable[[str, bytes], None]
 """``handler(topic, payload)``, called on paho's network thread: it must not block."""
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 """``handler(message)``: the whole message, with ``retain`` and (MQTT 5) ``properties``."""
+SESSION_EXPIRY_S = 7 * 24 * 3600
+"""How long the broker keeps a persistent MQTT 5 session of a client that is away."""
 SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 reason code of a broker that let another connection take this client id."""
 
@@ -39,17 +45,24 @@ class Bus:
         settings: MqttSettings,
         client_id: str,
         will: tuple[str, bytes, bool] | None = None,
-        mqtt5: bool = False,
+        mqtt5: bool | None = None,
+        persistent: bool = False,
     ):
-        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised."""
+        """``mqtt5`` speaks MQTT 5, so that a live message published retained is recognised and
+        requests carry their Response Topic; by default ``[mqtt] protocol`` decides.
+        ``persistent`` keeps the broker session (subscriptions, and QoS 1 messages queued while
+        away) across disconnects; it needs a fixed ``client_id`` (or user name)."""
         self.settings = settings
-        self.mqtt5 = mqtt5
-        if mqtt5:
+        self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
+        self.persistent = persistent
+        if self.mqtt5:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
-        self._client.max_queued_messages_set(10000)
+        # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
+        # answers), so state and heartbeats are never refused here.
+        self._client.max_queued_messages_set(0)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -65,6 +78,7 @@ class Bus:
             self._client.will_set(topic, payload, qos=1, retain=retain)
         self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
         self._whole: set[str] = set()
+        self._on_retained: dict[str, Handler] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -72,18 +86,30 @@ class Bus:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_publish = self._handle_publish
+        self._client.on_connect_fail = self._handle_connect_fail
+        self.last_activity = time.monotonic()
+        """When paho's network thread last ran one of our callbacks (monotonic)."""
+        self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
 
     # -- wiring ---------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
-                  whole: bool = False) -> None:
+                  whole: bool = False, on_retained: Handler | None = None) -> None:
         """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
         ``whole=True`` to ``handler(message)``.
 
         ``commands=True`` marks a command topic (requests, reports): a retained message never
         reaches the handler; the bus clears it from the broker (an empty retained payload) and
-        logs one line. Empty payloads, which are such clears, are ignored.
+        logs one line. Empty payloads, which are such clears, are ignored. ``on_retained`` also
+        marks a command topic, but hands retained messages to ``on_retained(topic, payload)``
+        instead, which clears them itself.
         """
+        commands = commands or on_retained is not None
         self._subscriptions[topic_filter] = (qos, handler, commands)
+        if on_retained is not None:
+            self._on_retained[topic_filter] = on_retained
+        else:
+            self._on_retained.pop(topic_filter, None)
         if whole:
             self._whole.add(topic_filter)
         else:
@@ -108,7 +134,12 @@ class Bus:
         """Connect in the background; paho's loop thread reconnects with backoff."""
         s = self.settings
         if self.mqtt5:
-            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+            properties = None
+            if self.persistent:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = SESSION_EXPIRY_S
+            self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=not self.persistent,
+                                       properties=properties)
         else:
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s)
         self._client.loop_start()
@@ -129,15 +160,40 @@ class Bus:
         self._client.loop_stop()
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> mqtt.MQTTMessageInfo:
+    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """Hand ``payload`` to paho without waiting; a refusal is counted and logged (rate-limited).
+        ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1."""
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
-        return self._client.publish(topic, data, qos=qos, retain=retain)
+        info = self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
+        # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
+        return info
+
+    @property
+    def backlog(self) -> int:
+        """QoS 1/2 publishes paho holds that the broker has not acknowledged yet."""
+        return len(self._client._out_messages)  # paho has no public accessor for its queue length
+
+    def stalled_for(self) -> float:
+        """Seconds since paho's network thread last showed progress (callbacks)."""
+        return time.monotonic() - self.last_activity
 
     # -- paho callbacks -------------------------------------------------------------------
+    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
+
+    def _handle_connect_fail(self, client, userdata) -> None:
+        self.last_activity = time.monotonic()
+
     def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         if reason_code.is_failure:
-            log.error("MQTT broker %s:%d refused the connection: %s (check [mqtt] username/password)",
-                      self.settings.host, self.settings.port, reason_code)
+            hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
+                    else "check [mqtt] username/password")
+            log.error("MQTT broker %s:%d refused the connection: %s (%s)",
+                      self.settings.host, self.settings.port, reason_code, hint)
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()
@@ -153,6 +209,7 @@ class Bus:
                 log.exception("on-connect hook failed")
 
     def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
@@ -169,10 +226,17 @@ class Bus:
                 log.exception("on-disconnect hook failed")
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        self.last_activity = time.monotonic()
         for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if commands and (message.retain or not message.payload):
-                    if message.retain and message.payload:
+                    on_retained = self._on_retained.get(topic_filter)
+                    if on_retained is not None and message.retain:
+                        try:
+                            on_retained(message.topic, message.payload)
+                        except Exception:
+                            log.exception("retained handler for %s failed on %s", topic_filter, message.topic)
+                    elif message.retain and message.payload:
                         self._clear_retained(message)
                     continue
                 try:

@@ -22,6 +22,8 @@ COMMANDS = [
     "offload",
     "broker",
     "status",
+    "web",
+    "takes",
 ]
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 

@@ -79,6 +79,10 @@ class MqttSettings(Section):
     base_topic: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "setbridge"
     """Prefix of every topic; no wildcards, no leading or trailing slash."""
     keepalive_s: int = Field(30, ge=5, le=3600)
+    protocol: Literal["5", "3.1.1"] = "5"
+    """The MQTT protocol of the hub and the CLI: ``5`` (answers on a request's Response Topic,
+    retain-as-published) or ``3.1.1`` for a broker without MQTT 5 (then every answer goes to
+    ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
 
@@ -139,6 +143,12 @@ class SpeechSettings(Section):
     """Common short words of the model's language: a filler model that rejects look-alike speech."""
     min_filler_margin: float = Field(-3.5, ge=-50.0, le=50.0)
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
+    capture_dir: Path | None = None
+    """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
+    capture_max_clips: int = Field(200, ge=1, le=100000)
+    """Most clips kept in ``capture_dir``; the oldest are deleted first."""
+    capture_max_mb: float = Field(200.0, gt=0, le=100000)
+    """Most megabytes kept in ``capture_dir``; the oldest clips are deleted first."""
     models_url: str = "https://alphacephei.com/vosk/models"
     """Where ``setbridge model install`` downloads models from."""
 
@@ -203,6 +213,47 @@ class GpioSettings(Section):
                    ("relay", "status_led", "buzzer", "roll_button", "cut_button", "toggle", "voice_off"))
 
 
+PASSWORD_HASH = r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
+
+
+class WebUser(Section):
+    """A person who may log in to the web board."""
+
+    password_hash: Annotated[str, StringConstraints(pattern=PASSWORD_HASH)]
+    """An scrypt hash made by ``setbridge web passwd``; never the password itself."""
+    control: bool = False
+    """May press roll, cut and standby (needs ``control_username`` for the broker)."""
+
+
+class WebSettings(Section):
+    """``setbridge web``: the board, phone recording lights and the take log, over HTTP."""
+
+    host: str = "0.0.0.0"
+    """Address the web server listens on."""
+    port: int = Field(8080, ge=1, le=65535)
+    client_id: Id = "setbridge-web"
+    """MQTT client id of the viewing connection, whose persistent session feeds the take log (one web
+    process per id); control adds ``-control``. Brokers made by ``setbridge broker config`` use the user names."""
+    mqtt_username: str | None = None
+    """Broker user for viewing and the take log (role monitor); the hub's ``[mqtt]`` user is never borrowed."""
+    mqtt_password: SecretStr | None = None
+    control_username: str | None = None
+    """Broker user for roll/cut/standby (role integrator); unset = no control from the web."""
+    control_password: SecretStr | None = None
+    login_to_view: bool = False
+    """True: every page needs a login; false: viewing is open and only control needs one."""
+    users: dict[Id, WebUser] = Field(default_factory=dict)
+    """Who may log in: user name → password hash and control right."""
+    link_timeout_s: float = Field(2.5, gt=0, le=30)
+    """A light page shows link lost after this long without a heartbeat (keep above the hub's heartbeat_s)."""
+    data_dir: Path | None = None
+    """Where the take log (``takes.sqlite``) and the session key live; default ``{hub.state_dir}/web``."""
+    secure_cookies: bool = False
+    """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    """How long a login lasts."""
+
+
 class Settings(BaseSettings):
     """All of setbridge's configuration."""
 
@@ -219,6 +270,11 @@ class Settings(BaseSettings):
     speech: SpeechSettings = SpeechSettings()
     offload: OffloadSettings = OffloadSettings()
     gpio: GpioSettings = GpioSettings()
+    web: WebSettings = WebSettings()
+
+    def web_data_dir(self) -> Path:
+        """Where the web process keeps its take log and session key."""
+        return self.web.data_dir or self.hub.state_dir / "web"
 
     @classmethod
     def settings_customise_sources(

@@ -142,6 +142,8 @@ class SetResponse(Payload):
     state: SetStateName | None = None
     seq: int | None = None
     changed: bool | None = None
+    retry_after_s: float | None = None
+    """Set on a "busy" refusal: send the request again (same transaction) after this many seconds."""
     ts: float = Field(default_factory=now)
 
     def to_bytes(self) -> bytes:

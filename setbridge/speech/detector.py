@@ -97,6 +97,19 @@ class Trigger:
     """Where Vosk placed the end of the phrase (s)."""
 
 
+@dataclass(frozen=True)
+class NearMiss:
+    """An utterance with a trigger word that did not fire, and why."""
+
+    phrase: str
+    """What Vosk heard."""
+    action: str | None
+    """The action of the phrase, or ``None`` when it was not a phrase alone."""
+    time: float
+    phrase_end: float
+    reason: str
+
+
 @dataclass
 class _Word:
     word: str
@@ -122,12 +135,15 @@ class Detector:
 
     ``get_state`` returns the set state ("idle" | "standby" | "rolling") for gating; without it
     the detector follows the state its own triggers would cause, starting idle, as ``detect``
-    does. ``gated=False`` lets every phrase fire in any state.
+    does. ``gated=False`` lets every phrase fire in any state. ``on_near_miss`` is called with
+    every :class:`NearMiss` (an utterance with a trigger word that did not fire).
     """
 
     def __init__(self, model: Any, rate: int, phrases: dict[str, list[str]], tuning: Tuning = Tuning(),
-                 get_state: Callable[[], str] | None = None, gated: bool = True, model_name: str = "model"):
+                 get_state: Callable[[], str] | None = None, gated: bool = True, model_name: str = "model",
+                 on_near_miss: Callable[[NearMiss], None] | None = None):
         check_vocabulary(model, phrases, model_name)
+        self.on_near_miss = on_near_miss
         self.front_end = frontend.FrontEnd(rate, tuning.noise_suppression, tuning.auto_gain_dbfs)
         self.rate = frontend.RATE
         self.tuning = tuning
@@ -299,6 +315,8 @@ class Detector:
         if reason:
             if near:
                 log.debug("near miss %r at %.2f s rejected: %s", text, self.position, reason)
+                if self.on_near_miss is not None:
+                    self.on_near_miss(NearMiss(text, action, round(self.position, 3), words[-1].end, reason))
             return []
         assert action is not None
         confidence = min(w.conf for w in words)

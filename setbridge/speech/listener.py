@@ -22,6 +22,7 @@ from typing import Any
 from ..audio import AudioSource, open_source
 from ..config import Settings
 from . import Detector, load_model, resolve_model, tuning_from
+from .capture import ClipCapture
 from .model import check_vocabulary
 
 log = logging.getLogger(__name__)
@@ -108,24 +109,40 @@ class VoiceListener:
         self._source = source
         source.open()
         speech = self.settings.speech
+        capture = None
+        if speech.capture_dir is not None:
+            capture = ClipCapture(speech.capture_dir, source.rate, speech.capture_max_clips, speech.capture_max_mb)
+            capture.start()
         detector = Detector(self.model, source.rate, speech.phrases, tuning_from(speech),
-                            get_state=self.get_state, model_name=speech.model)
+                            get_state=self.get_state, model_name=speech.model,
+                            on_near_miss=capture and (lambda miss: capture.mark(
+                                "near-miss", miss.action or "none", miss.phrase, miss.time, miss.phrase_end,
+                                miss.reason)))
         self._report("ok")
         overflows = 0
-        for block in source:
-            if self._stop.is_set():
-                return False
-            triggers = detector.feed(block)
-            if source.overflows != overflows:
-                log.warning("audio overflow: %d blocks lost so far (the Pi is too slow?)", source.overflows)
-                overflows = source.overflows
-            for trigger in triggers:
-                self._fire(trigger)
-        for trigger in detector.flush():
-            self._fire(trigger)
-        return True
+        try:
+            for block in source:
+                if self._stop.is_set():
+                    return False
+                triggers = detector.feed(block)
+                if capture is not None:
+                    capture.feed(block)
+                if source.overflows != overflows:
+                    log.warning("audio overflow: %d blocks lost so far (the Pi is too slow?)", source.overflows)
+                    overflows = source.overflows
+                for trigger in triggers:
+                    self._fire(trigger, capture)
+            for trigger in detector.flush():
+                self._fire(trigger, capture)
+            return True
+        finally:
+            if capture is not None:
+                capture.stop()
 
-    def _fire(self, trigger: Any) -> None:
+    def _fire(self, trigger: Any, capture: ClipCapture | None = None) -> None:
+        if capture is not None:
+            capture.mark("trigger", trigger.action, trigger.phrase, trigger.time, trigger.phrase_end,
+                         confidence=trigger.confidence)
         if not self.voice_enabled():
             log.info("voice off: ignoring %s (%r)", trigger.action, trigger.phrase)
             return

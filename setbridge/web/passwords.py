@@ -1,0 +1,48 @@
+"""Password hashes for web users: scrypt from the standard library, never the password itself.
+
+>>> h = hash_password("correct horse")
+>>> verify_password("correct horse", h), verify_password("wrong", h)
+(True, False)
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+N, R, P = 2**14, 8, 1
+"""scrypt cost: about 16 MiB and a few tens of milliseconds per check on a Pi 4."""
+_MAXMEM = 64 * 1024 * 1024
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def hash_password(password: str) -> str:
+    """``scrypt$N$r$p$salt$hash`` for ``password``, with a fresh random salt."""
+    if not password:
+        raise ValueError("the password is empty")
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=N, r=R, p=P, maxmem=_MAXMEM, dklen=32)
+    return f"scrypt${N}${R}${P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches ``stored``; False for any malformed hash."""
+    try:
+        kind, n, r, p, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        want = base64.b64decode(digest, validate=True)
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt, validate=True), n=int(n), r=int(r),
+                             p=int(p), maxmem=_MAXMEM, dklen=len(want))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
+"""Checked against for unknown users, so a login takes as long whether or not the user exists."""
