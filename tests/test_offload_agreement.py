@@ -9,7 +9,7 @@ import io
 import json
 import uuid
 
-from conftest import Probe, make_settings, write_config
+from conftest import Probe, make_settings, wait_online, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from offload_samples import hedge_copy_completed, hedge_disk_idle, hedge_disk_removed
@@ -61,6 +61,7 @@ def test_retained_cards_events_and_lists_agree_after_any_sequence(broker, tmp_pa
     hub = Hub(hub_settings)
     hub.start()
     assert hub.bus.wait_connected(5)
+    wait_online(hub)
     events = Probe(broker.port, f"{base}/offload/#")
     sender = Probe(broker.port, f"{base}/offload/error")
     latest: dict[str, dict] = {}

@@ -37,6 +37,7 @@ def list_cards(settings, tmp_path: Path) -> subprocess.CompletedProcess:
 
 def roll_is_answered(probe, base: str, set_id: str) -> None:
     """Set state still works: a roll request is answered and the state goes rolling."""
+    probe.wait_for(on("/status", state="online"), timeout=10)  # the hub's subscriptions are in place by then
     tx = uuid.uuid4().hex
     probe.publish(f"{base}/set/{set_id}/request", {"v": 1, "action": "roll", "transaction": tx})
     _, answer, _ = probe.wait_for(on("/response", transaction=tx), timeout=10)
@@ -131,6 +132,7 @@ def test_a_journal_locked_by_another_writer_never_freezes_heartbeats_or_state(br
     hub.start()
     try:
         assert hub.bus.wait_connected(5)
+        probe.wait_for(on("/status", state="online"), timeout=10)
         probe.publish(f"{base}/offload/report", report("L000", "before-lock"))
         probe.wait_for(on("/offload/event", event_id="before-lock"), timeout=10)
         other = sqlite3.connect(settings.hub.state_dir / FILE_NAME, isolation_level=None)

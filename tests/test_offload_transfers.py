@@ -10,7 +10,7 @@ import sys
 import uuid
 
 import pytest
-from conftest import make_settings, write_config
+from conftest import make_settings, wait_online, write_config
 from offload_samples import (SOURCE_BYTES, SOURCE_FILES, hedge_copy_completed, hedge_disk_added, hedge_disk_idle,
                              hedge_disk_removed, silverstack_report)
 
@@ -22,6 +22,7 @@ def offload_hub(broker, tmp_path):
     hub = Hub(make_settings(broker, tmp_path / "state"))
     hub.start()
     assert hub.bus.wait_connected(5)
+    wait_online(hub)
     yield hub
     hub.stop()
 
@@ -154,6 +155,7 @@ def test_a_retained_report_is_cleared_and_never_taken(broker, tmp_path, probe_fa
         hub.start()
         try:
             assert hub.bus.wait_connected(5)
+            wait_online(hub)
             probe.publish(f"{base}/offload/report", {"v": 1, "roll": "R002", "status": "verified",
                                                      "event_id": f"live-{uuid.uuid4().hex[:6]}"})
             probe.wait_for(on("/offload/event", roll="R002"))
