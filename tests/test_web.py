@@ -206,3 +206,34 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
 
     assert main(["takes", "--config", str(config)]) == 0
     assert "takes on" in capsys.readouterr().out
+
+
+def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_path, hub):
+    import signal
+
+    from setbridge.dev.lights_sim import SimLight, light_config
+
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    (tmp_path / "light").mkdir()
+    light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
+    try:
+        light.wait_showing("idle", timeout=10)
+        with serving(settings) as url:
+            def news(seen):
+                event, data = seen[-1]
+                return event == "beats" and (data["lights"].get("door-1") or {}).get("alive") is True
+            read_events(f"{url}/events", news)
+            (entry,) = httpx.get(url + "/").text.split('data-light="door-1"')[1:2]
+            assert 'data-alive="yes"' in entry[:40]
+            light.proc.send_signal(signal.SIGSTOP)  # frozen: its status stays online, its alive messages stop
+            try:
+                frozen = time.monotonic()
+                read_events(f"{url}/events", lambda seen: seen[-1][0] == "beats"
+                            and seen[-1][1]["lights"]["door-1"]["alive"] is False, timeout=8)
+                assert time.monotonic() - frozen < 5.0
+                assert "OFFLINE" not in httpx.get(url + "/").text  # the broker still thinks it online
+            finally:
+                light.proc.send_signal(signal.SIGCONT)
+    finally:
+        light.stop()

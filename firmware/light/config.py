@@ -2,7 +2,7 @@
 
 Keys (see firmware/README.md): ``id``, ``set``, ``hub``, ``wifi.ssid``/``wifi.key``,
 ``mqtt.host``/``port``/``user``/``password``/``base_topic``/``keepalive_s``,
-``heartbeat_timeout_s``, ``reconnect_max_s``, ``watchdog_s``, ``output``, ``colors``.
+``heartbeat_timeout_s``, ``alive_s``, ``reconnect_max_s``, ``watchdog_s``, ``output``, ``colors``.
 """
 
 import json
@@ -13,6 +13,7 @@ DEFAULTS = {
     "wifi": {"ssid": "", "key": ""},
     "mqtt": {"host": "", "port": 1883, "user": None, "password": None, "base_topic": "setbridge", "keepalive_s": 10},
     "heartbeat_timeout_s": 2.5,
+    "alive_s": 1.0,
     "reconnect_max_s": 5.0,
     "watchdog_s": 8,
     "output": {"type": "relay", "pin": 2, "active_low": False},
@@ -58,6 +59,7 @@ def check(cfg):
         raise ValueError("config.json: heartbeat_timeout_s must be between 0.5 and 3")
     _number(cfg["mqtt"], "port", 1, 65535, "mqtt.port", integer=True)
     _number(cfg["mqtt"], "keepalive_s", 2, 600, "mqtt.keepalive_s", integer=True)
+    _number(cfg, "alive_s", 0.2, 10, "alive_s")
     _number(cfg, "reconnect_max_s", 0.5, 300, "reconnect_max_s")
     _number(cfg, "watchdog_s", 0, 60, "watchdog_s")
     if cfg["output"].get("type") not in ("relay", "pwm", "neopixel"):
