@@ -237,3 +237,26 @@ def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_p
                 light.proc.send_signal(signal.SIGCONT)
     finally:
         light.stop()
+
+
+def test_losing_the_broker_turns_every_light_page_to_link_lost_at_once(own_broker, tmp_path):
+    settings = web_settings(own_broker, tmp_path)
+    hub = Hub(settings)
+    hub.start()
+    try:
+        with serving(settings) as url:
+            read_events(f"{url}/light/stage-t/events", showing("idle"))
+            with httpx.stream("GET", f"{url}/light/stage-t/events", timeout=15) as stream:
+                lines = stream.iter_lines()
+                own_broker.stop()
+                stopped = time.monotonic()
+                for line in lines:
+                    if line.startswith("data:") and '"broker":false' in line:
+                        assert '"showing":"link-lost"' in line and '"lost":"broker"' in line
+                        break
+                assert time.monotonic() - stopped < 2.0  # pushed at the disconnect, not found by a timeout
+            assert httpx.get(url + "/").status_code == 503
+            own_broker.start()
+            read_events(f"{url}/light/stage-t/events", showing("idle"), timeout=15)
+    finally:
+        hub.stop()
