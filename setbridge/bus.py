@@ -30,7 +30,8 @@ MessageHandler = Callable[[mqtt.MQTTMessage], None]
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps a persistent MQTT 5 session of a client that is away."""
 SESSION_TAKEN_OVER = 0x8E
-"""MQTT 5 reason code of a broker that let another connection take this client id."""
+"""MQTT 5 reason code of a broker that let another connection take this client id (Mosquitto 2.0.12
+and later send it; 2.0.11 just closes the connection)."""
 
 
 class Delivery:
@@ -131,7 +132,7 @@ class Bus:
         self._whole: set[str] = set()
         self._on_retained: dict[str, Handler] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
-        self._on_retained: dict[str, Handler] = {}
+        self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
         self.connections = 0
         """How many times the bus has connected; more than one means it lost the broker and reconnected."""
@@ -182,6 +183,10 @@ class Bus:
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         self._on_connect_hooks.append(hook)
+
+    def on_disconnect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` on paho's thread whenever the connection drops (the web board says so at once)."""
+        self._on_disconnect_hooks.append(hook)
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -284,6 +289,11 @@ class Bus:
             else:
                 log.warning("lost the MQTT broker %s:%d (%s); reconnecting", self.settings.host, self.settings.port,
                             reason_code)
+        for hook in self._on_disconnect_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("on-disconnect hook failed")
 
     def _handle_publish(self, client, userdata, mid: int, reason_code, properties) -> None:
         self.last_activity = time.monotonic()
