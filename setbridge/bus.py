@@ -30,7 +30,8 @@ MessageHandler = Callable[[mqtt.MQTTMessage], None]
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps a persistent MQTT 5 session of a client that is away."""
 SESSION_TAKEN_OVER = 0x8E
-"""MQTT 5 reason code of a broker that let another connection take this client id."""
+"""MQTT 5 reason code of a broker that let another connection take this client id (Mosquitto 2.0.12
+and later send it; 2.0.11 just closes the connection)."""
 
 
 class Delivery:

@@ -203,3 +203,4 @@ def test_the_tools_connect_with_their_own_user_and_never_replace_the_hub(gen, us
         assert not [p for t, p in observer.received[mark:] if b'"offline"' in p], "the hub's last will was sent"
     finally:
         hub.stop()
+

@@ -19,6 +19,21 @@ BACKOFF_START_MS = 500
 MAX_SLEEP_MS = 100
 
 
+def tls_context(m):
+    """(context, server name) pinning the CA of ``mqtt.ca``, or None for plain MQTT."""
+    if not m.get("tls"):
+        return None
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_verify_locations(cadata=m["_ca"])
+    except ValueError as exc:
+        raise ValueError("config.json: mqtt.ca %s is not a CA certificate (%s)" % (m["ca"], exc))
+    return context, m.get("server_name") or m["host"]
+
+
 class App:
     def __init__(self, cfg, board):
         self.cfg = cfg
@@ -39,7 +54,7 @@ class App:
         m = cfg["mqtt"]
         self.mqtt = MQTTClient(
             "setbridge-light-" + self.light, m["host"], m["port"], m.get("user"), m.get("password"),
-            keepalive=m["keepalive_s"], log=self.log,
+            keepalive=m["keepalive_s"], log=self.log, tls=tls_context(m),
             will=(self.t_status, payloads.light_status("offline", FW_VERSION, cfg["set"]),
                   payloads.retained("light_status"), payloads.qos("light_status")),
         )
