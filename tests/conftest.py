@@ -134,6 +134,8 @@ class Probe:
     def __init__(self, port: int, topic_filter: str):
         self.messages: "queue.Queue[tuple[str, dict | None, bool]]" = queue.Queue()
         self.seen: list[tuple[str, dict | None, bool]] = []
+        self.qos: dict[str, int] = {}
+        """Topic → the QoS its latest message arrived with."""
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
         subscribed = threading.Event()
@@ -151,6 +153,7 @@ class Probe:
             data = None
         item = (msg.topic, data, bool(msg.retain))
         with self._lock:
+            self.qos[msg.topic] = msg.qos
             self.seen.append(item)
         self.messages.put(item)
 

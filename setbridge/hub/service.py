@@ -88,6 +88,8 @@ class Hub:
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._heartbeat_progress = time.monotonic()
+        self.stall_s = STALL_S
+        """A loop without progress for this long (or 3 heartbeats) counts as stalled."""
         self._state_lock = threading.Lock()
         self._latest_state: SetState | None = None
         self.worker = ActionWorker(self._run_batch, capacity=REQUEST_QUEUE)
@@ -203,6 +205,8 @@ class Hub:
 
     def serve(self, stop: threading.Event, notifier: Notifier) -> None:
         """Start, say READY, feed the watchdog while :meth:`stalled` is empty, and stop on ``stop``."""
+        if notifier.watchdog_s:
+            self.stall_s = min(STALL_S, notifier.watchdog_s / 2)
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
@@ -220,7 +224,7 @@ class Hub:
 
     def stalled(self) -> list[str]:
         """The hub's loops that made no progress lately, each as "name (no progress for N s)"."""
-        limit = max(STALL_S, 3 * self.settings.hub.heartbeat_s)
+        limit = max(self.stall_s, 3 * self.settings.hub.heartbeat_s)
         bus_limit = limit if self.bus.connected.is_set() else limit + self.settings.mqtt.reconnect_max_s + 10
         heartbeat_alive = self._heartbeat_thread is not None and self._heartbeat_thread.is_alive()
         ages = {
@@ -239,7 +243,7 @@ class Hub:
                          offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
-        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
+        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
 
     def _publish_state(self, state: SetState) -> None:
         for listener in self._state_listeners:
@@ -250,7 +254,7 @@ class Hub:
         with self._state_lock:  # the newest state is the last one published, also against _announce
             self._latest_state = state
             if self.bus.connected.is_set():  # else it is republished on (re)connect
-                self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+                self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _publish_event(self, event: SetEvent) -> None:
         self.bus.publish(self.topics.set_event(self.set_id), event)
@@ -260,7 +264,7 @@ class Hub:
         self._publish_status()
         with self._state_lock:  # never waits on the controller (it may be writing to disk)
             state = self._latest_state or self.controller.snapshot()
-            self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+            self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _heartbeat_loop(self) -> None:
         period = self.settings.hub.heartbeat_s
@@ -269,7 +273,7 @@ class Hub:
             self._heartbeat_progress = time.monotonic()
             if self.bus.connected.is_set():
                 s = self.controller.stored  # one immutable snapshot, read without the lock
-                self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state), qos=0)
+                self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state))
             for tally in (self.busy, self.shed, self.bus.refused):
                 tally.flush()
 
