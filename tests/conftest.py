@@ -84,6 +84,15 @@ def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Ite
         h.stop()
 
 
+def wait_online(hub: Hub) -> None:
+    """Until the hub's birth is out: its subscriptions reached the broker before it."""
+    status = Probe(hub.settings.mqtt.port, hub.topics.hub_status(hub.settings.hub.id))
+    try:
+        status.wait_for(lambda t, d, r: d is not None and d.get("state") == "online", timeout=10)
+    finally:
+        status.close()
+
+
 def write_config(path: Path, settings: Settings) -> Path:
     """Write ``settings`` as a TOML file a subprocess can load."""
     s = settings

@@ -172,16 +172,6 @@ class OffloadRelay:
             self._reject(f"busy: {MAX_QUEUED} offload reports are waiting for the journal; send it again in a few "
                          "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
 
-    def _on_retained(self, topic: str, raw: bytes) -> None:
-        """A retained report is never taken: clear it (empty retained payload) and say so."""
-        if not raw:
-            return  # the clear itself, or nothing
-        log.warning("offload: cleared a retained report on %s: reports are never taken from retained messages; "
-                    "publish it without the retain flag", topic)
-        self.bus.publish(topic, b"", retain=True)
-        self._reject(f"retained report on {topic} cleared and not taken: publish reports without the retain flag",
-                     raw=raw, event_id=event_id_of(raw), source="mqtt")
-
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
                 source: str | None = None, duplicate: bool | None = None) -> None:
         (log.info if duplicate else log.warning)("offload input rejected: %s", reason)
