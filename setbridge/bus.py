@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from . import contract
 from .config import MqttSettings
 from .messages import Payload
 from .ratelog import RateLimitedLog
@@ -29,7 +30,58 @@ MessageHandler = Callable[[mqtt.MQTTMessage], None]
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps a persistent MQTT 5 session of a client that is away."""
 SESSION_TAKEN_OVER = 0x8E
-"""MQTT 5 reason code of a broker that let another connection take this client id."""
+"""MQTT 5 reason code of a broker that let another connection take this client id (Mosquitto 2.0.12
+and later send it; 2.0.11 just closes the connection)."""
+
+
+class Delivery:
+    """One publish: whether the client took it, and whether the broker has acknowledged it.
+
+    A QoS 1 message published while the connection is down is kept by the client and sent on
+    reconnect; :meth:`acknowledged` turns true once the broker's PUBACK for it arrives.
+    """
+
+    def __init__(self, bus: Bus, topic: str, qos: int, retain: bool, info: mqtt.MQTTMessageInfo, after: int):
+        self.topic, self.qos, self.retain = topic, qos, retain
+        self.mid = info.mid
+        self.rc = info.rc
+        self._bus = bus
+        self._after = after
+
+    @property
+    def queue_full(self) -> bool:
+        """The client's outgoing queue was full: the message was dropped; publish it again later."""
+        return self.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+
+    @property
+    def error(self) -> str | None:
+        """None when the client took the message on a live connection, else why not (one line)."""
+        if self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return mqtt.error_string(self.rc)
+
+    @property
+    def queued(self) -> bool:
+        """The client sent the message or keeps it to send on reconnect (QoS 1)."""
+        ok = self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        return ok or (self.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self.qos > 0)
+
+    def acknowledged(self) -> bool:
+        """True once the broker acknowledged the message (QoS 0: once it was written)."""
+        return self.queued and self._bus._acked_after(self.mid, self._after)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`acknowledged`."""
+        if not self.queued:
+            return False
+        with self._bus._acks_changed:
+            return self._bus._acks_changed.wait_for(self.acknowledged, timeout)
+
+    is_published = acknowledged
+    """Alias of :meth:`acknowledged` (the name paho uses)."""
+
+    def wait_for_publish(self, timeout: float) -> bool:
+        return self.wait(timeout)
 
 
 class Bus:
@@ -82,7 +134,13 @@ class Bus:
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
+        self.connections = 0
+        """How many times the bus has connected; more than one means it lost the broker and reconnected."""
         self._stopping = False
+        self._acks: dict[int, int] = {}
+        """Message id → the ordinal of the broker's latest acknowledgement of that id."""
+        self._ack_count = 0
+        self._acks_changed = threading.Condition()
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
@@ -127,6 +185,7 @@ class Bus:
         self._on_connect_hooks.append(hook)
 
     def on_disconnect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` on paho's thread whenever the connection drops (the web board says so at once)."""
         self._on_disconnect_hooks.append(hook)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -151,25 +210,38 @@ class Bus:
         """Publish ``final`` (topic, payload, retain) if connected, then disconnect cleanly."""
         self._stopping = True
         if final and self.connected.is_set():
-            info = self._client.publish(final[0], final[1], qos=1, retain=final[2])
-            try:
-                info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass
+            self.publish(final[0], final[1], retain=final[2]).wait(2)
         self._client.disconnect()
         self._client.loop_stop()
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False,
-                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
-        """Hand ``payload`` to paho without waiting; a refusal is counted and logged (rate-limited).
-        ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1."""
+    def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
+                retain: bool | None = None, properties: Properties | None = None) -> Delivery:
+        """Publish with the QoS and retain flag :mod:`setbridge.contract` declares for ``topic``.
+
+        ``qos``/``retain`` may only restate the declaration, except ``retain=True`` with an empty
+        payload, which clears a retained message. Topics outside the contract default to QoS 1,
+        not retained. ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1.
+        """
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
+        spec = contract.lookup(self.settings.base_topic, topic)
+        if spec is None:
+            qos, retain = (1 if qos is None else qos), bool(retain)
+        else:
+            clearing = retain and data == b""
+            if (qos is not None and qos != spec.qos) or (retain is not None and retain != spec.retain and not clearing):
+                raise ValueError(f"{topic} is declared QoS {spec.qos}, retain {spec.retain} in setbridge.contract; "
+                                 f"got qos={qos}, retain={retain}")
+            qos, retain = spec.qos, bool(clearing) or spec.retain
+        after = self._ack_count
         info = self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
         # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
-        return info
+        return Delivery(self, topic, qos, retain, info, after)
+
+    def _acked_after(self, mid: int, after: int) -> bool:
+        return self._acks.get(mid, -1) > after
 
     @property
     def backlog(self) -> int:
@@ -181,9 +253,6 @@ class Bus:
         return time.monotonic() - self.last_activity
 
     # -- paho callbacks -------------------------------------------------------------------
-    def _handle_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self.last_activity = time.monotonic()
-
     def _handle_connect_fail(self, client, userdata) -> None:
         self.last_activity = time.monotonic()
 
@@ -201,6 +270,7 @@ class Bus:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic_filter, (qos, _, commands) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, commands)
+        self.connections += 1
         self.connected.set()
         for hook in self._on_connect_hooks:
             try:
@@ -224,6 +294,14 @@ class Bus:
                 hook()
             except Exception:
                 log.exception("on-disconnect hook failed")
+
+    def _handle_publish(self, client, userdata, mid: int, reason_code, properties) -> None:
+        self.last_activity = time.monotonic()
+        # Runs on paho's thread with its message lock held: only this leaf condition is taken here.
+        with self._acks_changed:
+            self._ack_count += 1
+            self._acks[mid] = self._ack_count
+            self._acks_changed.notify_all()
 
     def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         self.last_activity = time.monotonic()
@@ -249,6 +327,6 @@ class Bus:
 
     def _clear_retained(self, message: mqtt.MQTTMessage) -> None:
         """A retained command would run again at every (re)connect: remove it, never run it."""
-        self._client.publish(message.topic, b"", qos=1, retain=True)
+        self.publish(message.topic, b"", retain=True)
         log.warning("ignored a retained command on %s and cleared it (%d bytes); commands must be "
                     "published without the retain flag", message.topic, len(message.payload))

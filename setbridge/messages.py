@@ -344,19 +344,10 @@ def transaction_of(raw: bytes) -> Any:
         return MISSING
 
 
-CONTRACT: dict[str, type[Payload]] = {
-    "hub/{hub}/status": HubStatus,
-    "set/{set}/state": SetState,
-    "set/{set}/heartbeat": Heartbeat,
-    "set/{set}/event": SetEvent,
-    "set/{set}/request": SetRequest,
-    "set/{set}/response": SetResponse,
-    "light/{light}/status": LightStatus,
-    "light/{light}/state": LightState,
-    "light/{light}/alive": LightAlive,
-    "light/{light}/cmd": LightCommand,
-    "offload/error": OffloadError,
-}
-"""Topic pattern (below the base) → payload model; offload models register themselves here."""
+def __getattr__(name: str) -> object:
+    """``CONTRACT`` (topic pattern → model) is derived from :mod:`setbridge.contract` on first use."""
+    if name == "CONTRACT":
+        from .contract import payload_models
 
-from .offload import models as _offload_models  # noqa: E402,F401 - registers the offload topics above
+        return payload_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import contract as c
 from .bus import Bus
 from .topics import Topics
 
@@ -65,8 +66,8 @@ def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
     """Read retained statuses and states, and wait up to ``wait_s`` (at least ``ALIVE_TIMEOUT_S``)
     for a heartbeat and an alive message from every online light."""
     q: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    for f in (f"{topics.base}/hub/+/status", topics.set_state(set_id), topics.set_heartbeat(set_id),
-              f"{topics.base}/light/+/status", f"{topics.base}/light/+/state", f"{topics.base}/light/+/alive"):
+    for spec in (c.HUB_STATUS, c.SET_STATE, c.SET_HEARTBEAT, c.LIGHT_STATUS, c.LIGHT_STATE, c.LIGHT_ALIVE):
+        f = spec.filter(topics.base, set=set_id)
         bus.subscribe(f, lambda t, p: q.put((t, p)))
     health = Health(set_id)
     started = time.monotonic()

@@ -84,6 +84,15 @@ def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Ite
         h.stop()
 
 
+def wait_online(hub: Hub) -> None:
+    """Until the hub's birth is out: its subscriptions reached the broker before it."""
+    status = Probe(hub.settings.mqtt.port, hub.topics.hub_status(hub.settings.hub.id))
+    try:
+        status.wait_for(lambda t, d, r: d is not None and d.get("state") == "online", timeout=10)
+    finally:
+        status.close()
+
+
 def write_config(path: Path, settings: Settings) -> Path:
     """Write ``settings`` as a TOML file a subprocess can load."""
     s = settings
@@ -134,6 +143,8 @@ class Probe:
     def __init__(self, port: int, topic_filter: str):
         self.messages: "queue.Queue[tuple[str, dict | None, bool]]" = queue.Queue()
         self.seen: list[tuple[str, dict | None, bool]] = []
+        self.qos: dict[str, int] = {}
+        """Topic → the QoS its latest message arrived with."""
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
         subscribed = threading.Event()
@@ -151,6 +162,7 @@ class Probe:
             data = None
         item = (msg.topic, data, bool(msg.retain))
         with self._lock:
+            self.qos[msg.topic] = msg.qos
             self.seen.append(item)
         self.messages.put(item)
 

@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..messages import CONTRACT
+    from ..contract import TOPICS
 
-    schemas = {f"{args.base}/{pattern}": model.model_json_schema() for pattern, model in CONTRACT.items()}
+    schemas = {f"{args.base}/{t.pattern}": t.model.model_json_schema() for t in TOPICS}
     print(json.dumps(schemas, indent=2, ensure_ascii=False))
     return 0

@@ -30,10 +30,7 @@ def run(args: argparse.Namespace) -> int:
     topics = Topics(settings.mqtt.base_topic)
     bus = connect(settings, "watch")
     q: queue.Queue = queue.Queue()
-    filters = [topics.all()] if not args.set_id else [
-        f"{topics.base}/set/{args.set_id}/#", f"{topics.base}/hub/+/status", f"{topics.base}/light/#",
-        f"{topics.base}/offload/#",
-    ]
+    filters = [topics.all()] if not args.set_id else topics.filters(set=args.set_id)
     for f in filters:
         bus.subscribe(f, lambda m: q.put((m.topic, m.payload, bool(m.retain))), whole=True)
     shown = 0

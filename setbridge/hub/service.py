@@ -243,7 +243,7 @@ class Hub:
                          offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
-        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
+        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
 
     def _publish_state(self, state: SetState) -> None:
         for listener in self._state_listeners:
@@ -254,7 +254,7 @@ class Hub:
         with self._state_lock:  # the newest state is the last one published, also against _announce
             self._latest_state = state
             if self.bus.connected.is_set():  # else it is republished on (re)connect
-                self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+                self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _publish_event(self, event: SetEvent) -> None:
         self.bus.publish(self.topics.set_event(self.set_id), event)
@@ -264,7 +264,7 @@ class Hub:
         self._publish_status()
         with self._state_lock:  # never waits on the controller (it may be writing to disk)
             state = self._latest_state or self.controller.snapshot()
-            self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+            self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _heartbeat_loop(self) -> None:
         period = self.settings.hub.heartbeat_s
@@ -273,7 +273,7 @@ class Hub:
             self._heartbeat_progress = time.monotonic()
             if self.bus.connected.is_set():
                 s = self.controller.stored  # one immutable snapshot, read without the lock
-                self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state), qos=0)
+                self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state))
             for tally in (self.busy, self.shed, self.bus.refused):
                 tally.flush()
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import PayloadError
-from ..messages import CONTRACT, Payload, parse_payload
+from ..messages import Payload, parse_payload
 
 Status = Literal["verified", "warnings", "failed", "cancelled"]
 CopyState = Literal["verified", "copied", "warnings", "failed", "cancelled"]
@@ -198,10 +198,6 @@ class OffloadEvent(ReportFields, Payload):
 class ReportPayload(RootModel[OffloadReport | HedgeReport]):
     """Everything ``{base}/offload/report`` accepts: a report, or one wrapped Hedge script event."""
 
-
-CONTRACT["offload/report"] = ReportPayload  # type: ignore[assignment]  # a union of two payloads
-CONTRACT["offload/event"] = OffloadEvent
-CONTRACT["offload/card/{roll}"] = OffloadEvent
 
 
 class _Envelope(Payload):
