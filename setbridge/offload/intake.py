@@ -50,13 +50,14 @@ def accept_in(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, s
 
 
 def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
-    if item.event_id and tx.contains(item.event_id):
-        return Accepted("duplicate", note=f"duplicate event_id {item.event_id}: already accepted; published once")
-    if isinstance(item, OffloadReport):
+    duplicate = f"duplicate event_id {item.event_id}: already accepted; published once"
+    if isinstance(item, OffloadReport):  # append() finds a known event_id itself
         if item.source is None:
             item = item.model_copy(update={"source": source})
         event, new = tx.append(item, copies_required)
-        return Accepted("event" if new else "duplicate", (event,))
+        return Accepted("event", (event,)) if new else Accepted("duplicate", note=duplicate)
+    if item.event_id and tx.contains(item.event_id):
+        return Accepted("duplicate", note=duplicate)
     name = hedge.event_name(item.hedge)
     if name == hedge.COPY_EVENT:
         copy = hedge.parse_copy(item.hedge)
