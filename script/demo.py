@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from setbridge.dev.broker import PrivateBroker
+from setbridge.dev.broker import PrivateBroker, free_port
 
 SETBRIDGE = [sys.executable, "-m", "setbridge"]
 RATE = 16000
@@ -55,6 +55,9 @@ def say(text: str) -> None:
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="setbridge-demo-"))
     children: list[subprocess.Popen] = []
+    stay = "--stay" in sys.argv[1:]
+    web_port = free_port()
+    board = f"http://127.0.0.1:{web_port}/"
     with PrivateBroker() as broker:
         config = work / "setbridge.toml"
         config.write_text(
@@ -62,6 +65,7 @@ def main() -> int:
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
             f'[speech]\nmodel = "{MODEL}"\nfillers = {json.dumps(FILLERS, ensure_ascii=False)}\n'
             f'[speech.phrases]\nroll = ["{ROLL}"]\ncut = ["{CUT}"]\nstandby = ["{STANDBY}"]\n'
+            f'[web]\nhost = "127.0.0.1"\nport = {web_port}\n'
         )
         run = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -81,6 +85,8 @@ def main() -> int:
             time.sleep(1.0)
             hub = start(["hub", "--audio", "-"], "   hub   | ", stdin=subprocess.PIPE, text=False, bufsize=0)
             time.sleep(4.0)  # the speech model loads
+            start(["web"], "   web   | ")
+            say(f"the board: {board}  (a phone light: {board}light/stage-a, the take log: {board}takes)")
             say("three recording lights, each the real firmware under the MicroPython Unix port")
             start(["lights", "simulate", "--count", "3"], "   light | ")
             time.sleep(3.0)
@@ -91,7 +97,16 @@ def main() -> int:
             say("now by voice: the 1st AD calls the roll and the cut, streamed to the hub's audio input")
             stream_take(hub, work)
             time.sleep(1.0)
-            say("done; shutting down")
+            say("the take log kept by `setbridge web`")
+            print(subprocess.run(SETBRIDGE + ["takes", "--config", str(config)], **run).stdout.rstrip(), flush=True)
+            if stay:
+                say(f"still running: the board is at {board}; Ctrl-C ends the demo")
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+            say(f"done; shutting down (run script/demo --stay to keep the board at {board} open)")
         finally:
             for proc in reversed(children):
                 proc.terminate()

@@ -1,14 +1,10 @@
 """A secured Mosquitto 2 configuration for a stage: listeners, no anonymous clients, a password
 file and an ACL generated from a small users file (user → role).
 
-Roles and what they may do below the base topic:
-
-- ``hub``: everything.
-- ``light`` (user name = light id): write its own ``light/{id}/status`` and ``state``; read the
-  set states and heartbeats, hub statuses and its own ``cmd``.
-- ``integrator``: read set, hub, light and offload topics; write set requests, offload reports
-  and light commands.
-- ``monitor``: read only.
+What each role may read and write comes from :mod:`setbridge.contract` (each topic's writers and
+readers): ``hub`` everything, ``light`` (user name = light id) its own status, state and alive plus
+the set, the hub and its own ``cmd``, ``integrator`` requests, reports and light commands plus reading
+the rest, ``monitor`` read only.
 """
 
 from __future__ import annotations
@@ -23,9 +19,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import contract
 from .errors import SetbridgeError
 
-ROLES = ("hub", "light", "integrator", "monitor")
+ROLES = tuple(contract.ROLES)
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_DIR = Path("/etc/mosquitto")
 DROP_IN = Path("conf.d/setbridge.conf")
@@ -126,19 +123,8 @@ def acl_text(users: dict[str, str], base: str = "setbridge") -> str:
     out = ["# setbridge ACL, generated from setbridge.users.json by `setbridge broker add-user`."]
     for name, role in sorted(users.items()):
         out += ["", f"user {name}"]
-        if role == "hub":
-            out.append(f"topic readwrite {base}/#")
-        elif role == "monitor":
-            out.append(f"topic read {base}/#")
-        elif role == "integrator":
-            out += [f"topic read {base}/set/#", f"topic read {base}/hub/+/status", f"topic read {base}/light/+/status",
-                    f"topic read {base}/light/+/state", f"topic read {base}/offload/#",
-                    f"topic write {base}/set/+/request", f"topic write {base}/offload/report",
-                    f"topic write {base}/light/+/cmd"]
-        elif role == "light":
-            out += [f"topic readwrite {base}/light/{name}/status", f"topic readwrite {base}/light/{name}/state",
-                    f"topic read {base}/light/{name}/cmd", f"topic read {base}/set/+/state",
-                    f"topic read {base}/set/+/heartbeat", f"topic read {base}/hub/+/status"]
+        if role in contract.ROLES:
+            out += contract.acl_lines(name, role, base)
     return "\n".join(out) + "\n"
 
 

@@ -7,16 +7,22 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
+from typing import cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.client import ConnectFlags, DisconnectFlags
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from . import contract
 from .config import MqttSettings
 from .messages import Payload
+from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,58 @@ MessageHandler = Callable[[mqtt.MQTTMessage], None]
 SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps a persistent MQTT 5 session of a client that is away."""
 SESSION_TAKEN_OVER = 0x8E
-"""MQTT 5 reason code of a broker that let another connection take this client id."""
+"""MQTT 5 reason code of a broker that let another connection take this client id (Mosquitto 2.0.12
+and later send it; 2.0.11 just closes the connection)."""
+
+
+class Delivery:
+    """One publish: whether the client took it, and whether the broker has acknowledged it.
+
+    A QoS 1 message published while the connection is down is kept by the client and sent on
+    reconnect; :meth:`acknowledged` turns true once the broker's PUBACK for it arrives.
+    """
+
+    def __init__(self, bus: Bus, topic: str, qos: int, retain: bool, info: mqtt.MQTTMessageInfo, after: int):
+        self.topic, self.qos, self.retain = topic, qos, retain
+        self.mid = info.mid
+        self.rc = info.rc
+        self._bus = bus
+        self._after = after
+
+    @property
+    def queue_full(self) -> bool:
+        """The client's outgoing queue was full: the message was dropped; publish it again later."""
+        return self.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+
+    @property
+    def error(self) -> str | None:
+        """None when the client took the message on a live connection, else why not (one line)."""
+        if self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return None
+        return mqtt.error_string(self.rc)
+
+    @property
+    def queued(self) -> bool:
+        """The client sent the message or keeps it to send on reconnect (QoS 1)."""
+        ok = self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+        return ok or (self.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self.qos > 0)
+
+    def acknowledged(self) -> bool:
+        """True once the broker acknowledged the message (QoS 0: once it was written)."""
+        return self.queued and self._bus._acked_after(self.mid, self._after)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`acknowledged`."""
+        if not self.queued:
+            return False
+        with self._bus._acks_changed:
+            return self._bus._acks_changed.wait_for(self.acknowledged, timeout)
+
+    is_published = acknowledged
+    """Alias of :meth:`acknowledged` (the name paho uses)."""
+
+    def wait_for_publish(self, timeout: float) -> bool:
+        return self.wait(timeout)
 
 
 class Bus:
@@ -58,7 +115,9 @@ class Bus:
         else:
             self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
-        self._client.max_queued_messages_set(10000)
+        # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
+        # answers), so state and heartbeats are never refused here.
+        self._client.max_queued_messages_set(0)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -72,27 +131,46 @@ class Bus:
         if will:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
-        self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
+        self._subscriptions: dict[str, tuple[int, Handler | MessageHandler, bool]] = {}
         self._whole: set[str] = set()
+        self._on_retained: dict[str, Handler] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
+        self.connections = 0
+        """How many times the bus has connected; more than one means it lost the broker and reconnected."""
         self._stopping = False
+        self._acks: dict[int, int] = {}
+        """Message id → the ordinal of the broker's latest acknowledgement of that id."""
+        self._ack_count = 0
+        self._acks_changed = threading.Condition()
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
+        self._client.on_publish = self._handle_publish
+        self._client.on_connect_fail = self._handle_connect_fail
+        self.last_activity = time.monotonic()
+        """When paho's network thread last ran one of our callbacks (monotonic)."""
+        self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
 
     # -- wiring ---------------------------------------------------------------------------
     def subscribe(self, topic_filter: str, handler: Handler | MessageHandler, qos: int = 1, commands: bool = False,
-                  whole: bool = False) -> None:
+                  whole: bool = False, on_retained: Handler | None = None) -> None:
         """Route messages matching ``topic_filter`` to ``handler(topic, payload)``, or with
         ``whole=True`` to ``handler(message)``.
 
         ``commands=True`` marks a command topic (requests, reports): a retained message never
         reaches the handler; the bus clears it from the broker (an empty retained payload) and
-        logs one line. Empty payloads, which are such clears, are ignored.
+        logs one line. Empty payloads, which are such clears, are ignored. ``on_retained`` also
+        marks a command topic, but hands retained messages to ``on_retained(topic, payload)``
+        instead, which clears them itself.
         """
+        commands = commands or on_retained is not None
         self._subscriptions[topic_filter] = (qos, handler, commands)
+        if on_retained is not None:
+            self._on_retained[topic_filter] = on_retained
+        else:
+            self._on_retained.pop(topic_filter, None)
         if whole:
             self._whole.add(topic_filter)
         else:
@@ -110,6 +188,7 @@ class Bus:
         self._on_connect_hooks.append(hook)
 
     def on_disconnect(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` on paho's thread whenever the connection drops (the web board says so at once)."""
         self._on_disconnect_hooks.append(hook)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -119,7 +198,7 @@ class Bus:
         if self.mqtt5:
             properties = None
             if self.persistent:
-                properties = Properties(PacketTypes.CONNECT)
+                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 properties.SessionExpiryInterval = SESSION_EXPIRY_S
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=not self.persistent,
                                        properties=properties)
@@ -134,23 +213,55 @@ class Bus:
         """Publish ``final`` (topic, payload, retain) if connected, then disconnect cleanly."""
         self._stopping = True
         if final and self.connected.is_set():
-            info = self._client.publish(final[0], final[1], qos=1, retain=final[2])
-            try:
-                info.wait_for_publish(timeout=2)
-            except (RuntimeError, ValueError):
-                pass
+            self.publish(final[0], final[1], retain=final[2]).wait(2)
         self._client.disconnect()
         self._client.loop_stop()
 
     # -- publishing -----------------------------------------------------------------------
-    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False,
-                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
-        """Publish; ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1."""
+    def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
+                retain: bool | None = None, properties: Properties | None = None) -> Delivery:
+        """Publish with the QoS and retain flag :mod:`setbridge.contract` declares for ``topic``.
+
+        ``qos``/``retain`` may only restate the declaration, except ``retain=True`` with an empty
+        payload, which clears a retained message. Topics outside the contract default to QoS 1,
+        not retained. ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1.
+        """
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
-        return self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
+        spec = contract.lookup(self.settings.base_topic, topic)
+        if spec is None:
+            qos, retain = (1 if qos is None else qos), bool(retain)
+        else:
+            clearing = retain and data == b""
+            if (qos is not None and qos != spec.qos) or (retain is not None and retain != spec.retain and not clearing):
+                raise ValueError(f"{topic} is declared QoS {spec.qos}, retain {spec.retain} in setbridge.contract; "
+                                 f"got qos={qos}, retain={retain}")
+            qos, retain = spec.qos, bool(clearing) or spec.retain
+        after = self._ack_count
+        info = self._client.publish(topic, data, qos=qos, retain=retain, properties=properties if self.mqtt5 else None)
+        # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
+        return Delivery(self, topic, qos, retain, info, after)
+
+    def _acked_after(self, mid: int, after: int) -> bool:
+        return self._acks.get(mid, -1) > after
+
+    @property
+    def backlog(self) -> int:
+        """QoS 1/2 publishes paho holds that the broker has not acknowledged yet."""
+        return len(self._client._out_messages)  # paho has no public accessor for its queue length
+
+    def stalled_for(self) -> float:
+        """Seconds since paho's network thread last showed progress (callbacks)."""
+        return time.monotonic() - self.last_activity
 
     # -- paho callbacks -------------------------------------------------------------------
-    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        self.last_activity = time.monotonic()
+
+    def _handle_connect(self, client: mqtt.Client, userdata: object, flags: ConnectFlags, reason_code: ReasonCode,
+                        properties: Properties | None) -> None:
+        self.last_activity = time.monotonic()
         if reason_code.is_failure:
             hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
                     else "check [mqtt] username/password")
@@ -159,10 +270,11 @@ class Bus:
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()
-        if sock is not None:  # small state messages must not wait for Nagle's algorithm
+        if isinstance(sock, socket.socket):  # small state messages must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic_filter, (qos, _, commands) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, commands)
+        self.connections += 1
         self.connected.set()
         for hook in self._on_connect_hooks:
             try:
@@ -170,7 +282,9 @@ class Bus:
             except Exception:
                 log.exception("on-connect hook failed")
 
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _handle_disconnect(self, client: mqtt.Client, userdata: object, flags: DisconnectFlags,
+                           reason_code: ReasonCode, properties: Properties | None) -> None:
+        self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
         if was_connected and not self._stopping:
@@ -186,23 +300,39 @@ class Bus:
             except Exception:
                 log.exception("on-disconnect hook failed")
 
-    def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def _handle_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode,
+                        properties: Properties | None) -> None:
+        self.last_activity = time.monotonic()
+        # Runs on paho's thread with its message lock held: only this leaf condition is taken here.
+        with self._acks_changed:
+            self._ack_count += 1
+            self._acks[mid] = self._ack_count
+            self._acks_changed.notify_all()
+
+    def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.last_activity = time.monotonic()
         for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
                 if commands and (message.retain or not message.payload):
-                    if message.retain and message.payload:
+                    on_retained = self._on_retained.get(topic_filter)
+                    if on_retained is not None and message.retain:
+                        try:
+                            on_retained(message.topic, bytes(message.payload))
+                        except Exception:
+                            log.exception("retained handler for %s failed on %s", topic_filter, message.topic)
+                    elif message.retain and message.payload:
                         self._clear_retained(message)
                     continue
                 try:
                     if topic_filter in self._whole:
-                        handler(message)
+                        cast(MessageHandler, handler)(message)
                     else:
-                        handler(message.topic, message.payload)
+                        cast(Handler, handler)(message.topic, bytes(message.payload))
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
 
     def _clear_retained(self, message: mqtt.MQTTMessage) -> None:
         """A retained command would run again at every (re)connect: remove it, never run it."""
-        self._client.publish(message.topic, b"", qos=1, retain=True)
+        self.publish(message.topic, b"", retain=True)
         log.warning("ignored a retained command on %s and cleared it (%d bytes); commands must be "
                     "published without the retain flag", message.topic, len(message.payload))

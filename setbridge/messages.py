@@ -142,6 +142,8 @@ class SetResponse(Payload):
     state: SetStateName | None = None
     seq: int | None = None
     changed: bool | None = None
+    retry_after_s: float | None = None
+    """Set on a "busy" refusal: send the request again (same transaction) after this many seconds."""
     ts: float = Field(default_factory=now)
 
     def to_bytes(self) -> bytes:
@@ -162,6 +164,16 @@ class LightState(Payload):
     """``{base}/light/{light}/state`` — retained, what the light shows."""
 
     showing: LightShowing
+    epoch: int | None = None
+    seq: int | None = None
+
+
+class LightAlive(Payload):
+    """``{base}/light/{light}/alive`` — QoS 0, not retained, every ``every_s`` while the light runs."""
+
+    showing: LightShowing | Literal["flash"]
+    every_s: float = Field(gt=0)
+    """The light's own period; judge it not alive after 3 s (or 3 × ``every_s``, if longer) of silence."""
     epoch: int | None = None
     seq: int | None = None
 
@@ -332,18 +344,10 @@ def transaction_of(raw: bytes) -> Any:
         return MISSING
 
 
-CONTRACT: dict[str, type[Payload]] = {
-    "hub/{hub}/status": HubStatus,
-    "set/{set}/state": SetState,
-    "set/{set}/heartbeat": Heartbeat,
-    "set/{set}/event": SetEvent,
-    "set/{set}/request": SetRequest,
-    "set/{set}/response": SetResponse,
-    "light/{light}/status": LightStatus,
-    "light/{light}/state": LightState,
-    "light/{light}/cmd": LightCommand,
-    "offload/error": OffloadError,
-}
-"""Topic pattern (below the base) → payload model; offload models register themselves here."""
+def __getattr__(name: str) -> object:
+    """``CONTRACT`` (topic pattern → model) is derived from :mod:`setbridge.contract` on first use."""
+    if name == "CONTRACT":
+        from .contract import payload_models
 
-from .offload import models as _offload_models  # noqa: E402,F401 - registers the offload topics above
+        return payload_models()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

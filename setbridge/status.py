@@ -9,8 +9,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import contract as c
 from .bus import Bus
 from .topics import Topics
+
+
+ALIVE_TIMEOUT_S = 3.0
+"""A light that sent no ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
+
+
+MIN_LISTEN_S = 1.0
+"""Listen at least this long, so that every retained light status has arrived (amqtt is slow)."""
 
 
 @dataclass
@@ -20,7 +29,10 @@ class Health:
     state: dict[str, Any] | None = None
     heartbeat_at: float | None = None
     lights: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """light id → {"status": {...}, "state": {...}, "seen": unix time this command saw it}"""
+    """light id → {"status": {...}, "state": {...}, "alive": {...}, "alive_at": unix time of the
+    last alive message, "seen": unix time this command last heard from it}"""
+    listened_s: float = 0.0
+    """How long the bus was watched for heartbeats and alive messages."""
 
     def problems(self) -> list[str]:
         out = []
@@ -34,28 +46,37 @@ class Health:
             if s.get("audio") == "fault":
                 out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
         if online and self.heartbeat_at is None:
-            out.append(f"set {self.set_id}: no heartbeat from the hub; it may be hung")
+            out.append(f"set {self.set_id}: no heartbeat from the hub for {self.listened_s:.0f} s; it is frozen or hung "
+                       "(the broker may still show it online)")
         for light, info in sorted(self.lights.items()):
             status, state = info.get("status") or {}, info.get("state") or {}
             if status.get("state") == "offline":
                 out.append(f"light {light} is offline")
-            elif state.get("showing") == "link-lost":
+                continue
+            if "alive_at" not in info:
+                out.append(f"light {light}: no alive message for {self.listened_s:.0f} s; it is frozen or hung "
+                           "(the broker may still show it online)")
+            if state.get("showing") == "link-lost":
                 out.append(f"light {light} shows link-lost")
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"set": self.set_id, "ok": not self.problems(), "problems": self.problems(), "hubs": self.hubs,
+        problems = self.problems()
+        return {"set": self.set_id, "ok": not problems, "problems": problems, "hubs": self.hubs,
                 "state": self.state, "heartbeat": self.heartbeat_at is not None, "lights": self.lights}
 
 
 def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
-    """Read retained statuses and states, and wait up to ``wait_s`` for a heartbeat."""
+    """Read retained statuses and states, and wait up to ``wait_s`` (at least ``ALIVE_TIMEOUT_S``)
+    for a heartbeat and an alive message from every online light."""
     q: queue.Queue[tuple[str, bytes]] = queue.Queue()
-    for f in (f"{topics.base}/hub/+/status", topics.set_state(set_id), topics.set_heartbeat(set_id),
-              f"{topics.base}/light/+/status", f"{topics.base}/light/+/state"):
+    for spec in (c.HUB_STATUS, c.SET_STATE, c.SET_HEARTBEAT, c.LIGHT_STATUS, c.LIGHT_STATE, c.LIGHT_ALIVE):
+        f = spec.filter(topics.base, set=set_id)
         bus.subscribe(f, lambda t, p: q.put((t, p)))
     health = Health(set_id)
-    deadline = time.monotonic() + wait_s
+    started = time.monotonic()
+    wait_s = max(wait_s, ALIVE_TIMEOUT_S)
+    deadline = started + wait_s
     while (left := deadline - time.monotonic()) > 0:
         try:
             topic, payload = q.get(timeout=left)
@@ -78,9 +99,19 @@ def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
                 entry = health.lights.setdefault(light, {})
                 entry[kind] = data
                 entry["seen"] = round(time.time(), 3)
-        if health.heartbeat_at and health.hubs and health.state:
+                if kind == "alive":
+                    entry["alive_at"] = entry["seen"]
+                    every = data.get("every_s")
+                    if isinstance(every, (int, float)) and 3 * every > wait_s:  # a slow light: give it its time
+                        wait_s = min(3 * every, 60.0)
+                        deadline = max(deadline, started + wait_s)
+        lights_alive = all("alive_at" in e for e in health.lights.values()
+                           if (e.get("status") or {}).get("state") == "online")
+        settled = time.monotonic() - started >= MIN_LISTEN_S  # retained messages can trail on a slow broker
+        if health.heartbeat_at and health.hubs and health.state and lights_alive and settled:
             # Retained messages arrive first; a short grace collects the rest of them.
             deadline = min(deadline, time.monotonic() + 0.3)
+    health.listened_s = round(time.monotonic() - started, 1)
     health.lights = {k: v for k, v in health.lights.items()
                      if (v.get("status") or {}).get("set") in (None, set_id)}
     return health
@@ -100,7 +131,8 @@ def render(health: Health) -> list[str]:
     lines.append(f"heartbeat: {'seen' if health.heartbeat_at else 'none'}")
     for light, info in sorted(health.lights.items()):
         status, state = info.get("status") or {}, info.get("state") or {}
-        lines.append(f"light {light}: {status.get('state', '?')}, shows {state.get('showing', '?')}"
+        alive = "alive" if "alive_at" in info else f"silent for {health.listened_s:.0f} s"
+        lines.append(f"light {light}: {status.get('state', '?')}, {alive}, shows {state.get('showing', '?')}"
                      + (f", fw {status['fw']}" if status.get("fw") else "") + f", {_last_seen(status, state)}")
     if not health.lights:
         lines.append("lights: none known")

@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from setbridge.config import Settings, load_settings
 from setbridge.dev.broker import PrivateBroker
@@ -72,6 +75,15 @@ def hub(settings: Settings, broker: PrivateBroker) -> Iterator[Hub]:
     h.stop()
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "the condition") -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
 @contextmanager
 def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Iterator[Hub]:
     """A connected hub on ``broker`` (for tests with a broker of their own), stopped afterwards."""
@@ -84,16 +96,35 @@ def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Ite
         h.stop()
 
 
-def write_config(path: Path, settings: Settings) -> Path:
-    """Write ``settings`` as a TOML file a subprocess can load."""
-    s = settings
-    lines = [
-        "[hub]", f'id = "{s.hub.id}"', f'set = "{s.hub.set}"', f'state_dir = "{s.hub.state_dir}"',
-        f"heartbeat_s = {s.hub.heartbeat_s}", f"post_roll_s = {s.hub.post_roll_s}",
-        "[mqtt]", f'host = "{s.mqtt.host}"', f"port = {s.mqtt.port}", f'base_topic = "{s.mqtt.base_topic}"',
-        f"reconnect_max_s = {s.mqtt.reconnect_max_s}",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+def wait_online(hub: Hub) -> None:
+    """Until the hub's birth is out: its subscriptions reached the broker before it."""
+    status = Probe(hub.settings.mqtt.port, hub.topics.hub_status(hub.settings.hub.id))
+    try:
+        status.wait_for(lambda t, d, r: d is not None and d.get("state") == "online", timeout=10)
+    finally:
+        status.close()
+
+
+def _plain(value: Any) -> Any:
+    """A settings value as TOML can hold it: secrets revealed, paths as strings, None left out."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_config(path: Path, settings: Settings, **sections: dict) -> Path:
+    """Write every section of ``settings`` (plus ``sections`` on top) as a TOML file a subprocess
+    loads to the same settings."""
+    data = _plain(settings.model_dump())
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path.write_text(tomli_w.dumps(data))
     return path
 
 
@@ -134,6 +165,8 @@ class Probe:
     def __init__(self, port: int, topic_filter: str):
         self.messages: "queue.Queue[tuple[str, dict | None, bool]]" = queue.Queue()
         self.seen: list[tuple[str, dict | None, bool]] = []
+        self.qos: dict[str, int] = {}
+        """Topic → the QoS its latest message arrived with."""
         self._lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}")
         subscribed = threading.Event()
@@ -151,6 +184,7 @@ class Probe:
             data = None
         item = (msg.topic, data, bool(msg.retain))
         with self._lock:
+            self.qos[msg.topic] = msg.qos
             self.seen.append(item)
         self.messages.put(item)
 
@@ -179,8 +213,8 @@ class Probe:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

@@ -86,8 +86,8 @@ class Client:
             return self.got.wait_for(lambda: topic in self.received, timeout)
 
     def close(self) -> None:
-        self.c.loop_stop()
         self.c.disconnect()
+        self.c.loop_stop()
 
 
 @pytest.fixture
@@ -133,6 +133,8 @@ def test_hub_may_write_everything(login):
 
 def test_light_writes_only_its_own_topics(login):
     assert may_publish(login, "sim-1", "setbridge/light/sim-1/status")
+    assert may_publish(login, "sim-1", "setbridge/light/sim-1/alive")
+    assert not may_publish(login, "sim-1", "setbridge/light/sim-2/alive")
     assert not may_publish(login, "sim-1", "setbridge/set/main/state")
     assert not may_publish(login, "sim-1", "setbridge/set/main/request")
     assert not may_publish(login, "sim-1", "setbridge/light/sim-2/state")
@@ -157,6 +159,7 @@ def test_integrator_asks_but_cannot_set_state_or_impersonate_a_light(login):
     assert not may_publish(login, "editorial", "setbridge/set/main/state")
     assert not may_publish(login, "editorial", "setbridge/light/sim-1/state")
     assert not may_publish(login, "editorial", "setbridge/light/sim-1/status")
+    assert not may_publish(login, "editorial", "setbridge/light/sim-1/alive")
     assert not may_publish(login, "editorial", "setbridge/hub/hub-1/status")
 
 

@@ -1,7 +1,9 @@
-"""docs/mqtt.md and the payload models describe the same contract."""
+"""docs/mqtt.md, the firmware and the payload models describe the contract setbridge/contract.py
+declares, and contract v1 stays what it was byte for byte."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -10,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from setbridge import contract
+from setbridge.broker_config import acl_text
+from setbridge.contract import TOPICS
+from setbridge.dev.lights_sim import FIRMWARE_DIR
 from setbridge.errors import PayloadError
-from setbridge.messages import CONTRACT, SetRequest, parse_payload
+from setbridge.messages import CONTRACT, Heartbeat, SetRequest, SetState, parse_payload
+from setbridge.topics import Topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
 
@@ -121,3 +128,138 @@ def test_offload_reports_take_exact_json_types(field, value):
     report = {"v": 1, "roll": "A001", "status": "verified", field: value}
     with pytest.raises(PayloadError, match=f"^{field}: "):
         parse_report(json.dumps(report))
+
+
+# -- the declaration against the docs, the firmware and v1 as shipped ----------------------------
+
+ROLE_WORDS = {"hub": "hub", "light": "light", "integrator": "integrator"}
+
+
+def doc_table() -> dict[str, tuple[str, str, str]]:
+    """``docs/mqtt.md``'s topic table: pattern below the base → (writer, retained, QoS)."""
+    rows = re.findall(r"^\| `\{base\}/([^`]+)` \| (.*?) \| (.*?) \| (.*?) \|$", DOC.read_text(), flags=re.M)
+    return {pattern: (writer, retained, qos) for pattern, writer, retained, qos in rows}
+
+
+def test_the_docs_topic_table_is_the_declaration():
+    table = doc_table()
+    assert list(table) == [t.pattern for t in TOPICS], "docs/mqtt.md's table lists other topics than setbridge/contract.py"
+    for t in TOPICS:
+        writer, retained, qos = table[t.pattern]
+        assert retained == ("yes" if t.retain else "no"), f"{t.pattern}: docs say retained {retained}"
+        assert qos == str(t.qos), f"{t.pattern}: docs say QoS {qos}"
+        named = {role for role, word in ROLE_WORDS.items() if word in writer}
+        assert named == set(t.writers), f"{t.pattern}: docs name writers {writer!r}, declared {t.writers}"
+
+
+def test_the_firmware_copy_matches_the_declaration():
+    spec = importlib.util.spec_from_file_location("firmware_payloads", FIRMWARE_DIR / "payloads.py")
+    assert spec and spec.loader
+    payloads = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(payloads)
+    uses = {t.name for t in TOPICS if "light" in t.readers or "light" in t.writers}
+    assert set(payloads.TOPICS) == uses
+    for name, (pattern, qos, retain) in payloads.TOPICS.items():
+        declared = contract.BY_NAME[name]
+        assert (pattern, qos, retain) == (declared.pattern, declared.qos, declared.retain), name
+    ids = {"set": "stage-a", "hub": "pi", "light": "door-1"}
+    assert payloads.topic("setbridge", "light_state", ids) == "setbridge/light/door-1/state"
+
+
+V1 = [  # (topic, QoS, retained) exactly as contract v1 shipped
+    ("setbridge/hub/pi/status", 1, True),
+    ("setbridge/set/stage-a/state", 1, True),
+    ("setbridge/set/stage-a/heartbeat", 0, False),
+    ("setbridge/set/stage-a/event", 1, False),
+    ("setbridge/set/stage-a/request", 1, False),
+    ("setbridge/set/stage-a/response", 1, False),
+    ("setbridge/light/door-1/status", 1, True),
+    ("setbridge/light/door-1/state", 1, True),
+    ("setbridge/light/door-1/alive", 0, False),
+    ("setbridge/light/door-1/cmd", 1, False),
+    ("setbridge/offload/report", 1, False),
+    ("setbridge/offload/event", 1, False),
+    ("setbridge/offload/card/A002R2EC", 1, True),
+    ("setbridge/offload/error", 1, False),
+]
+
+
+def test_v1_topics_qos_and_retain_are_unchanged():
+    t = Topics("setbridge")
+    built = [t.hub_status("pi"), t.set_state("stage-a"), t.set_heartbeat("stage-a"), t.set_event("stage-a"),
+             t.set_request("stage-a"), t.set_response("stage-a"), t.light_status("door-1"), t.light_state("door-1"),
+             t.light_alive("door-1"), t.light_cmd("door-1"), t.offload_report(), t.offload_event(), t.offload_card("A002R2EC"),
+             t.offload_error()]
+    assert built == [topic for topic, _, _ in V1]
+    for topic, qos, retain in V1:
+        spec = contract.lookup("setbridge", topic)
+        assert spec is not None and (spec.qos, spec.retain) == (qos, retain), topic
+    assert contract.lookup("setbridge", "setbridge/set/stage-a/other") is None
+    assert contract.lookup("setbridge", "other/set/stage-a/state") is None
+
+
+def test_v1_payload_bytes_are_unchanged():
+    state = SetState(set="stage-a", state="rolling", epoch=12, seq=431, take=27, cause="voice", ts=1795399504.011)
+    assert state.to_bytes() == (b'{"v":1,"set":"stage-a","state":"rolling","epoch":12,"seq":431,"take":27,'
+                                b'"cause":"voice","ts":1795399504.011}')
+    assert Heartbeat(epoch=1, seq=2, state="idle", ts=3.5).to_bytes() == b'{"v":1,"epoch":1,"seq":2,"state":"idle","ts":3.5}'
+
+
+V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic)
+    "integrator": {"topic read b/set/#", "topic read b/hub/+/status", "topic read b/light/+/status",
+                   "topic read b/light/+/state", "topic read b/light/+/alive", "topic read b/offload/#", "topic write b/set/+/request",
+                   "topic write b/offload/report", "topic write b/light/+/cmd"},
+    "light": {"topic readwrite b/light/u/status", "topic readwrite b/light/u/state", "topic write b/light/u/alive",
+              "topic read b/light/u/cmd",
+              "topic read b/set/+/state", "topic read b/set/+/heartbeat", "topic read b/hub/+/status"},
+    "hub": {"topic readwrite b/#"},
+    "monitor": {"topic read b/#"},
+}
+
+
+@pytest.mark.parametrize("role", sorted(V1_ACL))
+def test_the_generated_acl_grants_what_v1_granted(role):
+    lines = acl_text({"u": role}, base="b").split("user u\n")[1].strip().splitlines()
+    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role]
+
+
+def test_the_hub_publishes_with_the_declared_qos_and_retain(hub, probe_factory):
+    base = hub.topics.base
+    live = probe_factory(f"{base}/#")
+    live.publish(hub.topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": "wire"})
+    live.publish(hub.topics.offload_report(), {"v": 1, "roll": "A001", "status": "verified", "files": 1, "bytes": 1})
+    live.publish(hub.topics.offload_report(), b"junk")
+    for end in ("/response", "/event", "/offload/event", "/offload/card/A001", "/offload/error", "/heartbeat"):
+        live.wait_for(lambda t, d, r, end=end: t.endswith(end))
+    for topic, qos in live.qos.items():
+        spec = contract.lookup(base, topic)
+        assert spec is not None and qos == spec.qos, f"{topic} arrived with QoS {qos}"
+    later = probe_factory(f"{base}/#")
+    later.wait_for(lambda t, d, r: t.endswith("/heartbeat") and not r)  # retained messages come first
+    retained = {contract.lookup(base, t).name for t, _, r in list(later.seen) if r}
+    assert retained == {"hub_status", "set_state", "offload_card"}
+
+
+def test_the_bus_takes_qos_and_retain_from_the_declaration(settings, topics, probe_factory):
+    from setbridge.bus import Bus
+
+    bus = Bus(settings.mqtt, "contract-bus")
+    bus.start()
+    try:
+        assert bus.wait_connected(5)
+        state = topics.set_state("stage-c")
+        with pytest.raises(ValueError, match="declared QoS 1, retain True"):
+            bus.publish(state, b"{}", retain=False)
+        sent = bus.publish(state, b'{"v": 1}')
+        assert sent.wait(5) and (sent.qos, sent.retain) == (1, True)
+        beat = bus.publish(topics.set_heartbeat("stage-c"), b'{"v": 1}')
+        assert beat.wait(5) and beat.qos == 0
+        probe = probe_factory(state)
+        probe.wait_for(lambda t, d, r: r and d == {"v": 1})
+        assert bus.publish(state, b"", retain=True).wait(5)  # clearing a retained message
+        fresh = probe_factory(topics.base + "/set/stage-c/#")
+        bus.publish(topics.set_heartbeat("stage-c"), b'{"v": 1, "after": true}')
+        fresh.wait_for(lambda t, d, r: t.endswith("/heartbeat"))  # retained messages would come first
+        assert [t for t, _, _ in fresh.seen] == [topics.set_heartbeat("stage-c")]
+    finally:
+        bus.stop()

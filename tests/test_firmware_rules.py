@@ -155,7 +155,7 @@ def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(monkeypatch) -> Non
         import clock
     finally:
         sys.path.remove(str(FIRMWARE_DIR))
-    cfg = {"id": "door-1", "set": "main", "hub": "hub-1", "heartbeat_timeout_s": 2.5, "reconnect_max_s": 5,
+    cfg = {"id": "door-1", "set": "main", "hub": "hub-1", "heartbeat_timeout_s": 2.5, "reconnect_max_s": 5, "alive_s": 1.0,
            "mqtt": {"host": "127.0.0.1", "port": 1, "base_topic": "t", "keepalive_s": 10},
            "output": {"type": "relay", "pin": 2}, "colors": {}}
     light = app.App(cfg, board_unix.Board(cfg))

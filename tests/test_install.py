@@ -7,6 +7,7 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "install.sh"
 TOUCHED = [Path("/opt/setbridge"), Path("/etc/setbridge"), Path("/etc/systemd/system/setbridge-hub.service"),
+           Path("/etc/systemd/system/setbridge-web.service"),
            Path("/etc/mosquitto/conf.d/setbridge.conf")]
 
 
@@ -16,9 +17,9 @@ def test_dry_run_lists_the_steps_and_changes_nothing():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     steps = [line for line in out.stdout.splitlines() if line.startswith("==> ")]
-    assert [s.split()[1] for s in steps] == [f"{i}/7" for i in range(1, 8)]
+    assert [s.split()[1] for s in steps] == [f"{i}/8" for i in range(1, 9)]
     for words in ("Debian packages", "system user", "virtualenv", "Mosquitto", "configuration", "speech model",
-                  "systemd unit"):
+                  "systemd unit", "web board"):
         assert any(words in s for s in steps), words
     assert "stage-a" in out.stdout
     assert out.stdout.rstrip().endswith("dry run: nothing was changed")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, write_config
+from conftest import make_settings, wait_online, write_config
 
 from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
@@ -22,6 +22,7 @@ def offload_hub(broker, tmp_path):
     hub = Hub(settings)
     hub.start()
     assert hub.bus.wait_connected(5)
+    wait_online(hub)
     yield hub
     hub.stop()
 

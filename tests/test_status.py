@@ -40,7 +40,8 @@ def test_offline_hub_and_lights_are_named(hub, settings, tmp_path, probe_factory
     assert set(report["lights"]) == {"door-1", "door-2"}
     assert "light door-1 is offline" in report["problems"] and "light door-2 shows link-lost" in report["problems"]
     out = status(cfg)
-    assert "light door-2: online, shows link-lost, seen now" in out.stdout
+    assert "light door-2: online, silent for 3 s, shows link-lost, seen now" in out.stdout
+    assert "light door-2: no alive message for 3 s; it is frozen or hung" in out.stderr
     hub.stop()
     out = status(cfg)
     assert out.returncode == 1 and "hub hub-t for set stage-t is offline" in out.stderr

@@ -181,7 +181,7 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
         hub.submit("cut", "request", source="t1")
         assert len(wait_takes(web.url, 1)) == 1
         web.kill()  # kill -9: the broker keeps the log's session and queues what follows
-        for n in (2, 3):
+        for _ in (2, 3):
             hub.submit("roll", "voice", phrase="roll sound", confidence=0.9)
             hub.submit("cut", "button")
         hub.stop()  # and the hub restarts too
@@ -206,3 +206,57 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
 
     assert main(["takes", "--config", str(config)]) == 0
     assert "takes on" in capsys.readouterr().out
+
+
+def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_path, hub):
+    import signal
+
+    from setbridge.dev.lights_sim import SimLight, light_config
+
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    (tmp_path / "light").mkdir()
+    light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
+    try:
+        light.wait_showing("idle", timeout=10)
+        with serving(settings) as url:
+            def news(seen):
+                event, data = seen[-1]
+                return event == "beats" and (data["lights"].get("door-1") or {}).get("alive") is True
+            read_events(f"{url}/events", news)
+            (entry,) = httpx.get(url + "/").text.split('data-light="door-1"')[1:2]
+            assert 'data-alive="yes"' in entry[:40]
+            light.proc.send_signal(signal.SIGSTOP)  # frozen: its status stays online, its alive messages stop
+            try:
+                frozen = time.monotonic()
+                read_events(f"{url}/events", lambda seen: seen[-1][0] == "beats"
+                            and seen[-1][1]["lights"]["door-1"]["alive"] is False, timeout=8)
+                assert time.monotonic() - frozen < 5.0
+                assert "OFFLINE" not in httpx.get(url + "/").text  # the broker still thinks it online
+            finally:
+                light.proc.send_signal(signal.SIGCONT)
+    finally:
+        light.stop()
+
+
+def test_losing_the_broker_turns_every_light_page_to_link_lost_at_once(own_broker, tmp_path):
+    settings = web_settings(own_broker, tmp_path)
+    hub = Hub(settings)
+    hub.start()
+    try:
+        with serving(settings) as url:
+            read_events(f"{url}/light/stage-t/events", showing("idle"))
+            with httpx.stream("GET", f"{url}/light/stage-t/events", timeout=15) as stream:
+                lines = stream.iter_lines()
+                own_broker.stop()
+                stopped = time.monotonic()
+                for line in lines:
+                    if line.startswith("data:") and '"broker":false' in line:
+                        assert '"showing":"link-lost"' in line and '"lost":"broker"' in line
+                        break
+                assert time.monotonic() - stopped < 2.0  # pushed at the disconnect, not found by a timeout
+            assert httpx.get(url + "/").status_code == 503
+            own_broker.start()
+            read_events(f"{url}/light/stage-t/events", showing("idle"), timeout=15)
+    finally:
+        hub.stop()

@@ -130,3 +130,24 @@ def test_board_groups_lights_by_set_and_keeps_voice_triggers():
     s.handle(T.light_state("door-1"), msg(showing="idle", epoch=1, seq=3))
     assert s.board()["sets"][0]["lights"][0]["seen"] is not None
     assert [v["phrase"] for v in a["voice"]] == [f"roll sound {i}" for i in (6, 5, 4, 3, 2)]
+
+
+def test_a_light_is_alive_only_while_its_alive_messages_keep_coming():
+    s, clock = make()
+    s.handle(T.light_status("door-1"), msg(state="online", fw="0.1", set="a"), retained=True)
+    s.handle(T.light_state("door-1"), msg(showing="idle", epoch=1, seq=1), retained=True)
+    (light,) = s.board()["sets"][0]["lights"]
+    assert light["alive"] is None  # listened less than 3 s: not known yet
+    clock.t += 3.5
+    assert s.board()["sets"][0]["lights"][0]["alive"] is False  # online status, but silent: frozen or hung
+    change = s.handle(T.light_alive("door-1"),
+                      msg(showing="rolling", every_s=1.0, epoch=1, seq=2))
+    assert change is not None and change.board  # came alive: the board hears at once
+    light = s.board()["sets"][0]["lights"][0]
+    assert light["alive"] is True and light["showing"] == "rolling"
+    assert s.handle(T.light_alive("door-1"), msg(showing="rolling", every_s=1.0)).board is False  # nothing new
+    clock.t += 3.1
+    assert s.beats()["lights"]["door-1"] == {"alive": False, "showing": "idle"}
+    s.handle(T.light_alive("door-1"), msg(showing="rolling", every_s=2.0))
+    clock.t += 5.0
+    assert s.beats()["lights"]["door-1"]["alive"] is True  # within 3 × its own every_s

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from sse_starlette.sse import AppStatus
 
 from setbridge.config import Settings
 from setbridge.dev.broker import free_port
@@ -50,7 +51,9 @@ def serving(settings: Settings) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
+        AppStatus.should_exit = True  # end the open event streams now (uvicorn's signal hook is not set in a thread)
         thread.join(10)
+        AppStatus.should_exit = False
 
 
 def toml_value(value: object) -> str:

@@ -19,6 +19,21 @@ BACKOFF_START_MS = 500
 MAX_SLEEP_MS = 100
 
 
+def tls_context(m):
+    """(context, server name) pinning the CA of ``mqtt.ca``, or None for plain MQTT."""
+    if not m.get("tls"):
+        return None
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_verify_locations(cadata=m["_ca"])
+    except ValueError as exc:
+        raise ValueError("config.json: mqtt.ca %s is not a CA certificate (%s)" % (m["ca"], exc))
+    return context, m.get("server_name") or m["host"]
+
+
 class App:
     def __init__(self, cfg, board):
         self.cfg = cfg
@@ -26,17 +41,22 @@ class App:
         self.log = board.log
         self.light = cfg["id"]
         base = cfg["mqtt"]["base_topic"]
-        self.t_state = "%s/set/%s/state" % (base, cfg["set"])
-        self.t_beat = "%s/set/%s/heartbeat" % (base, cfg["set"])
-        self.t_hub = "%s/hub/%s/status" % (base, cfg["hub"])
-        self.t_cmd = "%s/light/%s/cmd" % (base, self.light)
-        self.t_status = "%s/light/%s/status" % (base, self.light)
-        self.t_show = "%s/light/%s/state" % (base, self.light)
+        ids = {"set": cfg["set"], "hub": cfg["hub"], "light": self.light}
+        self.t_state = payloads.topic(base, "set_state", ids)
+        self.t_beat = payloads.topic(base, "set_heartbeat", ids)
+        self.t_hub = payloads.topic(base, "hub_status", ids)
+        self.t_cmd = payloads.topic(base, "light_cmd", ids)
+        self.t_status = payloads.topic(base, "light_status", ids)
+        self.t_show = payloads.topic(base, "light_state", ids)
+        self.t_alive = payloads.topic(base, "light_alive", ids)
+        self.alive_ms = int(cfg["alive_s"] * 1000)
+        self.next_alive = clock.ticks()
         m = cfg["mqtt"]
         self.mqtt = MQTTClient(
             "setbridge-light-" + self.light, m["host"], m["port"], m.get("user"), m.get("password"),
-            keepalive=m["keepalive_s"], log=self.log,
-            will=(self.t_status, payloads.light_status("offline", FW_VERSION, cfg["set"]), True, 1),
+            keepalive=m["keepalive_s"], log=self.log, tls=tls_context(m),
+            will=(self.t_status, payloads.light_status("offline", FW_VERSION, cfg["set"]),
+                  payloads.retained("light_status"), payloads.qos("light_status")),
         )
         self.mqtt.on_connect = self._on_connect
         self.mqtt.on_disconnect = self._on_disconnect
@@ -57,9 +77,13 @@ class App:
         now = clock.ticks()
         self.log("connected to %s:%d" % (self.mqtt.host, self.mqtt.port))
         self.backoff = BACKOFF_START_MS
-        self.mqtt.subscribe([(self.t_hub, 1), (self.t_state, 1), (self.t_beat, 0), (self.t_cmd, 1)])
-        self.mqtt.publish(self.t_status, payloads.light_status("online", FW_VERSION, self.cfg["set"]), True, 1)
+        q = payloads.qos
+        self.mqtt.subscribe([(self.t_hub, q("hub_status")), (self.t_state, q("set_state")),
+                             (self.t_beat, q("set_heartbeat")), (self.t_cmd, q("light_cmd"))])
+        self.mqtt.publish(self.t_status, payloads.light_status("online", FW_VERSION, self.cfg["set"]),
+                          payloads.retained("light_status"), q("light_status"))
         self.published = None
+        self.next_alive = now
         self.rules.link_up(now)
 
     def _on_disconnect(self, reason):
@@ -136,8 +160,19 @@ class App:
             state = (showing, self.rules.epoch, self.rules.seq)
             if state != self.published:
                 self.published = state
-                self.mqtt.publish(self.t_show, payloads.light_state(*state), True, 1)
+                self.mqtt.publish(self.t_show, payloads.light_state(*state), payloads.retained("light_state"),
+                                  payloads.qos("light_state"))
         return nxt
+
+    def alive(self, now):
+        """Say "alive" every ``alive_s`` (QoS 0, not retained), so that anyone can tell a frozen
+        light from a working one without relying on the broker's keepalive."""
+        if not self.mqtt.connected or clock.diff(now, self.next_alive) < 0:
+            return
+        self.next_alive = now + self.alive_ms
+        self.mqtt.publish(self.t_alive, payloads.light_alive(self.shown, self.rules.epoch, self.rules.seq,
+                                                             self.alive_ms / 1000),
+                          payloads.retained("light_alive"), payloads.qos("light_alive"))
 
     def step(self):
         now = clock.ticks()
@@ -145,6 +180,7 @@ class App:
         self.network(now)
         self.mqtt.poll(now)
         nxt = self.update(now)
+        self.alive(now)
         return min(nxt, self.rules.next_deadline(now), MAX_SLEEP_MS)
 
     def run(self):

@@ -9,6 +9,9 @@ import time
 
 WDT_GRACE_MS = 5000
 REJOIN_MS = 10000
+CLOCK_RETRY_MS = 10000
+CLOCK_VALID_FROM = 2025
+"""A clock showing an earlier year has not been set since boot (ESP32 starts at 2000, Pico at 2021)."""
 
 
 class WlanBoard:
@@ -27,6 +30,7 @@ class WlanBoard:
         self.wdt_ms = min(self.WDT_MAX_MS, wdt_ms) if self.WDT_MAX_MS else wdt_ms
         self.booted = time.ticks_ms()
         self._last_start = None
+        self._clock_tried = None
 
     def power_save_off(self):
         """Wi-Fi power saving delays received packets by a beacon interval or more."""
@@ -51,7 +55,30 @@ class WlanBoard:
         up = self.wlan.isconnected()
         if not up:
             self.wifi_start()
+        elif self.cfg["mqtt"]["tls"]:
+            self.set_clock()
         return up
+
+    def set_clock(self):
+        """TLS checks the dates of the broker's certificate against this board's clock, which
+        starts far in the past: set it from NTP (``ntp``, default the broker's host) until it
+        is set. Blocks for at most a second, every CLOCK_RETRY_MS, only while the clock is unset."""
+        if time.gmtime()[0] >= CLOCK_VALID_FROM:
+            return
+        now = time.ticks_ms()
+        if self._clock_tried is not None and time.ticks_diff(now, self._clock_tried) < CLOCK_RETRY_MS:
+            return
+        self._clock_tried = now
+        host = self.cfg.get("ntp") or self.cfg["mqtt"]["host"]
+        try:
+            import ntptime
+
+            ntptime.host = host
+            ntptime.timeout = 1
+            ntptime.settime()
+            self.log("clock set from NTP at %s" % host)
+        except Exception as exc:  # no answer: TLS will refuse the certificate's dates; try again later
+            self.log("clock: no NTP answer from %s (%r); TLS needs the date" % (host, exc))
 
     def pin(self, num):
         return machine.Pin(num, machine.Pin.OUT)

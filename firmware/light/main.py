@@ -21,10 +21,11 @@ def main():
     path = sys.argv[1] if len(sys.argv) > 1 else "config.json"
     try:
         cfg = config.load(path)
+        app = App(cfg, board.Board(cfg))
     except (OSError, ValueError) as exc:
         print("setbridge light: cannot start: %s" % (exc,))
         return 1
-    App(cfg, board.Board(cfg)).run()
+    app.run()
 
 
 sys.exit(main() or 0)

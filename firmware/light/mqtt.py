@@ -15,6 +15,11 @@ the name lookup of the broker host (use an IP address on a set).
 Supports QoS 0 and 1 in both directions, retained messages, a last will,
 user/password, keepalive PINGREQ with a PINGRESP deadline, and oversized
 inbound packets skipped without buffering them.
+
+TLS (MicroPython's ``ssl``): pass ``tls=(context, server_name)``; the handshake
+runs inside ``poll`` without blocking, the broker's certificate is checked
+against the context's CA and name, and a client built with ``tls`` never sends
+a byte in clear text: a failed handshake is a failed connect, retried over TLS.
 """
 
 import select
@@ -70,7 +75,7 @@ class MQTTClient:
     """Non-blocking MQTT 3.1.1 client; see the module docstring."""
 
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=10,
-                 will=None, max_packet=4096, connect_timeout_ms=5000, log=None):
+                 will=None, max_packet=4096, connect_timeout_ms=5000, log=None, tls=None):
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -80,6 +85,7 @@ class MQTTClient:
         self.will = will  # (topic, payload bytes, retain, qos)
         self.max_packet = max_packet
         self.connect_timeout_ms = connect_timeout_ms
+        self.tls = tls  # (ssl context, server name) or None
         self.log = log or (lambda msg: None)
         self.on_message = None  # fn(topic: str, payload: bytes, retain: bool)
         self.on_connect = None  # fn()
@@ -192,6 +198,9 @@ class MQTTClient:
                     return
                 self._fail("send failed: %r" % (exc,))
                 return
+            except ValueError as exc:  # MicroPython's ssl: the broker's certificate was refused
+                self._fail(self._tls_refused(exc), notify=self.state == CONNECTED)
+                return
             if not n:
                 return
             self._out = self._out[n:]
@@ -266,6 +275,8 @@ class MQTTClient:
                 return
             if ev & select.POLLOUT:
                 self._poller.modify(self.sock, select.POLLIN)
+                if self.tls is not None and not self._wrap():
+                    return
                 self.state = WAIT_CONNACK
                 self._since = now
                 self._last_rx = now
@@ -273,6 +284,22 @@ class MQTTClient:
                 return
         if _diff(now, self._since) > self.connect_timeout_ms:
             self._fail("connect to %s:%d timed out" % (self.host, self.port), notify=False)
+
+    def _wrap(self):
+        """Put TLS over the connected TCP socket; the handshake runs in later reads and writes."""
+        context, name = self.tls
+        try:
+            self.sock = context.wrap_socket(self.sock, server_hostname=name, do_handshake_on_connect=False)
+        except (OSError, ValueError) as exc:
+            self._fail(self._tls_refused(exc), notify=False)
+            return False
+        self._poller = select.poll()
+        self._poller.register(self.sock, select.POLLIN)
+        return True
+
+    def _tls_refused(self, exc):
+        text = str(exc).strip() or repr(exc)
+        return "TLS with %s:%d failed: %s" % (self.host, self.port, text)
 
     def _timers(self, now):
         if self.state == WAIT_CONNACK:
@@ -296,6 +323,11 @@ class MQTTClient:
                 return True
             self._fail("receive failed: %r" % (exc,), notify=self.state == CONNECTED)
             return False
+        except ValueError as exc:  # MicroPython's ssl: the broker's certificate was refused
+            self._fail(self._tls_refused(exc), notify=self.state == CONNECTED)
+            return False
+        if data is None:  # TLS: a handshake or record still in progress
+            return True
         if not data:
             self._fail("the broker closed the connection", notify=self.state == CONNECTED)
             return False

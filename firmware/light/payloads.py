@@ -10,6 +10,31 @@ SET_STATES = ("idle", "standby", "rolling")
 COLORS = {"green": (0, 255, 0), "red": (255, 0, 0), "white": (255, 255, 255), "amber": (255, 120, 0)}
 MAX_BYTES = 2048
 
+# The topics a light uses: name -> (levels below the base topic, QoS, retained). The firmware cannot
+# import setbridge, so it keeps this copy; a test checks it against setbridge/contract.py.
+TOPICS = {
+    "hub_status": ("hub/{hub}/status", 1, True),
+    "set_state": ("set/{set}/state", 1, True),
+    "set_heartbeat": ("set/{set}/heartbeat", 0, False),
+    "light_status": ("light/{light}/status", 1, True),
+    "light_state": ("light/{light}/state", 1, True),
+    "light_alive": ("light/{light}/alive", 0, False),
+    "light_cmd": ("light/{light}/cmd", 1, False),
+}
+
+
+def topic(base, name, ids):
+    """The concrete topic ``name`` for ``ids`` ({"set": ..., "hub": ..., "light": ...})."""
+    return base + "/" + TOPICS[name][0].format(**ids)
+
+
+def qos(name):
+    return TOPICS[name][1]
+
+
+def retained(name):
+    return TOPICS[name][2]
+
 
 def _obj(raw):
     if len(raw) > MAX_BYTES:
@@ -79,3 +104,12 @@ def light_state(showing, epoch, seq):
 def light_status(state, fw, set_id):
     """``light/{light}/status`` payload (birth and last will)."""
     return json.dumps({"v": 1, "state": state, "fw": fw, "set": set_id})
+
+
+def light_alive(showing, epoch, seq, every_s):
+    """``light/{light}/alive`` payload: sent every ``every_s`` while the main loop runs."""
+    out = {"v": 1, "showing": showing, "every_s": every_s}
+    if epoch is not None:
+        out["epoch"] = epoch
+        out["seq"] = seq
+    return json.dumps(out)

@@ -22,7 +22,7 @@ from ..errors import SetbridgeError
 from ._common import add_config_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("offload", help="report offloaded cards, forward Hedge events, list today's cards")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -174,7 +174,7 @@ def _over_mqtt(settings, item, timeout: float) -> int:
     try:
         answers = collect(bus, f"{settings.mqtt.base_topic}/offload/+")
         time.sleep(0.05)  # let the subscription reach the broker before sending
-        info = bus.publish(topics.offload_report(), item.to_bytes(), qos=1)
+        info = bus.publish(topics.offload_report(), item.to_bytes())
         deadline = time.monotonic() + timeout
         while not info.is_published():
             if time.monotonic() > deadline or not bus.connected.is_set():

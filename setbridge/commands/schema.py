@@ -6,15 +6,15 @@ import argparse
 import json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of every MQTT payload, keyed by topic")
     p.add_argument("--base", default="{base}", help="base topic to show in the keys")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..messages import CONTRACT
+    from ..contract import TOPICS
 
-    schemas = {f"{args.base}/{pattern}": model.model_json_schema() for pattern, model in CONTRACT.items()}
+    schemas = {f"{args.base}/{t.pattern}": t.model.model_json_schema() for t in TOPICS}
     print(json.dumps(schemas, indent=2, ensure_ascii=False))
     return 0

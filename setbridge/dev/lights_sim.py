@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import SetbridgeError
@@ -58,14 +58,22 @@ def firmware_main() -> Path:
     return main
 
 
-def light_config(settings: Settings, light_id: str, set_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    """A light's ``config.json`` content for the broker and set of ``settings``."""
+def light_config(settings: Settings, light_id: str, set_id: str | None = None, light_password: str | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """A light's ``config.json`` content for the broker and set of ``settings``.
+
+    With ``light_password`` the light logs in as its own user (its id), as on a secured broker;
+    else with the ``[mqtt]`` user. With ``[mqtt.tls]`` on, the light pins ``[mqtt.tls] ca``."""
     m = settings.mqtt
     mqtt: dict[str, Any] = {"host": m.host, "port": m.port, "base_topic": m.base_topic}
-    if m.username:
+    if light_password is not None:
+        mqtt["user"], mqtt["password"] = light_id, light_password
+    elif m.username:
         mqtt["user"] = m.username
         if m.password is not None:
             mqtt["password"] = m.password.get_secret_value()
+    if m.tls.enabled and m.tls.ca is not None:
+        mqtt["tls"], mqtt["ca"] = True, str(Path(m.tls.ca).resolve())
     cfg: dict[str, Any] = {
         "id": light_id,
         "set": set_id or settings.hub.set,
@@ -193,17 +201,23 @@ class LightsSim:
     """``count`` simulated lights ``sim-1..sim-N`` following one set."""
 
     def __init__(self, settings: Settings, count: int, set_id: str | None = None,
-                 on_event: Callable[[LightEvent], None] | None = None, prefix: str = "sim"):
-        if settings.mqtt.tls.enabled:
-            raise SetbridgeError("lights simulate: the light firmware speaks plain MQTT; "
-                                 "point --config at a broker listener without TLS")
+                 on_event: Callable[[LightEvent], None] | None = None, prefix: str = "sim",
+                 light_password: str | None = None):
+        if light_password is None and settings.mqtt.username and settings.mqtt.username == settings.hub.id:
+            raise SetbridgeError("lights simulate: [mqtt] username is the hub's own broker user, and lights logged "
+                                 "in as it would replace the hub's connection; add users sim-1..sim-N with "
+                                 "`setbridge broker add-user sim-1 --role light --password PW` and pass "
+                                 "--light-password PW")
+        if settings.mqtt.tls.enabled and settings.mqtt.tls.ca is None:
+            raise SetbridgeError("lights simulate: [mqtt.tls] ca is unset; a light pins the broker's CA, "
+                                 "so name the CA file there")
         self.micropython = find_micropython()
         firmware_main()
         self._tmp = tempfile.TemporaryDirectory(prefix="setbridge-lights-")
         workdir = Path(self._tmp.name)
         self.lights = [
-            SimLight(f"{prefix}-{i}", light_config(settings, f"{prefix}-{i}", set_id), workdir, on_event,
-                     self.micropython)
+            SimLight(f"{prefix}-{i}", light_config(settings, f"{prefix}-{i}", set_id, light_password), workdir,
+                     on_event, self.micropython)
             for i in range(1, count + 1)
         ]
 
@@ -227,8 +241,9 @@ class LightsSim:
         self.stop()
 
 
-def run_simulation(settings: Settings, count: int, set_id: str | None, out=sys.stdout,
-                   stop: threading.Event | None = None, verbose: bool = False) -> None:
+def run_simulation(settings: Settings, count: int, set_id: str | None, out: TextIO = sys.stdout,
+                   stop: threading.Event | None = None, verbose: bool = False,
+                   light_password: str | None = None) -> None:
     """Print ``{"light", "showing", "t"}`` per output change until ``stop`` is set or interrupted."""
     started = time.monotonic()
     lock = threading.Lock()
@@ -250,7 +265,7 @@ def run_simulation(settings: Settings, count: int, set_id: str | None, out=sys.s
             out.flush()
 
     stop = stop or threading.Event()
-    with LightsSim(settings, count, set_id, on_event=report) as sim:
+    with LightsSim(settings, count, set_id, on_event=report, light_password=light_password) as sim:
         while not stop.wait(0.5):
             dead = [light.id for light in sim.lights if not light.running]
             if dead:

@@ -1,24 +1,27 @@
 """The set controller: the state machine idle / standby / rolling, with seq, epoch and take.
 
-Thread-safe; every accepted action yields a :class:`~setbridge.messages.SetEvent` handed
-to ``on_event`` (and, when the state changed, a new :class:`~setbridge.messages.SetState`
-to ``on_state``), in order, while the controller's lock is held.
+Thread-safe. Actions are applied in batches (:meth:`SetController.apply_many`): the batch's
+resulting state is written to disk first and only then becomes the state in memory, so a
+failed write (a full disk) refuses the whole batch and changes nothing. Then the newest
+:class:`~setbridge.messages.SetState` goes to ``on_state`` (once per batch: the retained state
+only needs the latest) and one :class:`~setbridge.messages.SetEvent` per accepted action to
+``on_event``, in order, while the controller's lock is held.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from ..messages import SetEvent, SetState
+from ..messages import SetEvent, SetState, SetStateName
 from .state_store import StateStore, StoredState
 
 log = logging.getLogger(__name__)
 
 # (action, current state) -> new state; a missing pair is refused with the reason in REFUSALS.
-TRANSITIONS: dict[tuple[str, str], str] = {
+TRANSITIONS: dict[tuple[str, str], SetStateName] = {
     ("roll", "idle"): "rolling",
     ("roll", "standby"): "rolling",
     ("roll", "rolling"): "rolling",
@@ -32,6 +35,8 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("idle", "rolling"): "idle",
 }
 REFUSALS = {("standby", "rolling"): "the set is rolling; send cut first"}
+POST_ROLL_END = "post-roll-end"
+RESTORE = "restore"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,29 @@ class Outcome:
     changed: bool = False
     error: str | None = None
     event: SetEvent | None = None
+    transient: bool = False
+    """Refused for a passing reason (the state could not be saved): the same action may succeed later."""
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action to apply; ``detail`` (source, phrase, confidence, transaction) goes into its event."""
+
+    action: str
+    cause: str
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    """A batch worked out in memory, not yet written or visible."""
+
+    stored: StoredState
+    cause: str
+    post_roll: bool
+    restart_timer: bool = False
+    post_roll_cause: str = ""
+    outcomes: list[Outcome] = field(default_factory=list)
 
 
 class SetController:
@@ -66,88 +94,130 @@ class SetController:
         self._post_roll: threading.Timer | None = None
         restored = store.load()
         self.epoch = restored.epoch + 1
-        self._stored = StoredState(epoch=self.epoch, seq=restored.seq, state=restored.state, take=restored.take)
-        self._cause = "restore"
-        store.save(self._stored)
+        stored = restored.model_copy(update={"epoch": self.epoch})
+        store.save(stored)
+        self._current: tuple[StoredState, str] = (stored, RESTORE)
+        """The state and its cause, swapped as one object so readers never need the lock."""
+
+    @property
+    def stored(self) -> StoredState:
+        return self._current[0]
 
     @property
     def state(self) -> str:
-        return self._stored.state
+        return self._current[0].state
 
     @property
     def seq(self) -> int:
-        return self._stored.seq
+        return self._current[0].seq
 
     @property
     def take(self) -> int:
-        return self._stored.take
+        return self._current[0].take
 
     @property
     def post_roll_pending(self) -> bool:
         return self._post_roll is not None
 
-    def snapshot(self) -> SetState:
-        """The current state as a payload (published retained on every (re)connect)."""
-        with self._lock:
-            s = self._stored
-            return SetState(set=self.set_id, state=s.state, epoch=self.epoch, seq=s.seq, take=s.take, cause=self._cause)
+    @property
+    def store_path(self) -> str:
+        return str(self._store.path)
 
-    def restore(self) -> SetEvent:
+    def snapshot(self) -> SetState:
+        """The current state as a payload (published retained on every (re)connect). Lock-free."""
+        s, cause = self._current
+        return SetState(set=self.set_id, state=s.state, epoch=self.epoch, seq=s.seq, take=s.take, cause=cause)
+
+    def restore(self) -> SetEvent | None:
         """Announce the state restored at start-up (cause ``restore``) with a fresh seq."""
-        with self._lock:
-            return self._commit("restore", self._stored.state, "restore", {})
+        return self.apply_many([Action(RESTORE, RESTORE)])[0].event
 
     def apply(self, action: str, cause: str, **detail: object) -> Outcome:
         """Apply ``action`` (roll/cut/standby/idle); ``detail`` (source, phrase, confidence,
         transaction) is carried into the event."""
+        return self.apply_many([Action(action, cause, detail)])[0]
+
+    def apply_many(self, actions: Sequence[Action]) -> list[Outcome]:
+        """Apply ``actions`` in order with one write to disk; one outcome per action."""
         with self._lock:
-            current = self._stored.state
-            if (action, current) in REFUSALS:
-                return Outcome(False, current, self._stored.seq, error=REFUSALS[(action, current)])
-            target = TRANSITIONS[(action, current)]
-            if action == "cut" and current == "rolling" and self._post_roll_s > 0:
-                if self._post_roll is None:
-                    self._post_roll = threading.Timer(self._post_roll_s, self._end_post_roll, args=(cause,))
-                    self._post_roll.daemon = True
-                    self._post_roll.start()
-                target = "rolling"  # stays rolling until the post-roll ends
-            elif action in ("roll", "idle") and self._post_roll is not None:
+            before, cause = self._current
+            plan = _Plan(before, cause, self._post_roll is not None)
+            for item in actions:
+                plan.outcomes.append(self._step(plan, item))
+            if plan.stored != before:
+                try:
+                    self._store.save(plan.stored)
+                except OSError as exc:
+                    error = (f"cannot save the set state to {self._store.path} ({exc.strerror or exc}); "
+                             "nothing changed: free space in [hub] state_dir or make it writable")
+                    log.error("%d action(s) refused: %s", len(actions), error)
+                    return [Outcome(False, before.state, before.seq, error=error, transient=True) for _ in actions]
+            self._current = (plan.stored, plan.cause)
+            if not plan.post_roll:
                 self._cancel_post_roll()
-            event = self._commit(action, target, cause, detail)
-            return Outcome(True, target, self._stored.seq, changed=event.changed, event=event)
+            elif plan.restart_timer:
+                self._start_post_roll(self._post_roll_s, plan.post_roll_cause)
+            if plan.stored.seq != before.seq:
+                self._on_state(self.snapshot())
+            for outcome in plan.outcomes:
+                if outcome.event is not None:
+                    self._on_event(outcome.event)
+            return plan.outcomes
 
     def close(self) -> None:
         """Stop a pending post-roll timer (the state stays as it is)."""
         with self._lock:
             self._cancel_post_roll()
 
-    def _end_post_roll(self, cause: str) -> None:
+    def _step(self, plan: _Plan, item: Action) -> Outcome:
+        s = plan.stored
+        current, action = s.state, item.action
+        if action == RESTORE:
+            target = current
+        elif action == POST_ROLL_END:
+            if not plan.post_roll:
+                return Outcome(True, current, s.seq)  # a roll or idle came first
+            plan.post_roll = False
+            target = "idle"
+        elif (action, current) in REFUSALS:
+            return Outcome(False, current, s.seq, error=REFUSALS[(action, current)])
+        else:
+            target = TRANSITIONS[(action, current)]
+            if action == "cut" and current == "rolling" and self._post_roll_s > 0:
+                if not plan.post_roll:
+                    plan.post_roll = plan.restart_timer = True
+                    plan.post_roll_cause = item.cause
+                target = "rolling"  # stays rolling until the post-roll ends
+            elif action in ("roll", "idle"):
+                plan.post_roll = False
+        changed = target != current
+        if changed or action == RESTORE:
+            take = s.take + 1 if action == "roll" else s.take
+            s = plan.stored = s.model_copy(update={"state": target, "seq": s.seq + 1, "take": take})
+            plan.cause = item.cause
+        event = SetEvent(
+            type=action, changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq, take=s.take,
+            **{k: v for k, v in item.detail.items() if v is not None},
+        )
+        (log.info if changed or action == RESTORE else log.debug)(
+            "%s %s (%s): %s seq=%d", self.set_id, action, item.cause, s.state, s.seq)
+        return Outcome(True, target, s.seq, changed=changed, event=event)
+
+    def _start_post_roll(self, delay_s: float, cause: str) -> None:
+        self._cancel_post_roll()
+        timer = threading.Timer(delay_s, lambda: self._end_post_roll(timer, cause))
+        timer.daemon = True
+        self._post_roll = timer
+        timer.start()
+
+    def _end_post_roll(self, timer: threading.Timer, cause: str) -> None:
         with self._lock:
-            if self._post_roll is None:
-                return
-            self._post_roll = None
-            self._commit("post-roll-end", "idle", cause, {})
+            if self._post_roll is not timer:
+                return  # cancelled, or replaced by a newer post-roll
+            if not self.apply_many([Action(POST_ROLL_END, cause)])[0].ok:
+                self._start_post_roll(1.0, cause)  # the state could not be saved: try again shortly
 
     def _cancel_post_roll(self) -> None:
         if self._post_roll is not None:
             self._post_roll.cancel()
             self._post_roll = None
-
-    def _commit(self, event_type: str, target: str, cause: str, detail: dict) -> SetEvent:
-        s = self._stored
-        changed = target != s.state
-        if changed or event_type == "restore":
-            if event_type == "roll":
-                s.take += 1
-            s.state = target
-            s.seq += 1
-            self._cause = cause
-            self._store.save(s)
-            self._on_state(self.snapshot())
-        event = SetEvent(
-            type=event_type, changed=changed, state=s.state, cause=cause, epoch=self.epoch, seq=s.seq, take=s.take,
-            **{k: v for k, v in detail.items() if v is not None},
-        )
-        log.info("%s %s (%s): %s seq=%d", self.set_id, event_type, cause, s.state, s.seq)
-        self._on_event(event)
-        return event

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, Protocol, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -19,14 +21,16 @@ from paho.mqtt.properties import Properties
 from .. import __version__
 from ..bus import Bus
 from ..config import Settings
-from .controller import Outcome, SetController
+from .controller import Action, Outcome, SetController
 from ..errors import PayloadError, SetbridgeError
 from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
                         transaction_of)
 from ..offload.relay import OffloadRelay
 from .state_store import StateStore
-from .systemd import Notifier
+from ..ratelog import RateLimitedLog
+from .systemd import Notifier, Watchdog
 from .transactions import TransactionLog, key_of
+from .worker import ActionWorker
 from ..topics import Topics
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,25 @@ class ReplyRoute(NamedTuple):
 
 READY_WAIT_S = 10.0
 """How long start-up waits for the broker before telling systemd it is ready anyway."""
+REQUEST_QUEUE = 2000
+"""Requests waiting for the controller at most; more are answered busy."""
+BACKLOG_BUSY = 5000
+"""Unacknowledged publishes at which new requests are answered busy (the broker is slow)."""
+BACKLOG_SHED = 20000
+"""Unacknowledged publishes at which even busy answers are shed (counted and logged)."""
+RETRY_AFTER_S = 1.0
+"""The retry hint in a busy answer."""
+STALL_S = 5.0
+"""A loop that shows no progress for this long stops the watchdog (at least 3 heartbeats)."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """An MQTT request parsed on the network thread, waiting for the controller."""
+
+    topic: str
+    request: SetRequest
+    route: "ReplyRoute"
 
 
 class Component(Protocol):
@@ -64,6 +87,16 @@ class Hub:
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
+        self._heartbeat_progress = time.monotonic()
+        self.stall_s = STALL_S
+        """A loop without progress for this long (or 3 heartbeats) counts as stalled."""
+        self._state_lock = threading.Lock()
+        self._latest_state: SetState | None = None
+        self.worker = ActionWorker(self._run_batch, capacity=REQUEST_QUEUE)
+        self.busy = RateLimitedLog(log, "answered %(n)d request(s) busy in %(s).1f s, the controller had "
+                                        f"{REQUEST_QUEUE} waiting or the broker lagged (%(who)s)")
+        self.shed = RateLimitedLog(log, "shed %(n)d request(s) unanswered in %(s).1f s, the broker is not "
+                                        "taking the hub's answers (%(who)s)")
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
         self.bus = Bus(
             settings.mqtt,
@@ -100,8 +133,9 @@ class Hub:
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
-        """Apply an action from any trigger (voice, button, request). Thread-safe."""
-        return self.controller.apply(action, cause, **detail)
+        """Apply an action from any trigger (voice, button, the CLI) on the controller's thread,
+        ahead of queued MQTT requests, and return its outcome. Thread-safe."""
+        return cast(Outcome, self.worker.call(Action(action, cause, detail)))
 
     @property
     def state(self) -> str:
@@ -133,6 +167,7 @@ class Hub:
 
     def start(self) -> None:
         self.controller.restore()
+        self.worker.start()
         self.bus.start()
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat_thread.start()
@@ -154,6 +189,7 @@ class Hub:
                 component.stop()
             except Exception:
                 log.exception("stopping %r failed", component)
+        self.worker.stop()
         self.controller.close()
         offline = self._status("offline")
         self.bus.stop(final=(self.topics.hub_status(self.settings.hub.id), offline.to_bytes(), True))
@@ -165,34 +201,49 @@ class Hub:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        notifier = Notifier()
+        self.serve(stop, Notifier())
+
+    def serve(self, stop: threading.Event, notifier: Notifier) -> None:
+        """Start, say READY, feed the watchdog while :meth:`stalled` is empty, and stop on ``stop``."""
+        if notifier.watchdog_s:
+            self.stall_s = min(STALL_S, notifier.watchdog_s / 2)
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
         notifier.send(READY=1, STATUS=f"set {self.set_id}: {self.state}; broker {broker} "
                                       f"{'connected' if connected else 'unreachable, retrying'}")
-        tick = min(1.0, notifier.watchdog_s / 3) if notifier.watchdog_s else 1.0
         try:
-            while not stop.wait(tick):
-                if self.healthy():
-                    notifier.send(WATCHDOG=1)
+            Watchdog(notifier, self.stalled).run(stop)
         finally:
             notifier.send(STOPPING=1)
             self.stop()
 
     def healthy(self) -> bool:
-        """True while the hub's own loops run (what the systemd watchdog checks)."""
-        return self._heartbeat_thread is not None and self._heartbeat_thread.is_alive()
+        """True while the bus loop, the controller and the heartbeat all make progress."""
+        return not self.stalled()
+
+    def stalled(self) -> list[str]:
+        """The hub's loops that made no progress lately, each as "name (no progress for N s)"."""
+        limit = max(self.stall_s, 3 * self.settings.hub.heartbeat_s)
+        bus_limit = limit if self.bus.connected.is_set() else limit + self.settings.mqtt.reconnect_max_s + 10
+        heartbeat_alive = self._heartbeat_thread is not None and self._heartbeat_thread.is_alive()
+        ages = {
+            "the MQTT network loop": (self.bus.stalled_for(), bus_limit),
+            "the controller": (self.worker.stalled_for() if self.worker.running else float("inf"), limit),
+            "the heartbeat": (time.monotonic() - self._heartbeat_progress if heartbeat_alive else float("inf"), limit),
+        }
+        return [f"{name} (no progress for {age:.1f} s)" if age != float("inf") else f"{name} (not running)"
+                for name, (age, most) in ages.items() if age > most]
 
     # -- publishing -------------------------------------------------------------------------
-    def _status(self, state: str) -> HubStatus:
+    def _status(self, state: Literal["online", "offline"]) -> HubStatus:
         offload, offload_reason = self.offload_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
-                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,  # type: ignore[arg-type]
+                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,
                          offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
-        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"), retain=True)
+        self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
 
     def _publish_state(self, state: SetState) -> None:
         for listener in self._state_listeners:
@@ -200,9 +251,10 @@ class Hub:
                 listener(state)
             except Exception:
                 log.exception("state listener failed")
-        if not self.bus.connected.is_set():
-            return  # the retained state is republished on (re)connect; never queue stale states
-        self.bus.publish(self.topics.set_state(self.set_id), state, retain=True)
+        with self._state_lock:  # the newest state is the last one published, also against _announce
+            self._latest_state = state
+            if self.bus.connected.is_set():  # else it is republished on (re)connect
+                self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _publish_event(self, event: SetEvent) -> None:
         self.bus.publish(self.topics.set_event(self.set_id), event)
@@ -210,25 +262,30 @@ class Hub:
     def _announce(self) -> None:
         """Birth and current state, after every (re)connect."""
         self._publish_status()
-        self._publish_state(self.controller.snapshot())
+        with self._state_lock:  # never waits on the controller (it may be writing to disk)
+            state = self._latest_state or self.controller.snapshot()
+            self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _heartbeat_loop(self) -> None:
         period = self.settings.hub.heartbeat_s
         topic = self.topics.set_heartbeat(self.set_id)
         while not self._stopping.wait(period):
+            self._heartbeat_progress = time.monotonic()
             if self.bus.connected.is_set():
-                c = self.controller
-                self.bus.publish(topic, Heartbeat(epoch=c.epoch, seq=c.seq, state=c.state), qos=0)
+                s = self.controller.stored  # one immutable snapshot, read without the lock
+                self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state))
+            for tally in (self.busy, self.shed, self.bus.refused):
+                tally.flush()
 
     # -- requests -------------------------------------------------------------------------
     def _handle_request(self, message: mqtt.MQTTMessage) -> None:
-        """Answer every request that carries a transaction, echoing it exactly; a transaction
-        seen in the last ``[hub] transaction_window_s`` gets its first answer and changes nothing.
+        """On the network thread: parse, then hand over to the controller's worker without waiting
+        (answered in :meth:`_answer_requests`); a request it cannot take now is answered busy.
 
         An MQTT 5 request with a Response Topic under ``{base}/set/{set}/response/`` is answered
         there, with its Correlation Data; any other request on ``{base}/set/{set}/response``.
         """
-        topic, payload = message.topic, message.payload
+        topic, payload = message.topic, bytes(message.payload)
         route, route_error = self._reply_route(message)
         try:
             request = parse_payload(SetRequest, payload)
@@ -239,27 +296,84 @@ class Hub:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
             return
-        tx = request.transaction
         if route_error:
             log.warning("refused %s on %s: %s", request.action, topic, route_error)
-            self._respond(SetResponse(transaction=tx, ok=False, error=route_error, state=self.state,
+            self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,
                                       seq=self.controller.seq), route)
             return
-        fingerprint = (request.action, request.source)
-        if tx is not None:
-            remembered = self.transactions.recall(tx, fingerprint)
+        if self.bus.backlog >= BACKLOG_BUSY or not self.worker.offer(_Request(topic, request, route)):
+            self._refuse_busy(request, route)
+
+    def _refuse_busy(self, request: SetRequest, route: ReplyRoute) -> None:
+        source = request.source or "no source"
+        if self.bus.backlog >= BACKLOG_SHED:
+            self.shed.count(source)
+            return
+        self.busy.count(source)
+        s = self.controller.stored
+        self._respond(SetResponse(
+            transaction=request.transaction, ok=False, state=s.state, seq=s.seq, retry_after_s=RETRY_AFTER_S,
+            error=f"busy: the hub has more requests than it can take; nothing changed, retry in {RETRY_AFTER_S:g} s"),
+            route)
+
+    def _run_batch(self, items: list[Action | _Request]) -> list[Outcome | None]:
+        """On the worker: local actions and queued requests, applied with one write to disk."""
+        actions = [item if isinstance(item, Action) else None for item in items]
+        requests: list[tuple[int, _Request]] = []
+        for i, item in enumerate(items):
+            if isinstance(item, _Request):
+                requests.append((i, item))
+                r = item.request
+                actions[i] = Action(r.action, "request", {"source": r.source, "transaction": r.transaction})
+        answered = self._repeats(requests)
+        run = [a for i, a in enumerate(actions) if a is not None and i not in answered]
+        outcomes = iter(self.controller.apply_many(run) if run else [])
+        results: list[Outcome | None] = [None if i in answered else next(outcomes) for i in range(len(items))]
+        self._answer_requests(requests, results, answered)
+        return results
+
+    def _repeats(self, requests: list[tuple[int, _Request]]) -> dict[int, int | SetResponse]:
+        """Which requests repeat a transaction (answered from memory or from an earlier one in this batch)."""
+        answered: dict[int, int | SetResponse] = {}
+        first_in_batch: dict[str, int] = {}
+        for i, item in requests:
+            r = item.request
+            if r.transaction is None:
+                continue
+            remembered = self.transactions.recall(r.transaction, (r.action, r.source))
+            key = key_of(r.transaction)
             if remembered is not None:
-                log.info("repeated transaction %s on %s: answered again, nothing changed", key_of(tx)[:40], topic)
-                self._respond(remembered, route)
-                return
-        outcome = self.submit(request.action, cause="request", source=request.source, transaction=tx)
-        if not outcome.ok:
-            log.warning("refused %s from %s: %s", request.action, request.source or "a request", outcome.error)
-        response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
-                               state=outcome.state, seq=outcome.seq, changed=outcome.changed)
-        if tx is not None:
-            self.transactions.remember(tx, fingerprint, response)
-        self._respond(response, route)
+                answered[i] = remembered
+            elif key in first_in_batch:
+                answered[i] = first_in_batch[key]
+            else:
+                first_in_batch[key] = i
+        return answered
+
+    def _answer_requests(self, requests: list[tuple[int, _Request]], results: list[Outcome | None],
+                         answered: dict[int, int | SetResponse]) -> None:
+        """Answer every request that carries a transaction, echoing it exactly; a transaction seen in
+        the last ``[hub] transaction_window_s`` gets its first answer and changes nothing."""
+        built: dict[int, SetResponse] = {}
+        for i, item in requests:
+            r, tx = item.request, item.request.transaction
+            if i in answered:
+                remembered = answered[i]
+                if isinstance(remembered, int):  # repeated within this batch: its first answer is known now
+                    remembered = self.transactions.recall(tx, (r.action, r.source)) or built[remembered]
+                log.info("repeated transaction %s on %s: answered again, nothing changed", key_of(tx)[:40], item.topic)
+                self._respond(remembered, item.route)
+                continue
+            outcome = results[i]
+            assert outcome is not None
+            if not outcome.ok:
+                log.warning("refused %s from %s: %s", r.action, r.source or "a request", outcome.error)
+            response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
+                                   state=outcome.state, seq=outcome.seq, changed=outcome.changed)
+            if tx is not None and not outcome.transient:
+                self.transactions.remember(tx, (r.action, r.source), response)
+            built[i] = response
+            self._respond(response, item.route)
 
     def _reply_route(self, message: mqtt.MQTTMessage) -> tuple[ReplyRoute, str | None]:
         """Where to answer ``message``, and why its own Response Topic was refused (or None)."""
@@ -279,6 +393,6 @@ class Hub:
         route = route or ReplyRoute(self.topics.set_response(self.set_id), None)
         props = None
         if route.correlation is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.CorrelationData = route.correlation
         self.bus.publish(route.topic, response, properties=props)

@@ -1,4 +1,11 @@
-"""The hub's persistent counters: epoch, seq and the last set state, written atomically."""
+"""The hub's persistent counters: epoch, seq and the last set state, written atomically.
+
+A file that cannot be trusted (corrupt, truncated, wrong types, negative numbers) is moved
+aside with one log line, and the hub goes on from a *recovery* state whose epoch and seq are
+taken from the wall clock: lights take any new epoch, and a clock-based seq lies above every
+seq counted since (seq only falls if the hub changed state more than a thousand times a
+second on average, or the clock went back).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +13,41 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+import time
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StoredState:
-    epoch: int = 0
-    seq: int = 0
-    state: str = "idle"
-    take: int = 0
+class StoredState(BaseModel):
+    """What survives a restart. Immutable: a change is a new object, saved before it is used."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+    epoch: int = Field(0, ge=0)
+    seq: int = Field(0, ge=0)
+    state: Literal["idle", "standby", "rolling"] = "idle"
+    take: int = Field(0, ge=0)
+
+
+def recovery_state(clock: float | None = None) -> StoredState:
+    """A fresh idle state whose epoch and seq lie above any counted before (from the clock)."""
+    t = time.time() if clock is None else clock
+    return StoredState(epoch=int(t), seq=int(t * 1000))
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "the file"
+        return f"{where}: {err['msg'].lower()}, got {json.dumps(err.get('input'), default=str)[:40]}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON ({exc.msg} at byte {exc.pos})"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return str(exc)
 
 
 class StateStore:
@@ -27,23 +57,40 @@ class StateStore:
         self.path = Path(state_dir) / f"set-{set_id}.json"
 
     def load(self) -> StoredState:
+        """The stored state; a fresh one if there is none; a recovery one if it is bad."""
         try:
-            data = json.loads(self.path.read_text())
-            return StoredState(**{k: data[k] for k in ("epoch", "seq", "state", "take") if k in data})
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return StoredState()
-        except (ValueError, TypeError) as exc:
-            # A torn or edited file must not stop the hub; seq restarts above anything published is
-            # impossible to know, so keep going from a fresh state and say so loudly.
-            log.error("%s is unreadable (%s); starting from a fresh state", self.path, exc)
-            return StoredState()
+        except IsADirectoryError as exc:
+            return self._recover(exc)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"not a JSON object but {type(data).__name__}")
+            return StoredState.model_validate(data)
+        except (ValueError, ValidationError) as exc:
+            return self._recover(exc)
+
+    def _recover(self, exc: Exception) -> StoredState:
+        aside = self.path.with_name(f"{self.path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+            moved = f"moved it to {aside.name}"
+        except OSError as move_exc:
+            moved = f"could not move it aside ({move_exc.strerror})"
+        fresh = recovery_state()
+        log.error("state file %s is invalid (%s); %s; starting idle at epoch %d seq %d, above anything "
+                  "published before", self.path, _reason(exc), moved, fresh.epoch, fresh.seq)
+        return fresh
 
     def save(self, stored: StoredState) -> None:
+        """Write ``stored`` durably; raises OSError (disk full, read-only) with nothing replaced."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".set-", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(asdict(stored), fh)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(stored.model_dump_json().encode())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)

@@ -145,7 +145,8 @@ def parse_copy(data: dict[str, Any]) -> HedgeCopy:
     source = source_key(_text(sources, "sourcePath"))
     destination = _text(_get(data, "destinationPath", "destination", "_destinationPath"), "destinationPath")
     state = str(_get(data, "state", "status", "_status") or "").strip().lower()
-    verified = _yes(_get(data, "verified", "_verified"))
+    mode = str(_get(data, "verificationMode", "verification") or "").strip().lower()
+    verified = _yes(_get(data, "verified", "_verified")) or mode in _HASH_MODES or mode in _SIZE_MODES
     mapped: CopyState
     if state in ("success", "succeeded", "completed", "done"):
         mapped = "verified" if verified else "copied"
@@ -166,7 +167,6 @@ def parse_copy(data: dict[str, Any]) -> HedgeCopy:
             raise PayloadError("hedge.sourceInfo: expected a JSON object") from None
     roll = _get(info, "Source Name", "sourceName", "label", "name") if isinstance(info, dict) else None
     reason = _get(data, "reason", "error", "_error")
-    mode = str(_get(data, "verificationMode", "verification") or "").strip().lower()
     files = _number(_get(data, "filesCopied", "fileCount"), "filesCopied")
     source_files = _number(_get(data, "sourceFileCount", "totalFiles"), "sourceFileCount")
     source_bytes = _number(_get(data, "totalSize", "sourceSize"), "totalSize")
@@ -260,7 +260,7 @@ def combine(copies: list[dict[str, Any]], idle: HedgeIdle | None, event_id: str 
             files=source_files,
             bytes=source_bytes,
             destinations=[Destination(path=c.destination, state=c.state, process="copy", bytes=c.bytes, files=c.files,
-                                      verified_by=c.verified_by if c.state == "verified" else None,  # type: ignore[arg-type]
+                                      verified_by=c.verified_by,  # type: ignore[arg-type]
                                       duration_s=c.duration_s) for c in latest.values()][:32],
             transfer=transfer,
             tool={"name": "Hedge"},

@@ -24,9 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from paho.mqtt.client import MQTTMessageInfo
-from paho.mqtt.enums import MQTTErrorCode
-
+from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
 from ..messages import LightCommand, OffloadError, Payload
@@ -56,10 +54,10 @@ class RelayBus(Protocol):
 
     connected: threading.Event
 
-    def publish(self, topic: str, payload: Payload | bytes, qos: int = 1, retain: bool = False) -> MQTTMessageInfo: ...
+    def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
+                retain: bool | None = None) -> Delivery: ...
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1,
-                  on_retained: Handler | None = None) -> None: ...
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None: ...
 
     def on_connect(self, hook: Callable[[], None]) -> None: ...
 
@@ -101,7 +99,8 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained)
+        # commands=True: a retained report never reaches _on_report; the bus clears it and logs it
+        bus.subscribe(topics.offload_report(), self._on_report, commands=True)
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -172,16 +171,6 @@ class OffloadRelay:
             event_id = event_id_of(raw) if raw is not None else (item.report.event_id if item.report else None)
             self._reject(f"busy: {MAX_QUEUED} offload reports are waiting for the journal; send it again in a few "
                          "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
-
-    def _on_retained(self, topic: str, raw: bytes) -> None:
-        """A retained report is never taken: clear it (empty retained payload) and say so."""
-        if not raw:
-            return  # the clear itself, or nothing
-        log.warning("offload: cleared a retained report on %s: reports are never taken from retained messages; "
-                    "publish it without the retain flag", topic)
-        self.bus.publish(topic, b"", qos=1, retain=True)
-        self._reject(f"retained report on {topic} cleared and not taken: publish reports without the retain flag",
-                     raw=raw, event_id=event_id_of(raw), source="mqtt")
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
                 source: str | None = None, duplicate: bool | None = None) -> None:
@@ -300,39 +289,37 @@ class OffloadRelay:
             journal = self.journal
             if journal is None:
                 return
-            batch = journal.pending(self.batch_size)
+            batch = journal.pending_raw(self.batch_size)
             if not batch:
                 return
-            if not self._deliver([event for _, event in batch]):
+            if not self._deliver([(roll, payload) for _, roll, _, payload in batch]):
                 return
-            journal.mark_delivered([seq for seq, _ in batch])
-            for _, event in batch:
-                self._flash(event)
+            journal.mark_delivered([seq for seq, _, _, _ in batch])
+            if self.settings.flash_lights:
+                for _, _, _, payload in batch:
+                    self._flash(OffloadEvent.model_validate_json(payload))
 
-    def _deliver(self, events: list[OffloadEvent]) -> bool:
-        """Publish the events and their cards, all in flight at once; True once the broker
-        acknowledged every one.
+    def _deliver(self, events: list[tuple[str, bytes]]) -> bool:
+        """Publish the events (roll, payload as journaled) and their cards, all in flight at once;
+        True once the broker acknowledged every one.
 
         A publish cut off by a disconnect is resent by the MQTT client when it reconnects, so this
-        waits for it rather than publishing again. A publish refused outright (no connection at
-        that instant, full queue) is retried from the journal later: the broker may then see an
-        event twice, with the same ``event_id``."""
-        infos: list[MQTTMessageInfo] = []
-        for event in events:
-            data = event.to_bytes()
-            infos.append(self.bus.publish(self.topics.offload_event(), data, qos=1))
-            infos.append(self.bus.publish(self.topics.offload_card(event.roll), data, qos=1, retain=True))
-        refused = [info.rc for info in infos if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS]
+        waits for it rather than publishing again. A publish refused outright is retried from the
+        journal later: the broker may then see an event twice, with the same ``event_id``."""
+        sent: list[Delivery] = []
+        for roll, data in events:
+            sent.append(self.bus.publish(self.topics.offload_event(), data))
+            sent.append(self.bus.publish(self.topics.offload_card(roll), data))
+        refused = [d.error for d in sent if d.error]
         if refused:
             log.warning("offload delivery: the MQTT client refused %d publishes (%s); retrying shortly",
                         len(refused), refused[0])
             self._stop.wait(1.0)
             return False
-        for info in infos:
-            while not info.is_published():
+        for d in sent:
+            while not d.wait(0.5):
                 if self._stop.is_set():
                     return False
-                info.wait_for_publish(0.5)
         return True
 
     def _flash(self, event: OffloadEvent) -> None:

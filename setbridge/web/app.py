@@ -104,6 +104,7 @@ class WebApp:
         try:
             yield
         finally:
+            self.feed.stop_timers()
             await run_in_threadpool(self.feed.stop)
             self.takes.close()
 

@@ -27,13 +27,15 @@ from ..config import MqttSettings, Settings
 from ..errors import PayloadError, SetbridgeError
 from ..messages import SetEvent, SetRequest, SetResponse, parse_payload
 from ..topics import Topics
-from .stage import Stage, dumps
+from .stage import Change, Stage, dumps
 from .takes import TakeLog
 
 log = logging.getLogger(__name__)
 
 BOARD = "board"
 """Fan-out channel of the board; a light page listens on ``light:{set}``."""
+BEATS_S = 1.0
+"""How often the board hears every set's heartbeat age."""
 QUEUE_LIMIT = 256
 """Messages a slow event-stream client may fall behind before it is dropped (it reconnects)."""
 
@@ -125,6 +127,7 @@ class Feed:
                              f"{base}/light/+/state", f"{base}/offload/card/+"):
             self.live.subscribe(topic_filter, self._on_live, whole=True)
         self.live.subscribe(f"{base}/set/+/heartbeat", self._on_live, qos=0, whole=True)
+        self.live.subscribe(f"{base}/light/+/alive", self._on_live, qos=0, whole=True)
         self.live.subscribe(f"{base}/set/+/event", self._on_event, whole=True)
         self.live.on_connect(lambda: self._on_broker(True))
         self.live.on_disconnect(lambda: self._on_broker(False))
@@ -135,6 +138,7 @@ class Feed:
             self.control = Bus(control, client_id=f"{web.client_id}-control")
             self.control.subscribe(self.topics.set_response("+"), self._on_response)
         self._board_due = False
+        self._beats_timer: asyncio.TimerHandle | None = None
         if not web.mqtt_username and settings.mqtt.username:
             log.warning("[web] mqtt_username is unset: connecting without credentials (the hub's [mqtt] user "
                         "is never borrowed); add a monitor user with `setbridge broker add-user web --role monitor`")
@@ -142,9 +146,16 @@ class Feed:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._beats_timer = loop.call_later(BEATS_S, self._send_beats)
         for bus in (self.live, self.control):
             if bus is not None:
                 bus.start()
+
+    def stop_timers(self) -> None:
+        """On the event loop, before :meth:`stop`."""
+        if self._beats_timer is not None:
+            self._beats_timer.cancel()
+            self._beats_timer = None
 
     def stop(self) -> None:
         for bus in (self.control, self.live):
@@ -162,12 +173,12 @@ class Feed:
 
     def _on_broker(self, connected: bool) -> None:
         self.stage.broker(connected)
-        self._call(self._changed, None)
+        self._call(self._broker_changed)
 
     def _on_live(self, message: mqtt.MQTTMessage) -> None:
-        changed = self.stage.handle(message.topic, message.payload, retained=bool(message.retain))
-        if changed is not None:
-            self._call(self._changed, changed)
+        change = self.stage.handle(message.topic, message.payload, retained=bool(message.retain))
+        if change is not None:
+            self._call(self._changed, change)
 
     def _on_event(self, message: mqtt.MQTTMessage) -> None:
         """A set event: into the take log (committed before paho acknowledges it), then the board."""
@@ -193,14 +204,25 @@ class Feed:
             self._call(self._resolve, response.transaction, response)
 
     # -- on the loop -----------------------------------------------------------------------
-    def _changed(self, set_id: str | None) -> None:
-        """Push the news: at once to the set's lights (all of them when the broker link
-        changed), and to the board coalesced."""
-        targets = [set_id] if set_id else ([] if set_id == "" else list(self.stage.sets))
-        for sid in targets:
-            channel = f"light:{sid}"
-            if self.fanout.count(channel):
-                self.fanout.publish(channel, "view", dumps(self.stage.light_view(sid)))
+    def _push_light(self, set_id: str) -> None:
+        channel = f"light:{set_id}"
+        if self.fanout.count(channel):
+            self.fanout.publish(channel, "view", dumps(self.stage.light_view(set_id)))
+
+    def _changed(self, change: Change) -> None:
+        """Push the news: at once to the set's light pages, and to the board coalesced (a
+        heartbeat that changed nothing reaches the board only in the once-a-second beats)."""
+        if change.set_id is not None:
+            self._push_light(change.set_id)
+        if change.board:
+            self._board_soon()
+
+    def _broker_changed(self) -> None:
+        for set_id in list(self.stage.sets):
+            self._push_light(set_id)
+        self._board_soon()
+
+    def _board_soon(self) -> None:
         if not self._board_due and self.fanout.count(BOARD):
             self._board_due = True
             assert self.loop is not None
@@ -209,6 +231,14 @@ class Feed:
     def _send_board(self) -> None:
         self._board_due = False
         self.fanout.publish(BOARD, "board", dumps(self.stage.board()))
+
+    def _send_beats(self) -> None:
+        """Once a second: each set's heartbeat age and link, so the board's ages and LINK LOST stay true."""
+        assert self.loop is not None
+        if self.fanout.count(BOARD):
+            self.fanout.publish(BOARD, "beats", dumps(self.stage.beats()))
+        if self._beats_timer is not None:
+            self._beats_timer = self.loop.call_later(BEATS_S, self._send_beats)
 
     def _resolve(self, transaction: str, response: SetResponse) -> None:
         future = self._pending.pop(transaction, None)

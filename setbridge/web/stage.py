@@ -22,11 +22,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
 
 from ..errors import PayloadError
-from ..messages import Heartbeat, HubStatus, LightState, LightStatus, SetEvent, SetState, parse_payload
-from ..offload.models import OffloadEvent
+from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState, parse_payload
+from ..messages import Payload
 from ..topics import Topics
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,36 @@ log = logging.getLogger(__name__)
 LINK_LOST = "link-lost"
 VOICE_KEPT = 5
 """Voice triggers kept per set for the board."""
+ALIVE_WINDOW_S = 3.0
+"""A light without an ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
 MAX_SETS, MAX_LIGHTS, MAX_CARDS = 200, 2000, 500
 """Bounds, so a flood of made-up ids cannot grow the web process without limit."""
+
+
+class CardCopies(BaseModel):
+    required: int = 0
+    verified: int = 0
+
+
+class CardView(Payload):
+    """The fields of ``{base}/offload/card/{roll}`` the board shows; the rest of the payload (see
+    :class:`~setbridge.offload.models.OffloadEvent`) is not needed here, so additions never hide a card."""
+
+    roll: Annotated[str, Field(max_length=64)]
+    status: Annotated[str, Field(max_length=32)]
+    camera: Annotated[str, Field(max_length=16)] | None = None
+    copies: CardCopies = CardCopies()
+    safe_to_wipe: bool = False
+    ts: float | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a message changed: ``set_id`` (None for stage-wide news such as a card), and whether
+    the board needs a new snapshot (a heartbeat that only confirms the state does not)."""
+
+    set_id: str | None
+    board: bool = True
 
 
 @dataclass
@@ -68,8 +98,7 @@ class SetView:
 
 
 class Stage:
-    """Thread-safe model of the stage. ``handle()`` returns the set id a message concerns
-    (``""`` for stage-wide news such as a card), or None when nothing changed."""
+    """Thread-safe model of the stage. ``handle()`` says what a message changed, or None."""
 
     def __init__(self, topics: Topics, link_timeout_s: float = 2.5, clock=time.monotonic, wall=time.time):
         self.topics = topics
@@ -86,14 +115,16 @@ class Stage:
         """Wall time the broker connection last went up or down."""
         self.rejected = 0
         self._warned: set[str] = set()
+        self._connected_mono: float | None = None
 
     # -- inputs ----------------------------------------------------------------------------
     def broker(self, connected: bool) -> None:
         with self._lock:
             self.broker_connected = connected
             self.broker_since = self._wall()
+            self._connected_mono = self._clock() if connected else None
 
-    def handle(self, topic: str, payload: bytes, retained: bool = False) -> str | None:
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> Change | None:
         try:
             with self._lock:
                 return self._handle(self.topics.split(topic), payload, retained)
@@ -110,7 +141,7 @@ class Stage:
             view = self.sets[set_id] = SetView(set_id)
         return view
 
-    def _handle(self, levels: list[str], payload: bytes, retained: bool) -> str | None:
+    def _handle(self, levels: list[str], payload: bytes, retained: bool) -> Change | None:
         match levels:
             case ["set", set_id, "state"]:
                 if not payload:
@@ -120,7 +151,7 @@ class Stage:
                 if view is None or view.apply(msg.epoch, msg.seq, msg.state) == "stale":
                     return None
                 view.take, view.cause, view.changed_ts = msg.take, msg.cause, msg.ts
-                return set_id
+                return Change(set_id)
             case ["set", set_id, "heartbeat"]:
                 msg = parse_payload(Heartbeat, payload)
                 view = self._set(set_id)
@@ -130,44 +161,50 @@ class Stage:
                 if result == "stale":
                     return None
                 view.beat_mono, view.beat_wall = self._clock(), self._wall()
-                return set_id
+                return Change(set_id, board=result == "applied")
             case ["set", set_id, "event"]:
                 msg = parse_payload(SetEvent, payload)
                 if msg.cause != "voice" or (view := self._set(set_id)) is None:
                     return None
                 view.voice.appendleft({"type": msg.type, "phrase": msg.phrase, "confidence": msg.confidence,
                                        "changed": msg.changed, "ts": msg.ts})
-                return set_id
+                return Change(set_id)
             case ["hub", hub, "status"]:
                 if not payload:
                     self.hubs.pop(hub, None)
-                    return ""
+                    return Change(None)
                 msg = parse_payload(HubStatus, payload)
                 self.hubs[hub] = msg.model_dump(mode="json")
                 self._set(msg.set)
-                return msg.set
+                return Change(msg.set)
+            case ["light", light, "alive"]:
+                msg = parse_payload(LightAlive, payload)
+                if light not in self.lights and len(self.lights) >= MAX_LIGHTS:
+                    return None
+                entry = self.lights.setdefault(light, {})
+                was_alive, was_showing = self._alive(entry), self._showing(entry)
+                entry["alive"] = {"showing": msg.showing, "every_s": msg.every_s, "at": self._clock()}
+                entry["seen"] = self._wall()
+                return Change(None, board=not was_alive or was_showing != msg.showing)
             case ["light", light, kind] if kind in ("status", "state"):
                 if light not in self.lights and len(self.lights) >= MAX_LIGHTS:
                     return None
                 entry = self.lights.setdefault(light, {})
                 if not payload:
                     entry.pop(kind, None)
-                    return ""
+                    return Change(None)
                 model = LightStatus if kind == "status" else LightState
                 entry[kind] = parse_payload(model, payload).model_dump(mode="json", exclude_none=True)
                 if not retained:
                     entry["seen"] = self._wall()
-                return ""
+                return Change(None)
             case ["offload", "card", roll]:
                 if not payload:
-                    return "" if self.cards.pop(roll, None) is not None else None
+                    return Change(None) if self.cards.pop(roll, None) is not None else None
                 if roll not in self.cards and len(self.cards) >= MAX_CARDS:
                     return None
-                card = parse_payload(OffloadEvent, payload)
-                self.cards[roll] = {"roll": card.roll, "status": card.status, "camera": card.camera,
-                                    "copies": card.copies.model_dump(), "safe_to_wipe": card.safe_to_wipe,
-                                    "ts": card.ts}
-                return ""
+                self.cards[roll] = parse_payload(CardView, payload).model_dump(mode="json", exclude={"v"})
+                return Change(None)
         return None
 
     # -- outputs ---------------------------------------------------------------------------
@@ -227,11 +264,39 @@ class Stage:
             return {"now": self._wall(), "broker": self.broker_connected, "broker_since": self.broker_since,
                     "sets": sets, "other_lights": unassigned, "cards": cards, "link_timeout_s": self.link_timeout_s}
 
-    @staticmethod
-    def _light(light: str, entry: dict[str, Any]) -> dict[str, Any]:
-        status, state = entry.get("status") or {}, entry.get("state") or {}
+    def beats(self) -> dict[str, Any]:
+        """Every set's heartbeat age and link verdict, for the board's once-a-second tick."""
+        with self._lock:
+            now = self._clock()
+            return {"broker": self.broker_connected, "sets": {
+                set_id: {"beat_age_s": None if v.beat_mono is None else round(now - v.beat_mono, 3),
+                         "lost": self._lost(v)} for set_id, v in self.sets.items()},
+                "lights": {light: {"alive": self._alive(e), "showing": self._showing(e)}
+                           for light, e in self.lights.items()}}
+
+    def _alive(self, entry: dict[str, Any]) -> bool | None:
+        """A light is alive while its ``alive`` messages keep coming (docs/mqtt.md: not alive after
+        3 s, or 3 × its ``every_s``, without one); None until this process has listened that long."""
+        alive = entry.get("alive")
+        if alive is not None:
+            window = max(ALIVE_WINDOW_S, 3 * alive["every_s"])
+            if self._clock() - alive["at"] <= window:
+                return True
+        if self._connected_mono is None or self._clock() - self._connected_mono < ALIVE_WINDOW_S:
+            return None
+        return False
+
+    def _showing(self, entry: dict[str, Any]) -> str | None:
+        alive = entry.get("alive")
+        if alive is not None and self._clock() - alive["at"] <= max(ALIVE_WINDOW_S, 3 * alive["every_s"]):
+            return alive["showing"]
+        return (entry.get("state") or {}).get("showing")
+
+    def _light(self, light: str, entry: dict[str, Any]) -> dict[str, Any]:
+        status = entry.get("status") or {}
         return {"id": light, "online": status.get("state") == "online" if status else None,
-                "showing": state.get("showing"), "fw": status.get("fw"), "seen": entry.get("seen")}
+                "alive": self._alive(entry), "showing": self._showing(entry), "fw": status.get("fw"),
+                "seen": entry.get("seen")}
 
 
 def dumps(data: Any) -> str:

@@ -9,7 +9,8 @@
   const sets = document.getElementById("sets");
   const brokerAlert = document.getElementById("broker-alert");
   const streamAlert = document.getElementById("stream-alert");
-  let snapshot = null, receivedAt = 0, offset = 0;
+  let snapshot = null, offset = 0;
+  const since = new Map();  // set → [state, when this page first showed it (ms since the epoch)]
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -23,33 +24,61 @@
   const clock = (ts) => ts ? new Date((ts - offset) * 1000).toLocaleTimeString([], { hour12: false }) : "—";
   const ago = (ts) => ts ? `${Math.max(0, Math.round(now() - ts))} s ago` : "—";
 
+  const aliveWord = (a) => a === null || a === undefined ? "?" : (a ? "yes" : "NO");
+  const aliveAttr = (a) => a === null || a === undefined ? "unknown" : (a ? "yes" : "no");
   function lightsTable(lights, emptyText) {
     const tbody = el("tbody");
     for (const l of lights) {
-      tbody.append(el("tr", { "data-light": l.id }, el("td", {}, l.id), el("td", {}, l.online ? "yes" : "NO"),
-        el("td", {}, l.showing || "?"), el("td", {}, l.seen ? ago(l.seen) : "—")));
+      tbody.append(el("tr", { "data-light": l.id, "data-alive": aliveAttr(l.alive) }, el("td", {}, l.id),
+        el("td", {}, l.online === null ? "?" : (l.online ? "online" : "OFFLINE")),
+        el("td", { class: "alive" }, aliveWord(l.alive)), el("td", { class: "showing" }, l.showing || "?"),
+        el("td", { "data-ago": l.seen || "" })));
     }
-    if (!lights.length) tbody.append(el("tr", {}, el("td", { colSpan: 4, class: "none" }, emptyText)));
-    return el("table", { class: "lights" }, el("thead", {}, el("tr", {}, ...["light", "online", "shows", "last seen"]
+    if (!lights.length) tbody.append(el("tr", {}, el("td", { colSpan: 5, class: "none" }, emptyText)));
+    return el("table", { class: "lights" }, el("thead", {}, el("tr", {}, ...["light", "status", "alive", "shows", "last seen"]
       .map((h) => el("th", {}, h)))), tbody);
   }
 
+  let lightNews = {};  // light → {alive, showing}, from the once-a-second beats
+  function tickLights() {
+    for (const row of document.querySelectorAll("tr[data-light]")) {
+      const news = lightNews[row.dataset.light];
+      if (!news) continue;
+      row.dataset.alive = aliveAttr(news.alive);
+      row.querySelector(".alive").textContent = aliveWord(news.alive);
+      row.querySelector(".showing").textContent = news.showing || "?";
+    }
+  }
+
+  // Each set's heartbeat age as last heard ("beats" every second, or a snapshot), and when.
+  const beats = new Map();
+  function beatAge(setId) {
+    const b = beats.get(setId);
+    return !b || b.age === null ? null : b.age + (performance.now() - b.at) / 1000;
+  }
+  function lostReason(setId) {
+    const b = beats.get(setId), age = beatAge(setId);
+    if (!streamOpen) return "no connection to the board server";
+    if (b && b.lost) return b.lost;
+    return age === null || age > snapshot.link_timeout_s ? "no heartbeat" : null;
+  }
+
   function setCard(s) {
-    const sinceReceipt = (performance.now() - receivedAt) / 1000;
-    const beatAge = s.beat_age_s === null ? null : s.beat_age_s + sinceReceipt;
-    const lost = s.lost || (beatAge !== null && beatAge > snapshot.link_timeout_s ? "no heartbeat" : null);
-    const card = el("section", { class: "set", "data-set": s.set, "data-state": s.state || "unknown",
-      "data-link": lost ? "lost" : "ok" }, el("h2", {}, s.set), el("p", { class: "state" }, (s.state || "unknown").toUpperCase()));
-    if (lost) card.append(el("p", { class: "lost" }, `LINK LOST (${lost})`));
+    const lost = lostReason(s.set);
+    const shown = s.state || "unknown";
+    if (!since.has(s.set) || since.get(s.set)[0] !== shown) since.set(s.set, [shown, Date.now()]);
+    const card = el("section", { class: "set", "data-set": s.set, "data-state": shown,
+      "data-link": lost ? "lost" : "ok", "data-since": String(since.get(s.set)[1]) }, el("h2", {}, s.set), el("p", { class: "state" }, (s.state || "unknown").toUpperCase()));
+    card.append(Object.assign(el("p", { class: "lost" }, lost ? `LINK LOST (${lost})` : ""), { hidden: !lost }));
     const facts = el("dl", { class: "facts" });
     const fact = (k, v) => facts.append(el("dt", {}, k), el("dd", {}, v));
     fact("Take", s.take === null ? "—" : s.take);
-    fact("Last change", s.changed_ts ? `${ago(s.changed_ts)}${s.cause ? ` (${s.cause})` : ""}` : "—");
+    facts.append(el("dt", {}, "Last change"), el("dd", { "data-ago": s.changed_ts || "", "data-suffix": s.cause ? ` (${s.cause})` : "" }));
     if (!s.hubs.length) fact("Hub", "none announced");
     for (const h of s.hubs) {
       fact(`Hub ${h.id}`, `${h.state}, audio ${h.audio}${h.voice === null || h.voice === undefined ? "" : `, voice ${h.voice ? "on" : "off"}`}`);
     }
-    fact("Heartbeat", beatAge === null ? "none" : `${beatAge.toFixed(1)} s ago`);
+    facts.append(el("dt", {}, "Heartbeat"), el("dd", { "data-beat": s.set }));
     card.append(facts);
     if (control) {
       const row = el("div", { class: "controls" });
@@ -70,6 +99,27 @@
     return card;
   }
 
+  // Ages and link state change with time alone: updated in place, so nothing under a finger moves.
+  function tick() {
+    if (!snapshot) return;
+    for (const node of document.querySelectorAll("[data-ago]")) {
+      const ts = Number(node.dataset.ago);
+      const text = ts ? `${ago(ts)}${node.dataset.suffix || ""}` : "—";
+      if (node.textContent !== text) node.textContent = text;
+    }
+    for (const node of document.querySelectorAll("[data-beat]")) {
+      const age = beatAge(node.dataset.beat);
+      node.textContent = age === null ? "none" : `${age.toFixed(1)} s ago`;
+    }
+    for (const card of sets.querySelectorAll("section.set")) {
+      const lost = lostReason(card.dataset.set);
+      if (card.dataset.link !== (lost ? "lost" : "ok")) card.dataset.link = lost ? "lost" : "ok";
+      const p = card.querySelector(".lost");
+      p.hidden = !lost;
+      p.textContent = lost ? `LINK LOST (${lost})` : "";
+    }
+  }
+
   function render() {
     if (!snapshot) return;
     brokerAlert.hidden = snapshot.broker;
@@ -83,23 +133,39 @@
     }
     if (!snapshot.cards.length) tbody.append(el("tr", {}, el("td", { colSpan: 4, class: "none" }, "no cards yet")));
     document.querySelector("#cards tbody").replaceWith(tbody);
+    tick();
   }
 
+  let streamOpen = false;
   function connect() {
     const source = new EventSource("/events");
-    source.onopen = () => { streamAlert.hidden = true; };
+    source.onopen = () => { streamOpen = true; streamAlert.hidden = true; };
     source.onerror = () => {
+      streamOpen = false;
       streamAlert.hidden = false;
+      tick();
       if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
     };
     source.addEventListener("board", (e) => {
       try { snapshot = JSON.parse(e.data); } catch (err) { return; }
-      receivedAt = performance.now();
+      streamOpen = true;
       offset = snapshot.now - Date.now() / 1000;
+      const at = performance.now();
+      for (const s of snapshot.sets) beats.set(s.set, { age: s.beat_age_s, lost: s.lost, at });
       streamAlert.hidden = true;
       render();
     });
+    source.addEventListener("beats", (e) => {
+      let data;
+      try { data = JSON.parse(e.data); } catch (err) { return; }
+      const at = performance.now();
+      for (const [setId, b] of Object.entries(data.sets)) beats.set(setId, { age: b.beat_age_s, lost: b.lost, at });
+      brokerAlert.hidden = data.broker;
+      lightNews = data.lights || {};
+      tick();
+      tickLights();
+    });
   }
   connect();
-  setInterval(render, 1000);
+  setInterval(tick, 500);
 })();

@@ -43,7 +43,10 @@
   function render() {
     const why = lost();
     const showing = why ? "link-lost" : state;
-    if (body.dataset.showing !== showing) body.dataset.showing = showing;
+    if (body.dataset.showing !== showing) {
+      body.dataset.showing = showing;
+      body.dataset.since = String(Date.now());  // when this began to show, in ms since the epoch
+    }
     const w = WORDS[showing] || showing;
     if (word.textContent !== w) word.textContent = w;
     const d = why ? `${setId} · ${why}` : (take === null || take === undefined ? setId : `${setId} · take ${take}`);

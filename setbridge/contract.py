@@ -1,0 +1,190 @@
+"""The MQTT contract (v1), declared once: every topic with its payload model, QoS, retain flag,
+the roles that write it and the roles that read it.
+
+Topic builders (:class:`setbridge.topics.Topics`), the QoS and retain flag :class:`setbridge.bus.Bus`
+publishes with, the wildcard filters of ``watch`` and ``status``, ``setbridge schema`` and the
+broker ACL (:mod:`setbridge.broker_config`) all come from :data:`TOPICS`. Tests check
+``docs/mqtt.md`` and the firmware's own copy (``firmware/light/payloads.py``) against it.
+
+>>> SET_STATE.topic("setbridge", set="stage-a")
+'setbridge/set/stage-a/state'
+>>> SET_STATE.filter("setbridge")
+'setbridge/set/+/state'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from .messages import (
+    Heartbeat,
+    HubStatus,
+    LightAlive,
+    LightCommand,
+    LightState,
+    LightStatus,
+    OffloadError,
+    SetEvent,
+    SetRequest,
+    SetResponse,
+    SetState,
+)
+from .offload.models import OffloadEvent, ReportPayload
+
+RoleName = Literal["hub", "light", "integrator", "monitor"]
+Access = Literal["read", "write", "readwrite"]
+
+
+@dataclass(frozen=True)
+class Role:
+    """A broker user's role. ``everything`` grants the whole base topic; ``own`` names the topic
+    level that must equal the user name (a light only writes and reads its own topics)."""
+
+    name: RoleName
+    everything: Access | None = None
+    own: str | None = None
+    summary: str = ""
+
+
+ROLES: dict[str, Role] = {r.name: r for r in (
+    Role("hub", everything="readwrite", summary="the hub and the CLI on the Pi: everything"),
+    Role("light", own="light", summary="a recording light (user name = light id): its own topics, the set and the hub"),
+    Role("integrator", summary="carts, editorial, Node-RED: read most, ask through requests and reports"),
+    Role("monitor", everything="read", summary="wall displays and dashboards: read only"),
+)}
+
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of the contract, below the base topic."""
+
+    name: str
+    pattern: str
+    """Levels below the base, with ``{id}`` placeholders: ``set/{set}/state``."""
+    model: type[BaseModel]
+    qos: Literal[0, 1]
+    retain: bool
+    writers: tuple[RoleName, ...]
+    readers: tuple[RoleName, ...]
+    params: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(_PARAM.findall(self.pattern)))
+
+    def topic(self, base: str, **ids: str) -> str:
+        """The concrete topic; every placeholder must be given."""
+        missing = set(self.params) - set(ids)
+        if missing:
+            raise ValueError(f"topic {self.pattern} needs {', '.join(sorted(missing))}")
+        return f"{base}/{self.pattern.format(**ids)}"
+
+    def filter(self, base: str, **ids: str) -> str:
+        """A subscription filter: placeholders not given become ``+``."""
+        return f"{base}/{self.pattern.format(**{p: ids.get(p, '+') for p in self.params})}"
+
+    def match(self, levels: list[str]) -> dict[str, str] | None:
+        """The ids when ``levels`` (below the base) is this topic, else None."""
+        mine = self.pattern.split("/")
+        if len(mine) != len(levels):
+            return None
+        ids: dict[str, str] = {}
+        for want, got in zip(mine, levels):
+            if want.startswith("{"):
+                if not got:
+                    return None
+                ids[want[1:-1]] = got
+            elif want != got:
+                return None
+        return ids
+
+
+HUB_STATUS = TopicSpec("hub_status", "hub/{hub}/status", HubStatus, 1, True,
+                       writers=("hub",), readers=("light", "integrator", "monitor"))
+SET_STATE = TopicSpec("set_state", "set/{set}/state", SetState, 1, True,
+                      writers=("hub",), readers=("light", "integrator", "monitor"))
+SET_HEARTBEAT = TopicSpec("set_heartbeat", "set/{set}/heartbeat", Heartbeat, 0, False,
+                          writers=("hub",), readers=("light", "integrator", "monitor"))
+SET_EVENT = TopicSpec("set_event", "set/{set}/event", SetEvent, 1, False,
+                      writers=("hub",), readers=("integrator", "monitor"))
+SET_REQUEST = TopicSpec("set_request", "set/{set}/request", SetRequest, 1, False,
+                        writers=("integrator",), readers=("hub", "integrator", "monitor"))
+SET_RESPONSE = TopicSpec("set_response", "set/{set}/response", SetResponse, 1, False,
+                         writers=("hub",), readers=("integrator", "monitor"))
+LIGHT_STATUS = TopicSpec("light_status", "light/{light}/status", LightStatus, 1, True,
+                         writers=("light",), readers=("light", "hub", "integrator", "monitor"))
+LIGHT_STATE = TopicSpec("light_state", "light/{light}/state", LightState, 1, True,
+                        writers=("light",), readers=("light", "hub", "integrator", "monitor"))
+LIGHT_ALIVE = TopicSpec("light_alive", "light/{light}/alive", LightAlive, 0, False,
+                        writers=("light",), readers=("hub", "integrator", "monitor"))
+LIGHT_CMD = TopicSpec("light_cmd", "light/{light}/cmd", LightCommand, 1, False,
+                      writers=("hub", "integrator"), readers=("light", "monitor"))
+OFFLOAD_REPORT = TopicSpec("offload_report", "offload/report", ReportPayload, 1, False,
+                           writers=("integrator",), readers=("hub", "integrator", "monitor"))
+OFFLOAD_EVENT = TopicSpec("offload_event", "offload/event", OffloadEvent, 1, False,
+                          writers=("hub",), readers=("integrator", "monitor"))
+OFFLOAD_CARD = TopicSpec("offload_card", "offload/card/{roll}", OffloadEvent, 1, True,
+                         writers=("hub",), readers=("integrator", "monitor"))
+OFFLOAD_ERROR = TopicSpec("offload_error", "offload/error", OffloadError, 1, False,
+                          writers=("hub",), readers=("integrator", "monitor"))
+
+TOPICS: tuple[TopicSpec, ...] = (
+    HUB_STATUS, SET_STATE, SET_HEARTBEAT, SET_EVENT, SET_REQUEST, SET_RESPONSE,
+    LIGHT_STATUS, LIGHT_STATE, LIGHT_ALIVE, LIGHT_CMD, OFFLOAD_REPORT, OFFLOAD_EVENT, OFFLOAD_CARD, OFFLOAD_ERROR,
+)
+"""Every topic setbridge speaks, in the order ``docs/mqtt.md`` lists them."""
+BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
+
+
+def levels_of(base: str, topic: str) -> list[str]:
+    """The topic's levels below ``base``, or [] when it is not under it."""
+    prefix = base + "/"
+    return topic[len(prefix):].split("/") if topic.startswith(prefix) else []
+
+
+def lookup(base: str, topic: str) -> TopicSpec | None:
+    """The declaration a concrete topic belongs to, or None for topics outside the contract."""
+    levels = levels_of(base, topic)
+    if not levels:
+        return None
+    for spec in TOPICS:
+        if spec.match(levels) is not None:
+            return spec
+    return None
+
+
+def filters(base: str, **ids: str) -> list[str]:
+    """One subscription filter per declared topic (given ids filled in, the rest ``+``), deduplicated."""
+    return list(dict.fromkeys(spec.filter(base, **ids) for spec in TOPICS))
+
+
+def acl_lines(user: str, role: str, base: str) -> list[str]:
+    """Mosquitto ACL ``topic`` lines for one user of ``role``, derived from the declarations."""
+    r = ROLES[role]
+    if r.everything:
+        return [f"topic {r.everything} {base}/#"]
+    lines: list[str] = []
+    for group in dict.fromkeys(spec.pattern.split("/")[0] for spec in TOPICS):
+        specs = [spec for spec in TOPICS if spec.pattern.startswith(group + "/")]
+        # A role that reads every topic of a group reads ``group/#``: wildcard subscriptions keep working.
+        whole = len(specs) > 1 and not r.own and all(r.name in spec.readers for spec in specs)
+        if whole:
+            lines.append(f"topic read {base}/{group}/#")
+        for spec in specs:
+            write, read = r.name in spec.writers, r.name in spec.readers and not whole
+            if not (write or read):
+                continue
+            access = "readwrite" if write and read else "write" if write else "read"
+            own = {r.own: user} if r.own and r.own in spec.params else {}
+            lines.append(f"topic {access} {spec.filter(base, **own)}")
+    return lines
+
+
+def payload_models() -> dict[str, type[BaseModel]]:
+    """Topic pattern (below the base) → payload model, for ``setbridge schema``."""
+    return {spec.pattern: spec.model for spec in TOPICS}

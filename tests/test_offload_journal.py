@@ -1,0 +1,169 @@
+"""A bad journal degrades offload only (issue cases 4 and the locked journal): corrupt, truncated,
+foreign and unopenable journals, and a journal locked by another SQLite writer, against a real
+hub on a real Mosquitto."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import make_settings, write_config
+
+from setbridge.hub import Hub
+from setbridge.offload.journal import FILE_NAME, CorruptJournal, Journal, open_or_recover
+from setbridge.offload.models import parse_report
+
+
+def report(roll: str, event_id: str) -> dict:
+    return {"v": 1, "roll": roll, "status": "verified", "event_id": event_id}
+
+
+def on(topic_end: str, **fields):
+    def match(topic: str, data: dict | None, retained: bool) -> bool:
+        return topic.endswith(topic_end) and data is not None and all(data.get(k) == v for k, v in fields.items())
+    return match
+
+
+def list_cards(settings, tmp_path: Path) -> subprocess.CompletedProcess:
+    config = write_config(tmp_path / f"list-{uuid.uuid4().hex[:6]}.toml", settings)
+    return subprocess.run([sys.executable, "-m", "setbridge", "offload", "list", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def roll_is_answered(probe, base: str, set_id: str) -> None:
+    """Set state still works: a roll request is answered and the state goes rolling."""
+    probe.wait_for(on("/status", state="online"), timeout=10)  # the hub's subscriptions are in place by then
+    tx = uuid.uuid4().hex
+    probe.publish(f"{base}/set/{set_id}/request", {"v": 1, "action": "roll", "transaction": tx})
+    _, answer, _ = probe.wait_for(on("/response", transaction=tx), timeout=10)
+    assert answer["ok"] is True
+    probe.wait_for(on(f"/set/{set_id}/state", state="rolling"), timeout=10)
+
+
+def a_journal_with_events(state: Path, n: int = 300) -> bytes:
+    journal = Journal(state)
+    with journal.batch() as tx:
+        for i in range(n):
+            tx.append(parse_report(f'{{"v": 1, "roll": "T{i:03d}", "status": "verified", "event_id": "t{i}"}}'), 2)
+    journal.close()
+    return (state / FILE_NAME).read_bytes()
+
+
+def truncated(state: Path) -> bytes:
+    data = a_journal_with_events(state)
+    return data[: len(data) // 2]
+
+
+BAD_JOURNALS = {
+    "garbage": lambda state: uuid.uuid4().bytes * 512,
+    "truncated": truncated,
+    "another program's file": lambda state: b"\x89PNG\r\n\x1a\n" + b"\x00" * 4096,
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_JOURNALS))
+def test_a_corrupt_journal_is_moved_aside_and_the_hub_keeps_the_set(kind, broker, tmp_path, probe_factory):
+    state = tmp_path / "state"
+    state.mkdir()
+    bad = BAD_JOURNALS[kind](state)
+    for part in state.glob(FILE_NAME + "*"):
+        part.unlink()
+    (state / FILE_NAME).write_bytes(bad)
+    settings = make_settings(broker, state)
+    listed = list_cards(settings, tmp_path)
+    assert listed.returncode == 1 and listed.stderr.count("\n") == 1 and "Traceback" not in listed.stderr
+    assert "unreadable" in listed.stderr and FILE_NAME in listed.stderr
+    base = settings.mqtt.base_topic
+    probe = probe_factory(f"{base}/#")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        assert hub.bus.wait_connected(5)
+        roll_is_answered(probe, base, settings.hub.set)
+        probe.publish(f"{base}/offload/report", report("A001", "after-corruption"))
+        probe.wait_for(on("/offload/event", event_id="after-corruption"), timeout=10)
+        _, status, _ = probe.wait_for(on(f"/hub/{settings.hub.id}/status", state="online"))
+        assert status["offload"] == "ok"
+    finally:
+        hub.stop()
+    aside = [p for p in state.iterdir() if p.name.startswith(FILE_NAME + ".corrupt-")]
+    assert [p.read_bytes() for p in aside if not p.name.endswith(("-wal", "-shm"))] == [bad], "moved, never deleted"
+    assert list_cards(settings, tmp_path).stdout.split("\n")[1].split()[2] == "A001"
+
+
+def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(broker, tmp_path, probe_factory):
+    state = tmp_path / "state"
+    (state / FILE_NAME).mkdir(parents=True)  # not a file at all: cannot be opened, nothing to move aside
+    settings = make_settings(broker, state)
+    base = settings.mqtt.base_topic
+    probe = probe_factory(f"{base}/#")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        assert hub.bus.wait_connected(5)
+        _, status, _ = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10)
+        reason = status["offload_reason"]
+        assert FILE_NAME in reason and "\n" not in reason and status["state"] == "online"
+        roll_is_answered(probe, base, settings.hub.set)
+        probe.publish(f"{base}/offload/report", report("A002", "refused"))
+        _, error, _ = probe.wait_for(on("/offload/error", event_id="refused"), timeout=10)
+        assert "fault" in error["reason"] and "send it again" in error["reason"]
+        listed = list_cards(settings, tmp_path)
+        assert listed.returncode == 1 and listed.stderr.count("\n") == 1 and "Traceback" not in listed.stderr
+        (state / FILE_NAME).rmdir()  # the operator fixes it; offload recovers by itself
+        probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="ok"), timeout=20)
+        probe.publish(f"{base}/offload/report", report("A002", "accepted"))
+        probe.wait_for(on("/offload/event", event_id="accepted"), timeout=10)
+    finally:
+        hub.stop()
+
+
+def test_a_journal_locked_by_another_writer_never_freezes_heartbeats_or_state(broker, tmp_path, probe_factory):
+    """Issue 10 case 3: with another SQLite writer holding the lock, the MQTT thread runs on."""
+    settings = make_settings(broker, tmp_path / "state")
+    base = settings.mqtt.base_topic
+    probe = probe_factory(f"{base}/#")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        assert hub.bus.wait_connected(5)
+        probe.wait_for(on("/status", state="online"), timeout=10)
+        probe.publish(f"{base}/offload/report", report("L000", "before-lock"))
+        probe.wait_for(on("/offload/event", event_id="before-lock"), timeout=10)
+        other = sqlite3.connect(settings.hub.state_dir / FILE_NAME, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the other writer holds the write lock from here
+        released = threading.Event()
+        try:
+            probe.publish(f"{base}/offload/report", report("L001", "during-lock"))
+            heartbeats_before = sum(1 for t, _, _ in probe.seen if t.endswith("/heartbeat"))
+            roll_is_answered(probe, base, settings.hub.set)
+            for n in range(5):  # heartbeats keep coming while the report waits for the lock
+                probe.wait_for(lambda t, d, r, k=heartbeats_before + n: t.endswith("/heartbeat")
+                               and sum(1 for x, _, _ in probe.seen if x.endswith("/heartbeat")) > k, timeout=5)
+            assert not [d for t, d, _ in probe.seen if t.endswith("/offload/event") and d["event_id"] == "during-lock"]
+            assert not released.is_set()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+            released.set()
+        probe.wait_for(on("/offload/event", event_id="during-lock"), timeout=20)
+    finally:
+        hub.stop()
+
+
+def test_open_or_recover_keeps_a_good_journal_and_moves_a_bad_one(tmp_path):
+    state = tmp_path / "state"
+    a_journal_with_events(state, 3)
+    journal, note = open_or_recover(state)
+    assert note is None and len(journal.pending()) == 3
+    journal.close()
+    (state / FILE_NAME).write_bytes(b"not a journal" * 100)
+    with pytest.raises(CorruptJournal):
+        Journal(state, create=False)
+    journal, note = open_or_recover(state)
+    assert note and "moved it aside" in note and journal.pending() == []

@@ -1,0 +1,215 @@
+"""The web pages in a real browser: headless Chromium (Debian's) driven by Selenium, against a real
+broker, a real hub and ``setbridge web``. One Chromium serves the whole module.
+
+Screenshots of every page go to ``$SETBRIDGE_SCREENSHOTS`` when set, else to pytest's temporary
+directory; the path is printed (run with ``-s`` to see it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import HubProcess, Probe, make_settings, write_config
+from web_helpers import PASSWORD, WebProcess, serving, web_section, write_web_config
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,900"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
+        pytest.skip("Chromium is not installed; script/setup installs chromium and chromium-driver")
+    profile = tempfile.mkdtemp(prefix="setbridge-chromium-")
+    options = webdriver.ChromeOptions()
+    for flag in FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.set_page_load_timeout(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    where = Path(os.environ.get("SETBRIDGE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    where.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots of the web pages: {where}")
+    return where
+
+
+READ = "return [...document.querySelectorAll(arguments[0])].map(e => [e.getAttribute(arguments[1]), e.dataset.since])"
+
+
+def wait_attr(driver, css: str, attr: str, value: str, timeout: float) -> float:
+    """Wait until ``css``'s ``attr`` is ``value``; the page's own time of the change (data-since, s).
+
+    Read in one script call: the board rebuilds its elements as news arrives."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = driver.execute_script(READ, css, attr)
+        for got, since in found:
+            if got == value:
+                return int(since) / 1000 if since else time.time()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{css} [{attr}] never became {value!r} within {timeout} s (is {found})")
+        time.sleep(0.02)
+
+
+def showing(driver, value: str, timeout: float) -> float:
+    return wait_attr(driver, "body", "data-showing", value, timeout)
+
+
+def request(probe: Probe, settings, action: str) -> float:
+    """A roll/cut request on the bus, as an integrator sends it; the time it was sent."""
+    sent = time.time()
+    probe.publish(f"{settings.mqtt.base_topic}/set/{settings.hub.set}/request",
+                  {"v": 1, "action": action, "transaction": f"browser-{action}-{sent}", "source": "browser-test"})
+    return sent
+
+
+def test_board_and_light_page_show_rolling_within_a_second(browser, broker, tmp_path, hub, shots, probe_factory):
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    probe = probe_factory(f"{settings.mqtt.base_topic}/set/+/response")
+    with serving(settings) as url:
+        browser.get(f"{url}/light/stage-t")
+        light_tab = browser.current_window_handle
+        showing(browser, "idle", 5)
+        browser.switch_to.new_window("tab")
+        browser.get(url + "/")
+        board_tab = browser.current_window_handle
+        wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 5)
+        sent = request(probe, settings, "roll")
+        board_at = wait_attr(browser, '[data-set="stage-t"]', "data-state", "rolling", 2)
+        browser.switch_to.window(light_tab)
+        light_at = showing(browser, "rolling", 2)
+        assert browser.find_element(By.ID, "word").text == "ROLLING"
+        assert light_at - sent < 1.0 and board_at - sent < 1.0, (light_at - sent, board_at - sent)
+        browser.save_screenshot(str(shots / "light-rolling.png"))
+        browser.switch_to.window(board_tab)
+        assert "ROLLING" in browser.find_element(By.CSS_SELECTOR, '[data-set="stage-t"] .state').text
+        browser.save_screenshot(str(shots / "board-rolling.png"))
+        request(probe, settings, "cut")
+        wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 2)
+        browser.get(url + "/takes")
+        assert browser.find_elements(By.CSS_SELECTOR, 'tr[data-take="1"]')
+        browser.save_screenshot(str(shots / "takes.png"))
+        browser.close()
+        browser.switch_to.window(light_tab)
+
+
+def test_light_page_shows_link_lost_within_3_s_of_the_hub_dying_and_recovers(browser, broker, tmp_path, shots):
+    settings = make_settings(broker, tmp_path / "state",
+                             web=web_section(data_dir=str(tmp_path / "web"), link_timeout_s=2.5))
+    hub = HubProcess(write_config(tmp_path / "hub.toml", settings)).start()
+    try:
+        with serving(settings) as url:
+            browser.get(f"{url}/light/stage-t")
+            showing(browser, "idle", 15)  # the hub process starts
+            assert hub.proc
+            hung = time.time()
+            hub.proc.send_signal(signal.SIGSTOP)  # a hung hub: its connection stays, its heartbeats stop
+            try:
+                lost_at = showing(browser, "link-lost", 4)
+                assert lost_at - hung < 3.0, lost_at - hung
+                assert "no heartbeat" in browser.find_element(By.ID, "detail").text
+                browser.save_screenshot(str(shots / "light-link-lost.png"))
+            finally:
+                hub.proc.send_signal(signal.SIGCONT)
+            showing(browser, "idle", 5)
+            killed = time.time()
+            hub.kill()  # kill -9: the broker sends the hub's last will (offline)
+            lost_at = showing(browser, "link-lost", 4)
+            assert lost_at - killed < 3.0, lost_at - killed
+            hub.start()
+            showing(browser, "idle", 15)
+            stopped = time.time()
+            hub.terminate()  # a clean stop says offline at once
+            offline_at = showing(browser, "link-lost", 4)
+            assert offline_at - stopped < 3.0
+            assert "hub offline" in browser.find_element(By.ID, "detail").text
+    finally:
+        hub.kill()
+
+
+def test_light_page_turns_link_lost_when_its_event_stream_dies(browser, broker, tmp_path, hub):
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web"),
+                                                                     link_timeout_s=2.5))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    hub.submit("roll", "request")
+    web = WebProcess(write_web_config(tmp_path / "web.toml", settings, data_dir=tmp_path / "web",
+                                      link_timeout_s=2.5)).start()
+    try:
+        browser.get(f"{web.url}/light/stage-t")
+        showing(browser, "rolling", 10)
+        killed = time.time()
+        web.kill()  # the page must not keep showing red from a dead stream
+        lost_at = showing(browser, "link-lost", 4)
+        assert lost_at - killed < 3.0
+        web = WebProcess(web.config, port=web.port).start()
+        showing(browser, "rolling", 10)  # EventSource reconnects by itself
+    finally:
+        web.kill()
+        hub.submit("cut", "request")
+
+
+def test_control_buttons_only_for_a_user_with_the_right(browser, broker, tmp_path, hub, shots, probe_factory):
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web"),
+                                                                     control_username="web-control"))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    t = settings.mqtt.base_topic
+    evil = "<img src=x onerror=alert(1)>"
+    probe = probe_factory(f"{t}/#")
+    probe.publish(f"{t}/offload/card/A001{evil}", {
+        "v": 1, "event_id": "x1", "ts": time.time(), "status": "verified", "roll": "A001" + evil,
+        "copies": {"required": 2, "verified": 2}, "safe_to_wipe": True}, retain=True)
+    try:
+        with serving(settings) as url:
+            browser.delete_all_cookies()
+            browser.get(url + "/")
+            wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 5)
+            assert not browser.find_elements(By.CSS_SELECTOR, "button.action")
+            WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#cards tr[data-card]"))
+            cell = browser.find_element(By.CSS_SELECTOR, "#cards tr[data-card] td")
+            assert cell.text == "A001" + evil  # shown as text, never as markup
+            assert not browser.find_elements(By.CSS_SELECTOR, "#cards img")
+            for user, right in (("viewer", False), ("ad", True)):
+                browser.get(url + "/login")
+                browser.find_element(By.NAME, "user").send_keys(user)
+                browser.find_element(By.NAME, "password").send_keys(PASSWORD)
+                browser.save_screenshot(str(shots / "login.png"))
+                browser.find_element(By.CSS_SELECTOR, "form.loginform button").click()
+                wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 5)
+                assert bool(browser.find_elements(By.CSS_SELECTOR, "button.action")) is right
+                if not right:
+                    browser.find_element(By.CSS_SELECTOR, "header form button").click()
+            browser.find_element(By.CSS_SELECTOR, '[data-set="stage-t"] button[data-action="roll"]').click()
+            wait_attr(browser, '[data-set="stage-t"]', "data-state", "rolling", 3)
+            assert "stage-t: rolling" in browser.find_element(By.CSS_SELECTOR, ".flash").text
+            assert hub.state == "rolling"
+            browser.save_screenshot(str(shots / "board-control.png"))
+            browser.find_element(By.CSS_SELECTOR, '[data-set="stage-t"] button[data-action="cut"]').click()
+            wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 3)
+    finally:
+        probe.publish(f"{t}/offload/card/A001{evil}", b"", retain=True)
