@@ -104,7 +104,7 @@ def test_the_flows_messages_roll_and_cut_and_match_their_answers(flow, stage, tm
             out = follow(flow, ask["id"], "mqtt out")
             answers.publish(out["topic"] or msg["topic"], msg["payload"])
             tx = msg["payload"]["transaction"]
-            _, answer, _ = answers.wait_for(lambda t, d, r: d and d.get("transaction") == tx)
+            _, answer, _ = answers.wait_for(lambda t, d, r, tx=tx: d and d.get("transaction") == tx)
             # Someone else's answer passes by first: the flow drops it.
             assert funcs.run("sb.match", {"payload": {**answer, "transaction": tx + 1}}) is None
             shown = funcs.run(follow(flow, "sb.answers", "function")["id"], {"payload": answer})
