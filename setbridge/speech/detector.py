@@ -103,7 +103,7 @@ class Tuning:
     """Hypotheses Vosk returns per utterance; a phrase that is not the best one can still fire."""
     fillers: tuple[str, ...] = ()
     """Common short words of the model's language for a second recognizer, the filler model."""
-    min_filler_margin: float = -8.0
+    min_filler_margin: float = -7.0
     """Lowest score of a phrase over the filler words' best fit, per syllable (with ``fillers``)."""
 
 
