@@ -119,6 +119,7 @@ def run(count: int, rounds: int) -> dict[str, list[float]]:
             results["baseline"].append(wait_for(parent, f"bench/bare/x/state:{i}") - t0)
         parent.send("stop")
         proc.join(5)
+        base.disconnect()
         base.loop_stop()
         hub.stop()
     return results

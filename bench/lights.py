@@ -124,8 +124,8 @@ def run(count: int, rounds: int, kills: int) -> dict[str, list[float]]:
                         all_show(sim, "idle", marks, timeout=60)
         finally:
             hub.kill()
-            client.loop_stop()
             client.disconnect()
+            client.loop_stop()
     return results
 
 

@@ -18,6 +18,10 @@ ALIVE_TIMEOUT_S = 3.0
 """A light that sent no ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
 
 
+MIN_LISTEN_S = 1.0
+"""Listen at least this long, so that every retained light status has arrived (amqtt is slow)."""
+
+
 @dataclass
 class Health:
     set_id: str
@@ -103,7 +107,8 @@ def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
                         deadline = max(deadline, started + wait_s)
         lights_alive = all("alive_at" in e for e in health.lights.values()
                            if (e.get("status") or {}).get("state") == "online")
-        if health.heartbeat_at and health.hubs and health.state and lights_alive:
+        settled = time.monotonic() - started >= MIN_LISTEN_S  # retained messages can trail on a slow broker
+        if health.heartbeat_at and health.hubs and health.state and lights_alive and settled:
             # Retained messages arrive first; a short grace collects the rest of them.
             deadline = min(deadline, time.monotonic() + 0.3)
     health.listened_s = round(time.monotonic() - started, 1)

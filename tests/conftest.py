@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from setbridge.config import Settings, load_settings
 from setbridge.dev.broker import PrivateBroker
@@ -72,6 +75,15 @@ def hub(settings: Settings, broker: PrivateBroker) -> Iterator[Hub]:
     h.stop()
 
 
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "the condition") -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+
+
 @contextmanager
 def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Iterator[Hub]:
     """A connected hub on ``broker`` (for tests with a broker of their own), stopped afterwards."""
@@ -93,16 +105,26 @@ def wait_online(hub: Hub) -> None:
         status.close()
 
 
-def write_config(path: Path, settings: Settings) -> Path:
-    """Write ``settings`` as a TOML file a subprocess can load."""
-    s = settings
-    lines = [
-        "[hub]", f'id = "{s.hub.id}"', f'set = "{s.hub.set}"', f'state_dir = "{s.hub.state_dir}"',
-        f"heartbeat_s = {s.hub.heartbeat_s}", f"post_roll_s = {s.hub.post_roll_s}",
-        "[mqtt]", f'host = "{s.mqtt.host}"', f"port = {s.mqtt.port}", f'base_topic = "{s.mqtt.base_topic}"',
-        f"reconnect_max_s = {s.mqtt.reconnect_max_s}",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+def _plain(value: Any) -> Any:
+    """A settings value as TOML can hold it: secrets revealed, paths as strings, None left out."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_config(path: Path, settings: Settings, **sections: dict) -> Path:
+    """Write every section of ``settings`` (plus ``sections`` on top) as a TOML file a subprocess
+    loads to the same settings."""
+    data = _plain(settings.model_dump())
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path.write_text(tomli_w.dumps(data))
     return path
 
 
@@ -191,8 +213,8 @@ class Probe:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

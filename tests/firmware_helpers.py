@@ -60,8 +60,8 @@ class ScriptedHub:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @contextmanager

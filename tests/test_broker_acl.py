@@ -86,8 +86,8 @@ class Client:
             return self.got.wait_for(lambda: topic in self.received, timeout)
 
     def close(self) -> None:
-        self.c.loop_stop()
         self.c.disconnect()
+        self.c.loop_stop()
 
 
 @pytest.fixture

@@ -91,11 +91,26 @@ def test_roll_during_post_roll_cancels_it(tmp_path):
     assert c.state == "rolling"
 
 
-@pytest.mark.parametrize("action", ["roll", "cut", "standby", "idle"])
-def test_every_action_is_defined_from_every_state(tmp_path, action):
-    for start in ("idle", "standby", "rolling"):
-        c, _ = make(tmp_path / f"{action}-{start}")
-        if start != "idle":
-            c.apply("roll" if start == "rolling" else "standby", "t")
-        out = c.apply(action, "t")
-        assert out.ok or out.error
+# (action, from state) -> the state it leads to; None: refused, the state stays.
+EXPECTED = {
+    ("roll", "idle"): "rolling", ("roll", "standby"): "rolling", ("roll", "rolling"): "rolling",
+    ("cut", "idle"): "idle", ("cut", "standby"): "standby", ("cut", "rolling"): "idle",
+    ("standby", "idle"): "standby", ("standby", "standby"): "standby", ("standby", "rolling"): None,
+    ("idle", "idle"): "idle", ("idle", "standby"): "idle", ("idle", "rolling"): "idle",
+}
+
+
+@pytest.mark.parametrize("action, start", sorted(EXPECTED))
+def test_every_action_from_every_state(tmp_path, action, start):
+    c, _ = make(tmp_path)
+    if start != "idle":
+        c.apply("roll" if start == "rolling" else "standby", "t")
+    seq = c.seq
+    out = c.apply(action, "t")
+    expected = EXPECTED[action, start]
+    if expected is None:
+        assert not out.ok and out.error and "cut" in out.error
+        assert out.state == start and c.seq == seq
+    else:
+        assert out.ok and out.error is None and out.state == expected == c.state
+        assert out.changed == (expected != start)

@@ -8,7 +8,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from conftest import make_settings, running_hub
+from conftest import make_settings, running_hub, wait_until
 
 from setbridge.hub import Hub
 
@@ -22,13 +22,6 @@ def factory():
     yield Device.pin_factory
     Device.pin_factory.reset()
     Device.pin_factory = None
-
-
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def state_probe(probe_factory, hub):

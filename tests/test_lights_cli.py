@@ -79,8 +79,7 @@ def test_provision_writes_a_config_the_firmware_accepts(settings: Settings, tmp_
 
 def test_provision_gives_the_light_its_own_password_when_the_broker_uses_them(settings: Settings,
                                                                              tmp_path: Path, capsys) -> None:
-    config = write_config(tmp_path / "setbridge.toml", settings)
-    config.write_text(config.read_text() + 'username = "hub"\npassword = "hub-secret"\n')
+    config = write_config(tmp_path / "setbridge.toml", settings, mqtt={"username": "hub", "password": "hub-secret"})
     out = tmp_path / "door-2"
     assert main(["light", "provision", "door-2", "--config", str(config), "--out", str(out),
                  "--broker-host", "10.0.0.2"]) == 0

@@ -10,18 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import HubProcess, Probe, make_settings, write_config
+from conftest import HubProcess, Probe, make_settings, wait_until, write_config
 from offload_helpers import CARD, make_card, seal
 
 from setbridge.offload.journal import Journal
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def journaled(state_dir: Path) -> list[str]:
@@ -47,8 +39,6 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
     settings = make_settings(own_broker, tmp_path / "state",
                              offload={"watch": [str(watch)], "poll_s": 0.1, "settle_s": 0.3})
     config = write_config(tmp_path / "setbridge.toml", settings)
-    with config.open("a") as fh:
-        fh.write(f'[offload]\nwatch = ["{watch}"]\npoll_s = 0.1\nsettle_s = 0.3\n')
     state = settings.hub.state_dir
     base = settings.mqtt.base_topic
     hub = HubProcess(config).start()
@@ -65,7 +55,7 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
 
         raid = make_card(watch / "raid" / "A001R2EC", CARD)
         seal(raid)
-        wait_until(lambda: len(journaled(state)) == 1, what="the watcher to journal A001R2EC on raid")
+        wait_until(lambda: len(journaled(state)) == 1, timeout=15, what="the watcher to journal A001R2EC on raid")
         assert cli_report(config, "A002", "--event-id", "e2", "--journal").returncode == 0
         hub.kill()  # kill -9 with two undelivered events
 
@@ -75,7 +65,7 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
         assert cli_report(config, "A003", "--event-id", "e3", "--journal").returncode == 0
         assert cli_report(config, "A002", "--event-id", "e2", "--journal").stdout.startswith("already accepted")
         hub.start()  # restarted during the outage: it catches up with the watch directory
-        wait_until(lambda: len(journaled(state)) == 4, what="the restarted hub to journal the shuttle copy")
+        wait_until(lambda: len(journaled(state)) == 4, timeout=15, what="the restarted hub to journal the shuttle copy")
         hub.kill()
         expected = journaled(state)
         assert expected[1:3] == ["e2", "e3"], "journal order: raid copy, e2, e3, then the shuttle copy"
@@ -112,7 +102,7 @@ def test_running_hub_delivers_the_journal_when_the_broker_returns(own_broker, tm
     try:
         assert hub.bus.wait_connected(5)
         own_broker.stop()
-        wait_until(lambda: not hub.bus.connected.is_set(), what="the hub to notice the outage")
+        wait_until(lambda: not hub.bus.connected.is_set(), timeout=15, what="the hub to notice the outage")
         outside = Journal(settings.hub.state_dir)  # as `setbridge offload report --journal` does
         for n in range(5):
             report = parse_report(f'{{"v": 1, "roll": "C00{n}", "status": "verified", "event_id": "c{n}"}}')

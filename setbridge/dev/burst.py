@@ -1,0 +1,210 @@
+"""Request bursts against a hub, for the burst test and ``bench/burst.py``.
+
+A :class:`Collector` records every answer by transaction, the set states and the heartbeats;
+:func:`send` has ``clients`` paho connections send ``n`` roll/cut requests, each keeping at
+most ``window`` unanswered (or, with ``rate``, at a fixed pace regardless of answers).
+
+>>> with Collector(port, topics, "main") as seen:
+...     elapsed = send(port, topics.set_request("main"), seen, n=10_000, clients=5)
+...     seen.wait_answered(10_000)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ..topics import Topics
+
+
+def _client(port: int, name: str) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}")
+    c.max_inflight_messages_set(100)
+    c.max_queued_messages_set(0)
+    return c
+
+
+@dataclass
+class Collector:
+    """Subscribes to a set's responses, state and heartbeats and counts what arrives."""
+
+    port: int
+    topics: Topics
+    set_id: str
+    answers: Counter = field(default_factory=Counter)
+    busy: int = 0
+    ok: int = 0
+    refused: int = 0
+    states: list[tuple[int, int, str]] = field(default_factory=list)
+    beats: list[tuple[float, int, int, str]] = field(default_factory=list)
+    last_seq_answered: int = 0
+    busy_sample: dict | None = None
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._windows: dict[str, threading.Semaphore] = {}
+        self.client = _client(self.port, "burst-collector")
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(self.topics.set_response(self.set_id), 1), (self.topics.set_state(self.set_id), 1),
+             (self.topics.set_heartbeat(self.set_id), 0)])
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        if not subscribed.wait(10):
+            raise RuntimeError("the burst collector could not subscribe")
+
+    def __enter__(self) -> "Collector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def window(self, prefix: str, size: int) -> threading.Semaphore:
+        sem = self._windows[prefix] = threading.Semaphore(size)
+        return sem
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            data = json.loads(msg.payload)
+        except ValueError:
+            return
+        if msg.topic.endswith("/heartbeat"):
+            self.beats.append((time.monotonic(), data["epoch"], data["seq"], data["state"]))
+            return
+        if msg.topic.endswith("/state"):
+            self.states.append((data["epoch"], data["seq"], data["state"]))
+            return
+        tx = data.get("transaction")
+        if not isinstance(tx, str):
+            return
+        with self._cond:
+            self.answers[tx] += 1
+            if data.get("ok"):
+                self.ok += 1
+                self.last_seq_answered = max(self.last_seq_answered, data.get("seq") or 0)
+            elif str(data.get("error", "")).startswith("busy"):
+                self.busy += 1
+                self.busy_sample = data
+            else:
+                self.refused += 1
+            if self.answers[tx] == 1:
+                self._cond.notify_all()
+        sem = self._windows.get(tx.split(":", 1)[0])
+        if sem is not None:
+            sem.release()
+
+    def answered(self) -> int:
+        with self._cond:
+            return len(self.answers)
+
+    def wait_answered(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.answers) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def twice(self) -> int:
+        """Transactions answered more than once."""
+        with self._cond:
+            return sum(1 for v in self.answers.values() if v > 1)
+
+    def heartbeat_gap(self, since: float = 0.0) -> float:
+        times = [t for t, *_ in self.beats if t >= since]
+        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def send(port: int, topic: str, collector: Collector, n: int, clients: int = 1, window: int = 100,
+         rate: float | None = None, run: str | None = None) -> float:
+    """Send ``n`` requests (roll and cut in turn) from ``clients`` connections; seconds taken to send.
+
+    Transactions are ``<run>-<client>:<i>``. With ``rate`` (requests/s over all clients) the
+    clients pace themselves and ignore ``window``.
+    """
+    run = run or uuid.uuid4().hex[:6]
+    per = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    conns = []
+    for i in range(clients):
+        c = _client(port, f"burst-{i}")
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        conns.append(c)
+    start = time.monotonic()
+
+    def client_main(i: int) -> None:
+        prefix = f"{run}-{i}"
+        sem = collector.window(prefix, window) if rate is None else None
+        c, interval = conns[i], (clients / rate if rate else 0.0)
+        for k in range(per[i]):
+            if sem is not None:
+                sem.acquire()
+            elif interval:
+                delay = start + k * interval + i * interval / clients - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            body = {"v": 1, "action": "roll" if k % 2 == 0 else "cut", "transaction": f"{prefix}:{k}",
+                    "source": f"burst-{i}"}
+            infos[i].append(c.publish(topic, json.dumps(body), qos=1))
+
+    infos: list[list[mqtt.MQTTMessageInfo]] = [[] for _ in range(clients)]
+    threads = [threading.Thread(target=client_main, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for sent in infos:  # acknowledged by the broker before the connection goes
+        for info in sent:
+            info.wait_for_publish(60)
+    elapsed = time.monotonic() - start
+    for c in conns:
+        c.disconnect()
+        c.loop_stop()
+    return elapsed
+
+
+def bare_rate(port: int, n: int = 20_000) -> float:
+    """Messages/s one bare paho client publishes (QoS 1) to a subscriber on the same broker."""
+    topic = f"bench-bare/{uuid.uuid4().hex[:8]}"
+    got, done = [0], threading.Event()
+    sub = _client(port, "bare-sub")
+    subscribed = threading.Event()
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+
+    def on_message(*_: object) -> None:
+        got[0] += 1
+        if got[0] >= n:
+            done.set()
+
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    subscribed.wait(10)
+    pub = _client(port, "bare-pub")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    start = time.monotonic()
+    for i in range(n):
+        pub.publish(topic, b'{"v":1,"action":"roll","transaction":"x"}', qos=1)
+    done.wait(120)
+    elapsed = time.monotonic() - start
+    for c in (pub, sub):
+        c.disconnect()
+        c.loop_stop()
+    return got[0] / elapsed
