@@ -275,3 +275,21 @@ def test_guessing_passwords_is_throttled_and_bad_ids_are_refused(broker, tmp_pat
         assert r.status_code == 429 and "too many failed logins" in r.text
         for path in ("/light/Stage%20A", "/light/..%2f..", "/light/" + "a" * 80, "/light/x%3Cb%3E/events"):
             assert c.get(path).status_code == 404, path
+
+
+def test_a_port_in_use_is_a_one_line_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[mqtt]\nport = {free_port()}\n[web]\ndata_dir = "{tmp_path / "web"}"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "setbridge", "web", "--config", str(config), "--host", "127.0.0.1",
+                              "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (f"setbridge: cannot listen on 127.0.0.1:{port}; is the port in use? "
+                                                   "choose another with --port")
