@@ -97,6 +97,17 @@ def test_tls_only_writes_one_listener_and_refuses_half_configs(tls_broker, certs
         assert says in out.stderr.strip().splitlines()[-1]
 
 
+def test_plain_mqtt_serves_this_machine_only_unless_asked(tmp_path):
+    default = subprocess.run([sys.executable, "-m", "setbridge", "broker", "config", "--out", str(tmp_path / "a")],
+                             capture_output=True, text=True, check=True)
+    assert "listener 1883 127.0.0.1\n" in (tmp_path / "a" / "setbridge.conf").read_text()
+    assert "warning" not in default.stderr
+    wide = subprocess.run([sys.executable, "-m", "setbridge", "broker", "config", "--out", str(tmp_path / "b"),
+                           "--bind", "0.0.0.0"], capture_output=True, text=True, check=True)
+    assert "listener 1883 0.0.0.0\n" in (tmp_path / "b" / "setbridge.conf").read_text()
+    assert "clear text" in wide.stderr
+
+
 def test_a_plain_connection_to_a_tls_only_broker_is_refused(tls_broker, certs, tmp_path):
     plain = User(tls_broker.port, "wall")
     try:
