@@ -181,7 +181,7 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
         hub.submit("cut", "request", source="t1")
         assert len(wait_takes(web.url, 1)) == 1
         web.kill()  # kill -9: the broker keeps the log's session and queues what follows
-        for n in (2, 3):
+        for _ in (2, 3):
             hub.submit("roll", "voice", phrase="roll sound", confidence=0.9)
             hub.submit("cut", "button")
         hub.stop()  # and the hub restarts too
@@ -211,7 +211,8 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
 def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_path, hub):
     import signal
 
-    from setbridge.dev.lights_sim import SimLight, light_config
+    from setbridge.dev.lights_sim import SimLight
+    from setbridge.provision import light_config
 
     settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
     settings.mqtt.base_topic = hub.settings.mqtt.base_topic
