@@ -15,26 +15,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..messages import SetEvent, SetState, SetStateName
+from ..actions import REFUSALS, TRANSITIONS
+from ..messages import SetEvent, SetState
 from .state_store import StateStore, StoredState
 
 log = logging.getLogger(__name__)
 
-# (action, current state) -> new state; a missing pair is refused with the reason in REFUSALS.
-TRANSITIONS: dict[tuple[str, str], SetStateName] = {
-    ("roll", "idle"): "rolling",
-    ("roll", "standby"): "rolling",
-    ("roll", "rolling"): "rolling",
-    ("cut", "rolling"): "idle",
-    ("cut", "idle"): "idle",
-    ("cut", "standby"): "standby",
-    ("standby", "idle"): "standby",
-    ("standby", "standby"): "standby",
-    ("idle", "idle"): "idle",
-    ("idle", "standby"): "idle",
-    ("idle", "rolling"): "idle",
-}
-REFUSALS = {("standby", "rolling"): "the set is rolling; send cut first"}
 POST_ROLL_END = "post-roll-end"
 RESTORE = "restore"
 

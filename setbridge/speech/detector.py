@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..actions import next_state, voice_allowed
 from . import frontend
 from .model import UNK, check_vocabulary, has_word
 from .vad import EnergyVad
@@ -44,15 +45,6 @@ log = logging.getLogger(__name__)
 STEP_S = 0.05
 """Audio is handed to Vosk in steps of this length."""
 
-ALLOWED_FROM: dict[str, set[str]] = {
-    "roll": {"idle", "standby"},
-    "cut": {"rolling"},
-    "standby": {"idle"},
-    "idle": {"standby"},
-}
-"""State gating: the set states in which each action may fire."""
-
-AFTER: dict[str, str] = {"roll": "rolling", "cut": "idle", "standby": "standby", "idle": "idle"}
 NOT_ALONE = ("not a phrase alone", "no pause before it", "phrase covers")
 """Rejections that a phrase standing out of the sound around it overrides."""
 CONTEXT_S = 0.6
@@ -378,7 +370,7 @@ class Detector:
         assert action is not None
         confidence = min(w.conf for w in words)
         self._last_fire = self.position
-        self.state = AFTER[action]
+        self.state = next_state(action, self.state) or self.state
         return [Trigger(action, text, round(self.position, 3), round(confidence, 3), words[-1].end)]
 
     def _foreground(self, words: list[_Word],
@@ -447,7 +439,7 @@ class Detector:
             return "refractory"
         if self.gated:
             state = self.get_state() if self.get_state else self.state
-            if state not in ALLOWED_FROM.get(action, set()):
+            if not voice_allowed(action, state):
                 return f"{action} not allowed while {state}"
         return ""
 
