@@ -12,17 +12,18 @@ import math
 import sys
 from pathlib import Path
 
+from ..actions import ACTIONS
 from ._common import add_config_arg, settings_from
 
 
 def _phrase(text: str) -> tuple[str, str]:
     action, sep, phrase = text.partition("=")
-    if not sep or action not in ("roll", "cut", "standby", "idle") or not phrase.strip():
+    if not sep or action not in ACTIONS or not phrase.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: expected ACTION=TEXT with ACTION roll, cut, standby or idle")
     return action, " ".join(phrase.lower().split())
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="find trigger phrases in WAV files (the hub's detector, offline)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="16-bit PCM WAV files, any rate, mono or more")
     add_config_arg(p)

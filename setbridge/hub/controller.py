@@ -15,27 +15,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..actions import REFUSALS, TRANSITIONS
 from ..messages import SetEvent, SetState
 from ..ratelog import RateLimitedLog
 from .state_store import StateStore, StoredState
 
 log = logging.getLogger(__name__)
 
-# (action, current state) -> new state; a missing pair is refused with the reason in REFUSALS.
-TRANSITIONS: dict[tuple[str, str], str] = {
-    ("roll", "idle"): "rolling",
-    ("roll", "standby"): "rolling",
-    ("roll", "rolling"): "rolling",
-    ("cut", "rolling"): "idle",
-    ("cut", "idle"): "idle",
-    ("cut", "standby"): "standby",
-    ("standby", "idle"): "standby",
-    ("standby", "standby"): "standby",
-    ("idle", "idle"): "idle",
-    ("idle", "standby"): "idle",
-    ("idle", "rolling"): "idle",
-}
-REFUSALS = {("standby", "rolling"): "the set is rolling; send cut first"}
 QUIET_BATCH = 4
 """Batches larger than this are logged as one summary line."""
 POST_ROLL_END = "post-roll-end"
@@ -62,7 +48,7 @@ class Action:
 
     action: str
     cause: str
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -26,6 +26,7 @@ from ..errors import PayloadError, SetbridgeError
 from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
                         transaction_of)
 from ..offload.relay import OffloadRelay
+from .component import Component, Health, HubLink
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
@@ -65,14 +66,6 @@ class _Request:
     route: "ReplyRoute"
 
 
-class Component(Protocol):
-    """Something the hub starts and stops with itself (voice listener, offload relay, GPIO)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class Hub:
     """One stage's hub. ``start()`` returns once everything is running; ``stop()`` goes offline cleanly."""
 
@@ -85,6 +78,7 @@ class Hub:
         self.offload_health: tuple[str, str | None] = ("ok", None)
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
+        self._health_listeners: list[Callable[[Health], None]] = []
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._heartbeat_progress = time.monotonic()
@@ -118,6 +112,8 @@ class Hub:
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
         self.bus.on_connect(self._announce)
+        self.bus.on_connect(self._health_changed)
+        self.bus.on_disconnect(self._health_changed)
         self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
                                         on_health=self.set_offload_health))
         if settings.audio.source != "none":
@@ -131,13 +127,13 @@ class Hub:
         if settings.gpio.any_pin():
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
-            self.add_component(GpioPanel(self))
+            self.add_component(GpioPanel(self.link(), settings.gpio))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
         """Apply an action from any trigger (voice, button, the CLI) on the controller's thread,
         ahead of queued MQTT requests, and return its outcome. Thread-safe."""
-        return self.worker.call(Action(action, cause, detail))
+        return cast(Outcome, self.worker.call(Action(action, cause, detail)))
 
     @property
     def state(self) -> str:
@@ -148,6 +144,7 @@ class Hub:
         if status != self.audio_status:
             self.audio_status = status
             self._publish_status()
+            self._health_changed()
 
     def set_offload_health(self, state: str, reason: str | None) -> None:
         """Report offload as ok / fault (with a one-line reason); republished in the hub status."""
@@ -166,6 +163,27 @@ class Hub:
     def add_state_listener(self, listener: Callable[[SetState], None]) -> None:
         """Call ``listener`` with every new set state (from the controller's thread)."""
         self._state_listeners.append(listener)
+
+    def health(self) -> Health:
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+
+    def add_health_listener(self, listener: Callable[[Health], None]) -> None:
+        """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
+        self._health_listeners.append(listener)
+
+    def link(self) -> HubLink:
+        """What a component may use of the hub."""
+        return HubLink(submit=self.submit, snapshot=self.controller.snapshot, on_state=self.add_state_listener,
+                       health=self.health, on_health=self.add_health_listener,
+                       set_voice_enabled=self.set_voice_enabled)
+
+    def _health_changed(self) -> None:
+        health = self.health()
+        for listener in self._health_listeners:
+            try:
+                listener(health)
+            except Exception:
+                log.exception("health listener failed")
 
     def start(self) -> None:
         self.controller.restore()
@@ -238,10 +256,10 @@ class Hub:
                 for name, (age, most) in ages.items() if age > most]
 
     # -- publishing -------------------------------------------------------------------------
-    def _status(self, state: str) -> HubStatus:
+    def _status(self, state: Literal["online", "offline"]) -> HubStatus:
         offload, offload_reason = self.offload_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
-                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,  # type: ignore[arg-type]
+                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,
                          offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
@@ -292,7 +310,7 @@ class Hub:
         An MQTT 5 request with a Response Topic under ``{base}/set/{set}/response/`` is answered
         there, with its Correlation Data; any other request on ``{base}/set/{set}/response``.
         """
-        topic, payload = message.topic, message.payload
+        topic, payload = message.topic, bytes(message.payload)
         route, route_error = self._reply_route(message)
         try:
             request = parse_payload(SetRequest, payload)
@@ -400,6 +418,6 @@ class Hub:
         route = route or ReplyRoute(self.topics.set_response(self.set_id), None)
         props = None
         if route.correlation is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.CorrelationData = route.correlation
         self.bus.publish(route.topic, response, properties=props)

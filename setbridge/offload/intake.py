@@ -4,7 +4,7 @@ source is idle). Shared by the hub (many inputs per commit) and ``setbridge offl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import PayloadError
 from . import hedge
@@ -33,7 +33,7 @@ def accept(journal: Journal, item: OffloadReport | HedgeReport, copies_required:
         return accept_in(tx, item, copies_required, source)
 
 
-def _incomplete(tx: Tx, copies: list[dict], why: str, copies_required: int) -> list[OffloadEvent]:
+def _incomplete(tx: Tx, copies: list[dict[str, Any]], why: str, copies_required: int) -> list[OffloadEvent]:
     """Each transfer in ``copies`` as a cancelled event: it ended before its source was idle."""
     events = []
     for group in hedge.groups(copies):
@@ -50,13 +50,14 @@ def accept_in(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, s
 
 
 def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
-    if item.event_id and tx.contains(item.event_id):
-        return Accepted("duplicate", note=f"duplicate event_id {item.event_id}: already accepted; published once")
-    if isinstance(item, OffloadReport):
+    duplicate = f"duplicate event_id {item.event_id}: already accepted; published once"
+    if isinstance(item, OffloadReport):  # append() finds a known event_id itself
         if item.source is None:
             item = item.model_copy(update={"source": source})
         event, new = tx.append(item, copies_required)
-        return Accepted("event" if new else "duplicate", (event,))
+        return Accepted("event", (event,)) if new else Accepted("duplicate", note=duplicate)
+    if item.event_id and tx.contains(item.event_id):
+        return Accepted("duplicate", note=duplicate)
     name = hedge.event_name(item.hedge)
     if name == hedge.COPY_EVENT:
         copy = hedge.parse_copy(item.hedge)

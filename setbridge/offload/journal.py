@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from .models import OffloadEvent, OffloadReport, normalize, transfer_key
 
@@ -59,7 +60,9 @@ class JournalError(Exception):
 
 
 def _event(seq: int, payload: str) -> OffloadEvent:
-    return OffloadEvent.model_validate_json(payload).model_copy(update={"seq": seq})
+    event = OffloadEvent.model_validate_json(payload)
+    event.seq = seq  # journals from before seq was stored in the payload
+    return event
 
 
 class Tx:
@@ -68,6 +71,7 @@ class Tx:
     def __init__(self, db: sqlite3.Connection):
         self._db = db
         self._n = 0
+        self._next_seq: int | None = None
 
     @contextmanager
     def item(self) -> Iterator[None]:
@@ -99,17 +103,25 @@ class Tx:
         previous = _event(*row) if row else None
         now = time.time()
         event = normalize(report.model_copy(update={"event_id": event_id}), copies_required, previous, ts=now)
-        cur = db.execute("INSERT INTO events (event_id, roll, transfer_key, ts, payload, accepted_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         (event.event_id, event.roll, event.transfer_key, event.ts,
-                          event.model_dump_json(exclude_none=True, exclude={"seq"}), now))
-        return event.model_copy(update={"seq": cur.lastrowid}), True
+        # the next sequence number, known inside this write transaction (which holds the write
+        # lock), so the stored payload carries it; an item rolled back leaves a gap, never a repeat
+        if self._next_seq is None:
+            (self._next_seq,) = db.execute(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0), "
+                "COALESCE((SELECT MAX(seq) FROM events), 0)) + 1").fetchone()
+        seq = self._next_seq
+        self._next_seq += 1
+        event.seq = seq
+        db.execute("INSERT INTO events (seq, event_id, roll, transfer_key, ts, payload, accepted_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (seq, event.event_id, event.roll, event.transfer_key, event.ts, event.to_bytes().decode(), now))
+        return event, True
 
-    def add_hedge_copy(self, source: str, copy: dict) -> None:
+    def add_hedge_copy(self, source: str, copy: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",
                          (source, json.dumps(copy), time.time()))
 
-    def hedge_copies(self, source: str) -> list[dict]:
+    def hedge_copies(self, source: str) -> list[dict[str, Any]]:
         """The Hedge copies held for ``source``, oldest first."""
         rows = self._db.execute("SELECT payload FROM hedge_copies WHERE source = ? ORDER BY id", (source,)).fetchall()
         return [json.loads(r[0]) for r in rows]
@@ -172,6 +184,14 @@ class Journal:
     def contains(self, event_id: str) -> bool:
         with self._lock:
             return self._db.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    def pending_raw(self, limit: int = 100) -> list[tuple[int, str, float, bytes]]:
+        """Undelivered events as stored, oldest first: (seq, roll, ts, payload JSON)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, roll, ts, payload FROM events WHERE delivered_at IS NULL "
+                                    "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [(seq, roll, ts, payload.encode() if '"seq":' in payload else _event(seq, payload).to_bytes())
+                for seq, roll, ts, payload in rows]
 
     def pending(self, limit: int = 100) -> list[tuple[int, OffloadEvent]]:
         """Undelivered events, oldest first."""

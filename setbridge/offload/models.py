@@ -36,6 +36,8 @@ _FORBIDDEN_IN_ROLL = set("/\\+#")
 
 
 def _no_control(value: str) -> str:
+    if value.isprintable():  # the common case, fast: nothing of category C (nor a line separator)
+        return value
     if any(unicodedata.category(ch).startswith("C") for ch in value):
         raise ValueError("must not contain control characters")
     return value

@@ -289,28 +289,27 @@ class OffloadRelay:
             journal = self.journal
             if journal is None:
                 return
-            batch = journal.pending(self.batch_size)
+            batch = journal.pending_raw(self.batch_size)
             if not batch:
                 return
-            if not self._deliver([event for _, event in batch]):
+            if not self._deliver([(roll, payload) for _, roll, _, payload in batch]):
                 return
-            journal.mark_delivered([seq for seq, _ in batch])
-            for _, event in batch:
-                self._flash(event)
+            journal.mark_delivered([seq for seq, _, _, _ in batch])
+            if self.settings.flash_lights:
+                for _, _, _, payload in batch:
+                    self._flash(OffloadEvent.model_validate_json(payload))
 
-    def _deliver(self, events: list[OffloadEvent]) -> bool:
-        """Publish the events and their cards, all in flight at once; True once the broker
-        acknowledged every one.
+    def _deliver(self, events: list[tuple[str, bytes]]) -> bool:
+        """Publish the events (roll, payload as journaled) and their cards, all in flight at once;
+        True once the broker acknowledged every one.
 
         A publish cut off by a disconnect is resent by the MQTT client when it reconnects, so this
-        waits for it rather than publishing again. A publish refused outright (no connection at
-        that instant, full queue) is retried from the journal later: the broker may then see an
-        event twice, with the same ``event_id``."""
+        waits for it rather than publishing again. A publish refused outright is retried from the
+        journal later: the broker may then see an event twice, with the same ``event_id``."""
         sent: list[Delivery] = []
-        for event in events:
-            data = event.to_bytes()
+        for roll, data in events:
             sent.append(self.bus.publish(self.topics.offload_event(), data))
-            sent.append(self.bus.publish(self.topics.offload_card(event.roll), data))
+            sent.append(self.bus.publish(self.topics.offload_card(roll), data))
         refused = [d.error for d in sent if d.error]
         if refused:
             log.warning("offload delivery: the MQTT client refused %d publishes (%s); retrying shortly",

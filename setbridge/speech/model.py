@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
 
-log = logging.getLogger(__name__)
 
 UNK = "[unk]"
 
@@ -65,7 +63,7 @@ def load_model(path: Path) -> Any:
 
 
 def has_word(model: Any, word: str) -> bool:
-    return model.vosk_model_find_word(word) >= 0
+    return bool(model.vosk_model_find_word(word) >= 0)
 
 
 def check_vocabulary(model: Any, phrases: dict[str, list[str]], model_name: str) -> None:
