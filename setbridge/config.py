@@ -15,14 +15,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 """An identifier used in MQTT topics: lower-case letters, digits and dashes."""
-
-Action = Literal["roll", "cut", "standby", "idle"]
 
 
 def _default_state_dir() -> Path:

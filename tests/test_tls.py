@@ -22,7 +22,8 @@ from conftest import make_settings
 from test_secure_connect import make_certs
 
 from setbridge.dev.broker import free_port
-from setbridge.dev.lights_sim import SimLight, find_micropython, light_config
+from setbridge.dev.lights_sim import SimLight, find_micropython
+from setbridge.provision import light_config
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("mosquitto_passwd")),
