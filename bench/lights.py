@@ -96,7 +96,7 @@ def run(count: int, rounds: int, kills: int) -> dict[str, list[float]]:
             with LightsSim(settings, count, "bench") as sim:
                 marks = {light.id: 0 for light in sim.lights}
                 all_show(sim, "idle", marks, timeout=60)
-                for i in range(rounds):
+                for _ in range(rounds):
                     for action, showing in (("roll", "rolling"), ("cut", "idle")):
                         marks = {light.id: light.mark() for light in sim.lights}
                         while not states.empty():

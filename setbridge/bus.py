@@ -9,11 +9,14 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import ConnectFlags, DisconnectFlags
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
@@ -128,7 +131,7 @@ class Bus:
         if will:
             topic, payload, retain = will
             self._client.will_set(topic, payload, qos=1, retain=retain)
-        self._subscriptions: dict[str, tuple[int, Handler, bool]] = {}
+        self._subscriptions: dict[str, tuple[int, Handler | MessageHandler, bool]] = {}
         self._whole: set[str] = set()
         self._on_retained: dict[str, Handler] = {}
         self._on_connect_hooks: list[Callable[[], None]] = []
@@ -195,7 +198,7 @@ class Bus:
         if self.mqtt5:
             properties = None
             if self.persistent:
-                properties = Properties(PacketTypes.CONNECT)
+                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 properties.SessionExpiryInterval = SESSION_EXPIRY_S
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=not self.persistent,
                                        properties=properties)
@@ -253,10 +256,11 @@ class Bus:
         return time.monotonic() - self.last_activity
 
     # -- paho callbacks -------------------------------------------------------------------
-    def _handle_connect_fail(self, client, userdata) -> None:
+    def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         self.last_activity = time.monotonic()
 
-    def _handle_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _handle_connect(self, client: mqtt.Client, userdata: object, flags: ConnectFlags, reason_code: ReasonCode,
+                        properties: Properties | None) -> None:
         self.last_activity = time.monotonic()
         if reason_code.is_failure:
             hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
@@ -266,7 +270,7 @@ class Bus:
             return
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()
-        if sock is not None:  # small state messages must not wait for Nagle's algorithm
+        if isinstance(sock, socket.socket):  # small state messages must not wait for Nagle's algorithm
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for topic_filter, (qos, _, commands) in self._subscriptions.items():
             self._subscribe(topic_filter, qos, commands)
@@ -278,7 +282,8 @@ class Bus:
             except Exception:
                 log.exception("on-connect hook failed")
 
-    def _handle_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _handle_disconnect(self, client: mqtt.Client, userdata: object, flags: DisconnectFlags,
+                           reason_code: ReasonCode, properties: Properties | None) -> None:
         self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
@@ -295,7 +300,8 @@ class Bus:
             except Exception:
                 log.exception("on-disconnect hook failed")
 
-    def _handle_publish(self, client, userdata, mid: int, reason_code, properties) -> None:
+    def _handle_publish(self, client: mqtt.Client, userdata: object, mid: int, reason_code: ReasonCode,
+                        properties: Properties | None) -> None:
         self.last_activity = time.monotonic()
         # Runs on paho's thread with its message lock held: only this leaf condition is taken here.
         with self._acks_changed:
@@ -303,7 +309,7 @@ class Bus:
             self._acks[mid] = self._ack_count
             self._acks_changed.notify_all()
 
-    def _handle_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.last_activity = time.monotonic()
         for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
             if mqtt.topic_matches_sub(topic_filter, message.topic):
@@ -311,7 +317,7 @@ class Bus:
                     on_retained = self._on_retained.get(topic_filter)
                     if on_retained is not None and message.retain:
                         try:
-                            on_retained(message.topic, message.payload)
+                            on_retained(message.topic, bytes(message.payload))
                         except Exception:
                             log.exception("retained handler for %s failed on %s", topic_filter, message.topic)
                     elif message.retain and message.payload:
@@ -319,9 +325,9 @@ class Bus:
                     continue
                 try:
                     if topic_filter in self._whole:
-                        handler(message)
+                        cast(MessageHandler, handler)(message)
                     else:
-                        handler(message.topic, message.payload)
+                        cast(Handler, handler)(message.topic, bytes(message.payload))
                 except Exception:
                     log.exception("handler for %s failed on a message from %s", topic_filter, message.topic)
 

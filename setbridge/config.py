@@ -103,17 +103,21 @@ class AudioSettings(Section):
     """Seconds between attempts to reopen a failed microphone."""
 
 
-DEFAULT_PHRASES: dict[str, list[str]] = {
+DEFAULT_PHRASES: dict[Action, list[str]] = {
     "roll": ["roll sound", "rolling"],
     "cut": ["cut"],
     "standby": ["lock it up"],
 }
 
 
+def _default_phrases() -> dict[Action, list[str]]:
+    return {k: list(v) for k, v in DEFAULT_PHRASES.items()}
+
+
 class SpeechSettings(Section):
     model: str = "vosk-model-small-en-us-0.15"
     """A Vosk model directory, or the name of a model installed with ``setbridge model install``."""
-    phrases: dict[Action, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_PHRASES.items()})
+    phrases: dict[Action, list[str]] = Field(default_factory=lambda: _default_phrases())
     """Trigger phrases per action."""
     enabled: bool = True
     """Voice triggers on; a GPIO "voice off" switch can also disable them."""

@@ -8,7 +8,6 @@ import shutil
 import stat
 import threading
 import wave
-from pathlib import Path
 
 import pytest
 

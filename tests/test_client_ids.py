@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,8 @@ from setbridge.hub import Hub
 pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
 
 USERS = {"hub-1": "hub", "hub-2": "hub", "door-1": "light", "door-2": "light", "editorial": "integrator",
-         "script": "integrator", "wall": "monitor", "observer": "monitor", "stage-tools": "integrator"}
+         "script": "integrator", "wall": "monitor", "observer": "monitor", "stage-tools": "integrator",
+         "sim-1": "light", "sim-2": "light"}
 BASE = "setbridge"
 
 
@@ -204,3 +207,40 @@ def test_the_tools_connect_with_their_own_user_and_never_replace_the_hub(gen, us
     finally:
         hub.stop()
 
+
+
+def test_simulated_lights_log_in_as_their_own_users(gen, tmp_path):
+    """`lights simulate --light-password` on the generated broker; with the hub's user it refuses."""
+    settings = hub_settings(gen, tmp_path)
+    config = tmp_path / "hub.toml"
+    config.write_text(toml(settings, None))
+    refused = cli(config, "lights", "simulate", "--count", "1")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "--light-password" in refused.stderr.strip().splitlines()[-1]
+    hub = Hub(settings)
+    hub.start()
+    # sim-1 and sim-2 share one password here, as --light-password gives every light the same
+    for name in ("sim-1", "sim-2"):
+        subprocess.run(["mosquitto_passwd", "-b", str(Path(gen.workdir) / "setbridge.passwd"), name, "pw-sims"],
+                       check=True, capture_output=True)
+    gen.process.send_signal(signal.SIGHUP)  # reload the password file
+    proc = subprocess.Popen([sys.executable, "-m", "setbridge", "lights", "simulate", "--count", "2",
+                             "--light-password", "pw-sims", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stuck = threading.Timer(60, proc.kill)  # lights that never get in end the output instead of hanging
+    stuck.start()
+    try:
+        assert hub.bus.wait_connected(10)
+        seen: dict[str, set[str]] = {"sim-1": set(), "sim-2": set()}
+        assert proc.stdout
+        for line in proc.stdout:
+            event = json.loads(line)
+            seen[event["light"]].add(event["showing"])
+            if all("idle" in shows for shows in seen.values()):
+                break
+        assert all("idle" in shows for shows in seen.values()), seen
+    finally:
+        stuck.cancel()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        hub.stop()

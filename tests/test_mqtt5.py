@@ -104,7 +104,7 @@ def test_a_hub_on_mqtt_3_1_1_answers_on_the_shared_topic(broker, tmp_path, probe
     with running_hub(broker, tmp_path / "s", mqtt={"protocol": "3.1.1"}) as hub:
         assert not hub.bus.mqtt5
         base = hub.settings.mqtt.base_topic
-        shared = probe_factory(f"{base}/set/stage-t/response")
+        _shared = probe_factory(f"{base}/set/stage-t/response")
         client = V5Client(broker.port, f"{base}/set/stage-t/response/#")
         try:
             client.request(f"{base}/set/stage-t/request", {"v": 1, "action": "roll", "transaction": "old"},

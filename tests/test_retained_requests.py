@@ -72,10 +72,10 @@ def test_a_retained_roll_never_runs_live_nor_across_restarts(broker, tmp_path):
         hub = started(settings)
         try:
             epoch = hub.controller.epoch
-            watcher.wait_for(lambda t, d, r: t.endswith("/state") and d is not None and d["epoch"] == epoch)
+            watcher.wait_for(lambda t, d, r: t.endswith("/state") and d is not None and d["epoch"] == epoch)  # noqa: B023 - used within the iteration
             if restart == 0:  # the first restart finds the retained roll and clears it
                 watcher.wait_for(lambda t, d, r: t == request_topic and d is None
-                                 and sum(1 for t2, d2, _ in watcher.seen if t2 == request_topic and d2 is None) > clears)
+                                 and sum(1 for t2, d2, _ in watcher.seen if t2 == request_topic and d2 is None) > clears)  # noqa: B023
             assert_nothing_retained(broker.port, request_topic)
             assert hub.state == "idle" and hub.controller.take == 1
         finally:

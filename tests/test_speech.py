@@ -48,7 +48,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
-def detect(model, path: Path, gated: bool = False, get_state=None, tuning: Tuning = Tuning()):
+def detect(model, path: Path, gated: bool = False, get_state=None, tuning: Tuning = Tuning()):  # noqa: B008 - frozen
     import wave
 
     with wave.open(str(path)) as w:

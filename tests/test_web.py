@@ -181,7 +181,7 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
         hub.submit("cut", "request", source="t1")
         assert len(wait_takes(web.url, 1)) == 1
         web.kill()  # kill -9: the broker keeps the log's session and queues what follows
-        for n in (2, 3):
+        for _ in (2, 3):
             hub.submit("roll", "voice", phrase="roll sound", confidence=0.9)
             hub.submit("cut", "button")
         hub.stop()  # and the hub restarts too

@@ -20,5 +20,5 @@ def to_mono(data: bytes, channels: int, channel: int | None) -> bytes:
         return data
     frames = np.frombuffer(data[:len(data) - len(data) % (2 * channels)], dtype="<i2").reshape(-1, channels)
     if channel is not None:
-        return np.ascontiguousarray(frames[:, channel - 1]).tobytes()
-    return np.rint(frames.mean(axis=1)).astype("<i2").tobytes()
+        return bytes(np.ascontiguousarray(frames[:, channel - 1]).tobytes())
+    return bytes(np.rint(frames.mean(axis=1)).astype("<i2").tobytes())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from .base import BLOCK_S, AudioSource
@@ -28,7 +28,7 @@ class PcmStreamSource(AudioSource):
     def close(self) -> None:
         self._closed = True
 
-    def _reader(self, size: int):
+    def _reader(self, size: int) -> Callable[[], bytes | None]:
         stream = self._stream if self._stream is not None else sys.stdin.buffer
         try:
             fd = stream.fileno()

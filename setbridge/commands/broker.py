@@ -8,7 +8,7 @@ from pathlib import Path
 from ..broker_config import DEFAULT_DIR, ROLES, BrokerFiles, Listeners, add_user, reload_hint, write_config
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("broker", help="write a secured Mosquitto config and manage its users")
     actions = p.add_subparsers(dest="broker_command", required=True, metavar="ACTION")
 

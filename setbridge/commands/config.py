@@ -8,7 +8,7 @@ import json
 from ._common import add_config_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="check the configuration")
     actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="print the effective config (passwords hidden), or each error")

@@ -22,7 +22,7 @@ def _phrase(text: str) -> tuple[str, str]:
     return action, " ".join(phrase.lower().split())
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="find trigger phrases in WAV files (the hub's detector, offline)")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="16-bit PCM WAV files, any rate, mono or more")
     add_config_arg(p)

@@ -6,12 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..config import AudioSettings
 from ._common import add_config_arg, settings_from
 
 log = logging.getLogger("setbridge.hub")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("hub", help="run the hub service (voice, requests, heartbeats)")
     add_config_arg(p)
     p.add_argument("--audio", metavar="SOURCE",
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def audio_override(audio, value: str):
+def audio_override(audio: AudioSettings, value: str) -> AudioSettings:
     """``[audio]`` with the source named on the command line."""
     if value == "-":
         return audio.model_copy(update={"source": "stdin"})

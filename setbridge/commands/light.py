@@ -7,6 +7,7 @@ import json
 import secrets
 import ssl
 import sys
+from typing import Any
 from pathlib import Path
 
 from ._common import add_config_arg, add_set_arg, settings_from
@@ -37,7 +38,7 @@ def read_ca(path: Path) -> bytes:
     raise SetbridgeError(f"--ca {path}: not a PEM or DER certificate; give the CA that signed the broker's certificate")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("light", help="recording-light tools")
     lsub = p.add_subparsers(dest="light_command", required=True, metavar="COMMAND")
     prov = lsub.add_parser("provision", help="write a light's config.json (broker, set, Wi-Fi, output)")
@@ -75,7 +76,7 @@ def provision(args: argparse.Namespace) -> int:
         raise SetbridgeError(f"light id {args.light_id!r}: use lower-case letters, digits and dashes") from None
     settings = settings_from(args)
     set_id = args.set_id or settings.hub.set
-    output: dict = {"type": args.output, "pin": args.pin if args.pin is not None else (4 if args.output == "neopixel" else 2)}
+    output: dict[str, Any] = {"type": args.output, "pin": args.pin if args.pin is not None else (4 if args.output == "neopixel" else 2)}
     if args.output == "neopixel":
         output["count"] = args.count
     elif args.active_low:

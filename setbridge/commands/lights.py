@@ -9,7 +9,7 @@ import threading
 from ._common import add_config_arg, add_set_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lights", help="simulated recording lights")
     lsub = p.add_subparsers(dest="lights_command", required=True, metavar="COMMAND")
     sim = lsub.add_parser("simulate", help="run N lights (the real firmware under the MicroPython Unix port) "

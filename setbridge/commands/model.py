@@ -8,7 +8,7 @@ import sys
 from ._common import add_config_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("model", help="list or install Vosk speech models")
     msub = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     lp = msub.add_parser("list", help="known and installed models")

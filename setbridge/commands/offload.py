@@ -22,7 +22,7 @@ from ..errors import SetbridgeError
 from ._common import add_config_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("offload", help="report offloaded cards, forward Hedge events, list today's cards")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 

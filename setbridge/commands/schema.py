@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of every MQTT payload, keyed by topic")
     p.add_argument("--base", default="{base}", help="base topic to show in the keys")
     p.set_defaults(func=run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 import time
@@ -12,7 +11,7 @@ import uuid
 from ._common import add_config_arg, add_set_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("send", help="ask the hub to roll, cut, standby or idle and print the result")
     p.add_argument("action", choices=["roll", "cut", "standby", "idle"])
     add_set_arg(p)

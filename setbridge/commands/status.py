@@ -9,7 +9,7 @@ import sys
 from ._common import add_config_arg, add_set_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="health of the hub, audio, set and lights; exit 0 only when all is well")
     add_set_arg(p)
     add_config_arg(p)

@@ -16,7 +16,7 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-05-01") from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("takes", help="print a day's takes: time, duration, take number and trigger")
     add_config_arg(p)
     add_set_arg(p)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import sys
 
 from ._common import add_config_arg, add_set_arg, settings_from
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("watch", help="show set state, hub and light availability, events and offloads live")
     add_set_arg(p)
     add_config_arg(p)
@@ -29,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     topics = Topics(settings.mqtt.base_topic)
     bus = connect(settings, "watch")
-    q: queue.Queue = queue.Queue()
+    q: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
     filters = [topics.all()] if not args.set_id else topics.filters(set=args.set_id)
     for f in filters:
         bus.subscribe(f, lambda m: q.put((m.topic, m.payload, bool(m.retain))), whole=True)

@@ -13,7 +13,7 @@ from ._common import add_config_arg, settings_from
 MISSING = "the web board needs its extra packages; install them with: pip install 'setbridge[web]'"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("web", help="serve the live board, phone recording lights and the take log")
     add_config_arg(p)
     p.add_argument("--host", help="address to listen on (default: [web] host)")

@@ -34,7 +34,7 @@ class AmqttBroker:
         self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="setbridge-amqtt-"))
         self.log_path = self.workdir / "amqtt.log"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def config_text(self) -> str:
         return (f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{self.port}\n"

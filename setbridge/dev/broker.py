@@ -22,7 +22,7 @@ APT_HINT = "install it with: apt-get install mosquitto"
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def find_mosquitto() -> str:
@@ -44,7 +44,7 @@ class PrivateBroker:
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="setbridge-broker-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
         self.config_file = config_file
         """A complete config to run instead of the generated one (its listener must use ``port``)."""

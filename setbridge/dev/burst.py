@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from typing import Any
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -38,14 +39,14 @@ class Collector:
     port: int
     topics: Topics
     set_id: str
-    answers: Counter = field(default_factory=Counter)
+    answers: Counter[str] = field(default_factory=Counter)
     busy: int = 0
     ok: int = 0
     refused: int = 0
     states: list[tuple[int, int, str]] = field(default_factory=list)
     beats: list[tuple[float, int, int, str]] = field(default_factory=list)
     last_seq_answered: int = 0
-    busy_sample: dict | None = None
+    busy_sample: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
@@ -72,7 +73,7 @@ class Collector:
         sem = self._windows[prefix] = threading.Semaphore(size)
         return sem
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
             data = json.loads(msg.payload)
         except ValueError:
@@ -200,7 +201,7 @@ def bare_rate(port: int, n: int = 20_000) -> float:
     pub.connect("127.0.0.1", port)
     pub.loop_start()
     start = time.monotonic()
-    for i in range(n):
+    for _ in range(n):
         pub.publish(topic, b'{"v":1,"action":"roll","transaction":"x"}', qos=1)
     done.wait(120)
     elapsed = time.monotonic() - start

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import SetbridgeError
@@ -241,7 +241,7 @@ class LightsSim:
         self.stop()
 
 
-def run_simulation(settings: Settings, count: int, set_id: str | None, out=sys.stdout,
+def run_simulation(settings: Settings, count: int, set_id: str | None, out: TextIO = sys.stdout,
                    stop: threading.Event | None = None, verbose: bool = False,
                    light_password: str | None = None) -> None:
     """Print ``{"light", "showing", "t"}`` per output change until ``stop`` is set or interrupted."""

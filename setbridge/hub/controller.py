@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..messages import SetEvent, SetState
+from ..messages import SetEvent, SetState, SetStateName
 from .state_store import StateStore, StoredState
 
 log = logging.getLogger(__name__)
 
 # (action, current state) -> new state; a missing pair is refused with the reason in REFUSALS.
-TRANSITIONS: dict[tuple[str, str], str] = {
+TRANSITIONS: dict[tuple[str, str], SetStateName] = {
     ("roll", "idle"): "rolling",
     ("roll", "standby"): "rolling",
     ("roll", "rolling"): "rolling",
@@ -59,7 +59,7 @@ class Action:
 
     action: str
     cause: str
-    detail: dict = field(default_factory=dict)
+    detail: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -135,7 +135,7 @@ class Hub:
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
         """Apply an action from any trigger (voice, button, the CLI) on the controller's thread,
         ahead of queued MQTT requests, and return its outcome. Thread-safe."""
-        return self.worker.call(Action(action, cause, detail))
+        return cast(Outcome, self.worker.call(Action(action, cause, detail)))
 
     @property
     def state(self) -> str:
@@ -236,10 +236,10 @@ class Hub:
                 for name, (age, most) in ages.items() if age > most]
 
     # -- publishing -------------------------------------------------------------------------
-    def _status(self, state: str) -> HubStatus:
+    def _status(self, state: Literal["online", "offline"]) -> HubStatus:
         offload, offload_reason = self.offload_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
-                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,  # type: ignore[arg-type]
+                         audio=self.audio_status, voice=self.voice_enabled, offload=offload,
                          offload_reason=offload_reason)
 
     def _publish_status(self) -> None:
@@ -285,7 +285,7 @@ class Hub:
         An MQTT 5 request with a Response Topic under ``{base}/set/{set}/response/`` is answered
         there, with its Correlation Data; any other request on ``{base}/set/{set}/response``.
         """
-        topic, payload = message.topic, message.payload
+        topic, payload = message.topic, bytes(message.payload)
         route, route_error = self._reply_route(message)
         try:
             request = parse_payload(SetRequest, payload)
@@ -393,6 +393,6 @@ class Hub:
         route = route or ReplyRoute(self.topics.set_response(self.set_id), None)
         props = None
         if route.correlation is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.CorrelationData = route.correlation
         self.bus.publish(route.topic, response, properties=props)

@@ -34,7 +34,7 @@ class ActionWorker:
         self._run_batch = run_batch
         self.capacity = capacity
         self.batch_max = batch_max
-        self._local: deque[tuple[Any, Future]] = deque()
+        self._local: deque[tuple[Any, Future[Any]]] = deque()
         self._requests: deque[Any] = deque()
         self._ready = threading.Condition()
         self._stop = False
@@ -79,7 +79,7 @@ class ActionWorker:
         """Run ``item`` ahead of queued requests and return its result (inline when not running)."""
         if not self.running or threading.current_thread() is self._thread:
             return self._run_batch([item])[0]
-        future: Future = Future()
+        future: Future[Any] = Future()
         with self._ready:
             self._local.append((item, future))
             self._ready.notify()

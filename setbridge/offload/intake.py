@@ -4,7 +4,7 @@ source is idle). Shared by the hub (many inputs per commit) and ``setbridge offl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import PayloadError
 from . import hedge
@@ -33,7 +33,7 @@ def accept(journal: Journal, item: OffloadReport | HedgeReport, copies_required:
         return accept_in(tx, item, copies_required, source)
 
 
-def _incomplete(tx: Tx, copies: list[dict], why: str, copies_required: int) -> list[OffloadEvent]:
+def _incomplete(tx: Tx, copies: list[dict[str, Any]], why: str, copies_required: int) -> list[OffloadEvent]:
     """Each transfer in ``copies`` as a cancelled event: it ended before its source was idle."""
     events = []
     for group in hedge.groups(copies):

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from .models import OffloadEvent, OffloadReport, normalize, transfer_key
 
@@ -116,11 +117,11 @@ class Tx:
                    (seq, event.event_id, event.roll, event.transfer_key, event.ts, event.to_bytes().decode(), now))
         return event, True
 
-    def add_hedge_copy(self, source: str, copy: dict) -> None:
+    def add_hedge_copy(self, source: str, copy: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",
                          (source, json.dumps(copy), time.time()))
 
-    def hedge_copies(self, source: str) -> list[dict]:
+    def hedge_copies(self, source: str) -> list[dict[str, Any]]:
         """The Hedge copies held for ``source``, oldest first."""
         rows = self._db.execute("SELECT payload FROM hedge_copies WHERE source = ? ORDER BY id", (source,)).fetchall()
         return [json.loads(r[0]) for r in rows]

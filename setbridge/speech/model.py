@@ -65,7 +65,7 @@ def load_model(path: Path) -> Any:
 
 
 def has_word(model: Any, word: str) -> bool:
-    return model.vosk_model_find_word(word) >= 0
+    return bool(model.vosk_model_find_word(word) >= 0)
 
 
 def check_vocabulary(model: Any, phrases: dict[str, list[str]], model_name: str) -> None:
