@@ -9,7 +9,7 @@ espeak-ng, in the conditions a hub meets on a stage:
   during and after it;
 * ``walkie``: the call through a walkie receiver (300-3000 Hz, compressed, lightly clipped,
   key-up click, squelch tail) into the earpiece jack;
-* ``reverb``: a far talker on a reverberant stage (little direct sound, a long tail);
+* ``reverb``: a far talker on a reverberant stage (direct sound 12 dB down, RT60 1-2 s);
 * ``stereo``: a USB microphone at 44.1 or 48 kHz, two channels (downmixed by the hub);
 
 plus an hour of crew chatter with no call (plain, babble, walkie, noise, reverb), trigger words
@@ -60,7 +60,7 @@ from setbridge.speech import Detector, Tuning, load_model, resolve_model  # noqa
 from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 CORPUS = HERE / ".corpus" / f"v{CORPUS_VERSION}"
 RATE = 16000
 PHRASES = {"roll": ["녹음 시작"], "cut": ["컷"]}
@@ -199,22 +199,27 @@ def _babble(voices: Voices, rnd: random.Random, seconds: float, avoid: str | Non
 def _walkie(audio: np.ndarray, rnd: np.random.Generator, transmissions: list[tuple[int, int]]) -> np.ndarray:
     """A walkie receiver: band-limited, compressed, clipped; a click at key-up, hiss while keyed,
     and a squelch burst when each transmission ends."""
-    out = _sox(audio, "sinc", "300-3000", "compand", "0.005,0.1", "6:-50,-50,-30,-12,0,-6", "-3", "gain", "6")
-    out = np.clip(out, -0.5, 0.5) * 1.4
+    out = _sox(audio, "sinc", "300-3000", "compand", "0.005,0.1", "6:-50,-50,-30,-12,0,-6", "-3")
+    out = np.clip(out / max(1e-6, float(np.max(np.abs(out)))) * 1.2, -0.8, 0.8)  # peaks lightly clipped
     keyed = np.zeros_like(out)
+    hiss = _sox(0.01 * rnd.standard_normal(len(out)).astype(np.float32), "sinc", "300-3000")
+    squelch = _sox(0.1 * rnd.standard_normal(RATE).astype(np.float32), "sinc", "300-3000")
     for start, end in transmissions:
         keyed[start:end] = 1.0
         click = min(len(out) - start, int(0.004 * RATE))
         out[start:start + click] += 0.6 * np.sign(rnd.standard_normal(click))
         tail = int(rnd.uniform(0.12, 0.25) * RATE)
-        out[end:end + tail] += 0.15 * rnd.standard_normal(len(out[end:end + tail]))
-    hiss = _sox(0.01 * rnd.standard_normal(len(out)).astype(np.float32), "sinc", "300-3000")
+        out[end:end + tail] += squelch[:len(out[end:end + tail])]
     return (out + keyed * hiss).astype(np.float32)
 
 
 def _reverb(dry: np.ndarray, reverberance: int) -> np.ndarray:
-    """A far talker: the direct sound 12 dB down under a long reverberant tail."""
-    wet = _sox(np.concatenate([dry, np.zeros(RATE, np.float32)]), "reverb", "-w", str(reverberance), "40", "100",
+    """A far talker: the direct sound 12 dB down under a reverberant tail.
+
+    With a room scale of 80 %, reverberance 50, 60 and 70 give a reverberation time (RT60) of
+    about 1.0, 1.5 and 2.0 s, a large stage without acoustic treatment.
+    """
+    wet = _sox(np.concatenate([dry, np.zeros(RATE, np.float32)]), "reverb", "-w", str(reverberance), "40", "80",
                "0", "20", "6")[:len(dry)]
     return 0.25 * dry + wet * (0.1 / max(_rms(wet), 1e-6)) * 0.8
 
@@ -256,7 +261,7 @@ def _call_clip(voices: Voices, rnd: random.Random, nrnd: np.random.Generator, co
     elif condition == "walkie":
         audio = _walkie(audio, nrnd, [(start - int(0.3 * RATE), start + len(call) + int(0.15 * RATE))])
     elif condition == "reverb":
-        audio = _reverb(audio, rnd.choice((70, 85, 100)))
+        audio = _reverb(audio, rnd.choice((50, 60, 70)))
     audio = audio + room
     if condition != "stereo":
         return audio, RATE, label
@@ -281,7 +286,7 @@ def _chatter_stream(voices: Voices, rnd: random.Random, nrnd: np.random.Generato
     elif condition == "noise":
         audio = audio + 0.1 / 10 ** (rnd.choice((5, 10, 20)) / 20) * _noise(rnd.choice(NOISES), seconds, nrnd)
     elif condition == "reverb":
-        audio = _reverb(audio, 85)
+        audio = _reverb(audio, 60)
     return audio + 0.0003 * _noise("pinknoise", len(audio) / RATE, nrnd)
 
 

@@ -15,14 +15,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
 """An identifier used in MQTT topics: lower-case letters, digits and dashes."""
-
-Action = Literal["roll", "cut", "standby", "idle"]
 
 
 def _default_state_dir() -> Path:
@@ -145,8 +144,12 @@ class SpeechSettings(Section):
     """Hypotheses Vosk weighs per utterance; the confidence of a phrase is its share of them."""
     fillers: list[str] = Field(default_factory=list)
     """Common short words of the model's language: a filler model that rejects look-alike speech."""
-    min_filler_margin: float = Field(-3.5, ge=-50.0, le=50.0)
+    min_filler_margin: float = Field(-8.0, ge=-50.0, le=50.0)
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
+    foreground_db: float = Field(8.0, ge=0.0, le=40.0)
+    """Speech must stand this far above the background level (crew chatter under the call); 0 = off."""
+    tail_drop_db: float = Field(11.0, ge=0.0, le=60.0)
+    """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)

@@ -15,13 +15,14 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from .config import Action, Id
+from .actions import Action, State
+from .config import Id
 from .errors import PayloadError
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Inbound payloads larger than this are rejected unread."""
 
-SetStateName = Literal["idle", "standby", "rolling"]
+SetStateName = State
 LightShowing = Literal["idle", "standby", "rolling", "link-lost", "identify", "test"]
 
 

@@ -13,7 +13,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import Settings
-from setbridge.dev.lights_sim import SimLight, light_config
+from setbridge.dev.lights_sim import SimLight
+from setbridge.provision import light_config
 from setbridge.topics import Topics
 
 

@@ -22,7 +22,8 @@ import pytest
 from broker_helpers import User, generated_broker, password
 from conftest import make_settings
 
-from setbridge.dev.lights_sim import SimLight, find_micropython, light_config
+from setbridge.dev.lights_sim import SimLight, find_micropython
+from setbridge.provision import light_config
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")

@@ -114,3 +114,10 @@ def test_every_action_from_every_state(tmp_path, action, start):
     else:
         assert out.ok and out.error is None and out.state == expected == c.state
         assert out.changed == (expected != start)
+
+
+def test_voice_fires_only_where_the_action_changes_the_state_and_only_cut_ends_a_roll():
+    from setbridge.actions import ACTIONS, STATES, voice_allowed
+
+    allowed = {a: {s for s in STATES if voice_allowed(a, s)} for a in ACTIONS}
+    assert allowed == {"roll": {"idle", "standby"}, "cut": {"rolling"}, "standby": {"idle"}, "idle": {"standby"}}

@@ -112,3 +112,20 @@ def test_status_led_blinks_fast_when_the_broker_is_lost(own_broker, tmp_path, fa
 def test_no_pins_no_gpio(broker, tmp_path):
     hub = Hub(make_settings(broker, tmp_path / "state"))
     assert not any(type(c).__name__ == "GpioPanel" for c in hub.components)
+
+
+def test_status_led_blinks_slowly_on_an_audio_fault_and_stops_once(broker, tmp_path, factory):
+    with running_hub(broker, tmp_path / "state", gpio=dict(status_led=27)) as hub:
+        led = factory.pin(27)
+        wait_until(lambda: led.state is True, what="the LED to light")
+        start = len(led.states)
+        hub.set_audio_status("fault")  # an event: the panel does not poll
+        wait_until(lambda: len(led.states) >= start + 4, timeout=10, what="the LED to blink")
+        gaps = [s.timestamp for s in led.states[start + 2:start + 4]]  # seconds since the change before
+        assert min(gaps) > 0.5, f"changes {gaps} s apart: an audio fault blinks slowly (1 s on, 1 s off)"
+        hub.set_audio_status("ok")
+        wait_until(lambda: led.state is True, what="the LED to be solid again")
+        panel = next(c for c in hub.components if type(c).__name__ == "GpioPanel")
+        panel.stop()
+        panel.stop()  # idempotent
+        assert panel.devices == []

@@ -237,3 +237,36 @@ def test_a_bad_labels_line_is_a_one_line_error_naming_the_line(clips, tmp_path, 
     assert main(["detect", "--labels", str(labels), str(clips["take"])]) == 1
     err = capsys.readouterr().err.strip()
     assert f"{labels} line 3" in err and message in err and "\n" not in err
+
+
+def _mix(base: bytes, under: bytes, gain_db: float, at: int = 0) -> bytes:
+    import numpy as np
+
+    a = np.frombuffer(base, dtype="<i2").astype(np.float64)
+    b = np.frombuffer(under, dtype="<i2").astype(np.float64)[:len(a) - at]
+    a[at:at + len(b)] += b * 10 ** (gain_db / 20)
+    return np.clip(a, -32768, 32767).astype("<i2").tobytes()
+
+
+def test_a_call_over_crew_chatter_counts_as_said_alone(model, clips, tmp_path):
+    call = _pcm(clips["roll"])  # 0.8 s, the call, 1.2 s
+    talk = say("카메라 준비 됐어요 조명 좀 올려 주세요 배우님 위치로 가 주세요", tmp_path / "talk.wav")
+    chatter = (talk * 3)[:len(call)]
+    take = write_wav(tmp_path / "call_over_chatter.wav", _mix(call, chatter, -12.0))
+    assert [t.action for t in detect(model, take)] == ["roll"]
+    assert detect(model, take, tuning=Tuning(foreground_db=0)) == []  # "alone" as silence: deaf
+    # the same chatter at the call's own level is the caller's own sentence: no trigger
+    assert detect(model, write_wav(tmp_path / "level.wav", _mix(call, chatter, 0.0))) == []
+
+
+def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_path):
+    import subprocess
+
+    wet = tmp_path / "cut_reverb.wav"
+    subprocess.run(["sox", str(clips["cut"]), str(wet), "reverb", "60", "40", "80"], check=True)
+    phrase_end = len(_pcm(clips["cut"])) / 2 / RATE - 1.2
+    fired = detect(model, wet)
+    assert [t.action for t in fired] == ["cut"]
+    assert fired[0].time - phrase_end < 0.5
+    held = detect(model, wet, tuning=Tuning(tail_drop_db=0))
+    assert not held or held[0].time > fired[0].time

@@ -22,7 +22,8 @@ from conftest import make_settings
 from test_secure_connect import make_certs
 
 from setbridge.dev.broker import free_port
-from setbridge.dev.lights_sim import SimLight, find_micropython, light_config
+from setbridge.dev.lights_sim import SimLight, find_micropython
+from setbridge.provision import light_config
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("mosquitto_passwd")),
@@ -94,6 +95,17 @@ def test_tls_only_writes_one_listener_and_refuses_half_configs(tls_broker, certs
                              capture_output=True, text=True)
         assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
         assert says in out.stderr.strip().splitlines()[-1]
+
+
+def test_plain_mqtt_serves_this_machine_only_unless_asked(tmp_path):
+    default = subprocess.run([sys.executable, "-m", "setbridge", "broker", "config", "--out", str(tmp_path / "a")],
+                             capture_output=True, text=True, check=True)
+    assert "listener 1883 127.0.0.1\n" in (tmp_path / "a" / "setbridge.conf").read_text()
+    assert "warning" not in default.stderr
+    wide = subprocess.run([sys.executable, "-m", "setbridge", "broker", "config", "--out", str(tmp_path / "b"),
+                           "--bind", "0.0.0.0"], capture_output=True, text=True, check=True)
+    assert "listener 1883 0.0.0.0\n" in (tmp_path / "b" / "setbridge.conf").read_text()
+    assert "clear text" in wide.stderr
 
 
 def test_a_plain_connection_to_a_tls_only_broker_is_refused(tls_broker, certs, tmp_path):

@@ -211,7 +211,8 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
 def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_path, hub):
     import signal
 
-    from setbridge.dev.lights_sim import SimLight, light_config
+    from setbridge.dev.lights_sim import SimLight
+    from setbridge.provision import light_config
 
     settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
     settings.mqtt.base_topic = hub.settings.mqtt.base_topic
@@ -260,3 +261,36 @@ def test_losing_the_broker_turns_every_light_page_to_link_lost_at_once(own_broke
             read_events(f"{url}/light/stage-t/events", showing("idle"), timeout=15)
     finally:
         hub.stop()
+
+
+def test_guessing_passwords_is_throttled_and_bad_ids_are_refused(broker, tmp_path):
+    settings = web_settings(broker, tmp_path)
+    with serving(settings) as url, Client(base_url=url) as c:
+        token = c.page_csrf("/login")
+        r = c.post("/login?next=/\\evil.example", data={"user": "viewer", "password": PASSWORD, "csrf": token})
+        assert r.status_code == 303 and r.headers["location"] == "/"  # a browser reads /\ as //: never off-site
+    with serving(settings) as url, Client(base_url=url) as c:
+        for _ in range(5):
+            assert c.login("ad", "guess").status_code == 401
+        r = c.login("ad")  # even the right password waits now
+        assert r.status_code == 429 and "too many failed logins" in r.text
+        for path in ("/light/Stage%20A", "/light/..%2f..", "/light/" + "a" * 80, "/light/x%3Cb%3E/events"):
+            assert c.get(path).status_code == 404, path
+
+
+def test_a_port_in_use_is_a_one_line_error(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[mqtt]\nport = {free_port()}\n[web]\ndata_dir = "{tmp_path / "web"}"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "setbridge", "web", "--config", str(config), "--host", "127.0.0.1",
+                              "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (f"setbridge: cannot listen on 127.0.0.1:{port}; is the port in use? "
+                                                   "choose another with --port")

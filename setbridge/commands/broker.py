@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..broker_config import DEFAULT_DIR, ROLES, BrokerFiles, Listeners, add_user, reload_hint, write_config
@@ -45,6 +46,9 @@ def run_config(args: argparse.Namespace) -> int:
     written = write_config(files, args.base_topic, listeners)
     for path in written:
         print(f"wrote {path}")
+    if not args.tls_only and args.bind not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: plain MQTT on {args.bind}:{args.port} carries every password in clear text on the network; "
+              "prefer --tls-only (see docs/deploy.md)", file=sys.stderr)
     print(reload_hint(files))
     return 0
 

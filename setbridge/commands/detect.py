@@ -12,12 +12,13 @@ import math
 import sys
 from pathlib import Path
 
+from ..actions import ACTIONS
 from ._common import add_config_arg, settings_from
 
 
 def _phrase(text: str) -> tuple[str, str]:
     action, sep, phrase = text.partition("=")
-    if not sep or action not in ("roll", "cut", "standby", "idle") or not phrase.strip():
+    if not sep or action not in ACTIONS or not phrase.strip():
         raise argparse.ArgumentTypeError(f"{text!r}: expected ACTION=TEXT with ACTION roll, cut, standby or idle")
     return action, " ".join(phrase.lower().split())
 

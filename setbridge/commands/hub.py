@@ -9,7 +9,6 @@ from pathlib import Path
 from ..config import AudioSettings
 from ._common import add_config_arg, settings_from
 
-log = logging.getLogger("setbridge.hub")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -68,7 +68,7 @@ def provision(args: argparse.Namespace) -> int:
 
     from ..config import Id
     from ..errors import SetbridgeError
-    from ..dev.lights_sim import light_config
+    from ..provision import light_config
 
     try:
         TypeAdapter(Id).validate_python(args.light_id)

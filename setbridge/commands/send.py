@@ -8,12 +8,13 @@ import sys
 import time
 import uuid
 
+from ..actions import ACTIONS
 from ._common import add_config_arg, add_set_arg, settings_from
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("send", help="ask the hub to roll, cut, standby or idle and print the result")
-    p.add_argument("action", choices=["roll", "cut", "standby", "idle"])
+    p.add_argument("action", choices=ACTIONS)
     add_set_arg(p)
     add_config_arg(p)
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub's answer (default 5)")

@@ -1,19 +1,18 @@
 """The hub's GPIO panel (gpiozero): wig-wag relay, status LED, buzzer, roll/cut buttons or a
 toggle, and a "voice off" switch.
 
-The pin factory is the seam: gpiozero's default on a Pi, ``MockFactory()`` in tests.
+It follows the set state and the hub's health as events on its own thread (no polling). The pin
+factory is the seam: gpiozero's default on a Pi, ``MockFactory()`` in tests.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..config import GpioSettings
 from ..messages import SetState
-
-if TYPE_CHECKING:
-    from .service import Hub
+from .component import Health, HubLink, Worker
 
 log = logging.getLogger(__name__)
 
@@ -24,29 +23,36 @@ LED_PATTERNS: dict[str, tuple[float, float] | None] = {
 }
 ROLL_TONE = (1.0, 0.0, 1)       # on, off, count: one long tone
 CUT_TONE = (0.15, 0.15, 2)      # two short
-POLL_S = 0.25
 
 
-class GpioPanel:
+def led_mode(health: Health) -> str:
+    if not health.broker:
+        return "broker-lost"
+    return "audio-fault" if health.audio == "fault" else "ok"
+
+
+class GpioPanel(Worker):
     """A hub component; see the module docstring. Only configured pins are touched."""
 
-    def __init__(self, hub: Hub, pin_factory: Any = None):
+    name = "gpio-panel"
+
+    def __init__(self, hub: HubLink, settings: GpioSettings, pin_factory: Any = None):
+        super().__init__()
         self.hub = hub
-        self.settings = hub.settings.gpio
+        self.settings = settings
         self.pin_factory = pin_factory
         self.devices: list[Any] = []
-        self.relay = self.led = self.buzzer = None
+        self.relay: Any = None
+        self.led: Any = None
+        self.buzzer: Any = None
         self._rolling: bool | None = None
         self._led_mode: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def _open(self) -> None:
         from gpiozero import LED, Button, Buzzer, DigitalOutputDevice
 
         g, kw = self.settings, {"pin_factory": self.pin_factory}
-        bounce = g.bounce_s or None
-        kw_in = {**kw, "pull_up": g.pull_up, "bounce_time": bounce}
+        kw_in = {**kw, "pull_up": g.pull_up, "bounce_time": g.bounce_s or None}
         if g.relay is not None:
             self.relay = self._add(DigitalOutputDevice(g.relay, active_high=g.relay_active_high, initial_value=False, **kw))
         if g.status_led is not None:
@@ -66,15 +72,18 @@ class GpioPanel:
             switch.when_pressed = lambda: self.hub.set_voice_enabled(False)
             switch.when_released = lambda: self.hub.set_voice_enabled(True)
             self.hub.set_voice_enabled(not switch.is_pressed)
-        self.hub.add_state_listener(self.follow)
-        self.follow(self.hub.controller.snapshot(), sound=False)
-        self._thread = threading.Thread(target=self._watch_health, name="gpio-status", daemon=True)
-        self._thread.start()
+        self.follow(self.hub.snapshot(), sound=False)
+        self.show(self.hub.health())
+        self.hub.on_state(self.post)
+        self.hub.on_health(self.post)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=2)
+    def _handle(self, event: object) -> None:
+        if isinstance(event, SetState):
+            self.follow(event)
+        elif isinstance(event, Health):
+            self.show(event)
+
+    def _close(self) -> None:
         for device in reversed(self.devices):
             device.close()
         self.devices.clear()
@@ -91,6 +100,18 @@ class GpioPanel:
             on, off, n = ROLL_TONE if rolling else CUT_TONE
             self.buzzer.blink(on_time=on, off_time=off, n=n, background=True)
 
+    def show(self, health: Health) -> None:
+        """The status LED: solid while all is well, slow blink on an audio fault, fast without the broker."""
+        mode = led_mode(health)
+        if mode == self._led_mode or self.led is None:
+            return
+        self._led_mode = mode
+        pattern = LED_PATTERNS[mode]
+        if pattern is None:
+            self.led.on()
+        else:
+            self.led.blink(on_time=pattern[0], off_time=pattern[1], background=True)
+
     def _add(self, device: Any) -> Any:
         self.devices.append(device)
         return device
@@ -99,19 +120,3 @@ class GpioPanel:
         outcome = self.hub.submit(action, cause="button", source=f"gpio:{control}")
         if not outcome.ok:
             log.warning("%s from %s refused: %s", action, control, outcome.error)
-
-    def _watch_health(self) -> None:
-        while not self._stop.wait(POLL_S):
-            if not self.hub.bus.connected.is_set():
-                mode = "broker-lost"
-            elif self.hub.audio_status == "fault":
-                mode = "audio-fault"
-            else:
-                mode = "ok"
-            if mode != self._led_mode and self.led is not None:
-                self._led_mode = mode
-                pattern = LED_PATTERNS[mode]
-                if pattern is None:
-                    self.led.on()
-                else:
-                    self.led.blink(on_time=pattern[0], off_time=pattern[1], background=True)

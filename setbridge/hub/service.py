@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, cast
+from typing import Literal, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -26,6 +26,7 @@ from ..errors import PayloadError, SetbridgeError
 from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
                         transaction_of)
 from ..offload.relay import OffloadRelay
+from .component import Component, Health, HubLink
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
@@ -65,14 +66,6 @@ class _Request:
     route: "ReplyRoute"
 
 
-class Component(Protocol):
-    """Something the hub starts and stops with itself (voice listener, offload relay, GPIO)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class Hub:
     """One stage's hub. ``start()`` returns once everything is running; ``stop()`` goes offline cleanly."""
 
@@ -85,6 +78,7 @@ class Hub:
         self.offload_health: tuple[str, str | None] = ("ok", None)
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
+        self._health_listeners: list[Callable[[Health], None]] = []
         self._stopping = threading.Event()
         self._heartbeat_thread: threading.Thread | None = None
         self._heartbeat_progress = time.monotonic()
@@ -97,6 +91,8 @@ class Hub:
                                         f"{REQUEST_QUEUE} waiting or the broker lagged (%(who)s)")
         self.shed = RateLimitedLog(log, "shed %(n)d request(s) unanswered in %(s).1f s, the broker is not "
                                         "taking the hub's answers (%(who)s)")
+        self.late_beats = RateLimitedLog(log, "%(n)d heartbeat(s) late in %(s).1f s (%(who)s): the hub is short "
+                                              "of CPU")
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
         self.bus = Bus(
             settings.mqtt,
@@ -116,6 +112,8 @@ class Hub:
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
         self.bus.on_connect(self._announce)
+        self.bus.on_connect(self._health_changed)
+        self.bus.on_disconnect(self._health_changed)
         self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
                                         on_health=self.set_offload_health))
         if settings.audio.source != "none":
@@ -129,7 +127,7 @@ class Hub:
         if settings.gpio.any_pin():
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
-            self.add_component(GpioPanel(self))
+            self.add_component(GpioPanel(self.link(), settings.gpio))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
@@ -146,6 +144,7 @@ class Hub:
         if status != self.audio_status:
             self.audio_status = status
             self._publish_status()
+            self._health_changed()
 
     def set_offload_health(self, state: str, reason: str | None) -> None:
         """Report offload as ok / fault (with a one-line reason); republished in the hub status."""
@@ -164,6 +163,27 @@ class Hub:
     def add_state_listener(self, listener: Callable[[SetState], None]) -> None:
         """Call ``listener`` with every new set state (from the controller's thread)."""
         self._state_listeners.append(listener)
+
+    def health(self) -> Health:
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+
+    def add_health_listener(self, listener: Callable[[Health], None]) -> None:
+        """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
+        self._health_listeners.append(listener)
+
+    def link(self) -> HubLink:
+        """What a component may use of the hub."""
+        return HubLink(submit=self.submit, snapshot=self.controller.snapshot, on_state=self.add_state_listener,
+                       health=self.health, on_health=self.add_health_listener,
+                       set_voice_enabled=self.set_voice_enabled)
+
+    def _health_changed(self) -> None:
+        health = self.health()
+        for listener in self._health_listeners:
+            try:
+                listener(health)
+            except Exception:
+                log.exception("health listener failed")
 
     def start(self) -> None:
         self.controller.restore()
@@ -267,14 +287,19 @@ class Hub:
             self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _heartbeat_loop(self) -> None:
+        """Beat on a fixed schedule (no drift); a beat that comes late is counted and logged."""
         period = self.settings.hub.heartbeat_s
         topic = self.topics.set_heartbeat(self.set_id)
-        while not self._stopping.wait(period):
-            self._heartbeat_progress = time.monotonic()
+        due = time.monotonic() + period
+        while not self._stopping.wait(max(0.0, due - time.monotonic())):
+            now = self._heartbeat_progress = time.monotonic()
+            if now - due > period / 2:
+                self.late_beats.count(f"{now - due:.1f} s late")
+            due = max(due + period, now + period / 2)
             if self.bus.connected.is_set():
                 s = self.controller.stored  # one immutable snapshot, read without the lock
                 self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state))
-            for tally in (self.busy, self.shed, self.bus.refused):
+            for tally in (self.busy, self.shed, self.late_beats, self.bus.refused, self.controller.save_failures):
                 tally.flush()
 
     # -- requests -------------------------------------------------------------------------

@@ -29,10 +29,6 @@ class Notifier:
         self.watchdog_s = int(usec) / 1e6 if usec.isdigit() and mine else None
         """The watchdog timeout in seconds, or None when systemd does not watch this process."""
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def send(self, **fields: object) -> None:
         if not self.address:
             return

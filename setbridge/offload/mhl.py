@@ -8,7 +8,6 @@ for the whole folder.
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +17,6 @@ from pydantic import ValidationError
 from ..errors import PayloadError
 from .models import Destination, ErrorItem, HashSummary, OffloadReport, Tool, iso_ts, one_line, stable_id
 
-log = logging.getLogger(__name__)
 
 FOLDER = "ascmhl"
 CHAIN = "ascmhl_chain.xml"

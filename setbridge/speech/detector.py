@@ -4,18 +4,25 @@ Vosk in grammar mode forces any speech onto grammar words, often at confidence 1
 about a second of silence before it ends an utterance. So the detector
 
 * cleans the audio first (16 kHz, WebRTC noise suppression: :mod:`.frontend`);
+* finds utterances itself with an energy tracker that hears the foreground (:mod:`.vad`):
+  sound must stand above the noise floor, above the background of the last seconds (crew
+  chatter under the call) and, once an utterance is under way, within ``tail_drop_db`` of its
+  loudest part (so a reverberant tail counts as quiet); Vosk hears only those utterances, each
+  with ``preroll_s`` of the audio before it, and the detector asks for its best hypothesis with
+  ``FinalResult()`` after ``trailing_silence_s`` of quiet;
 * asks Vosk for several hypotheses and takes a phrase's share of them as its confidence;
 * with ``fillers``, decodes the same audio with common short words too and fires only when
   the phrase fits the sound better than they do (a filler model);
-* ends utterances itself after ``trailing_silence_s`` of quiet (energy tracker) and asks
-  Vosk for its best hypothesis with ``FinalResult()``;
-* accepts an utterance only when it is exactly one phrase, alone (a pause before it, and no
-  other speech in the same stretch of sound), with plausible syllable timing and confident words;
+* accepts an utterance when it is exactly one phrase said alone (a pause before it, no other
+  speech in the same stretch of sound, the filler model satisfied), or when it holds a phrase
+  that stands ``foreground_db`` above the sound just before and after it (a call over chatter;
+  a trigger word inside one's own sentence does not), in both cases with plausible syllable
+  timing and confident words;
 * applies state gating (cut only while rolling, roll only when not rolling) and a refractory
   period.
 
-Every rejected near-miss (an utterance with a trigger word that did not fire) is logged at
-debug level with its reason.
+Every rejected near miss (an utterance with a trigger word that did not fire) is logged at
+debug level with its reason and handed to ``on_near_miss``.
 """
 
 from __future__ import annotations
@@ -25,9 +32,11 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
+from ..actions import next_state, voice_allowed
+from ..config import SpeechSettings
 from . import frontend
 from .model import UNK, check_vocabulary, has_word
 from .vad import EnergyVad
@@ -37,53 +46,53 @@ log = logging.getLogger(__name__)
 STEP_S = 0.05
 """Audio is handed to Vosk in steps of this length."""
 
-ALLOWED_FROM: dict[str, set[str]] = {
-    "roll": {"idle", "standby"},
-    "cut": {"rolling"},
-    "standby": {"idle"},
-    "idle": {"standby"},
-}
-"""State gating: the set states in which each action may fire."""
+NOT_ALONE = ("not a phrase alone", "no pause before it", "phrase covers")
+"""Rejections that a phrase standing out of the sound around it overrides."""
+CONTEXT_S = 0.6
+"""How much sound before and after a phrase it must stand out from (with ``foreground_db``)."""
+GUARD_S = 0.08
+"""Margin between a phrase's word times and its context, for Vosk's imprecise word edges."""
 
-AFTER: dict[str, str] = {"roll": "rolling", "cut": "idle", "standby": "standby", "idle": "idle"}
+
+def _setting(name: str) -> Any:
+    """The ``[speech]`` default of ``name``: one source for the settings both share."""
+    return SpeechSettings.model_fields[name].default
 
 
 @dataclass(frozen=True)
 class Tuning:
-    """Detector thresholds; the hub takes them from ``[speech]``."""
+    """Detector thresholds. Those that ``[speech]`` sets take their defaults (and their
+    documentation) from :class:`setbridge.config.SpeechSettings`; the rest are fixed here."""
 
-    trailing_silence_s: float = 0.2
-    """Quiet after speech that ends an utterance (the main part of the latency)."""
-    pre_silence_s: float = 0.25
-    """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
-    min_confidence: float = 0.4
-    """Lowest confidence accepted: the phrase's share of Vosk's hypotheses (or its word confidence)."""
-    syllable_s: tuple[float, float] = (0.1, 0.5)
+    trailing_silence_s: float = _setting("trailing_silence_s")
+    pre_silence_s: float = _setting("pre_silence_s")
+    min_confidence: float = _setting("min_confidence")
+    syllable_s: tuple[float, float] = (0.1, 0.8)
     """Plausible seconds per syllable of a phrase (shortest, longest)."""
-    min_sound_share: float = 0.3
-    """Heard sound must last at least this share of the phrase Vosk placed (rejects a phrase forced onto a blip)."""
-    max_extra_sound_s: float = 0.6
-    """Sound in the utterance outside the phrase that is tolerated (rejects longer speech decoded as a phrase)."""
-    refractory_s: float = 1.5
-    """After a trigger, ignore further triggers for this long."""
-    vad_margin_db: float = 6.0
-    """Energy above the noise floor that counts as speech."""
+    min_sound_share: float = _setting("min_sound_share")
+    max_extra_sound_s: float = _setting("max_extra_sound_s")
+    refractory_s: float = _setting("refractory_s")
+    vad_margin_db: float = _setting("vad_margin_db")
     pad_s: float = 0.3
     """Quiet audio replayed to Vosk at an endpoint so it settles the last word without waiting."""
     max_utterance_s: float = 8.0
     """Force an utterance to end after this long (continuous noise)."""
+    preroll_s: float = 0.3
+    """Audio from just before an utterance that Vosk hears with it (Vosk hears nothing else)."""
+    foreground_db: float = _setting("foreground_db")
+    tail_drop_db: float = _setting("tail_drop_db")
     decoys: tuple[str, ...] = ()
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
-    noise_suppression: int = 4
-    """WebRTC noise suppression level, 0 (high-pass filter only) to 4 (strongest)."""
-    auto_gain_dbfs: int = 0
-    """WebRTC automatic gain target in dBFS, 0 (off) to 31."""
-    alternatives: int = 3
-    """Hypotheses Vosk returns per utterance; a phrase that is not the best one can still fire."""
+    noise_suppression: int = _setting("noise_suppression")
+    auto_gain_dbfs: int = _setting("auto_gain_dbfs")
+    alternatives: int = _setting("alternatives")
     fillers: tuple[str, ...] = ()
     """Common short words of the model's language for a second recognizer, the filler model."""
-    min_filler_margin: float = -3.5
-    """Lowest score of a phrase over the filler words' best fit, per syllable (with ``fillers``)."""
+    min_filler_margin: float = _setting("min_filler_margin")
+
+
+SETTABLE = tuple(f.name for f in fields(Tuning) if f.name in SpeechSettings.model_fields)
+"""The thresholds ``[speech]`` sets."""
 
 
 @dataclass(frozen=True)
@@ -166,13 +175,19 @@ class Detector:
         self._filler_score = 0.0
         self.verifier = self._new_verifier()
         self.recognizer = self._new_recognizer()
-        self.vad = EnergyVad(self.rate, tuning.vad_margin_db)
+        self.vad = EnergyVad(self.rate, tuning.vad_margin_db, tuning.foreground_db, tuning.tail_drop_db)
         self.position = 0.0
         self._step_bytes = int(self.rate * STEP_S) * 2
         self._pending = b""
+        self._preroll_bytes = int(self.rate * tuning.preroll_s) * 2
+        self._history = b""
+        self._held = b""
         self._quiet = b""
+        self._pad_from = b""
         self._words: list[_Word] = []
         self._previous_end = -1e9
+        self._segment_gap_from = -1e9
+        self._alternatives: list[tuple[str, float]] = []
         self._last_fire = -1e9
         self._open = False
 
@@ -232,32 +247,54 @@ class Detector:
         return fired
 
     def _step(self, chunk: bytes) -> list[Trigger]:
+        before = self._history
+        self._history = (before + chunk)[-self._preroll_bytes:] if self._preroll_bytes else b""
         self.position += len(chunk) / 2 / self.rate
         heard = self.vad.feed(chunk)
         if not heard:
             self._quiet = (self._quiet + chunk)[-int(self.rate * 0.5) * 2:]
-        self._open = self._open or heard
-        if self.recognizer.AcceptWaveform(chunk):
-            self._words += self._parse(self.recognizer.Result())
-            self.recognizer = self._new_recognizer()
-        if self.verifier is not None and self.verifier.AcceptWaveform(chunk):
-            self._filler_score += self._best_score(self.verifier.Result())
         if not self._open:
-            if self._words:  # Vosk ended an utterance the energy tracker did not hear
-                self._finish_verifier()
-                return self._decide()
-            return []
+            if not heard:
+                return []  # Vosk hears only utterances, with a little of the audio before them
+            self._open = True
+            self._pad_from = self._quiet
+            self._start_utterance(before, self.position - len(chunk) / 2 / self.rate)
+        if heard:
+            # quiet inside an utterance is heard once speech resumes; quiet after it (a reverb
+            # tail) never is, so that neither recognizer has to explain it
+            self._hear(self._held + chunk)
+            self._held = b""
+        else:
+            self._held += chunk
         started = self.vad.segment_start if self.vad.segment_start is not None else self.position
         if self.vad.silence_s() >= self.tuning.trailing_silence_s or \
                 self.position - started >= self.tuning.max_utterance_s:
             return self._endpoint()
         return []
 
+    def _hear(self, data: bytes) -> None:
+        if self.recognizer.AcceptWaveform(data):
+            self._words += self._parse(self.recognizer.Result())
+            self.recognizer = self._new_recognizer()
+        if self.verifier is not None and self.verifier.AcceptWaveform(data):
+            self._filler_score += self._best_score(self.verifier.Result())
+
+    def _start_utterance(self, preroll: bytes, at: float) -> None:
+        """Fresh recognizers for an utterance heard at ``at`` s, fed the audio just before it."""
+        self.recognizer = self._new_recognizer()
+        self._origin = at - len(preroll) / 2 / self.rate
+        self.verifier = self._new_verifier()
+        if preroll:
+            self.recognizer.AcceptWaveform(preroll)
+            if self.verifier is not None:
+                self.verifier.AcceptWaveform(preroll)
+
     def _endpoint(self) -> list[Trigger]:
-        # Vosk settles the last word only once it has seen audio after it; hand it the quiet just
-        # heard again instead of waiting for more, then take its best hypothesis now.
+        # Vosk settles the last word only once it has seen audio after it; hand it the quiet heard
+        # before the utterance instead of waiting for more, then take its best hypothesis now.
         size = int(self.rate * self.tuning.pad_s) * 2
-        pad = self._quiet[-size:] if size > 0 else b""
+        self._held = b""
+        pad = self._pad_from[-size:] if size > 0 else b""
         while 0 < len(pad) < size:
             pad += pad
         pad = pad[:size]
@@ -293,6 +330,8 @@ class Detector:
         chosen = next((i for i in ranked if " ".join(alternatives[i].get("text", "").split()) in self.by_text),
                       ranked[0])
         self._phrase_score += scores[chosen]
+        self._alternatives += [(" ".join(a.get("text", "").split()), math.exp(score - top) / total)
+                               for a, score in zip(alternatives, scores)]
         return alternatives[chosen].get("result", []), math.exp(scores[chosen] - top) / total
 
     # -- deciding -------------------------------------------------------------------------
@@ -300,6 +339,7 @@ class Detector:
         words = sorted(self._words, key=lambda w: w.start)
         segment_start = self.vad.segment_start
         segment_end = self.vad.last_speech
+        self._segment_gap_from = self.vad.previous_end
         self._words = []
         self._open = False
         margin = (self._phrase_score - self._filler_score) / syllables(" ".join(w.word for w in words) or "x")
@@ -308,10 +348,15 @@ class Detector:
         if not words:
             return []
         previous_end, self._previous_end = self._previous_end, words[-1].end
+        alternatives, self._alternatives = self._alternatives, []
         text = " ".join(w.word for w in words)
         action = self.by_text.get(text)
         near = action is not None or any(w.word in self.trigger_words for w in words)
         reason = self._reject_reason(action, text, words, previous_end, segment_start, segment_end, margin)
+        if reason.startswith(NOT_ALONE) and self.tuning.foreground_db > 0 and \
+                (found := self._foreground(words, alternatives)):
+            words, text, action = found  # the phrase stands out from the talk around it
+            reason = self._reject_common(action, text, words)
         if reason:
             if near:
                 log.debug("near miss %r at %.2f s rejected: %s", text, self.position, reason)
@@ -321,8 +366,34 @@ class Detector:
         assert action is not None
         confidence = min(w.conf for w in words)
         self._last_fire = self.position
-        self.state = AFTER[action]
+        self.state = next_state(action, self.state) or self.state
         return [Trigger(action, text, round(self.position, 3), round(confidence, 3), words[-1].end)]
+
+    def _foreground(self, words: list[_Word],
+                    alternatives: list[tuple[str, float]]) -> tuple[list[_Word], str, str] | None:
+        """A phrase inside a longer utterance that stands out from the sound around it, if any.
+
+        Under crew chatter the utterance holds more than the call; the call still counts as said
+        alone when it is ``foreground_db`` louder than the sound just before and just after it
+        (a word inside one's own sentence is not). Its confidence is the share of Vosk's
+        hypotheses that contain it.
+        """
+        names = [w.word for w in words]
+        for phrase, action in self.by_text.items():
+            size = len(phrase.split())
+            for i in range(len(names) - size + 1):
+                if " ".join(names[i:i + size]) != phrase:
+                    continue
+                start, end = words[i].start, words[i + size - 1].end
+                inside = self.vad.level_db(start, end)
+                around = max(self.vad.level_db(start - CONTEXT_S, start - GUARD_S),
+                             self.vad.level_db(end + GUARD_S, end + CONTEXT_S))
+                if inside - around < self.tuning.foreground_db:
+                    continue
+                share = sum(p for text, p in alternatives if f" {phrase} " in f" {text} ")
+                kept = [_Word(w.word, w.start, w.end, min(1.0, share)) for w in words[i:i + size]]
+                return kept, phrase, action
+        return None
 
     def _reject_reason(self, action: str | None, text: str, words: list[_Word], previous_end: float,
                        segment_start: float | None, segment_end: float | None, margin: float) -> str:
@@ -330,6 +401,8 @@ class Detector:
         if action is None:
             return "not a phrase alone"
         gap = words[0].start - previous_end
+        if segment_start is not None:
+            gap = min(gap, segment_start - self._segment_gap_from)
         if gap < t.pre_silence_s:
             return f"no pause before it ({gap:.2f} s < {t.pre_silence_s} s)"
         low = min(w.conf for w in words)
@@ -347,29 +420,30 @@ class Detector:
                 return f"only {sound:.2f} s of sound for a {span:.2f} s phrase"
         if self.verifier is not None and margin < t.min_filler_margin:
             return f"filler words fit better ({margin:.1f} < {t.min_filler_margin} per syllable)"
+        return self._reject_common(action, text, words)
+
+    def _reject_common(self, action: str, text: str, words: list[_Word]) -> str:
+        """The checks every phrase passes, said alone or standing out of chatter."""
+        t = self.tuning
+        low = min(w.conf for w in words)
+        if low < t.min_confidence:
+            return f"confidence {low:.2f} < {t.min_confidence}"
+        per = (words[-1].end - words[0].start) / syllables(text)
+        if not t.syllable_s[0] <= per <= t.syllable_s[1]:
+            return f"{per:.2f} s per syllable outside {t.syllable_s}"
         if self.position - self._last_fire < t.refractory_s:
             return "refractory"
         if self.gated:
             state = self.get_state() if self.get_state else self.state
-            if state not in ALLOWED_FROM.get(action, set()):
+            if not voice_allowed(action, state):
                 return f"{action} not allowed while {state}"
         return ""
 
 
-def tuning_from(speech: Any) -> Tuning:
-    """The detector thresholds from a ``SpeechSettings``."""
-    return Tuning(
-        trailing_silence_s=speech.trailing_silence_s,
-        pre_silence_s=speech.pre_silence_s,
-        min_confidence=speech.min_confidence,
-        max_extra_sound_s=speech.max_extra_sound_s,
-        min_sound_share=speech.min_sound_share,
-        refractory_s=speech.refractory_s,
-        vad_margin_db=speech.vad_margin_db,
-        decoys=tuple(speech.decoys),
-        noise_suppression=speech.noise_suppression,
-        auto_gain_dbfs=speech.auto_gain_dbfs,
-        alternatives=speech.alternatives,
-        fillers=tuple(speech.fillers),
-        min_filler_margin=speech.min_filler_margin,
-    )
+def tuning_from(speech: SpeechSettings) -> Tuning:
+    """The detector thresholds from ``[speech]``: every field the two share."""
+    values: dict[str, Any] = {}
+    for name in SETTABLE:
+        value = getattr(speech, name)
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return Tuning(**values)

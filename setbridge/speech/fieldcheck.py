@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..actions import ACTIONS
 from ..errors import SetbridgeError
 
-ACTIONS = ("roll", "cut", "standby", "idle")
 EARLY_S = 1.0
 """A trigger may fire this long before the labelled end of its call (labelling slack)."""
 LATE_S = 2.0

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import logging
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
 
-log = logging.getLogger(__name__)
 
 UNK = "[unk]"
 

@@ -14,7 +14,9 @@ import contextlib
 import datetime as dt
 import hmac
 import logging
+import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,11 @@ from .takes import TakeLog, as_dict, to_csv
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
+SET_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+MAX_STREAMS = 1000
+"""Open event streams the web process serves at once; more are answered 503 (the browser retries)."""
+LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 60.0
+"""Failed logins per client address within the window before further tries are refused for a while."""
 ACTIONS = ("roll", "cut", "standby")
 KEEPALIVE_S = 10.0
 """An idle event stream sends a comment this often, so proxies and phones keep it open."""
@@ -76,6 +83,8 @@ class WebApp:
         self.takes = TakeLog(self.data_dir / "takes.sqlite")
         self.feed = Feed(settings, self.stage, self.fanout, self.takes)
         self.connect = connect
+        self.streams = 0
+        self._failures: dict[str, list[float]] = {}
         self.env = Environment(loader=PackageLoader("setbridge.web", "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["clock"] = _clock
@@ -160,6 +169,8 @@ class WebApp:
         if (r := self.denied(request)) is not None:
             return r
         set_id = request.path_params["set_id"]
+        if not SET_ID.match(set_id):
+            return PlainTextResponse("a set id is lower-case letters, digits and dashes\n", status_code=404)
         view = self.stage.light_view(set_id)
         return self.page(request, "light.html", view=view, set_id=set_id,
                          timeout_ms=int(self.settings.web.link_timeout_s * 1000))
@@ -194,9 +205,15 @@ class WebApp:
         if (r := self.denied(request)) is not None:
             return r
         set_id = request.path_params["set_id"]
+        if not SET_ID.match(set_id):
+            return PlainTextResponse("a set id is lower-case letters, digits and dashes\n", status_code=404)
         return self._stream(request, f"light:{set_id}", ("view", lambda: dumps(self.stage.light_view(set_id))))
 
     def _stream(self, request: Request, channel: str, first: tuple[str, Any]) -> Response:
+        if self.streams >= MAX_STREAMS:
+            log.warning("web: refused an event stream: %d are open already", self.streams)
+            return PlainTextResponse("too many open pages; retrying\n", status_code=503, headers={"Retry-After": "5"})
+        self.streams += 1
         sub = self.fanout.subscribe(channel)
 
         async def events() -> AsyncIterator[dict[str, str]]:
@@ -212,6 +229,7 @@ class WebApp:
                     yield {"event": item[0], "data": item[1]}
             finally:
                 self.fanout.unsubscribe(channel, sub)
+                self.streams -= 1
 
         return EventSourceResponse(events(), ping=None, headers={"Cache-Control": "no-store",
                                                                  "X-Accel-Buffering": "no"})
@@ -219,21 +237,31 @@ class WebApp:
     # -- login and control -----------------------------------------------------------------
     async def login(self, request: Request) -> Response:
         next_url = request.query_params.get("next", "/")
-        if not next_url.startswith("/") or next_url.startswith("//"):
-            next_url = "/"
+        if not next_url.startswith("/") or next_url.startswith("//") or "\\" in next_url:
+            next_url = "/"  # only a page of this board, never another site
         if request.method == "GET":
             return self.page(request, "login.html", error=None, next_url=next_url)
         form = await request.form()
         if not self.csrf_ok(request, form.get("csrf")):
             return self.page(request, "login.html", status_code=403, next_url=next_url,
                              error="the form expired; reload the page and try again")
-        name, password = str(form.get("user", "")), str(form.get("password", ""))
+        name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
+        client = request.client.host if request.client else "?"
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(client, []) if now - t < LOGIN_WINDOW_S]
+        if len(recent) >= LOGIN_FAILURES:
+            return self.page(request, "login.html", status_code=429, next_url=next_url,
+                             error=f"too many failed logins from this device; wait {LOGIN_WINDOW_S:.0f} s")
         entry = self.settings.web.users.get(name)
         good = await run_in_threadpool(verify_password, password, entry.password_hash if entry else DUMMY_HASH)
         if not (entry and good):
-            log.warning("web: failed login for %r from %s", name[:64], request.client.host if request.client else "?")
+            log.warning("web: failed login for %r from %s", name, client)
+            if len(self._failures) > 10000:
+                self._failures.clear()
+            self._failures[client] = recent + [now]
             return self.page(request, "login.html", status_code=401, next_url=next_url,
                              error="wrong user name or password")
+        self._failures.pop(client, None)
         request.session.clear()
         request.session["user"] = name
         self.csrf(request)  # a fresh token for the logged-in session

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 LINK_LOST = "link-lost"
 VOICE_KEPT = 5
+TEXT_KEPT = 128
+"""Longest free text (cause, phrase) kept from the bus, so one huge message cannot bloat every page."""
 """Voice triggers kept per set for the board."""
 ALIVE_WINDOW_S = 3.0
 """A light without an ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
@@ -150,7 +152,7 @@ class Stage:
                 view = self._set(set_id)
                 if view is None or view.apply(msg.epoch, msg.seq, msg.state) == "stale":
                     return None
-                view.take, view.cause, view.changed_ts = msg.take, msg.cause, msg.ts
+                view.take, view.cause, view.changed_ts = msg.take, msg.cause[:TEXT_KEPT], msg.ts
                 return Change(set_id)
             case ["set", set_id, "heartbeat"]:
                 msg = parse_payload(Heartbeat, payload)
@@ -166,7 +168,7 @@ class Stage:
                 msg = parse_payload(SetEvent, payload)
                 if msg.cause != "voice" or (view := self._set(set_id)) is None:
                     return None
-                view.voice.appendleft({"type": msg.type, "phrase": msg.phrase, "confidence": msg.confidence,
+                view.voice.appendleft({"type": msg.type, "phrase": (msg.phrase or "")[:TEXT_KEPT] or None, "confidence": msg.confidence,
                                        "changed": msg.changed, "ts": msg.ts})
                 return Change(set_id)
             case ["hub", hub, "status"]:
