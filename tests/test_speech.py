@@ -253,11 +253,12 @@ def test_a_call_over_crew_chatter_counts_as_said_alone(model, clips, tmp_path):
     talk = say("카메라 준비 됐어요 조명 좀 올려 주세요 배우님 위치로 가 주세요", tmp_path / "talk.wav")
     chatter = (talk * 3)[:len(call)]
     take = write_wav(tmp_path / "call_over_chatter.wav", _mix(call, chatter, -12.0))
-    assert [t.action for t in detect(model, take)] == ["roll"]
+    foreground = Tuning(foreground_db=8.0)
+    assert [t.action for t in detect(model, take, tuning=foreground)] == ["roll"]
     quiet = silence(len(call) / 2 / RATE)
-    assert detect(model, write_wav(tmp_path / "chatter.wav", _mix(quiet, chatter, -12.0))) == []  # no call, none
+    assert detect(model, write_wav(tmp_path / "chatter.wav", _mix(quiet, chatter, -12.0)), tuning=foreground) == []
     # the same chatter at the call's own level is the caller's own sentence: no trigger
-    assert detect(model, write_wav(tmp_path / "level.wav", _mix(call, chatter, 0.0))) == []
+    assert detect(model, write_wav(tmp_path / "level.wav", _mix(call, chatter, 0.0)), tuning=foreground) == []
 
 
 def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_path):
@@ -266,7 +267,7 @@ def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_pa
     wet = tmp_path / "cut_reverb.wav"
     subprocess.run(["sox", str(clips["cut"]), str(wet), "reverb", "60", "40", "80"], check=True)
     phrase_end = len(_pcm(clips["cut"])) / 2 / RATE - 1.2
-    fired = detect(model, wet)
+    fired = detect(model, wet, tuning=Tuning(tail_drop_db=11.0))
     assert [t.action for t in fired] == ["cut"]
     assert fired[0].time - phrase_end < 0.5
     held = detect(model, wet, tuning=Tuning(tail_drop_db=0))
