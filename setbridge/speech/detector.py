@@ -32,10 +32,11 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..actions import next_state, voice_allowed
+from ..config import SpeechSettings
 from . import frontend
 from .model import UNK, check_vocabulary, has_word
 from .vad import EnergyVad
@@ -53,50 +54,45 @@ GUARD_S = 0.08
 """Margin between a phrase's word times and its context, for Vosk's imprecise word edges."""
 
 
+def _setting(name: str) -> Any:
+    """The ``[speech]`` default of ``name``: one source for the settings both share."""
+    return SpeechSettings.model_fields[name].default
+
+
 @dataclass(frozen=True)
 class Tuning:
-    """Detector thresholds; the hub takes them from ``[speech]``."""
+    """Detector thresholds. Those that ``[speech]`` sets take their defaults (and their
+    documentation) from :class:`setbridge.config.SpeechSettings`; the rest are fixed here."""
 
-    trailing_silence_s: float = 0.2
-    """Quiet after speech that ends an utterance (the main part of the latency)."""
-    pre_silence_s: float = 0.25
-    """Quiet required before a phrase, so a trigger word inside a sentence does not fire."""
-    min_confidence: float = 0.4
-    """Lowest confidence accepted: the phrase's share of Vosk's hypotheses (or its word confidence)."""
+    trailing_silence_s: float = _setting("trailing_silence_s")
+    pre_silence_s: float = _setting("pre_silence_s")
+    min_confidence: float = _setting("min_confidence")
     syllable_s: tuple[float, float] = (0.1, 0.8)
     """Plausible seconds per syllable of a phrase (shortest, longest)."""
-    min_sound_share: float = 0.3
-    """Heard sound must last at least this share of the phrase Vosk placed (rejects a phrase forced onto a blip)."""
-    max_extra_sound_s: float = 0.6
-    """Sound in the utterance outside the phrase that is tolerated (rejects longer speech decoded as a phrase)."""
-    refractory_s: float = 1.5
-    """After a trigger, ignore further triggers for this long."""
-    vad_margin_db: float = 6.0
-    """Energy above the noise floor that counts as speech."""
+    min_sound_share: float = _setting("min_sound_share")
+    max_extra_sound_s: float = _setting("max_extra_sound_s")
+    refractory_s: float = _setting("refractory_s")
+    vad_margin_db: float = _setting("vad_margin_db")
     pad_s: float = 0.3
     """Quiet audio replayed to Vosk at an endpoint so it settles the last word without waiting."""
     max_utterance_s: float = 8.0
     """Force an utterance to end after this long (continuous noise)."""
     preroll_s: float = 0.3
     """Audio from just before an utterance that Vosk hears with it (Vosk hears nothing else)."""
-    foreground_db: float = 8.0
-    """Speech must stand this far above the background (the median level of the last seconds,
-    e.g. crew chatter under the call) to count; 0 turns the foreground rule off."""
-    tail_drop_db: float = 11.0
-    """Sound this far below the loudest part of an utterance counts as quiet (a reverberant tail),
-    so the utterance ends when the talker stops; 0 turns it off."""
+    foreground_db: float = _setting("foreground_db")
+    tail_drop_db: float = _setting("tail_drop_db")
     decoys: tuple[str, ...] = ()
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
-    noise_suppression: int = 4
-    """WebRTC noise suppression level, 0 (high-pass filter only) to 4 (strongest)."""
-    auto_gain_dbfs: int = 0
-    """WebRTC automatic gain target in dBFS, 0 (off) to 31."""
-    alternatives: int = 3
-    """Hypotheses Vosk returns per utterance; a phrase that is not the best one can still fire."""
+    noise_suppression: int = _setting("noise_suppression")
+    auto_gain_dbfs: int = _setting("auto_gain_dbfs")
+    alternatives: int = _setting("alternatives")
     fillers: tuple[str, ...] = ()
     """Common short words of the model's language for a second recognizer, the filler model."""
-    min_filler_margin: float = -8.0
-    """Lowest score of a phrase over the filler words' best fit, per syllable (with ``fillers``)."""
+    min_filler_margin: float = _setting("min_filler_margin")
+
+
+SETTABLE = tuple(f.name for f in fields(Tuning) if f.name in SpeechSettings.model_fields)
+"""The thresholds ``[speech]`` sets."""
 
 
 @dataclass(frozen=True)
@@ -444,22 +440,10 @@ class Detector:
         return ""
 
 
-def tuning_from(speech: Any) -> Tuning:
-    """The detector thresholds from a ``SpeechSettings``."""
-    return Tuning(
-        trailing_silence_s=speech.trailing_silence_s,
-        pre_silence_s=speech.pre_silence_s,
-        min_confidence=speech.min_confidence,
-        max_extra_sound_s=speech.max_extra_sound_s,
-        min_sound_share=speech.min_sound_share,
-        refractory_s=speech.refractory_s,
-        vad_margin_db=speech.vad_margin_db,
-        decoys=tuple(speech.decoys),
-        noise_suppression=speech.noise_suppression,
-        auto_gain_dbfs=speech.auto_gain_dbfs,
-        alternatives=speech.alternatives,
-        fillers=tuple(speech.fillers),
-        min_filler_margin=speech.min_filler_margin,
-        foreground_db=speech.foreground_db,
-        tail_drop_db=speech.tail_drop_db,
-    )
+def tuning_from(speech: SpeechSettings) -> Tuning:
+    """The detector thresholds from ``[speech]``: every field the two share."""
+    values: dict[str, Any] = {}
+    for name in SETTABLE:
+        value = getattr(speech, name)
+        values[name] = tuple(value) if isinstance(value, list) else value
+    return Tuning(**values)
