@@ -26,6 +26,9 @@ from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
+ROUTE_CACHE = 4096
+"""Topics whose routes and declarations the bus remembers (cleared when exceeded)."""
+
 Handler = Callable[[str, bytes], None]
 """``handler(topic, payload)``, called on paho's network thread: it must not block."""
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
@@ -134,6 +137,10 @@ class Bus:
         self._subscriptions: dict[str, tuple[int, Handler | MessageHandler, bool]] = {}
         self._whole: set[str] = set()
         self._on_retained: dict[str, Handler] = {}
+        self._routes: dict[str, list[str]] = {}
+        """Topic → the filters it matches, worked out once per topic (bursts repeat topics)."""
+        self._specs: dict[str, contract.TopicSpec | None] = {}
+        """Topic → its contract declaration, looked up once per topic."""
         self._on_connect_hooks: list[Callable[[], None]] = []
         self._on_disconnect_hooks: list[Callable[[], None]] = []
         self.connected = threading.Event()
@@ -167,6 +174,7 @@ class Bus:
         """
         commands = commands or on_retained is not None
         self._subscriptions[topic_filter] = (qos, handler, commands)
+        self._routes = {}
         if on_retained is not None:
             self._on_retained[topic_filter] = on_retained
         else:
@@ -227,7 +235,12 @@ class Bus:
         not retained. ``properties`` (MQTT 5 only, such as Correlation Data) are dropped on 3.1.1.
         """
         data = payload.to_bytes() if isinstance(payload, Payload) else payload
-        spec = contract.lookup(self.settings.base_topic, topic)
+        try:
+            spec = self._specs[topic]
+        except KeyError:
+            if len(self._specs) > ROUTE_CACHE:
+                self._specs = {}
+            spec = self._specs[topic] = contract.lookup(self.settings.base_topic, topic)
         if spec is None:
             qos, retain = (1 if qos is None else qos), bool(retain)
         else:
@@ -311,8 +324,17 @@ class Bus:
 
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self.last_activity = time.monotonic()
-        for topic_filter, (_, handler, commands) in list(self._subscriptions.items()):
-            if mqtt.topic_matches_sub(topic_filter, message.topic):
+        routes = self._routes
+        matched = routes.get(message.topic)
+        if matched is None:
+            matched = [f for f in list(self._subscriptions) if mqtt.topic_matches_sub(f, message.topic)]
+            if len(routes) > ROUTE_CACHE:
+                routes.clear()
+            routes[message.topic] = matched
+        for topic_filter in matched:
+            entry = self._subscriptions.get(topic_filter)
+            if entry is not None:
+                _, handler, commands = entry
                 if commands and (message.retain or not message.payload):
                     on_retained = self._on_retained.get(topic_filter)
                     if on_retained is not None and message.retain:

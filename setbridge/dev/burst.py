@@ -209,3 +209,24 @@ def bare_rate(port: int, n: int = 20_000) -> float:
         c.disconnect()
         c.loop_stop()
     return got[0] / elapsed
+
+
+def watch_heartbeats(port: int, topic: str, out, stop) -> None:
+    """Child process: send the arrival time of every heartbeat on ``topic`` to ``out`` until
+    ``stop`` is set (its own connection and process, so a busy bench does not delay it)."""
+    c = _client(port, "burst-heartbeats")
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, 0)
+    c.on_message = lambda cl, u, m: out.put((time.monotonic(), time.time() - json.loads(m.payload)["ts"]))
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    stop.wait()
+    c.disconnect()
+    c.loop_stop()
+
+
+def largest_gap(times: list[float], since: float = 0.0, until: float = float("inf")) -> float:
+    """The largest gap between consecutive times in [since, until] (and from ``since`` to the first)."""
+    inside = [t for t in times if since <= t <= until]
+    if not inside:
+        return float("inf")
+    return max([inside[0] - since] + [b - a for a, b in zip(inside, inside[1:])])

@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 
 from ..actions import REFUSALS, TRANSITIONS
 from ..messages import SetEvent, SetState
+from ..ratelog import RateLimitedLog
 from .state_store import StateStore, StoredState
 
 log = logging.getLogger(__name__)
 
+QUIET_BATCH = 4
+"""Batches larger than this are logged as one summary line."""
 POST_ROLL_END = "post-roll-end"
 RESTORE = "restore"
 
@@ -57,6 +60,9 @@ class _Plan:
     post_roll: bool
     restart_timer: bool = False
     post_roll_cause: str = ""
+    quiet: bool = False
+    """Many actions at once (a burst): one summary log line instead of one per action."""
+    changes: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -78,6 +84,8 @@ class SetController:
         self._post_roll_s = post_roll_s
         self._lock = threading.RLock()
         self._post_roll: threading.Timer | None = None
+        self.save_failures = RateLimitedLog(log, "%(n)d action(s) refused in %(s).1f s: %(who)s", level=logging.ERROR)
+        """Actions refused because the state could not be saved (logged at once, then once per 5 s)."""
         restored = store.load()
         self.epoch = restored.epoch + 1
         stored = restored.model_copy(update={"epoch": self.epoch})
@@ -127,7 +135,7 @@ class SetController:
         """Apply ``actions`` in order with one write to disk; one outcome per action."""
         with self._lock:
             before, cause = self._current
-            plan = _Plan(before, cause, self._post_roll is not None)
+            plan = _Plan(before, cause, self._post_roll is not None, quiet=len(actions) > QUIET_BATCH)
             for item in actions:
                 plan.outcomes.append(self._step(plan, item))
             if plan.stored != before:
@@ -136,9 +144,12 @@ class SetController:
                 except OSError as exc:
                     error = (f"cannot save the set state to {self._store.path} ({exc.strerror or exc}); "
                              "nothing changed: free space in [hub] state_dir or make it writable")
-                    log.error("%d action(s) refused: %s", len(actions), error)
+                    self.save_failures.count(error, len(actions))
                     return [Outcome(False, before.state, before.seq, error=error, transient=True) for _ in actions]
             self._current = (plan.stored, plan.cause)
+            if plan.quiet:
+                log.info("%s: %d actions at once, %d changes: %s seq=%d..%d", self.set_id, len(actions), plan.changes,
+                         plan.stored.state, before.seq, plan.stored.seq)
             if not plan.post_roll:
                 self._cancel_post_roll()
             elif plan.restart_timer:
@@ -181,12 +192,16 @@ class SetController:
             take = s.take + 1 if action == "roll" else s.take
             s = plan.stored = s.model_copy(update={"state": target, "seq": s.seq + 1, "take": take})
             plan.cause = item.cause
-        event = SetEvent(
+        # Built from the controller's own values: validation would only cost time in a burst.
+        event = SetEvent.model_construct(
             type=action, changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq, take=s.take,
             **{k: v for k, v in item.detail.items() if v is not None},
         )
-        (log.info if changed or action == RESTORE else log.debug)(
-            "%s %s (%s): %s seq=%d", self.set_id, action, item.cause, s.state, s.seq)
+        if plan.quiet:
+            plan.changes += changed
+        else:
+            (log.info if changed or action == RESTORE else log.debug)(
+                "%s %s (%s): %s seq=%d", self.set_id, action, item.cause, s.state, s.seq)
         return Outcome(True, target, s.seq, changed=changed, event=event)
 
     def _start_post_roll(self, delay_s: float, cause: str) -> None:

@@ -91,6 +91,8 @@ class Hub:
                                         f"{REQUEST_QUEUE} waiting or the broker lagged (%(who)s)")
         self.shed = RateLimitedLog(log, "shed %(n)d request(s) unanswered in %(s).1f s, the broker is not "
                                         "taking the hub's answers (%(who)s)")
+        self.late_beats = RateLimitedLog(log, "%(n)d heartbeat(s) late in %(s).1f s (%(who)s): the hub is short "
+                                              "of CPU")
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
         self.bus = Bus(
             settings.mqtt,
@@ -285,14 +287,19 @@ class Hub:
             self.bus.publish(self.topics.set_state(self.set_id), state)
 
     def _heartbeat_loop(self) -> None:
+        """Beat on a fixed schedule (no drift); a beat that comes late is counted and logged."""
         period = self.settings.hub.heartbeat_s
         topic = self.topics.set_heartbeat(self.set_id)
-        while not self._stopping.wait(period):
-            self._heartbeat_progress = time.monotonic()
+        due = time.monotonic() + period
+        while not self._stopping.wait(max(0.0, due - time.monotonic())):
+            now = self._heartbeat_progress = time.monotonic()
+            if now - due > period / 2:
+                self.late_beats.count(f"{now - due:.1f} s late")
+            due = max(due + period, now + period / 2)
             if self.bus.connected.is_set():
                 s = self.controller.stored  # one immutable snapshot, read without the lock
                 self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state))
-            for tally in (self.busy, self.shed, self.bus.refused):
+            for tally in (self.busy, self.shed, self.late_beats, self.bus.refused, self.controller.save_failures):
                 tally.flush()
 
     # -- requests -------------------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""Request throughput: requests/s a real ``setbridge hub`` answers, each exactly once.
+
+Runs a private Mosquitto and the hub as its own process (so /proc gives its CPU and RSS).
+For 1, 5 and 20 clients, each keeps a share of ``--window`` requests unanswered (roll and cut
+in turn, so nearly every request changes the state and is written to disk); then the burst
+of issue 10, 10,000 requests paced over 5 s from 5 clients. For every phase it prints:
+
+- answered/s: distinct transactions answered per second; executed: answered ``ok``; busy:
+  answered "busy" (retry hint); twice: answered more than once (must be 0);
+- state: the retained state at the end equals the hub's (last heartbeat), and the hub's log
+  shows no publish refused by paho (``refused``);
+- hb gap: the largest gap between heartbeats (goal <= 1.5 s at ``heartbeat_s = 1``), and hb
+  lag: the longest one took from the hub to a subscriber (both seen by a process of their own);
+- the hub's CPU (% of one core) and RSS.
+
+Baseline, same run and broker: the rate one bare paho client publishes QoS 1 messages to one
+subscriber. Goal: >= 2,000 requests/s answered exactly once, no state publish dropped.
+Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from setbridge.dev.broker import PrivateBroker
+from setbridge.dev.burst import Collector, bare_rate, largest_gap, send, watch_heartbeats
+from setbridge.topics import Topics
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mib(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def refused_in_log(log: Path) -> int:
+    return sum(int(m.group(1)) for m in re.finditer(r"paho refused (\d+) publish", log.read_text(errors="replace")))
+
+
+def start_hub(port: int, workdir: Path, base: str, set_id: str) -> tuple[subprocess.Popen, Path]:
+    config = workdir / "setbridge.toml"
+    config.write_text("\n".join([
+        "[hub]", 'id = "bench"', f'set = "{set_id}"', f'state_dir = "{workdir / "state"}"', "heartbeat_s = 1.0",
+        "[mqtt]", 'host = "127.0.0.1"', f"port = {port}", f'base_topic = "{base}"', "reconnect_max_s = 1",
+    ]) + "\n")
+    log = workdir / "hub.log"
+    proc = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config", str(config)],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def wait_online(seen: Collector, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not seen.beats and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not seen.beats:
+        raise SystemExit("the hub did not start; see its log")
+
+
+def final_state_matches(port: int, topics: Topics, set_id: str, seen: Collector) -> bool:
+    """The retained state a new subscriber gets equals what the hub's heartbeat says now."""
+    time.sleep(1.2)  # one more heartbeat after the last answer
+    _, epoch, seq, state = seen.beats[-1]
+    with Collector(port, topics, set_id) as fresh:
+        deadline = time.monotonic() + 5
+        while not fresh.states and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return bool(fresh.states) and fresh.states[-1] == (epoch, seq, state)
+
+
+class Heartbeats:
+    """Heartbeat arrival times, recorded by a process of their own."""
+
+    def __init__(self, port: int, topic: str):
+        self.queue, self.stop = mp.Queue(), mp.Event()
+        self.proc = mp.Process(target=watch_heartbeats, args=(port, topic, self.queue, self.stop), daemon=True)
+        self.proc.start()
+        self.times: list[float] = []
+        self.lags: list[tuple[float, float]] = []
+
+    def gap(self, since: float, until: float) -> float:
+        while not self.queue.empty():
+            t, lag = self.queue.get()
+            self.times.append(t)
+            self.lags.append((t, lag))
+        return largest_gap(self.times, since, until)
+
+    def lag(self, since: float, until: float) -> float:
+        """The longest a heartbeat took from the hub (its ``ts``) to this process."""
+        return max((lag for t, lag in self.lags if since <= t <= until), default=float("nan"))
+
+    def close(self) -> None:
+        self.stop.set()
+        self.proc.join(5)
+
+
+def phase(name: str, port: int, topics: Topics, set_id: str, seen: Collector, pid: int, log: Path,
+          n: int, clients: int, window: int, beats: Heartbeats, rate: float | None = None) -> dict:
+    before_answers, before_ok, before_busy = seen.answered(), seen.ok, seen.busy
+    states_before = len(seen.states)
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    send(port, topics.set_request(set_id), seen, n=n, clients=clients, window=max(1, window // clients), rate=rate,
+         run=f"{name}-{uuid.uuid4().hex[:4]}")
+    complete = seen.wait_answered(before_answers + n, timeout=max(60.0, n / 100))
+    t1 = time.monotonic()
+    elapsed = t1 - t0
+    cpu = (cpu_seconds(pid) - cpu0) / elapsed * 100
+    answered = seen.answered() - before_answers
+    seqs = [seq for _, seq, _ in seen.states[states_before:]]
+    return {
+        "phase": name, "clients": clients, "requests": n, "answered/s": answered / elapsed,
+        "executed": seen.ok - before_ok, "busy": seen.busy - before_busy, "unanswered": n - answered,
+        "twice": seen.twice(), "states": len(seqs), "in order": seqs == sorted(seqs),
+        "final ok": final_state_matches(port, topics, set_id, seen) if complete else False,
+        "refused": refused_in_log(log), "hb gap": beats.gap(t0, t1), "hb lag": beats.lag(t0, t1),
+        "cpu %": cpu, "rss MiB": rss_mib(pid), "peak MiB": rss_mib(pid, "VmHWM"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=20_000, help="requests per client-count phase")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 5, 20])
+    ap.add_argument("--window", type=int, default=1000, help="unanswered requests allowed over all clients")
+    args = ap.parse_args()
+    set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
+    topics = Topics(base)
+    with PrivateBroker() as broker, tempfile.TemporaryDirectory(prefix="setbridge-burst-") as tmp:
+        baseline = bare_rate(broker.port)
+        hub, log = start_hub(broker.port, Path(tmp), base, set_id)
+        try:
+            beats = Heartbeats(broker.port, topics.set_heartbeat(set_id))
+            with Collector(broker.port, topics, set_id) as seen:
+                wait_online(seen)
+                rows = [phase(f"{c} client{'s' if c > 1 else ''}", broker.port, topics, set_id, seen, hub.pid, log,
+                              args.requests, c, args.window, beats) for c in args.clients]
+                rows.append(phase("burst 10k/5s", broker.port, topics, set_id, seen, hub.pid, log,
+                                  10_000, 5, args.window, beats, rate=2000))
+            beats.close()
+        finally:
+            hub.terminate()
+            hub.wait(15)
+        notes = [line for line in log.read_text(errors="replace").splitlines()
+                 if re.search(r"late|busy|refused|shed|watchdog", line)]
+    print(f"baseline: a bare paho client publishes {baseline:,.0f} QoS 1 messages/s to one subscriber "
+          f"on this broker\n")
+    cols = ["phase", "answered/s", "executed", "busy", "unanswered", "twice", "states", "in order", "final ok",
+            "refused", "hb gap", "hb lag", "cpu %", "rss MiB", "peak MiB"]
+    fmt = {"answered/s": "{:,.0f}", "hb gap": "{:.2f} s", "hb lag": "{:.2f} s", "cpu %": "{:.0f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"}
+    table = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for row in table:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    worst = min(r["answered/s"] for r in rows[:-1]) if rows[:-1] else 0
+    ok = all(r["twice"] == 0 and r["unanswered"] == 0 and r["final ok"] and r["refused"] == 0 and r["hb gap"] <= 1.5
+             for r in rows)
+    print(f"\ngoal >= 2,000 answered/s exactly once, nothing refused, hb gap <= 1.5 s: "
+          f"{'met' if ok and worst >= 2000 else 'NOT met'} (slowest {worst:,.0f}/s; "
+          f"{worst / baseline:.0%} of the bare paho rate)")
+    print(f"\nthe hub's own log lines about load ({len(notes)}):")
+    for line in notes[:8]:
+        print("  " + line[:160])
+    print(json.dumps(rows), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
