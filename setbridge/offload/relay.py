@@ -111,13 +111,16 @@ class OffloadRelay:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Journal what is already queued, then stop (the delivery thread at once)."""
         if self.watcher:
             self.watcher.stop()
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
-            thread.join(timeout=5)
-        # The journal stays open for reports journaled until the bus stops; the process ends it.
+            thread.join(timeout=10)
+        if self.journal is not None and not any(t.is_alive() for t in self._threads):
+            self.journal.close()
+            self.journal = None
 
     # -- health -------------------------------------------------------------------------------
     def _set_health(self, state: str, reason: str | None = None) -> None:
@@ -183,16 +186,20 @@ class OffloadRelay:
 
     # -- intake thread ------------------------------------------------------------------------
     def _intake_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:
+            stopping = self._stop.is_set()  # then journal what is queued, and end
             if self.journal is None and not self._open():
                 self._refuse_waiting()
-                self._stop.wait(REOPEN_S)
+                if stopping or self._stop.wait(REOPEN_S):
+                    return
                 continue
-            if self.watcher and not self.watcher.started:
+            if self.watcher and not self.watcher.started and not stopping:
                 self.watcher.start()  # once the journal can tell it what is already known
             try:
-                first = self._inbox.get(timeout=0.5)
+                first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
+                if stopping:
+                    return
                 continue
             batch = [first]
             while len(batch) < self.batch_size:
