@@ -13,7 +13,7 @@ Then the hub is killed (kill -9) K times while it delivers; after each restart t
 send again every report that got no event (same ``event_id``), as ``setbridge offload report``
 tells its user to. It prints the duplicates each kill caused and checks nothing was lost.
 
-Usage: ``python bench/offload.py [--reports 2000] [--reporters 1 10] [--kills 3]``
+Usage: ``python bench/offload.py [--reports 2000] [--reporters 1 10] [--kills 3] [--batch 256]``
 """
 
 from __future__ import annotations
@@ -176,12 +176,12 @@ def rate(broker: PrivateBroker, batch: int, reporters: int, count: int) -> tuple
             hub.stop()
 
 
-def kills(broker: PrivateBroker, count: int, reporters: int, times: int) -> list[tuple[int, int, int]]:
+def kills(broker: PrivateBroker, count: int, reporters: int, times: int, batch: int) -> list[tuple[int, int, int]]:
     """Kill -9 the delivering hub ``times`` times; per kill: (distinct before the kill, duplicates, lost)."""
     base = f"bench{uuid.uuid4().hex[:8]}"
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        hub = HubChild(broker.port, base, Path(tmp) / "state", 256)
+        hub = HubChild(broker.port, base, Path(tmp) / "state", batch)
         collector = Collector(broker.port, base)
         try:
             for k in range(times):
@@ -220,12 +220,13 @@ def main() -> int:
                         help="reports for journal_batch = 1, which is slow (default 600)")
     parser.add_argument("--reporters", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--kills", type=int, default=3, help="kill -9 rounds (default 3)")
+    parser.add_argument("--batch", type=int, default=256, help="journal_batch of the batched runs (default 256)")
     args = parser.parse_args()
     print(f"setbridge offload delivery: {os.cpu_count()} CPUs; events counted once by event_id")
     with PrivateBroker() as broker:
         rows = []
         for reporters in args.reporters:
-            for batch, count in ((1, args.baseline_reports), (256, args.reports)):
+            for batch, count in ((1, args.baseline_reports), (args.batch, args.reports)):
                 per_s, distinct, dupes, cpu_ms = rate(broker, batch, reporters, count)
                 rows.append((reporters, batch, count, distinct, dupes, per_s, cpu_ms))
         print(f"\n{'reporters':>9} {'journal_batch':>13} {'reports':>8} {'distinct':>9} {'dupes':>6} {'events/s':>9} "
@@ -234,11 +235,12 @@ def main() -> int:
             print(f"{reporters:>9} {batch:>13} {count:>8} {distinct:>9} {dupes:>6} {per_s:>9.0f} {cpu_ms:>16.2f}")
         for reporters in args.reporters:
             base_rate = next(r[5] for r in rows if r[0] == reporters and r[1] == 1)
-            new_rate = next(r[5] for r in rows if r[0] == reporters and r[1] == 256)
+            new_rate = next(r[5] for r in rows if r[0] == reporters and r[1] == args.batch)
             print(f"{reporters} reporter(s): batched {new_rate / base_rate:.1f}x the one-at-a-time baseline")
         if args.kills:
-            results = kills(broker, args.reports, max(args.reporters), args.kills)
-            print(f"\nkill -9 during delivery ({args.reports} reports, {max(args.reporters)} reporters, journal_batch 256)")
+            results = kills(broker, args.reports, max(args.reporters), args.kills, args.batch)
+            print(f"\nkill -9 during delivery ({args.reports} reports, {max(args.reporters)} reporters, "
+                  f"journal_batch {args.batch})")
             print(f"{'kill':>4} {'delivered before':>16} {'duplicates':>10} {'lost':>5}")
             for n, (before, dupes, lost) in enumerate(results, 1):
                 print(f"{n:>4} {before:>16} {dupes:>10} {lost:>5}")

@@ -144,7 +144,7 @@ class SpeechSettings(Section):
     """Hypotheses Vosk weighs per utterance; the confidence of a phrase is its share of them."""
     fillers: list[str] = Field(default_factory=list)
     """Common short words of the model's language: a filler model that rejects look-alike speech."""
-    min_filler_margin: float = Field(-8.0, ge=-50.0, le=50.0)
+    min_filler_margin: float = Field(-7.0, ge=-50.0, le=50.0)
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
     foreground_db: float = Field(8.0, ge=0.0, le=40.0)
     """Speech must stand this far above the background level (crew chatter under the call); 0 = off."""

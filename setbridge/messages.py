@@ -251,6 +251,7 @@ def _surrogate_at(data: Any) -> str | None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def decode_object(raw: bytes | str) -> dict[str, Any]:
@@ -278,7 +279,8 @@ def decode_object(raw: bytes | str) -> dict[str, Any]:
         raise PayloadError(f"payload is not valid JSON: {str(exc).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(data).__name__}")
-    where = _surrogate_at(data)
+    # A surrogate can only come from a \\uD800-\\uDFFF escape (raw ones are invalid UTF-8): look only then.
+    where = _surrogate_at(data) if _SURROGATE_ESCAPE.search(raw) else None
     if where is not None:
         raise PayloadError(f"{where}: contains a lone UTF-16 surrogate; send valid Unicode text")
     version = data.get("v")

@@ -45,6 +45,9 @@ class Health:
         for hub, s in online.items():
             if s.get("audio") == "fault":
                 out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
+            if s.get("offload") == "fault":
+                out.append(f"hub {hub}: offload: fault ({s.get('offload_reason') or 'no reason given'}); "
+                           "set state and lights are unaffected")
         if online and self.heartbeat_at is None:
             out.append(f"set {self.set_id}: no heartbeat from the hub for {self.listened_s:.0f} s; it is frozen or hung "
                        "(the broker may still show it online)")
@@ -122,7 +125,8 @@ def render(health: Health) -> list[str]:
     for hub, s in sorted(health.hubs.items()):
         if s.get("set") == health.set_id:
             voice = "" if s.get("voice") is None else f", voice {'on' if s['voice'] else 'off'}"
-            lines.append(f"hub {hub}: {s.get('state')} (v{s.get('version')}, audio {s.get('audio')}{voice})")
+            offload = f", offload {s['offload']}" if s.get("offload") else ""
+            lines.append(f"hub {hub}: {s.get('state')} (v{s.get('version')}, audio {s.get('audio')}{voice}{offload})")
     if health.state:
         st = health.state
         age = f", {time.time() - st['ts']:.0f} s ago" if isinstance(st.get("ts"), (int, float)) else ""

@@ -9,7 +9,7 @@ import threading
 import uuid
 
 import paho.mqtt.client as mqtt
-from conftest import running_hub
+from conftest import make_settings, running_hub
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -114,3 +114,43 @@ def test_a_hub_on_mqtt_3_1_1_answers_on_the_shared_topic(broker, tmp_path, probe
             assert hub.state == "rolling"
         finally:
             client.close()
+
+
+def test_on_the_generated_broker_an_integrator_reads_its_v5_answers(tmp_path):
+    """The ACL `setbridge broker config` writes lets the hub answer below the response topic and
+    an integrator subscribe to its own response topic there."""
+    from broker_helpers import generated_broker, password
+
+    from setbridge.hub import Hub
+
+    users = {"hub-1": "hub", "editorial": "integrator", "wall": "monitor"}
+    with generated_broker(users) as broker:
+        settings = make_settings(broker, tmp_path / "state", hub={"id": "hub-1", "set": "main"},
+                                 mqtt={"base_topic": "setbridge", "username": "hub-1", "password": password("hub-1")})
+        hub = Hub(settings)
+        hub.start()
+        try:
+            assert hub.bus.wait_connected(10)
+            mine = "setbridge/set/main/response/editorial/1"
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            client.username_pw_set("editorial", password("editorial"))
+            got: queue.Queue = queue.Queue()
+            subscribed = threading.Event()
+            client.on_connect = lambda c, u, f, rc, p: c.subscribe(mine, 1)
+            client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set() if not rcs[0].is_failure else None
+            client.on_message = lambda c, u, m: got.put((m.topic, json.loads(m.payload), m.properties.CorrelationData))
+            client.connect("127.0.0.1", broker.port)
+            client.loop_start()
+            try:
+                assert subscribed.wait(10), "the ACL refused the integrator's subscription to its response topic"
+                props = Properties(PacketTypes.PUBLISH)
+                props.ResponseTopic, props.CorrelationData = mine, b"e-1"
+                client.publish("setbridge/set/main/request", json.dumps({"v": 1, "action": "roll"}), qos=1,
+                               properties=props).wait_for_publish(10)
+                topic, answer, corr = got.get(timeout=10)
+                assert (topic, corr, answer["state"]) == (mine, b"e-1", "rolling")
+            finally:
+                client.disconnect()
+                client.loop_stop()
+        finally:
+            hub.stop()

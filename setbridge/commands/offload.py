@@ -203,6 +203,7 @@ def _completes_card(item) -> bool:
 def _await_answer(answers, topics, event_id: str, deadline: float, timeout: float) -> int:
     import queue
 
+    from ..escape import terminal
     from ..messages import OffloadError, parse_payload
     from ..offload.models import OffloadEvent
 
@@ -215,7 +216,7 @@ def _await_answer(answers, topics, event_id: str, deadline: float, timeout: floa
             if topic == topics.offload_event():
                 event = parse_payload(OffloadEvent, payload)
                 if event.event_id == event_id:
-                    print(_describe(event))
+                    print(terminal(_describe(event)))  # from the bus: escaped
                     return 0
             elif topic == topics.offload_error():
                 error = parse_payload(OffloadError, payload)
@@ -223,7 +224,7 @@ def _await_answer(answers, topics, event_id: str, deadline: float, timeout: floa
                     if error.duplicate:
                         print(f"already accepted: event {event_id}")
                         return 0
-                    print(f"setbridge: the hub rejected the report: {error.reason}", file=sys.stderr)
+                    print(terminal(f"setbridge: the hub rejected the report: {error.reason}"), file=sys.stderr)
                     return 1
         except SetbridgeError:
             continue

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..client import collect, connect
+    from ..escape import terminal
     from ..messages import SetRequest, SetResponse, parse_payload
     from ..topics import Topics
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             if response.transaction != tx:
                 continue
             if not response.ok:
-                print(f"setbridge: {args.action} refused: {response.error}", file=sys.stderr)
+                print(terminal(f"setbridge: {args.action} refused: {response.error}"), file=sys.stderr)
                 return 1
             note = "" if response.changed else " (unchanged)"
             print(f"{set_id}: {response.state}{note} seq={response.seq}")

@@ -21,6 +21,11 @@ FRAME_BYTES = RATE // 100 * 2
 """One 10 ms frame of 16-bit mono audio at 16 kHz."""
 DITHER_LSB = 2.0
 """Standard deviation of the dither added before noise suppression, in 16-bit steps."""
+FLOOR_LSB = 16.0
+"""Standard deviation of the steady noise floor added after noise suppression, in 16-bit steps
+(about -66 dBFS). Kaldi dithers its features with random noise of about 1 step; on the near
+silence the suppressor leaves, that noise would decide how silence scores, differently in each
+recognizer and each run. Over a floor 16 times louder, it no longer does."""
 
 
 class FrontEnd:
@@ -38,6 +43,7 @@ class FrontEnd:
         self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="int16") if rate != RATE else None
         self._processor = AudioProcessor(auto_gain_dbfs, noise_suppression)
         self._dither = np.random.default_rng(0)
+        self._floor = np.random.default_rng(1)
         self._pending = b""
 
     def process(self, pcm: bytes) -> bytes:
@@ -49,5 +55,9 @@ class FrontEnd:
         data = self._pending + np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
         whole = len(data) - len(data) % FRAME_BYTES
         self._pending = data[whole:]
-        return b"".join(self._processor.Process10ms(data[i:i + FRAME_BYTES]).audio
-                        for i in range(0, whole, FRAME_BYTES))
+        cleaned = b"".join(self._processor.Process10ms(data[i:i + FRAME_BYTES]).audio
+                           for i in range(0, whole, FRAME_BYTES))
+        if not cleaned or FLOOR_LSB <= 0:
+            return cleaned
+        out = np.frombuffer(cleaned, dtype="<i2") + self._floor.normal(0.0, FLOOR_LSB, len(cleaned) // 2)
+        return np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes()
