@@ -18,11 +18,11 @@ compare destination sizes only.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePath
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -121,7 +121,7 @@ class HedgeCopy:
     started_at: float | None
     reason: str | None
     roll: str | None
-    verified_by: str | None = None
+    verified_by: Literal["hash", "size"] | None = None
     files: int | None = None
     source_files: int | None = None
     source_bytes: int | None = None
@@ -212,8 +212,8 @@ def parse_mount(data: dict[str, Any]) -> str:
 
 def groups(copies: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Held copies split by transfer, in the order each transfer's last copy arrived."""
-    by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    last: dict[tuple[Any, ...], int] = {}
+    by_group: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    last: dict[tuple[str, str, str, str], int] = {}
     for n, c in enumerate(copies):
         key = HedgeCopy(**c).group
         by_group.setdefault(key, []).append(c)

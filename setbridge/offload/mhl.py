@@ -75,7 +75,8 @@ def generation_reports(root: Path, since: float = 0.0) -> list[OffloadReport]:
     return reports
 
 
-def _report(root: Path, hash_list: Any, files: Any, missing: list[str], chain_hash: str | None, ts: float | None) -> OffloadReport:
+def _report(root: Path, hash_list: Any, files: list[Any], missing: list[str], chain_hash: str | None,
+            ts: float | None) -> OffloadReport:
     formats: set[str] = set()
     counts = {"original": 0, "verified": 0, "failed": 0}
     errors: list[ErrorItem] = []
