@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class _Clip:
     name: str
     rate: int
     pcm: bytes
-    meta: dict
+    meta: dict[str, Any]
 
 
 class ClipCapture:
@@ -63,7 +64,7 @@ class ClipCapture:
         self.dropped = 0
         self._blocks: deque[tuple[int, bytes]] = deque()  # (first sample, pcm)
         self._samples = 0
-        self._pending: list[tuple[int, int, str, dict]] = []  # (first, end sample, name, meta)
+        self._pending: list[tuple[int, int, str, dict[str, Any]]] = []  # (first, end sample, name, meta)
         self._queue: queue.Queue[_Clip | None] = queue.Queue(maxsize=QUEUE_CLIPS)
         self._thread: threading.Thread | None = None
         self._warned = False
