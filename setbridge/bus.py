@@ -26,6 +26,8 @@ from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
+READ_BURST = 50
+"""Packets the network thread reads before it writes what is waiting (heartbeats, acks)."""
 ROUTE_CACHE = 4096
 """Topics whose routes and declarations the bus remembers (cleared when exceeded)."""
 
@@ -90,6 +92,29 @@ class Delivery:
         return self.wait(timeout)
 
 
+class _Client(mqtt.Client):
+    """paho's client, but reading at most ``READ_BURST`` packets before it writes again.
+
+    paho's own ``loop_read`` reads as many packets as it has messages in flight, as long as the
+    socket has data: under a burst of requests that is thousands, and meanwhile nothing is
+    written, so heartbeats and acknowledgements waited seconds. Capping the burst interleaves
+    reads and writes. (Falls back to paho's loop if its internals differ.)
+    """
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        if not all(hasattr(self, name) for name in ("_sock", "_packet_read", "_loop_rc_handle")):
+            return super().loop_read(max_packets)
+        for _ in range(READ_BURST):
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 class Bus:
     """One MQTT connection. ``on_connect`` hooks run after every (re)connect, in order.
 
@@ -114,9 +139,9 @@ class Bus:
         self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
         self.persistent = persistent
         if self.mqtt5:
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
-            self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
         # answers), so state and heartbeats are never refused here.

@@ -14,26 +14,13 @@ broker ACL (:mod:`setbridge.broker_config`) all come from :data:`TOPICS`. Tests 
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
-from pydantic import BaseModel
-
-from .messages import (
-    Heartbeat,
-    HubStatus,
-    LightAlive,
-    LightCommand,
-    LightState,
-    LightStatus,
-    OffloadError,
-    SetEvent,
-    SetRequest,
-    SetResponse,
-    SetState,
-)
-from .offload.models import OffloadEvent, ReportPayload
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 RoleName = Literal["hub", "light", "integrator", "monitor"]
 Access = Literal["read", "write", "readwrite"]
@@ -67,7 +54,8 @@ class TopicSpec:
     name: str
     pattern: str
     """Levels below the base, with ``{id}`` placeholders: ``set/{set}/state``."""
-    model: type[BaseModel]
+    model_ref: str
+    """``module:Name`` of the payload model, imported on first use (the CLI starts without it)."""
     qos: Literal[0, 1]
     retain: bool
     writers: tuple[RoleName, ...]
@@ -76,6 +64,11 @@ class TopicSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(_PARAM.findall(self.pattern)))
+
+    @property
+    def model(self) -> type[BaseModel]:
+        module, _, name = self.model_ref.partition(":")
+        return cast("type[BaseModel]", getattr(importlib.import_module(module), name))
 
     def topic(self, base: str, **ids: str) -> str:
         """The concrete topic; every placeholder must be given."""
@@ -104,33 +97,33 @@ class TopicSpec:
         return ids
 
 
-HUB_STATUS = TopicSpec("hub_status", "hub/{hub}/status", HubStatus, 1, True,
+HUB_STATUS = TopicSpec("hub_status", "hub/{hub}/status", "setbridge.messages:HubStatus", 1, True,
                        writers=("hub",), readers=("light", "integrator", "monitor"))
-SET_STATE = TopicSpec("set_state", "set/{set}/state", SetState, 1, True,
+SET_STATE = TopicSpec("set_state", "set/{set}/state", "setbridge.messages:SetState", 1, True,
                       writers=("hub",), readers=("light", "integrator", "monitor"))
-SET_HEARTBEAT = TopicSpec("set_heartbeat", "set/{set}/heartbeat", Heartbeat, 0, False,
+SET_HEARTBEAT = TopicSpec("set_heartbeat", "set/{set}/heartbeat", "setbridge.messages:Heartbeat", 0, False,
                           writers=("hub",), readers=("light", "integrator", "monitor"))
-SET_EVENT = TopicSpec("set_event", "set/{set}/event", SetEvent, 1, False,
+SET_EVENT = TopicSpec("set_event", "set/{set}/event", "setbridge.messages:SetEvent", 1, False,
                       writers=("hub",), readers=("integrator", "monitor"))
-SET_REQUEST = TopicSpec("set_request", "set/{set}/request", SetRequest, 1, False,
+SET_REQUEST = TopicSpec("set_request", "set/{set}/request", "setbridge.messages:SetRequest", 1, False,
                         writers=("integrator",), readers=("hub", "integrator", "monitor"))
-SET_RESPONSE = TopicSpec("set_response", "set/{set}/response", SetResponse, 1, False,
+SET_RESPONSE = TopicSpec("set_response", "set/{set}/response", "setbridge.messages:SetResponse", 1, False,
                          writers=("hub",), readers=("integrator", "monitor"))
-LIGHT_STATUS = TopicSpec("light_status", "light/{light}/status", LightStatus, 1, True,
+LIGHT_STATUS = TopicSpec("light_status", "light/{light}/status", "setbridge.messages:LightStatus", 1, True,
                          writers=("light",), readers=("light", "hub", "integrator", "monitor"))
-LIGHT_STATE = TopicSpec("light_state", "light/{light}/state", LightState, 1, True,
+LIGHT_STATE = TopicSpec("light_state", "light/{light}/state", "setbridge.messages:LightState", 1, True,
                         writers=("light",), readers=("light", "hub", "integrator", "monitor"))
-LIGHT_ALIVE = TopicSpec("light_alive", "light/{light}/alive", LightAlive, 0, False,
+LIGHT_ALIVE = TopicSpec("light_alive", "light/{light}/alive", "setbridge.messages:LightAlive", 0, False,
                         writers=("light",), readers=("hub", "integrator", "monitor"))
-LIGHT_CMD = TopicSpec("light_cmd", "light/{light}/cmd", LightCommand, 1, False,
+LIGHT_CMD = TopicSpec("light_cmd", "light/{light}/cmd", "setbridge.messages:LightCommand", 1, False,
                       writers=("hub", "integrator"), readers=("light", "monitor"))
-OFFLOAD_REPORT = TopicSpec("offload_report", "offload/report", ReportPayload, 1, False,
+OFFLOAD_REPORT = TopicSpec("offload_report", "offload/report", "setbridge.offload.models:ReportPayload", 1, False,
                            writers=("integrator",), readers=("hub", "integrator", "monitor"))
-OFFLOAD_EVENT = TopicSpec("offload_event", "offload/event", OffloadEvent, 1, False,
+OFFLOAD_EVENT = TopicSpec("offload_event", "offload/event", "setbridge.offload.models:OffloadEvent", 1, False,
                           writers=("hub",), readers=("integrator", "monitor"))
-OFFLOAD_CARD = TopicSpec("offload_card", "offload/card/{roll}", OffloadEvent, 1, True,
+OFFLOAD_CARD = TopicSpec("offload_card", "offload/card/{roll}", "setbridge.offload.models:OffloadEvent", 1, True,
                          writers=("hub",), readers=("integrator", "monitor"))
-OFFLOAD_ERROR = TopicSpec("offload_error", "offload/error", OffloadError, 1, False,
+OFFLOAD_ERROR = TopicSpec("offload_error", "offload/error", "setbridge.messages:OffloadError", 1, False,
                           writers=("hub",), readers=("integrator", "monitor"))
 
 TOPICS: tuple[TopicSpec, ...] = (

@@ -263,3 +263,12 @@ def test_the_bus_takes_qos_and_retain_from_the_declaration(settings, topics, pro
         assert [t for t, _, _ in fresh.seen] == [topics.set_heartbeat("stage-c")]
     finally:
         bus.stop()
+
+
+def test_the_declaration_loads_without_the_payload_models():
+    """Every CLI command imports the contract (through the broker ACL); it must stay cheap."""
+    code = ("import sys, setbridge.contract as c, setbridge.broker_config; "
+            "assert 'setbridge.offload.models' not in sys.modules and 'pydantic' not in sys.modules; "
+            "print(c.OFFLOAD_CARD.model.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "OffloadEvent"

@@ -69,7 +69,9 @@ def test_overlays_never_hide_a_roll(follower: rules.Follower) -> None:
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"v": 1}', b'{"v": 1, "state": "idle", "epoch": 1.5, "seq": 1}',
-                                 b'{"v": 1, "state": "idle", "epoch": false, "seq": 1}', b"x" * 5000])
+                                 b'{"v": 1, "state": "idle", "epoch": false, "seq": 1}', b"x" * 5000,
+                                 b'{"v": true, "state": "idle", "epoch": 1, "seq": 1}',
+                                 b'{"v": 1.0, "state": "idle", "epoch": 1, "seq": 1}'])
 def test_bad_set_states_are_rejected_with_a_reason(raw: bytes) -> None:
     with pytest.raises(ValueError):
         payloads.parse_set_state(raw)

@@ -172,3 +172,34 @@ def test_open_or_recover_keeps_a_good_journal_and_moves_a_bad_one(tmp_path):
         Journal(state, create=False)
     journal, note = open_or_recover(state)
     assert note and "moved it aside" in note and journal.pending() == []
+
+
+def test_a_stopping_hub_journals_the_reports_it_has_queued(broker, tmp_path, probe_factory):
+    """Reports waiting for a locked journal when the hub stops are journaled before it ends."""
+    settings = make_settings(broker, tmp_path / "state")
+    base = settings.mqtt.base_topic
+    probe = probe_factory(f"{base}/#")
+    hub = Hub(settings)
+    hub.start()
+    assert hub.bus.wait_connected(5)
+    probe.wait_for(on("/status", state="online"), timeout=10)
+    probe.publish(f"{base}/offload/report", report("S000", "s0"))
+    probe.wait_for(on("/offload/event", event_id="s0"), timeout=10)
+    other = sqlite3.connect(settings.hub.state_dir / FILE_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    for n in range(1, 4):
+        probe.publish(f"{base}/offload/report", report(f"S00{n}", f"s{n}"))
+    for n in range(1, 4):  # forwarded by the broker to every subscriber, the hub too
+        probe.wait_for(on("/offload/report", event_id=f"s{n}"))
+    stopper = threading.Thread(target=hub.stop)
+    stopper.start()
+    other.execute("ROLLBACK")
+    other.close()
+    stopper.join(30)
+    assert not stopper.is_alive()
+    journal = Journal(settings.hub.state_dir, create=False)
+    try:
+        assert {e.event_id for _, e in journal.pending()} | {"s0"} >= {"s0", "s1", "s2", "s3"}
+        assert [e.event_id for e, _ in journal.cards()][-3:] == ["s1", "s2", "s3"]
+    finally:
+        journal.close()

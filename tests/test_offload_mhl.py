@@ -129,6 +129,8 @@ def test_hub_relays_mhl_generations(broker, tmp_path, probe_factory):
         seal(shuttle)
         _, failed, _ = probe.wait_for(lambda t, d, r: t.endswith("/event") and d["status"] == "failed", timeout=10)
         assert failed["safe_to_wipe"] is False and failed["hash"]["failed"] == 1
+        # The card follows its event: once it is out, a newcomer must be given it retained.
+        probe.wait_for(lambda t, d, r: t.endswith("/card/A001R2EC") and d["event_id"] == failed["event_id"])
         late = probe_factory(f"{base}/offload/card/+")
         _, card_state, retained = late.wait_for(lambda t, d, r: d is not None)
         assert retained and card_state["event_id"] == failed["event_id"]

@@ -135,6 +135,7 @@ def test_a_late_report_with_an_older_ts_orders_by_the_journal(offload_hub, probe
     _, ok, _ = probe.wait_for(on("/offload/event", event_id="c1-ok"))
     _, bad, _ = probe.wait_for(on("/offload/event", event_id="c1-bad"))
     assert ok["safe_to_wipe"] and bad["seq"] > ok["seq"] and bad["reported_ts"] == 1_000_000_000
+    probe.wait_for(on("/offload/card/C001", event_id="c1-bad"))  # stored by the broker before it is forwarded
     late = probe_factory(f"{base}/offload/card/C001")
     _, card, retained = late.wait_for(on("/offload/card/C001"))
     assert retained and card["event_id"] == "c1-bad" and card["safe_to_wipe"] is False

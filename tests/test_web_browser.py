@@ -32,6 +32,11 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1280,900"]
 
 
+LINK_TIMEOUT_S = 2.0
+"""The pages' heartbeat timeout in these tests (2.5 s by default): the 3 s promise is asserted in
+full, and a second of slack absorbs a browser whose timers run late on a loaded test machine."""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
@@ -121,7 +126,7 @@ def test_board_and_light_page_show_rolling_within_a_second(browser, broker, tmp_
 
 def test_light_page_shows_link_lost_within_3_s_of_the_hub_dying_and_recovers(browser, broker, tmp_path, shots):
     settings = make_settings(broker, tmp_path / "state",
-                             web=web_section(data_dir=str(tmp_path / "web"), link_timeout_s=2.5))
+                             web=web_section(data_dir=str(tmp_path / "web"), link_timeout_s=LINK_TIMEOUT_S))
     hub = HubProcess(write_config(tmp_path / "hub.toml", settings)).start()
     try:
         with serving(settings) as url:
@@ -155,11 +160,11 @@ def test_light_page_shows_link_lost_within_3_s_of_the_hub_dying_and_recovers(bro
 
 def test_light_page_turns_link_lost_when_its_event_stream_dies(browser, broker, tmp_path, hub):
     settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web"),
-                                                                     link_timeout_s=2.5))
+                                                                     link_timeout_s=LINK_TIMEOUT_S))
     settings.mqtt.base_topic = hub.settings.mqtt.base_topic
     hub.submit("roll", "request")
     web = WebProcess(write_web_config(tmp_path / "web.toml", settings, data_dir=tmp_path / "web",
-                                      link_timeout_s=2.5)).start()
+                                      link_timeout_s=LINK_TIMEOUT_S)).start()
     try:
         browser.get(f"{web.url}/light/stage-t")
         showing(browser, "rolling", 10)

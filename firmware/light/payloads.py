@@ -45,8 +45,9 @@ def _obj(raw):
         raise ValueError("payload is not JSON")
     if not isinstance(data, dict):
         raise ValueError("payload is not a JSON object")
-    if data.get("v") != 1:
-        raise ValueError("unsupported payload version v=%r" % (data.get("v"),))
+    version = data.get("v")
+    if type(version) is not int or version != 1:  # true and 1.0 are not version 1
+        raise ValueError("unsupported payload version v=%r" % (version,))
     return data
 
 

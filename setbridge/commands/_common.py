@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import Settings, load_settings
-from ..errors import ConfigError
+if TYPE_CHECKING:  # pydantic loads only for commands that read the settings
+    from ..config import Settings
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,9 @@ def add_set_arg(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Load the settings named by ``--config``; print each problem and exit 1 when invalid."""
+    from ..config import load_settings
+    from ..errors import ConfigError
+
     try:
         return load_settings(getattr(args, "config", None))
     except ConfigError as exc:

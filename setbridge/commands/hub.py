@@ -6,8 +6,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..config import AudioSettings
+from typing import TYPE_CHECKING
+
 from ._common import add_config_arg, settings_from
+
+if TYPE_CHECKING:
+    from ..config import AudioSettings
 
 
 

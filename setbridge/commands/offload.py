@@ -16,10 +16,17 @@ import time
 import uuid
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SetbridgeError
 from ._common import add_config_arg, settings_from
+
+if TYPE_CHECKING:
+    import queue
+
+    from ..config import Settings
+    from ..offload.models import HedgeReport, OffloadEvent, OffloadReport
+    from ..topics import Topics
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,7 +115,7 @@ def run_hedge(args: argparse.Namespace) -> int:
     return _send(args, {"v": 1, "hedge": event, "event_id": args.event_id or uuid.uuid4().hex})
 
 
-def _validate(data: dict[str, Any]):
+def _validate(data: dict[str, Any]) -> OffloadReport | HedgeReport:
     from ..errors import PayloadError
     from ..offload.models import parse_report
 
@@ -118,7 +125,7 @@ def _validate(data: dict[str, Any]):
         raise SetbridgeError(f"report rejected: {exc}") from None
 
 
-def _describe(event) -> str:
+def _describe(event: OffloadEvent) -> str:
     copies = f"{event.copies.verified}/{event.copies.required} copies"
     wipe = "safe to wipe" if event.safe_to_wipe else "not safe to wipe: " + "; ".join(event.why_not_safe)
     return f"{event.roll}: {event.status}, {copies}, {wipe} (event {event.event_id})"
@@ -132,7 +139,7 @@ def _send(args: argparse.Namespace, data: dict[str, Any]) -> int:
     return _over_mqtt(settings, item, args.timeout)
 
 
-def _to_journal(settings, item) -> int:
+def _to_journal(settings: Settings, item: OffloadReport | HedgeReport) -> int:
     from ..errors import PayloadError
     from ..offload.intake import accept
     from ..offload.journal import Journal
@@ -161,7 +168,7 @@ def _to_journal(settings, item) -> int:
     return 0
 
 
-def _over_mqtt(settings, item, timeout: float) -> int:
+def _over_mqtt(settings: Settings, item: OffloadReport | HedgeReport, timeout: float) -> int:
     from ..client import collect, connect
     from ..offload.models import HedgeReport
     from ..topics import Topics
@@ -189,7 +196,7 @@ def _over_mqtt(settings, item, timeout: float) -> int:
         bus.stop()
 
 
-def _completes_card(item) -> bool:
+def _completes_card(item: HedgeReport) -> bool:
     """Whether a Hedge event finishes a card (a source's DiskIdle), so the hub answers it."""
     from ..errors import PayloadError
     from ..offload import hedge
@@ -200,7 +207,8 @@ def _completes_card(item) -> bool:
         return True  # the hub rejects it and says why
 
 
-def _await_answer(answers, topics, event_id: str, deadline: float, timeout: float) -> int:
+def _await_answer(answers: "queue.Queue[tuple[str, bytes]]", topics: Topics, event_id: str | None, deadline: float,
+                  timeout: float) -> int:
     import queue
 
     from ..escape import terminal

@@ -25,6 +25,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself listens on TCP ``port`` (Linux ``/proc``), so that a
+    listener of another process on the same port is not taken for it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        return any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+
+
+HAVE_PROC = Path("/proc/net/tcp").exists()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def find_mosquitto() -> str:
     for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
         if candidate and Path(candidate).exists():
@@ -39,6 +69,8 @@ class PrivateBroker:
     def __init__(self, port: int | None = None, extra_config: str = "", anonymous: bool = True,
                  workdir: Path | None = None, config_file: Path | None = None):
         self.port = port or free_port()
+        self._chosen_port = port is None
+        """The port was picked here, so another may be picked when it is taken meanwhile."""
         self.extra_config = extra_config
         self.anonymous = anonymous
         self._own_dir = workdir is None
@@ -65,6 +97,17 @@ class PrivateBroker:
         return "\n".join(lines) + "\n" + self.extra_config + "\n"
 
     def start(self, timeout: float = 5.0) -> "PrivateBroker":
+        for _ in range(5):
+            try:
+                return self._start(timeout)
+            except SetbridgeError as exc:
+                # Parallel tests: another process took the free port between the pick and the bind.
+                if not (self._chosen_port and self.config_file is None and "in use" in str(exc)):
+                    raise
+                self.port = free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> "PrivateBroker":
         conf = self.config_file or self.workdir / "mosquitto.conf"
         if self.config_file is None:
             conf.write_text(self.config_text())
@@ -77,11 +120,9 @@ class PrivateBroker:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SetbridgeError(f"mosquitto exited at start: {self.log_path.read_text()[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            if listens(self.process.pid, self.port) if HAVE_PROC else _accepts(self.port):
+                return self
+            time.sleep(0.02)
         raise SetbridgeError(f"mosquitto did not listen on port {self.port} within {timeout:g} s")
 
     def stop(self) -> None:

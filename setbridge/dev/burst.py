@@ -211,7 +211,7 @@ def bare_rate(port: int, n: int = 20_000) -> float:
     return got[0] / elapsed
 
 
-def watch_heartbeats(port: int, topic: str, out, stop) -> None:
+def watch_heartbeats(port: int, topic: str, out: Any, stop: Any) -> None:
     """Child process: send the arrival time of every heartbeat on ``topic`` to ``out`` until
     ``stop`` is set (its own connection and process, so a busy bench does not delay it)."""
     c = _client(port, "burst-heartbeats")

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..actions import REFUSALS, TRANSITIONS
 from ..messages import SetEvent, SetState
@@ -193,9 +194,11 @@ class SetController:
             s = plan.stored = s.model_copy(update={"state": target, "seq": s.seq + 1, "take": take})
             plan.cause = item.cause
         # Built from the controller's own values: validation would only cost time in a burst.
+        fields: dict[str, Any] = {k: v for k, v in item.detail.items() if v is not None}
+        fields["type"] = action
         event = SetEvent.model_construct(
-            type=action, changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq, take=s.take,
-            **{k: v for k, v in item.detail.items() if v is not None},
+            changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq, take=s.take,
+            **fields,
         )
         if plan.quiet:
             plan.changes += changed

@@ -1,8 +1,10 @@
 """The hub's GPIO panel (gpiozero): wig-wag relay, status LED, buzzer, roll/cut buttons or a
 toggle, and a "voice off" switch.
 
-It follows the set state and the hub's health as events on its own thread (no polling). The pin
-factory is the seam: gpiozero's default on a Pi, ``MockFactory()`` in tests.
+The relay and buzzer follow each new set state at once, on the controller's thread (a pin write:
+the wig-wag turns on before the roll is even published); the status LED follows the hub's health
+as events on the panel's own thread (no polling). The pin factory is the seam: gpiozero's default
+on a Pi, ``MockFactory()`` in tests.
 """
 
 from __future__ import annotations
@@ -74,13 +76,15 @@ class GpioPanel(Worker):
             self.hub.set_voice_enabled(not switch.is_pressed)
         self.follow(self.hub.snapshot(), sound=False)
         self.show(self.hub.health())
-        self.hub.on_state(self.post)
+        self.hub.on_state(self._on_state)
         self.hub.on_health(self.post)
 
+    def _on_state(self, state: SetState) -> None:
+        if self.devices:  # not after stop()
+            self.follow(state)
+
     def _handle(self, event: object) -> None:
-        if isinstance(event, SetState):
-            self.follow(event)
-        elif isinstance(event, Health):
+        if isinstance(event, Health):
             self.show(event)
 
     def _close(self) -> None:

@@ -21,7 +21,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePath
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -120,7 +121,7 @@ class HedgeCopy:
     started_at: float | None
     reason: str | None
     roll: str | None
-    verified_by: str | None = None
+    verified_by: Literal["hash", "size"] | None = None
     files: int | None = None
     source_files: int | None = None
     source_bytes: int | None = None
@@ -211,8 +212,8 @@ def parse_mount(data: dict[str, Any]) -> str:
 
 def groups(copies: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Held copies split by transfer, in the order each transfer's last copy arrived."""
-    by_group: dict[tuple, list[dict[str, Any]]] = {}
-    last: dict[tuple, int] = {}
+    by_group: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    last: dict[tuple[str, str, str, str], int] = {}
     for n, c in enumerate(copies):
         key = HedgeCopy(**c).group
         by_group.setdefault(key, []).append(c)
@@ -220,7 +221,7 @@ def groups(copies: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [by_group[k] for k in sorted(by_group, key=last.__getitem__)]
 
 
-def _status(states: list[str], has_failed: bool) -> Status:
+def _status(states: Sequence[str], has_failed: bool) -> Status:
     if has_failed or "failed" in states:
         return "failed"
     if "warnings" in states or "copied" in states:
@@ -260,7 +261,7 @@ def combine(copies: list[dict[str, Any]], idle: HedgeIdle | None, event_id: str 
             files=source_files,
             bytes=source_bytes,
             destinations=[Destination(path=c.destination, state=c.state, process="copy", bytes=c.bytes, files=c.files,
-                                      verified_by=c.verified_by,  # type: ignore[arg-type]
+                                      verified_by=c.verified_by,
                                       duration_s=c.duration_s) for c in latest.values()][:32],
             transfer=transfer,
             tool={"name": "Hedge"},

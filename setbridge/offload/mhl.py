@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -28,7 +29,7 @@ class MhlError(Exception):
     """The history could not be read or does not match its chain; ``str()`` says why."""
 
 
-def _load(root: Path):
+def _load(root: Path) -> Any:
     from ascmhl.history import MHLHistory  # imported late: it pulls in click and lxml
 
     try:
@@ -46,7 +47,7 @@ def _started_at(manifest: str) -> float | None:
     return parsed.replace(tzinfo=timezone.utc).timestamp()
 
 
-def _process(hash_list) -> str | None:
+def _process(hash_list: Any) -> str | None:
     process = hash_list.process_info.process
     name = getattr(process, "process_type", process)
     return name if name in ("transfer", "in-place", "flatten") else None
@@ -74,7 +75,8 @@ def generation_reports(root: Path, since: float = 0.0) -> list[OffloadReport]:
     return reports
 
 
-def _report(root: Path, hash_list, files, missing: list[str], chain_hash: str | None, ts: float | None) -> OffloadReport:
+def _report(root: Path, hash_list: Any, files: list[Any], missing: list[str], chain_hash: str | None,
+            ts: float | None) -> OffloadReport:
     formats: set[str] = set()
     counts = {"original": 0, "verified": 0, "failed": 0}
     errors: list[ErrorItem] = []

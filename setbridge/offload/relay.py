@@ -44,6 +44,8 @@ MAX_QUEUED = 20_000
 """Reports waiting for the journal; beyond this a report is answered ``busy`` (send it again)."""
 REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
+MARK_EVERY = 32
+"""Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
 
 Handler = Callable[[str, bytes], None]
 Health = Callable[[str, "str | None"], None]
@@ -111,13 +113,16 @@ class OffloadRelay:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Journal what is already queued, then stop (the delivery thread at once)."""
         if self.watcher:
             self.watcher.stop()
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
-            thread.join(timeout=5)
-        # The journal stays open for reports journaled until the bus stops; the process ends it.
+            thread.join(timeout=10)
+        if self.journal is not None and not any(t.is_alive() for t in self._threads):
+            self.journal.close()
+            self.journal = None
 
     # -- health -------------------------------------------------------------------------------
     def _set_health(self, state: str, reason: str | None = None) -> None:
@@ -183,16 +188,20 @@ class OffloadRelay:
 
     # -- intake thread ------------------------------------------------------------------------
     def _intake_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:
+            stopping = self._stop.is_set()  # then journal what is queued, and end
             if self.journal is None and not self._open():
                 self._refuse_waiting()
-                self._stop.wait(REOPEN_S)
+                if stopping or self._stop.wait(REOPEN_S):
+                    return
                 continue
-            if self.watcher and not self.watcher.started:
+            if self.watcher and not self.watcher.started and not stopping:
                 self.watcher.start()  # once the journal can tell it what is already known
             try:
-                first = self._inbox.get(timeout=0.5)
+                first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
+                if stopping:
+                    return
                 continue
             batch = [first]
             while len(batch) < self.batch_size:
@@ -290,37 +299,48 @@ class OffloadRelay:
             if journal is None:
                 return
             batch = journal.pending_raw(self.batch_size)
-            if not batch:
+            if not batch or not self._deliver(journal, batch):
                 return
-            if not self._deliver([(roll, payload) for _, roll, _, payload in batch]):
-                return
-            journal.mark_delivered([seq for seq, _, _, _ in batch])
-            if self.settings.flash_lights:
-                for _, _, _, payload in batch:
-                    self._flash(OffloadEvent.model_validate_json(payload))
 
-    def _deliver(self, events: list[tuple[str, bytes]]) -> bool:
-        """Publish the events (roll, payload as journaled) and their cards, all in flight at once;
-        True once the broker acknowledged every one.
+    def _deliver(self, journal: Journal, batch: list[tuple[int, str, float, bytes]]) -> bool:
+        """Publish the events as journaled and their cards, all in flight at once, marking them
+        delivered (every ``MARK_EVERY``, one commit each) as the broker acknowledges them; True
+        once every one was acknowledged.
 
         A publish cut off by a disconnect is resent by the MQTT client when it reconnects, so this
         waits for it rather than publishing again. A publish refused outright is retried from the
-        journal later: the broker may then see an event twice, with the same ``event_id``."""
-        sent: list[Delivery] = []
-        for roll, data in events:
-            sent.append(self.bus.publish(self.topics.offload_event(), data))
-            sent.append(self.bus.publish(self.topics.offload_card(roll), data))
-        refused = [d.error for d in sent if d.error]
+        journal later; an event published but not yet marked when the hub dies is published again
+        after its restart. Either way the broker may see an event twice, with the same ``event_id``."""
+        sent: list[tuple[int, bytes, Delivery, Delivery]] = []
+        for seq, roll, _, data in batch:
+            sent.append((seq, data, self.bus.publish(self.topics.offload_event(), data),
+                         self.bus.publish(self.topics.offload_card(roll), data)))
+        refused = [d.error for _, _, *ds in sent for d in ds if d.error]
         if refused:
             log.warning("offload delivery: the MQTT client refused %d publishes (%s); retrying shortly",
                         len(refused), refused[0])
             self._stop.wait(1.0)
             return False
-        for d in sent:
-            while not d.wait(0.5):
-                if self._stop.is_set():
-                    return False
+        acked: list[tuple[int, bytes]] = []
+        for n, (seq, data, *deliveries) in enumerate(sent):
+            for d in deliveries:
+                while not d.wait(0.5):
+                    if self._stop.is_set():
+                        self._mark(journal, acked)
+                        return False
+            acked.append((seq, data))
+            if len(acked) >= MARK_EVERY or n == len(sent) - 1:
+                self._mark(journal, acked)
+                acked = []
         return True
+
+    def _mark(self, journal: Journal, acked: list[tuple[int, bytes]]) -> None:
+        if not acked:
+            return
+        journal.mark_delivered([seq for seq, _ in acked])
+        if self.settings.flash_lights:
+            for _, data in acked:
+                self._flash(OffloadEvent.model_validate_json(data))
 
     def _flash(self, event: OffloadEvent) -> None:
         s = self.settings

@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class _Clip:
     name: str
     rate: int
     pcm: bytes
-    meta: dict
+    meta: dict[str, Any]
 
 
 class ClipCapture:
@@ -63,7 +64,7 @@ class ClipCapture:
         self.dropped = 0
         self._blocks: deque[tuple[int, bytes]] = deque()  # (first sample, pcm)
         self._samples = 0
-        self._pending: list[tuple[int, int, str, dict]] = []  # (first, end sample, name, meta)
+        self._pending: list[tuple[int, int, str, dict[str, Any]]] = []  # (first, end sample, name, meta)
         self._queue: queue.Queue[_Clip | None] = queue.Queue(maxsize=QUEUE_CLIPS)
         self._thread: threading.Thread | None = None
         self._warned = False
@@ -71,6 +72,7 @@ class ClipCapture:
 
     # -- the listener's side (memory only) --------------------------------------------------------
     def start(self) -> None:
+        self._last_stamp = self._newest_stamp()  # a new capture (the source reopened) names after the last
         self._thread = threading.Thread(target=self._write_loop, name="voice-capture", daemon=True)
         self._thread.start()
 
@@ -158,6 +160,15 @@ class ClipCapture:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({**clip.meta, "file": clip.name}, f, ensure_ascii=False)
         os.replace(tmp, path)
+
+    def _newest_stamp(self) -> datetime | None:
+        try:
+            names = sorted(p.name for p in self.folder.iterdir() if NAME.match(p.name))
+        except OSError:
+            return None
+        if not names:
+            return None
+        return datetime.strptime(names[-1][:19], "%Y%m%dT%H%M%S_%f").replace(tzinfo=timezone.utc)
 
     def clips(self) -> list[Path]:
         """The capture's own clips in the folder, oldest first (other files are never touched)."""

@@ -34,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..config import Settings
-from .feed import BOARD, Fanout, Feed
+from .feed import BOARD, Fanout, Feed, frame
 from .passwords import DUMMY_HASH, verify_password
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, to_csv
@@ -216,17 +216,17 @@ class WebApp:
         self.streams += 1
         sub = self.fanout.subscribe(channel)
 
-        async def events() -> AsyncIterator[dict[str, str]]:
+        async def events() -> AsyncIterator[bytes]:
             try:
-                yield {"event": first[0], "data": first[1](), "retry": 1000}
+                yield b"retry: 1000\r\n" + frame(first[0], first[1]())
                 while not sub.dropped:
                     item = await sub.next(KEEPALIVE_S)
                     if item is None:
                         if sub.dropped:
                             break
-                        yield {"comment": "keepalive"}
+                        yield b": keepalive\r\n\r\n"
                         continue
-                    yield {"event": item[0], "data": item[1]}
+                    yield item
             finally:
                 self.fanout.unsubscribe(channel, sub)
                 self.streams -= 1

@@ -41,30 +41,45 @@ QUEUE_LIMIT = 256
 
 
 class Subscriber:
-    """One event-stream client: a bounded queue that never blocks the sender."""
+    """One event-stream client: a bounded queue of encoded frames that never blocks the sender."""
 
     def __init__(self, limit: int = QUEUE_LIMIT):
-        self.items: deque[tuple[str, str]] = deque()
+        self.items: deque[bytes] = deque()
         self.limit = limit
         self.dropped = False
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future | None = None
 
-    def push(self, item: tuple[str, str]) -> None:
+    def push(self, frame: bytes) -> None:
         if len(self.items) >= self.limit:
             self.dropped = True  # too slow: end its stream; the browser reconnects and gets a snapshot
         else:
-            self.items.append(item)
-        self._ready.set()
+            self.items.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
-    async def next(self, timeout: float) -> tuple[str, str] | None:
-        """The next (event, data), or None after ``timeout`` seconds of quiet."""
+    async def next(self, timeout: float) -> bytes | None:
+        """The next frame, or None after ``timeout`` seconds of quiet."""
         if not self.items and not self.dropped:
-            self._ready.clear()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _wake, waiter)
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except asyncio.TimeoutError:
-                return None
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         return self.items.popleft() if self.items else None
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def frame(event: str, data: str) -> bytes:
+    """One Server-Sent Event, encoded once for every client (``data`` is one line of JSON)."""
+    return f"event: {event}\r\ndata: {data}\r\n\r\n".encode()
 
 
 class Fanout:
@@ -86,8 +101,12 @@ class Fanout:
                 del self.channels[channel]
 
     def publish(self, channel: str, event: str, data: str) -> None:
-        for sub in list(self.channels.get(channel, ())):
-            sub.push((event, data))
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        encoded = frame(event, data)
+        for sub in list(subs):
+            sub.push(encoded)
             if sub.dropped:
                 self.unsubscribe(channel, sub)
 

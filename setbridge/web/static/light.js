@@ -68,7 +68,7 @@
     });
   }
   connect();
-  setInterval(render, 200);
+  setInterval(render, 100);
 
   // Keep the screen awake where the browser allows it (needs HTTPS or localhost), and go full
   // screen on a tap.
