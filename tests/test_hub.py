@@ -118,6 +118,8 @@ def test_reconnect_after_broker_restart_republishes_state(own_broker, tmp_path, 
         deadline = time.monotonic() + 10
         while not hub.bus.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The hub republishes right after it reconnects; a newcomer after that gets the state retained.
+        probe_factory(f"{hub.settings.mqtt.base_topic}/#", port=own_broker.port).wait_for(is_state("rolling"), timeout=10)
         p = probe_factory(f"{hub.settings.mqtt.base_topic}/#", port=own_broker.port)
         _, data, retained = p.wait_for(is_state("rolling"), timeout=10)
         assert retained and data["take"] == 1
