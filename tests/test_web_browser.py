@@ -201,6 +201,7 @@ def test_control_buttons_only_for_a_user_with_the_right(browser, broker, tmp_pat
             assert not browser.find_elements(By.CSS_SELECTOR, "#cards img")
             for user, right in (("viewer", False), ("ad", True)):
                 browser.get(url + "/login")
+                WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.NAME, "user"))
                 browser.find_element(By.NAME, "user").send_keys(user)
                 browser.find_element(By.NAME, "password").send_keys(PASSWORD)
                 browser.save_screenshot(str(shots / "login.png"))
@@ -209,6 +210,8 @@ def test_control_buttons_only_for_a_user_with_the_right(browser, broker, tmp_pat
                 assert bool(browser.find_elements(By.CSS_SELECTOR, "button.action")) is right
                 if not right:
                     browser.find_element(By.CSS_SELECTOR, "header form button").click()
+                    # the logout's own navigation ends before the next page is asked for
+                    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, 'header a[href="/login"]'))
             browser.find_element(By.CSS_SELECTOR, '[data-set="stage-t"] button[data-action="roll"]').click()
             wait_attr(browser, '[data-set="stage-t"]', "data-state", "rolling", 3)
             assert "stage-t: rolling" in browser.find_element(By.CSS_SELECTOR, ".flash").text
