@@ -229,3 +229,10 @@ def probe_factory(broker: PrivateBroker) -> Iterator[Callable[..., Probe]]:
     yield make
     for p in probes:
         p.close()
+
+
+def on(topic_end: str, **fields: object) -> Callable[[str, dict | None, bool], bool]:
+    """A ``Probe.wait_for`` predicate: the topic ends with ``topic_end`` and carries ``fields``."""
+    def match(topic: str, data: dict | None, retained: bool) -> bool:
+        return topic.endswith(topic_end) and data is not None and all(data.get(k) == v for k, v in fields.items())
+    return match

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, write_config
+from conftest import make_settings, on, write_config
 
 from setbridge.hub import Hub
 from setbridge.offload.journal import FILE_NAME, CorruptJournal, Journal, open_or_recover
@@ -21,12 +21,6 @@ from setbridge.offload.models import parse_report
 
 def report(roll: str, event_id: str) -> dict:
     return {"v": 1, "roll": roll, "status": "verified", "event_id": event_id}
-
-
-def on(topic_end: str, **fields):
-    def match(topic: str, data: dict | None, retained: bool) -> bool:
-        return topic.endswith(topic_end) and data is not None and all(data.get(k) == v for k, v in fields.items())
-    return match
 
 
 def list_cards(settings, tmp_path: Path) -> subprocess.CompletedProcess:

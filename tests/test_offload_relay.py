@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, wait_online, write_config
+from conftest import make_settings, on, wait_online, write_config
 
 from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
@@ -25,12 +25,6 @@ def offload_hub(broker, tmp_path):
     wait_online(hub)
     yield hub
     hub.stop()
-
-
-def on(topic_end: str, **fields):
-    def match(topic: str, data: dict | None, retained: bool) -> bool:
-        return topic.endswith(topic_end) and data is not None and all(data.get(k) == v for k, v in fields.items())
-    return match
 
 
 def report(**fields) -> dict:

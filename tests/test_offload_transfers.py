@@ -10,7 +10,7 @@ import sys
 import uuid
 
 import pytest
-from conftest import make_settings, wait_online, write_config
+from conftest import make_settings, on, wait_online, write_config
 from offload_samples import (SOURCE_BYTES, SOURCE_FILES, hedge_copy_completed, hedge_disk_added, hedge_disk_idle,
                              hedge_disk_removed, silverstack_report)
 
@@ -25,12 +25,6 @@ def offload_hub(broker, tmp_path):
     wait_online(hub)
     yield hub
     hub.stop()
-
-
-def on(topic_end: str, **fields):
-    def match(topic: str, data: dict | None, retained: bool) -> bool:
-        return topic.endswith(topic_end) and data is not None and all(data.get(k) == v for k, v in fields.items())
-    return match
 
 
 def send_hedge(probe, base: str, event: dict, event_id: str | None = None) -> None:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ..errors import SetbridgeError
-from .broker import free_port
+from .broker import end_process, free_port
 
 PIP_HINT = "install it with: pip install amqtt (it comes with setbridge[test])"
 
@@ -60,13 +60,7 @@ class AmqttBroker:
         raise SetbridgeError(f"amqtt did not listen on port {self.port} within {timeout:g} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -19,6 +19,17 @@ from ..errors import SetbridgeError
 APT_HINT = "install it with: apt-get install mosquitto"
 
 
+def end_process(process: subprocess.Popen[bytes] | None) -> None:
+    """Stop a broker process: SIGTERM, then SIGKILL after 5 s."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,13 +137,7 @@ class PrivateBroker:
         raise SetbridgeError(f"mosquitto did not listen on port {self.port} within {timeout:g} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process = None
 
     def restart(self, down_s: float = 0.0) -> None:
