@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from .actions import Action, State
+from .actions import Action, EventType, State
 from .config import Id
 from .errors import PayloadError
 
@@ -90,7 +90,7 @@ class SetEvent(Payload):
     """``{base}/set/{set}/event`` — one per accepted action (changes and no-ops)."""
 
     event_id: str = Field(default_factory=new_id)
-    type: Literal["roll", "cut", "standby", "idle", "restore", "post-roll-end"]
+    type: EventType
     changed: bool
     """False when the action left the state as it was (a roll while rolling)."""
     state: SetStateName
