@@ -15,8 +15,14 @@ Action = Literal["roll", "cut", "standby", "idle"]
 """What a trigger (voice, button, request, the CLI) asks of the set."""
 State = Literal["idle", "standby", "rolling"]
 """The set's state."""
+HubEventType = Literal["restore", "post-roll-end"]
+"""What the hub does by itself: restore the saved state at start, end a post-roll."""
+EventType = Literal[Action, HubEventType]
+"""The ``type`` of a set event."""
 ACTIONS: tuple[Action, ...] = get_args(Action)
 STATES: tuple[State, ...] = get_args(State)
+PANEL_ACTIONS: tuple[Action, ...] = ("roll", "cut", "standby")
+"""The buttons a stage panel offers; ``idle`` (leave standby) is for integrators and the CLI."""
 
 TRANSITIONS: dict[tuple[str, str], State] = {
     ("roll", "idle"): "rolling",

@@ -27,6 +27,19 @@ USER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_DIR = Path("/etc/mosquitto")
 DROP_IN = Path("conf.d/setbridge.conf")
 
+MAX_PACKET_BYTES = 1024 * 1024
+"""Mosquitto disconnects a client that sends a bigger packet, before reading it. Well above the
+hub's own limit on what it reads (64 KiB) and its largest offload event (about 400 KiB)."""
+MAX_INFLIGHT = 20
+"""QoS 1 messages sent to one client and not yet acknowledged (Mosquitto's default)."""
+MAX_QUEUED = 20_000
+"""QoS 1 messages held for one client above those in flight: a hub paused for a few seconds in a
+burst of requests loses none (Mosquitto's default of 1,000 drops them)."""
+MAX_QUEUED_BYTES = 16 * 1024 * 1024
+"""Payload bytes held for one client: what bounds the memory a reader that stopped reading costs."""
+SESSION_EXPIRY = "7d"
+"""A persistent session not resumed within this is removed (the web board's own MQTT 5 expiry)."""
+
 
 @dataclass(frozen=True)
 class BrokerFiles:
@@ -96,6 +109,17 @@ def config_text(files: BrokerFiles, listeners: Listeners | None = None) -> str:
         f"password_file {files.passwords}",
         f"acl_file {files.acl}",
         "set_tcp_nodelay true",
+        "",
+        "# Limits (per client): a slow, stopped or hostile client costs bounded memory and holds up",
+        "# no one else. A reader further behind than this loses the QoS 1 messages beyond it (the",
+        "# broker logs: Outgoing messages are being dropped for client ...); lights and the hub start",
+        "# clean sessions and take the retained state when they reconnect. A packet over",
+        "# max_packet_size ends its sender's connection.",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+        f"max_inflight_messages {MAX_INFLIGHT}",
+        f"max_queued_messages {MAX_QUEUED}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        f"persistent_client_expiration {SESSION_EXPIRY}",
         "",
         "# Every listener sets a client's id to its user name (use_username_as_clientid): no user can",
         "# take another user's client id or session. A second connection with the same user name",
@@ -198,6 +222,45 @@ def add_user(files: BrokerFiles, name: str, role: str, password: str | None = No
     users[name] = role
     write_users(files, users, base)
     return password
+
+
+def remove_user(files: BrokerFiles, name: str, base: str = "setbridge") -> str:
+    """Remove a user from the password file and the ACL; returns the role it had.
+
+    After a reload Mosquitto closes the connections of a user it no longer knows."""
+    users = load_users(files)
+    in_passwords = name in password_users(files)
+    if name not in users and not in_passwords:
+        raise SetbridgeError(f"no user {name!r} in {files.users} or {files.passwords}; "
+                             "`setbridge broker users` lists them")
+    if in_passwords:
+        tool = shutil.which("mosquitto_passwd")
+        if tool is None:
+            raise SetbridgeError("mosquitto_passwd is not installed; install it with: apt-get install mosquitto")
+        result = subprocess.run([tool, "-D", str(files.passwords), name], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SetbridgeError(f"mosquitto_passwd failed: {(result.stderr or result.stdout).strip()}")
+        _share_with_broker(files.passwords, 0o640)
+    role = users.pop(name, "no role")
+    write_users(files, users, base)
+    return role
+
+
+def password_users(files: BrokerFiles) -> list[str]:
+    """The user names in the password file (never the hashes)."""
+    if not files.passwords.exists():
+        return []
+    return [line.split(":", 1)[0] for line in files.passwords.read_text().splitlines() if ":" in line]
+
+
+def list_users(files: BrokerFiles) -> list[tuple[str, str]]:
+    """Every user with its role; a name only in the password file has the role ``"-"`` (it may
+    log in but the ACL grants it nothing), one only in the users file ``"<role>, no password"``."""
+    users = load_users(files)
+    known = set(password_users(files))
+    out = [(name, role if name in known else f"{role}, no password") for name, role in sorted(users.items())]
+    out += [(name, "-") for name in sorted(known - set(users))]
+    return out
 
 
 def reload_hint(files: BrokerFiles) -> str:

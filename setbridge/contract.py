@@ -61,9 +61,11 @@ class TopicSpec:
     writers: tuple[RoleName, ...]
     readers: tuple[RoleName, ...]
     params: tuple[str, ...] = field(init=False)
+    levels: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", tuple(_PARAM.findall(self.pattern)))
+        object.__setattr__(self, "levels", tuple(self.pattern.split("/")))
 
     @property
     def model(self) -> type[BaseModel]:
@@ -83,7 +85,7 @@ class TopicSpec:
 
     def match(self, levels: list[str]) -> dict[str, str] | None:
         """The ids when ``levels`` (below the base) is this topic, else None."""
-        mine = self.pattern.split("/")
+        mine = self.levels
         if len(mine) != len(levels):
             return None
         ids: dict[str, str] = {}
@@ -140,15 +142,26 @@ def levels_of(base: str, topic: str) -> list[str]:
     return topic[len(prefix):].split("/") if topic.startswith(prefix) else []
 
 
-def lookup(base: str, topic: str) -> TopicSpec | None:
-    """The declaration a concrete topic belongs to, or None for topics outside the contract."""
+def identify(base: str, topic: str) -> tuple[TopicSpec, dict[str, str]] | None:
+    """The declaration a concrete topic belongs to and its ids, or None outside the contract.
+
+    >>> identify("setbridge", "setbridge/light/door-1/state")[1]
+    {'light': 'door-1'}
+    """
     levels = levels_of(base, topic)
     if not levels:
         return None
     for spec in TOPICS:
-        if spec.match(levels) is not None:
-            return spec
+        ids = spec.match(levels)
+        if ids is not None:
+            return spec, ids
     return None
+
+
+def lookup(base: str, topic: str) -> TopicSpec | None:
+    """The declaration a concrete topic belongs to, or None for topics outside the contract."""
+    found = identify(base, topic)
+    return found[0] if found else None
 
 
 def filters(base: str, **ids: str) -> list[str]:

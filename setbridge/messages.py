@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from .actions import Action, State
+from .actions import Action, EventType, State
 from .config import Id
 from .errors import PayloadError
 
@@ -32,7 +33,9 @@ def now() -> float:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random 32-hex-digit id (UUID version 4). From the process's seeded generator, not the
+    OS one: ids only need to be unique, and a burst makes thousands."""
+    return uuid.UUID(int=random.getrandbits(128), version=4).hex
 
 
 class Payload(BaseModel):
@@ -87,7 +90,7 @@ class SetEvent(Payload):
     """``{base}/set/{set}/event`` — one per accepted action (changes and no-ops)."""
 
     event_id: str = Field(default_factory=new_id)
-    type: Literal["roll", "cut", "standby", "idle", "restore", "post-roll-end"]
+    type: EventType
     changed: bool
     """False when the action left the state as it was (a roll while rolling)."""
     state: SetStateName
@@ -149,7 +152,11 @@ class SetResponse(Payload):
 
     def to_bytes(self) -> bytes:
         # json.dumps escapes what pydantic cannot encode (a refused transaction's lone surrogate).
-        data = self.model_dump(exclude_none=True)
+        tx = self.transaction
+        if tx is None or type(tx) is str or type(tx) is int:  # every field a plain value: no model_dump needed
+            data = {k: v for k, v in self.__dict__.items() if v is not None}
+        else:
+            data = self.model_dump(exclude_none=True)
         return json.dumps(data, separators=(",", ":")).encode()
 
 

@@ -91,14 +91,15 @@ def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
             continue
         if not isinstance(data, dict):
             continue
-        match topics.split(topic):
-            case ["hub", hub, "status"]:
+        match c.identify(topics.base, topic):
+            case (c.HUB_STATUS, {"hub": hub}):
                 health.hubs[hub] = data
-            case ["set", _, "state"]:
+            case (c.SET_STATE, _):
                 health.state = data
-            case ["set", _, "heartbeat"]:
+            case (c.SET_HEARTBEAT, _):
                 health.heartbeat_at = time.time()
-            case ["light", light, kind]:
+            case (c.LIGHT_STATUS | c.LIGHT_STATE | c.LIGHT_ALIVE as spec, {"light": light}):
+                kind = spec.levels[-1]
                 entry = health.lights.setdefault(light, {})
                 entry[kind] = data
                 entry["seen"] = round(time.time(), 3)

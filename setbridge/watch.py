@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from . import contract as c
 from .topics import Topics
 
 
@@ -19,22 +20,24 @@ def decode(payload: bytes) -> dict[str, Any] | None:
 
 
 def describe(topics: Topics, topic: str, data: dict[str, Any] | None, raw: bytes) -> str | None:
-    """One readable line for a message, or None for topics setbridge does not own."""
-    levels = topics.split(topic)
-    if not levels:
+    """One readable line for a message, or None for topics outside the base topic. Topics under
+    the base that the contract does not declare (a typo in an integrator's topic) are shown raw."""
+    if not topics.split(topic):
         return None
+    where = topic[len(topics.base) + 1:]
+    found = c.identify(topics.base, topic)
     if data is None:
-        return f"{'/'.join(levels)}: (not a JSON object: {raw[:60]!r})" if raw else f"{'/'.join(levels)}: (cleared)"
+        return f"{where}: (not a JSON object: {raw[:60]!r})" if raw else f"{where}: (cleared)"
     g = data.get
-    match levels:
-        case ["hub", hub, "status"]:
+    match found:
+        case (c.HUB_STATUS, {"hub": hub}):
             voice = "" if g("voice") is None else f" voice={'on' if g('voice') else 'off'}"
             return f"hub {hub}: {g('state')} (set {g('set')}, v{g('version')}, audio {g('audio')}{voice})"
-        case ["set", set_id, "state"]:
+        case (c.SET_STATE, {"set": set_id}):
             return f"set {set_id}: {str(g('state')).upper()} take {g('take')} seq {g('seq')} ({g('cause')})"
-        case ["set", set_id, "heartbeat"]:
+        case (c.SET_HEARTBEAT, {"set": set_id}):
             return f"set {set_id}: heartbeat {g('state')} seq {g('seq')} epoch {g('epoch')}"
-        case ["set", set_id, "event"]:
+        case (c.SET_EVENT, {"set": set_id}):
             what = g("type") if g("changed") else f"{g('type')} (no change)"
             extra = [f"by {g('cause')}"]
             if g("source"):
@@ -43,27 +46,27 @@ def describe(topics: Topics, topic: str, data: dict[str, Any] | None, raw: bytes
                 conf = g("confidence")
                 extra.append(f'heard "{g("phrase")}"' + (f" {conf:.2f}" if isinstance(conf, (int, float)) else ""))
             return f"set {set_id}: event {what} {' '.join(extra)}"
-        case ["set", set_id, "request"]:
+        case (c.SET_REQUEST, {"set": set_id}):
             return f"set {set_id}: request {g('action')} from {g('source') or '?'}"
-        case ["set", set_id, "response"]:
+        case (c.SET_RESPONSE, {"set": set_id}):
             result = f"ok → {g('state')}" if g("ok") else f"refused: {g('error')}"
             return f"set {set_id}: response {result}"
-        case ["light", light, "status"]:
+        case (c.LIGHT_STATUS, {"light": light}):
             return f"light {light}: {g('state')}" + (f" (fw {g('fw')}, set {g('set')})" if g("fw") else "")
-        case ["light", light, "state"]:
+        case (c.LIGHT_STATE, {"light": light}):
             return f"light {light}: shows {g('showing')}"
-        case ["light", light, "cmd"]:
+        case (c.LIGHT_CMD, {"light": light}):
             return f"light {light}: command {g('action')}"
-        case ["offload", "event"]:
+        case (c.OFFLOAD_EVENT, _):
             return (f"offload {g('roll')}: {g('status')} ({g('files')} files, {g('bytes')} bytes, "
                     f"safe to wipe: {'yes' if g('safe_to_wipe') else 'no'})")
-        case ["offload", "card", roll]:
+        case (c.OFFLOAD_CARD, {"roll": roll}):
             return f"offload card {roll}: {g('status')}"
-        case ["offload", "error"]:
+        case (c.OFFLOAD_ERROR, _):
             return f"offload error: {g('reason')}"
-        case ["offload", "report"]:
+        case (c.OFFLOAD_REPORT, _):
             return f"offload report for {g('roll')}"
-    return f"{'/'.join(levels)}: {json.dumps(data, ensure_ascii=False)[:200]}"
+    return f"{where}: {json.dumps(data, ensure_ascii=False)[:200]}"
 
 
 def stamp(t: float | None = None) -> str:

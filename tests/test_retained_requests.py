@@ -1,4 +1,5 @@
-"""A retained request is never executed: the hub clears it and logs one line (real Mosquitto)."""
+"""A retained request (or light command) is never executed: the hub clears it and logs one line
+(real Mosquitto; the real firmware for the light command)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import uuid
 
 from conftest import Probe, make_settings
 
+from setbridge.dev.lights_sim import SimLight, find_micropython
 from setbridge.hub import Hub
+from setbridge.provision import light_config
 
 ROLL = {"v": 1, "action": "roll", "transaction": "retained-roll", "source": "careless-integrator"}
 
@@ -83,3 +86,28 @@ def test_a_retained_roll_never_runs_live_nor_across_restarts(broker, tmp_path):
     answered = [d for t, d, _ in watcher.seen if t.endswith("/response")]
     assert answered == [], f"retained requests were answered as if executed: {answered}"
     watcher.close()
+
+
+def test_a_retained_light_command_is_cleared_and_the_light_never_sees_it(broker, tmp_path, caplog):
+    """An integrator's retained ``identify`` would reach the light again at every reconnect."""
+    find_micropython()
+    settings = make_settings(broker, tmp_path / "state")
+    cmd_topic = f"{settings.mqtt.base_topic}/light/door-r/cmd"
+    watcher = Probe(broker.port, cmd_topic)
+    watcher.publish(cmd_topic, {"v": 1, "action": "identify", "duration_s": 30}, retain=True)
+    caplog.set_level(logging.WARNING, logger="setbridge.bus")
+    hub = started(settings)
+    light = SimLight("door-r", light_config(settings, "door-r"), tmp_path)
+    try:
+        watcher.wait_for(lambda t, d, r: t == cmd_topic and d is None and not r)  # the hub's clear
+        assert_nothing_retained(broker.port, cmd_topic)
+        lines = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
+        assert len(lines) == 1 and cmd_topic in lines[0]
+        light.start()
+        light.wait_showing("idle", timeout=15)
+        assert "identify" not in light.shows()
+        assert not [line for line in light.logs() if "retained" in line], light.logs()
+    finally:
+        light.stop()
+        hub.stop()
+        watcher.close()

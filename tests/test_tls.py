@@ -1,6 +1,7 @@
 """TLS for every role on a `broker config --tls-only` broker, lights (the real firmware) included.
 
-The CA and the broker's certificate are made here with openssl; the lights pin the CA."""
+The CA and the broker's certificate are made by `setbridge broker certs` (its key readable by the
+broker's group only); the lights pin the CA."""
 
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker_helpers import User, generated_broker, password
+from broker_helpers import User, generated_broker, password, setbridge
 from conftest import make_settings
-from test_secure_connect import make_certs
 
 from setbridge.dev.broker import free_port
 from setbridge.dev.lights_sim import SimLight, find_micropython
@@ -36,15 +36,14 @@ BASE = "setbridge"
 @pytest.fixture(scope="module")
 def certs():
     d = Path(tempfile.mkdtemp(prefix="setbridge-certs-"))
-    d.chmod(0o755)  # the broker drops to its own user, which must read the key
-    make_certs(d)
+    setbridge("broker", "certs", "--out", str(d), "--name", "stage-t", "--host", "127.0.0.1")
     other = d / "other"
     other.mkdir()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                     "-subj", "/CN=another CA", "-keyout", "ca.key", "-out", "ca.crt"],
                    cwd=other, check=True, capture_output=True)
-    for f in d.rglob("*"):
-        f.chmod(0o755 if f.is_dir() else 0o644)
+    for f in other.rglob("*"):
+        f.chmod(0o644)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""``setbridge broker config|add-user``: a secured Mosquitto for the stage."""
+"""``setbridge broker config|add-user|remove-user|users|certs``: a secured Mosquitto for the stage."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..broker_config import DEFAULT_DIR, ROLES, BrokerFiles, Listeners, add_user, reload_hint, write_config
+from ..broker_config import (
+    DEFAULT_DIR,
+    ROLES,
+    BrokerFiles,
+    Listeners,
+    add_user,
+    list_users,
+    reload_hint,
+    remove_user,
+    write_config,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +48,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--base-topic", default="setbridge", help="base topic the ACL grants (default setbridge)")
     add.set_defaults(func=run_add_user)
 
+    rm = actions.add_parser("remove-user", help="remove a broker user (a lost or stolen light, a person who left)")
+    rm.add_argument("name")
+    rm.add_argument("--dir", type=Path, help="the folder given to `broker config --out` (default /etc/mosquitto)")
+    rm.add_argument("--base-topic", default="setbridge", help="base topic the ACL grants (default setbridge)")
+    rm.set_defaults(func=run_remove_user)
+
+    ls = actions.add_parser("users", help="list the broker's users and their roles (never passwords)")
+    ls.add_argument("--dir", type=Path, help="the folder given to `broker config --out` (default /etc/mosquitto)")
+    ls.set_defaults(func=run_users)
+
+    certs = actions.add_parser("certs", help="make a CA for the stage and a certificate for the broker (for --tls-only)")
+    certs.add_argument("--out", type=Path, metavar="DIR", help="where to write them (default /etc/mosquitto/certs)")
+    certs.add_argument("--name", help="the stage's name, in the certificates (default: this machine's host name)")
+    certs.add_argument("--host", action="append", default=[], metavar="NAME_OR_IP",
+                       help="an address clients use to reach the broker (repeat it; give the Pi's fixed address); "
+                            "localhost, 127.0.0.1 and this machine's name are always included")
+    certs.add_argument("--new-ca", action="store_true",
+                       help="make a new CA even if one exists (every light then needs the new CA)")
+    certs.set_defaults(func=run_certs)
+
+
+def _files(directory: Path | None) -> BrokerFiles:
+    standalone = directory is not None and not (directory / "conf.d" / "setbridge.conf").exists()
+    return BrokerFiles(directory or DEFAULT_DIR, standalone=standalone)
+
 
 def run_config(args: argparse.Namespace) -> int:
     files = BrokerFiles(args.out or DEFAULT_DIR, standalone=args.out is not None)
@@ -54,11 +89,50 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def run_add_user(args: argparse.Namespace) -> int:
-    standalone = args.dir is not None and not (args.dir / "conf.d" / "setbridge.conf").exists()
-    files = BrokerFiles(args.dir or DEFAULT_DIR, standalone=standalone)
+    files = _files(args.dir)
     password = add_user(files, args.name, args.role, args.password, args.base_topic)
     print(f"user {args.name} ({args.role}) saved in {files.passwords} and {files.acl}")
     if not args.password:
         print(f"password: {password}")
     print(reload_hint(files))
+    return 0
+
+
+def run_remove_user(args: argparse.Namespace) -> int:
+    files = _files(args.dir)
+    role = remove_user(files, args.name, args.base_topic)
+    print(f"user {args.name} ({role}) removed from {files.passwords} and {files.acl}")
+    print(reload_hint(files) + "; the broker then closes its connections")
+    return 0
+
+
+def run_users(args: argparse.Namespace) -> int:
+    files = _files(args.dir)
+    users = list_users(files)
+    if not users:
+        print(f"no users in {files.users}; add one with: setbridge broker add-user NAME --role ROLE")
+    width = max((len(name) for name, _ in users), default=0)
+    for name, role in users:
+        print(f"{name:<{width}}  {role}")
+    return 0
+
+
+def run_certs(args: argparse.Namespace) -> int:
+    from ..broker_certs import DEFAULT_DIR as CERTS_DIR
+    from ..broker_certs import CertFiles, default_hosts, make_certs
+
+    directory = args.out or CERTS_DIR
+    hosts = [*default_hosts(), *args.host]
+    name = args.name or next((h for h in hosts[2:3]), "setbridge")
+    for path in make_certs(directory, name, hosts, new_ca=args.new_ca):
+        print(f"wrote {path}")
+    files = CertFiles(directory)
+    print(f"the broker's certificate names: {', '.join(dict.fromkeys(hosts))}")
+    if not args.host:
+        print("warning: no --host given; clients on the network reach the broker only by a name above "
+              "(add the Pi's fixed address: --host 192.168.1.10)", file=sys.stderr)
+    print(f"next: setbridge broker config --tls-only --tls-port 8883 --cafile {files.ca_cert} "
+          f"--certfile {files.cert} --keyfile {files.key}")
+    print(f"keep {files.ca_key} off the broker's machine once done (it signs certificates); "
+          "it is needed again only to renew server.crt")
     return 0

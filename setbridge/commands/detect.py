@@ -11,15 +11,20 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..actions import ACTIONS
+from ..actions import ACTIONS, Action
 from ._common import add_config_arg, settings_from
 
+if TYPE_CHECKING:
+    from ..speech.detector import Trigger
+    from ..speech.fieldcheck import Report
 
-def _phrase(text: str) -> tuple[str, str]:
+
+def _phrase(text: str) -> tuple[Action, str]:
     action, sep, phrase = text.partition("=")
     if not sep or action not in ACTIONS or not phrase.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected ACTION=TEXT with ACTION roll, cut, standby or idle")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ACTION=TEXT with ACTION {', '.join(ACTIONS)}")
     return action, " ".join(phrase.lower().split())
 
 
@@ -47,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     speech = settings.speech
     calls = load_labels(args.labels) if args.labels else None
-    phrases: dict[str, list[str]] = {}
+    phrases: dict[Action, list[str]] = {}
     for action, text in args.phrase:
         phrases.setdefault(action, []).append(text)
     phrases = phrases or speech.phrases
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(path: Path, triggers: list, as_json: bool, quiet: bool = False) -> None:
+def _report(path: Path, triggers: list["Trigger"], as_json: bool, quiet: bool = False) -> None:
     if quiet:
         return
     for t in triggers:
@@ -97,7 +102,7 @@ def _report(path: Path, triggers: list, as_json: bool, quiet: bool = False) -> N
             print(f"{path}: {t.time:8.2f} s  {t.action:<8} {t.phrase!r}  confidence {t.confidence:.2f}", flush=True)
 
 
-def _print_report(report) -> None:
+def _print_report(report: "Report") -> None:
     def fmt(x: float, spec: str) -> str:
         return "n/a" if math.isnan(x) else format(x, spec)
 

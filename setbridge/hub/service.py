@@ -66,6 +66,10 @@ class _Request:
     route: "ReplyRoute"
 
 
+def _ignore(topic: str, payload: bytes) -> None:
+    """A live message the hub has nothing to do with."""
+
+
 class Hub:
     """One stage's hub. ``start()`` returns once everything is running; ``stop()`` goes offline cleanly."""
 
@@ -94,6 +98,9 @@ class Hub:
         self.late_beats = RateLimitedLog(log, "%(n)d heartbeat(s) late in %(s).1f s (%(who)s): the hub is short "
                                               "of CPU")
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
+        self._state_topic = self.topics.set_state(self.set_id)
+        self._event_topic = self.topics.set_event(self.set_id)
+        self._response_topic = self.topics.set_response(self.set_id)
         self.bus = Bus(
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
@@ -111,6 +118,9 @@ class Hub:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        # light commands are the lights' to run; the hub only clears a retained one (it would come back
+        # at every light's reconnect)
+        self.bus.subscribe(self.topics.light_cmd("+"), _ignore, commands=True)
         self.bus.on_connect(self._announce)
         self.bus.on_connect(self._health_changed)
         self.bus.on_disconnect(self._health_changed)
@@ -274,10 +284,10 @@ class Hub:
         with self._state_lock:  # the newest state is the last one published, also against _announce
             self._latest_state = state
             if self.bus.connected.is_set():  # else it is republished on (re)connect
-                self.bus.publish(self.topics.set_state(self.set_id), state)
+                self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
-        self.bus.publish(self.topics.set_event(self.set_id), event)
+        self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:
         """Birth and current state, after every (re)connect."""
@@ -402,7 +412,7 @@ class Hub:
 
     def _reply_route(self, message: mqtt.MQTTMessage) -> tuple[ReplyRoute, str | None]:
         """Where to answer ``message``, and why its own Response Topic was refused (or None)."""
-        shared = self.topics.set_response(self.set_id)
+        shared = self._response_topic
         props = getattr(message, "properties", None)
         wanted = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
@@ -415,7 +425,7 @@ class Hub:
             f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")
 
     def _respond(self, response: SetResponse, route: ReplyRoute | None = None) -> None:
-        route = route or ReplyRoute(self.topics.set_response(self.set_id), None)
+        route = route or ReplyRoute(self._response_topic, None)
         props = None
         if route.correlation is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

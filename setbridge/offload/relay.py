@@ -59,7 +59,8 @@ class RelayBus(Protocol):
     def publish(self, topic: str, payload: Payload | bytes, *, qos: int | None = None,
                 retain: bool | None = None) -> Delivery: ...
 
-    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False) -> None: ...
+    def subscribe(self, topic_filter: str, handler: Handler, qos: int = 1, commands: bool = False,
+                  whole: bool = False, on_retained: Handler | None = None) -> None: ...
 
     def on_connect(self, hook: Callable[[], None]) -> None: ...
 
@@ -101,8 +102,8 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        # commands=True: a retained report never reaches _on_report; the bus clears it and logs it
-        bus.subscribe(topics.offload_report(), self._on_report, commands=True)
+        # a retained report never reaches _on_report: it is cleared and answered on the error topic
+        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -163,6 +164,13 @@ class OffloadRelay:
         if not raw:
             return  # an empty payload is how a retained report is cleared, never a report
         self._enqueue(_Input(raw, None, "mqtt"))
+
+    def _on_retained_report(self, topic: str, raw: bytes) -> None:
+        """A retained report would be taken again at every hub (re)connect: clear it, say so, never take it."""
+        self.bus.publish(topic, b"", retain=True)
+        self._reject("retained: a report published with the retain flag is never taken (it would come back at "
+                     "every hub restart); it was cleared from the broker, send it again without the flag",
+                     raw=raw, event_id=event_id_of(raw), source="mqtt")
 
     def submit(self, report: OffloadReport) -> None:
         """Journal a report from inside the hub (the MHL watcher), as MQTT reports are."""

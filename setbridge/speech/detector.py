@@ -39,7 +39,7 @@ from typing import Any
 from ..actions import next_state, voice_allowed
 from ..config import SpeechSettings
 from . import frontend
-from .model import UNK, check_vocabulary, has_word
+from .model import UNK, Phrases, check_vocabulary, has_word
 from .vad import EnergyVad
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class Detector:
     every :class:`NearMiss` (an utterance with a trigger word that did not fire).
     """
 
-    def __init__(self, model: Any, rate: int, phrases: dict[str, list[str]], tuning: Tuning = Tuning(),
+    def __init__(self, model: Any, rate: int, phrases: Phrases, tuning: Tuning = Tuning(),
                  get_state: Callable[[], str] | None = None, gated: bool = True, model_name: str = "model",
                  on_near_miss: Callable[[NearMiss], None] | None = None):
         check_vocabulary(model, phrases, model_name)

@@ -115,7 +115,7 @@ class VoiceListener:
             capture.start()
         detector = Detector(self.model, source.rate, speech.phrases, tuning_from(speech),
                             get_state=self.get_state, model_name=speech.model,
-                            on_near_miss=capture and (lambda miss: capture.mark(
+                            on_near_miss=None if capture is None else (lambda miss: capture.mark(
                                 "near-miss", miss.action or "none", miss.phrase, miss.time, miss.phrase_end,
                                 miss.reason)))
         self._report("ok")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..actions import Action
 from ..errors import ModelError
 
+Phrases = Mapping[str, list[str]] | Mapping[Action, list[str]]
+"""Trigger phrases by action, as ``[speech] phrases`` or ``detect --phrase`` give them."""
 
 UNK = "[unk]"
 
@@ -66,7 +70,7 @@ def has_word(model: Any, word: str) -> bool:
     return bool(model.vosk_model_find_word(word) >= 0)
 
 
-def check_vocabulary(model: Any, phrases: dict[str, list[str]], model_name: str) -> None:
+def check_vocabulary(model: Any, phrases: Phrases, model_name: str) -> None:
     """Refuse phrases with a word the model does not know: the grammar would drop it silently."""
     for action, texts in phrases.items():
         for text in texts:

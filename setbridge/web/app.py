@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sse_starlette.sse import EventSourceResponse
@@ -33,11 +33,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
+from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
 from .passwords import DUMMY_HASH, verify_password
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, to_csv
+
+if TYPE_CHECKING:
+    from ..topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,6 @@ MAX_STREAMS = 1000
 """Open event streams the web process serves at once; more are answered 503 (the browser retries)."""
 LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 60.0
 """Failed logins per client address within the window before further tries are refused for a while."""
-ACTIONS = ("roll", "cut", "standby")
 KEEPALIVE_S = 10.0
 """An idle event stream sends a comment this often, so proxies and phones keep it open."""
 SECURITY_HEADERS = {
@@ -163,7 +166,7 @@ class WebApp:
         user = self.user(request)
         board = self.stage.board()
         return self.page(request, "board.html", status_code=200 if board["broker"] else 503, board=board,
-                         board_json=dumps(board), control=self.can_control(user), actions=ACTIONS)
+                         board_json=dumps(board), control=self.can_control(user), actions=PANEL_ACTIONS)
 
     async def light(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
@@ -219,14 +222,14 @@ class WebApp:
         async def events() -> AsyncIterator[bytes]:
             try:
                 yield b"retry: 1000\r\n" + frame(first[0], first[1]())
-                while not sub.dropped:
-                    item = await sub.next(KEEPALIVE_S)
-                    if item is None:
-                        if sub.dropped:
-                            break
+                while True:
+                    item = None if sub.dropped else await sub.next(KEEPALIVE_S)
+                    if item is not None:
+                        yield item
+                    elif sub.dropped:  # too slow: end the stream; the browser reconnects for a snapshot
+                        break
+                    else:
                         yield b": keepalive\r\n\r\n"
-                        continue
-                    yield item
             finally:
                 self.fanout.unsubscribe(channel, sub)
                 self.streams -= 1
@@ -278,7 +281,7 @@ class WebApp:
         set_id, action = request.path_params["set_id"], request.path_params["action"]
         user = self.user(request)
         form = await request.form()
-        if action not in ACTIONS or set_id not in self.stage.sets:
+        if action not in PANEL_ACTIONS or set_id not in self.stage.sets:
             return PlainTextResponse(f"unknown set or action: {set_id}/{action}\n", status_code=404)
         if not self.can_control(user):
             return PlainTextResponse("you may not control the set; log in as a user with control = true\n",
@@ -300,7 +303,7 @@ class WebApp:
         return RedirectResponse("/", status_code=303)
 
 
-def _topics(settings: Settings):
+def _topics(settings: Settings) -> Topics:
     from ..topics import Topics
 
     return Topics(settings.mqtt.base_topic)

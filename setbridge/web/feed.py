@@ -18,10 +18,12 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from .. import contract as c
 from ..bus import Bus
 from ..config import MqttSettings, Settings
 from ..errors import PayloadError, SetbridgeError
@@ -47,7 +49,7 @@ class Subscriber:
         self.items: deque[bytes] = deque()
         self.limit = limit
         self.dropped = False
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def push(self, frame: bytes) -> None:
         if len(self.items) >= self.limit:
@@ -72,7 +74,7 @@ class Subscriber:
         return self.items.popleft() if self.items else None
 
 
-def _wake(waiter: asyncio.Future) -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
@@ -151,7 +153,7 @@ class Feed:
         self.live.on_connect(lambda: self._on_broker(True))
         self.live.on_disconnect(lambda: self._on_broker(False))
         self.control: Bus | None = None
-        self._pending: dict[str, asyncio.Future] = {}
+        self._pending: dict[str, asyncio.Future[SetResponse]] = {}
         if web.control_username:
             control = _credentials(settings.mqtt, web.control_username, web.control_password)
             self.control = Bus(control, client_id=f"{web.client_id}-control")
@@ -182,7 +184,7 @@ class Feed:
                 bus.stop()
 
     # -- paho threads → loop ---------------------------------------------------------------
-    def _call(self, fn, *args) -> None:
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
         loop = self.loop
         if loop is not None and not loop.is_closed():
             try:
@@ -195,23 +197,24 @@ class Feed:
         self._call(self._broker_changed)
 
     def _on_live(self, message: mqtt.MQTTMessage) -> None:
-        change = self.stage.handle(message.topic, message.payload, retained=bool(message.retain))
+        change = self.stage.handle(message.topic, bytes(message.payload), retained=bool(message.retain))
         if change is not None:
             self._call(self._changed, change)
 
     def _on_event(self, message: mqtt.MQTTMessage) -> None:
         """A set event: into the take log (committed before paho acknowledges it), then the board."""
-        levels = self.topics.split(message.topic)
-        if self.takes is not None and message.payload:
+        found = c.identify(self.topics.base, message.topic)
+        set_id = found[1].get("set") if found else None
+        if self.takes is not None and message.payload and set_id:
             try:
-                event = parse_payload(SetEvent, message.payload)
+                event = parse_payload(SetEvent, bytes(message.payload))
             except PayloadError as exc:
                 log.warning("take log: ignored a message on %s: %s", message.topic, exc)
             else:
                 try:
-                    self.takes.record(levels[1], event)
+                    self.takes.record(set_id, event)
                 except Exception:  # a full or broken disk must not stop the board
-                    log.exception("take log: could not store event %s of set %s", event.event_id, levels[1])
+                    log.exception("take log: could not store event %s of set %s", event.event_id, set_id)
         self._on_live(message)
 
     def _on_response(self, topic: str, payload: bytes) -> None:
@@ -269,7 +272,7 @@ class Feed:
         if self.control is None:
             raise PermissionError("control is not configured ([web] control_username)")
         tx = f"web-{uuid.uuid4().hex}"
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[SetResponse] = asyncio.get_running_loop().create_future()
         self._pending[tx] = future
         try:
             self.control.publish(self.topics.set_request(set_id),

@@ -22,10 +22,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from .. import contract as c
 from ..errors import PayloadError
 from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState, parse_payload
 from ..messages import Payload
@@ -85,7 +87,7 @@ class SetView:
     beat_mono: float | None = None
     """``time.monotonic()`` of the last heartbeat that confirmed the applied state."""
     beat_wall: float | None = None
-    voice: deque = field(default_factory=lambda: deque(maxlen=VOICE_KEPT))
+    voice: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=VOICE_KEPT))
 
     def apply(self, epoch: int, seq: int, state: str) -> str:
         """``applied``, ``same`` or ``stale``, by the epoch/seq rule."""
@@ -102,7 +104,8 @@ class SetView:
 class Stage:
     """Thread-safe model of the stage. ``handle()`` says what a message changed, or None."""
 
-    def __init__(self, topics: Topics, link_timeout_s: float = 2.5, clock=time.monotonic, wall=time.time):
+    def __init__(self, topics: Topics, link_timeout_s: float = 2.5,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
         self.topics = topics
         self.link_timeout_s = link_timeout_s
         self._clock = clock
@@ -129,7 +132,7 @@ class Stage:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> Change | None:
         try:
             with self._lock:
-                return self._handle(self.topics.split(topic), payload, retained)
+                return self._handle(c.identify(self.topics.base, topic), payload, retained)
         except PayloadError as exc:
             self.rejected += 1
             if topic not in self._warned and len(self._warned) < 1000:
@@ -143,9 +146,10 @@ class Stage:
             view = self.sets[set_id] = SetView(set_id)
         return view
 
-    def _handle(self, levels: list[str], payload: bytes, retained: bool) -> Change | None:
-        match levels:
-            case ["set", set_id, "state"]:
+    def _handle(self, found: tuple[c.TopicSpec, dict[str, str]] | None, payload: bytes,
+                retained: bool) -> Change | None:
+        match found:
+            case (c.SET_STATE, {"set": set_id}):
                 if not payload:
                     return None
                 msg = parse_payload(SetState, payload)
@@ -154,41 +158,42 @@ class Stage:
                     return None
                 view.take, view.cause, view.changed_ts = msg.take, msg.cause[:TEXT_KEPT], msg.ts
                 return Change(set_id)
-            case ["set", set_id, "heartbeat"]:
-                msg = parse_payload(Heartbeat, payload)
+            case (c.SET_HEARTBEAT, {"set": set_id}):
+                beat = parse_payload(Heartbeat, payload)
                 view = self._set(set_id)
                 if view is None:
                     return None
-                result = view.apply(msg.epoch, msg.seq, msg.state)
+                result = view.apply(beat.epoch, beat.seq, beat.state)
                 if result == "stale":
                     return None
                 view.beat_mono, view.beat_wall = self._clock(), self._wall()
                 return Change(set_id, board=result == "applied")
-            case ["set", set_id, "event"]:
-                msg = parse_payload(SetEvent, payload)
-                if msg.cause != "voice" or (view := self._set(set_id)) is None:
+            case (c.SET_EVENT, {"set": set_id}):
+                event = parse_payload(SetEvent, payload)
+                if event.cause != "voice" or (view := self._set(set_id)) is None:
                     return None
-                view.voice.appendleft({"type": msg.type, "phrase": (msg.phrase or "")[:TEXT_KEPT] or None, "confidence": msg.confidence,
-                                       "changed": msg.changed, "ts": msg.ts})
+                view.voice.appendleft({"type": event.type, "phrase": (event.phrase or "")[:TEXT_KEPT] or None,
+                                       "confidence": event.confidence, "changed": event.changed, "ts": event.ts})
                 return Change(set_id)
-            case ["hub", hub, "status"]:
+            case (c.HUB_STATUS, {"hub": hub}):
                 if not payload:
                     self.hubs.pop(hub, None)
                     return Change(None)
-                msg = parse_payload(HubStatus, payload)
-                self.hubs[hub] = msg.model_dump(mode="json")
-                self._set(msg.set)
-                return Change(msg.set)
-            case ["light", light, "alive"]:
-                msg = parse_payload(LightAlive, payload)
+                status = parse_payload(HubStatus, payload)
+                self.hubs[hub] = status.model_dump(mode="json")
+                self._set(status.set)
+                return Change(status.set)
+            case (c.LIGHT_ALIVE, {"light": light}):
+                alive = parse_payload(LightAlive, payload)
                 if light not in self.lights and len(self.lights) >= MAX_LIGHTS:
                     return None
                 entry = self.lights.setdefault(light, {})
                 was_alive, was_showing = self._alive(entry), self._showing(entry)
-                entry["alive"] = {"showing": msg.showing, "every_s": msg.every_s, "at": self._clock()}
+                entry["alive"] = {"showing": alive.showing, "every_s": alive.every_s, "at": self._clock()}
                 entry["seen"] = self._wall()
-                return Change(None, board=not was_alive or was_showing != msg.showing)
-            case ["light", light, kind] if kind in ("status", "state"):
+                return Change(None, board=not was_alive or was_showing != alive.showing)
+            case (c.LIGHT_STATUS | c.LIGHT_STATE as spec, {"light": light}):
+                kind = spec.levels[-1]
                 if light not in self.lights and len(self.lights) >= MAX_LIGHTS:
                     return None
                 entry = self.lights.setdefault(light, {})
@@ -200,7 +205,7 @@ class Stage:
                 if not retained:
                     entry["seen"] = self._wall()
                 return Change(None)
-            case ["offload", "card", roll]:
+            case (c.OFFLOAD_CARD, {"roll": roll}):
                 if not payload:
                     return Change(None) if self.cards.pop(roll, None) is not None else None
                 if roll not in self.cards and len(self.cards) >= MAX_CARDS:
@@ -245,7 +250,7 @@ class Stage:
         }
 
     def showing(self, set_id: str) -> str:
-        return self.light_view(set_id)["showing"]
+        return str(self.light_view(set_id)["showing"])
 
     def board(self) -> dict[str, Any]:
         """Everything the board shows, as JSON-ready data."""
@@ -291,8 +296,9 @@ class Stage:
     def _showing(self, entry: dict[str, Any]) -> str | None:
         alive = entry.get("alive")
         if alive is not None and self._clock() - alive["at"] <= max(ALIVE_WINDOW_S, 3 * alive["every_s"]):
-            return alive["showing"]
-        return (entry.get("state") or {}).get("showing")
+            return str(alive["showing"])
+        showing = (entry.get("state") or {}).get("showing")
+        return None if showing is None else str(showing)
 
     def _light(self, light: str, entry: dict[str, Any]) -> dict[str, Any]:
         status = entry.get("status") or {}

@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import sqlite3
 import threading
+from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -123,7 +124,7 @@ class TakeLog:
 
     def count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+            return int(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def takes(self, day: dt.date, set_id: str | None = None) -> list[Take]:
         """The takes rolled on ``day`` (local time), in order; a take rolling past midnight
@@ -138,7 +139,7 @@ class TakeLog:
         return sorted(takes, key=lambda t: t.started)
 
 
-def _pair(rows: list[tuple]) -> list[Take]:
+def _pair(rows: list[tuple[Any, ...]]) -> list[Take]:
     """Walk each set's events in order: a changing roll opens a take, cut/idle marks the cut,
     leaving rolling closes it."""
     out: list[Take] = []
@@ -194,5 +195,5 @@ def to_csv(takes: list[Take]) -> str:
     return buf.getvalue()
 
 
-def as_dict(take: Take) -> dict:
+def as_dict(take: Take) -> dict[str, Any]:
     return {**asdict(take), "duration_s": take.duration_s}
