@@ -20,14 +20,19 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
+from .bus_client import BufferedClient
 from .config import MqttSettings
 from .messages import Payload
 from .ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
-READ_BURST = 50
-"""Packets the network thread reads before it writes what is waiting (heartbeats, acks)."""
+INFLIGHT = 65535
+"""QoS 1 publishes sent unacknowledged at most: as many as MQTT 5 allows, or fewer when the broker's
+CONNACK says so (Mosquitto's ``max_inflight_messages``, 20 unless configured; 0 announces none).
+What the hub queues is bounded by its own busy answers (``hub.service.BACKLOG_BUSY``)."""
+RECEIVE_MAXIMUM = 1000
+"""QoS 1 messages the broker may send the hub unacknowledged (MQTT 5 Receive Maximum)."""
 ROUTE_CACHE = 4096
 """Topics whose routes and declarations the bus remembers (cleared when exceeded)."""
 
@@ -92,29 +97,6 @@ class Delivery:
         return self.wait(timeout)
 
 
-class _Client(mqtt.Client):
-    """paho's client, but reading at most ``READ_BURST`` packets before it writes again.
-
-    paho's own ``loop_read`` reads as many packets as it has messages in flight, as long as the
-    socket has data: under a burst of requests that is thousands, and meanwhile nothing is
-    written, so heartbeats and acknowledgements waited seconds. Capping the burst interleaves
-    reads and writes. (Falls back to paho's loop if its internals differ.)
-    """
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        if not all(hasattr(self, name) for name in ("_sock", "_packet_read", "_loop_rc_handle")):
-            return super().loop_read(max_packets)
-        for _ in range(READ_BURST):
-            if self._sock is None:
-                return MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-
 class Bus:
     """One MQTT connection. ``on_connect`` hooks run after every (re)connect, in order.
 
@@ -139,13 +121,14 @@ class Bus:
         self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
         self.persistent = persistent
         if self.mqtt5:
-            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+            self._client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         else:
-            self._client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+            self._client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
         # answers), so state and heartbeats are never refused here.
         self._client.max_queued_messages_set(0)
+        self._client.max_inflight_messages_set(INFLIGHT)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -229,9 +212,9 @@ class Bus:
         """Connect in the background; paho's loop thread reconnects with backoff."""
         s = self.settings
         if self.mqtt5:
-            properties = None
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.ReceiveMaximum = RECEIVE_MAXIMUM
             if self.persistent:
-                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 properties.SessionExpiryInterval = SESSION_EXPIRY_S
             self._client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=not self.persistent,
                                        properties=properties)
@@ -289,6 +272,11 @@ class Bus:
         """QoS 1/2 publishes paho holds that the broker has not acknowledged yet."""
         return len(self._client._out_messages)  # paho has no public accessor for its queue length
 
+    @property
+    def send_window(self) -> int:
+        """QoS 1 publishes the bus sends before it waits for acknowledgements (see :data:`INFLIGHT`)."""
+        return self._client.max_inflight_messages
+
     def stalled_for(self) -> float:
         """Seconds since paho's network thread last showed progress (callbacks)."""
         return time.monotonic() - self.last_activity
@@ -306,6 +294,8 @@ class Bus:
             log.error("MQTT broker %s:%d refused the connection: %s (%s)",
                       self.settings.host, self.settings.port, reason_code, hint)
             return
+        window = getattr(properties, "ReceiveMaximum", None) if self.mqtt5 else None
+        self._client.limit_inflight(min(INFLIGHT, window) if isinstance(window, int) and window > 0 else INFLIGHT)
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
         sock = client.socket()
         if isinstance(sock, socket.socket):  # small state messages must not wait for Nagle's algorithm

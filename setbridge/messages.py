@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -32,7 +33,9 @@ def now() -> float:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random 32-hex-digit id (UUID version 4). From the process's seeded generator, not the
+    OS one: ids only need to be unique, and a burst makes thousands."""
+    return uuid.UUID(int=random.getrandbits(128), version=4).hex
 
 
 class Payload(BaseModel):
@@ -149,7 +152,11 @@ class SetResponse(Payload):
 
     def to_bytes(self) -> bytes:
         # json.dumps escapes what pydantic cannot encode (a refused transaction's lone surrogate).
-        data = self.model_dump(exclude_none=True)
+        tx = self.transaction
+        if tx is None or type(tx) is str or type(tx) is int:  # every field a plain value: no model_dump needed
+            data = {k: v for k, v in self.__dict__.items() if v is not None}
+        else:
+            data = self.model_dump(exclude_none=True)
         return json.dumps(data, separators=(",", ":")).encode()
 
 

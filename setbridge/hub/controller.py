@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..actions import REFUSALS, TRANSITIONS
-from ..messages import SetEvent, SetState
+from ..messages import SetEvent, SetState, new_id, now
 from ..ratelog import RateLimitedLog
 from .state_store import StateStore, StoredState
 
@@ -193,13 +195,13 @@ class SetController:
             take = s.take + 1 if action == "roll" else s.take
             s = plan.stored = s.model_copy(update={"state": target, "seq": s.seq + 1, "take": take})
             plan.cause = item.cause
-        # Built from the controller's own values: validation would only cost time in a burst.
         fields: dict[str, Any] = {k: v for k, v in item.detail.items() if v is not None}
-        fields["type"] = action
-        event = SetEvent.model_construct(
-            changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq, take=s.take,
-            **fields,
-        )
+        fields.update(type=action, changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq,
+                      take=s.take)
+        try:  # pydantic's validator is quicker than model_construct (which inspects default factories)
+            event = SetEvent.model_validate(fields)
+        except ValidationError:  # a trigger's detail of an unexpected type: carried as given
+            event = SetEvent.model_construct(event_id=new_id(), ts=now(), **fields)
         if plan.quiet:
             plan.changes += changed
         else:

@@ -98,6 +98,9 @@ class Hub:
         self.late_beats = RateLimitedLog(log, "%(n)d heartbeat(s) late in %(s).1f s (%(who)s): the hub is short "
                                               "of CPU")
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
+        self._state_topic = self.topics.set_state(self.set_id)
+        self._event_topic = self.topics.set_event(self.set_id)
+        self._response_topic = self.topics.set_response(self.set_id)
         self.bus = Bus(
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
@@ -281,10 +284,10 @@ class Hub:
         with self._state_lock:  # the newest state is the last one published, also against _announce
             self._latest_state = state
             if self.bus.connected.is_set():  # else it is republished on (re)connect
-                self.bus.publish(self.topics.set_state(self.set_id), state)
+                self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
-        self.bus.publish(self.topics.set_event(self.set_id), event)
+        self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:
         """Birth and current state, after every (re)connect."""
@@ -409,7 +412,7 @@ class Hub:
 
     def _reply_route(self, message: mqtt.MQTTMessage) -> tuple[ReplyRoute, str | None]:
         """Where to answer ``message``, and why its own Response Topic was refused (or None)."""
-        shared = self.topics.set_response(self.set_id)
+        shared = self._response_topic
         props = getattr(message, "properties", None)
         wanted = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
@@ -422,7 +425,7 @@ class Hub:
             f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")
 
     def _respond(self, response: SetResponse, route: ReplyRoute | None = None) -> None:
-        route = route or ReplyRoute(self.topics.set_response(self.set_id), None)
+        route = route or ReplyRoute(self._response_topic, None)
         props = None
         if route.correlation is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

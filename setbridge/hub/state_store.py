@@ -107,8 +107,11 @@ class StateStore:
 
     def save(self, stored: StoredState) -> None:
         """Write ``stored`` durably; raises OSError (disk full, read-only) with nothing replaced."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".set-", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".set-", suffix=".tmp")
+        except FileNotFoundError:  # the directory is made on the first save (or again if removed)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".set-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(stored.model_dump_json().encode())

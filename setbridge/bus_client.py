@@ -1,0 +1,205 @@
+"""paho's MQTT client with a cheaper network loop for bursts of small messages.
+
+paho reads a packet with three or more ``recv`` calls (command byte, each length byte, the rest),
+writes each packet with its own ``send``, and wakes its loop with one byte on a socket pair for
+every packet another thread queues. Under a burst of requests that is a dozen system calls per
+request. :class:`BufferedClient` reads the socket in chunks, writes what is waiting in one
+``send``, and wakes the loop once per batch; the MQTT behaviour is paho's own. Each override
+falls back to paho's code when paho's internals differ from what it expects.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+READ_BURST = 50
+"""Packets read before what is waiting (acknowledgements, answers, heartbeats) is written."""
+READ_CHUNK = 16 * 1024
+"""Bytes asked of the socket at once."""
+WRITE_CHUNK = 64 * 1024
+"""Bytes written with one ``send`` at most."""
+
+_PUBLISH, _DISCONNECT = 0x30, 0xE0
+_SUCCESS = ReasonCode(PacketTypes.PUBACK)
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
+_INTERNALS = ("_in_packet", "_out_message_mutex", "_do_on_publish", "_sock", "_packet_read", "_loop_rc_handle", "_out_packet", "_sockpairW", "_thread", "_sock_send",
+              "_sock_recv", "_msgtime_mutex", "_out_messages", "_inflight_messages", "_max_inflight_messages")
+
+
+class BufferedClient(mqtt.Client):
+    """A paho client whose network loop makes few system calls per message."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._tuned = all(hasattr(self, name) for name in _INTERNALS)
+        self._rdata = b""
+        self._rpos = 0
+        self._rsock: object = None
+        self._wake_sent = False
+        """A wake-up byte is on its way to the loop, which has not written since."""
+
+    def limit_inflight(self, most: int) -> None:
+        """Send at most ``most`` QoS 1/2 publishes unacknowledged: what the broker announced in its
+        CONNACK (MQTT 5 Receive Maximum). paho's setter refuses a connected client, so this runs
+        from ``on_connect``, before paho resends what is waiting."""
+        if hasattr(self, "_max_inflight_messages") and most > 0:
+            self._max_inflight_messages = most
+
+    # -- reading --------------------------------------------------------------------------
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not self._tuned:
+            return super()._sock_recv(bufsize)
+        if self._rsock is not self._sock:  # a new connection: nothing of the old one is kept
+            self._rsock, self._rdata, self._rpos = self._sock, b"", 0
+        data, pos = self._rdata, self._rpos
+        if pos >= len(data):
+            data = super()._sock_recv(max(bufsize, READ_CHUNK))  # BlockingIOError when there is nothing
+            if len(data) <= bufsize:
+                self._rdata, self._rpos = b"", 0
+                return data
+            pos = 0
+        end = pos + bufsize
+        self._rdata, self._rpos = data, end
+        return data[pos:end]
+
+    def buffered(self) -> int:
+        """Bytes read from the socket that the client has not handled yet."""
+        return len(self._rdata) - self._rpos if self._rsock is self._sock else 0
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        """Read packets until the socket has no more, writing what is waiting after every
+        ``READ_BURST`` of them, so acknowledgements and heartbeats never wait behind a burst.
+
+        It returns only with nothing read but unhandled, so that select() sees what is left."""
+        if not self._tuned:
+            return super().loop_read(max_packets)
+        count = 0
+        while True:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            count += 1
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN or count % READ_BURST == 0:
+                if self._out_packet:
+                    rc = self.loop_write()
+                    if rc or self._sock is None:
+                        return rc
+                if not self.buffered() and (rc == MQTTErrorCode.MQTT_ERR_AGAIN or count >= 4 * READ_BURST):
+                    return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # -- writing --------------------------------------------------------------------------
+    def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
+                      info: mqtt.MQTTMessageInfo | None = None) -> MQTTErrorCode:
+        """Queue a packet; wake the loop only when it is not awake already.
+
+        The loop's own thread never needs waking (it writes before it waits again), and another
+        thread needs one byte per batch: the loop clears ``_wake_sent`` before it writes, so a
+        packet queued after that wakes it again."""
+        thread = self._thread
+        if not self._tuned or thread is None:
+            return super()._packet_queue(command, packet, mid, qos, info)
+        self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
+                                 "packet": packet, "info": info})
+        if not self._wake_sent and threading.get_ident() != thread.ident:
+            self._wake_sent = True
+            sock = self._sockpairW
+            if sock is not None:
+                try:
+                    sock.send(b"0")
+                except BlockingIOError:
+                    pass
+        self._call_socket_register_write()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packet_write(self) -> MQTTErrorCode:
+        """Write waiting packets, many at once; a DISCONNECT is left to paho's own writer."""
+        if not self._tuned:
+            return super()._packet_write()
+        self._wake_sent = False
+        out = self._out_packet
+        while out:
+            if out[0]["command"] & 0xF0 == _DISCONNECT:
+                return super()._packet_write()
+            batch, size = [], 0
+            while out and size < WRITE_CHUNK and out[0]["command"] & 0xF0 != _DISCONNECT:
+                packet = out.popleft()
+                batch.append(packet)
+                size += packet["to_process"]
+            data = b"".join(p["packet"][p["pos"]:] if p["pos"] else p["packet"] for p in batch)
+            try:
+                written = self._sock_send(data)
+            except (AttributeError, ValueError):
+                out.extendleft(reversed(batch))
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            except BlockingIOError:
+                out.extendleft(reversed(batch))
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                out.extendleft(reversed(batch))
+                self._easy_log(mqtt.MQTT_LOG_ERR, "failed to send on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            done = 0
+            for i, packet in enumerate(batch):
+                left = packet["to_process"]
+                if written - done < left:  # this one is written in part, the rest not at all
+                    part = max(0, written - done)
+                    packet["pos"] += part
+                    packet["to_process"] -= part
+                    out.extendleft(reversed(batch[i:]))
+                    break
+                done += left
+                packet["pos"] += left
+                packet["to_process"] = 0
+                if packet["command"] & 0xF0 == _PUBLISH and packet["qos"] == 0:
+                    self._qos0_written(packet)
+            with self._msgtime_mutex:
+                self._last_msg_out = mqtt.time_func()
+            if written < size:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _qos0_written(self, packet: Any) -> None:
+        """What paho does once a QoS 0 PUBLISH is written: ``on_publish`` and the info's flag."""
+        with self._callback_mutex:
+            on_publish = self.on_publish
+        if on_publish is not None:
+            with self._in_callback_mutex:
+                try:
+                    if self._callback_api_version == CallbackAPIVersion.VERSION1:
+                        on_publish(self, self._userdata, packet["mid"])  # type: ignore[call-arg]
+                    else:
+                        on_publish(self, self._userdata, packet["mid"], ReasonCode(PacketTypes.PUBACK),  # type: ignore[call-arg]
+                                   Properties(PacketTypes.PUBACK))  # type: ignore[no-untyped-call]
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_publish: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        if packet["info"] is not None:
+            packet["info"]._set_as_published()
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        """A plain PUBACK (message id only: success, no properties) without decoding objects for it."""
+        packet = self._in_packet["packet"] if self._tuned else b""
+        if cmd != "PUBACK" or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _SUCCESS, _NO_PROPERTIES)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _update_inflight(self) -> MQTTErrorCode:
+        """paho looks through every unacknowledged message after each acknowledgement; when none
+        is waiting for a free slot there is nothing to look for."""
+        if self._tuned and len(self._out_messages) <= self._inflight_messages:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._update_inflight()

@@ -1,0 +1,119 @@
+"""The bus's paho client reads in chunks, writes many packets at once and wakes its loop once per
+batch: against a real Mosquitto, every message still arrives once, whole and in order."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from setbridge.bus import INFLIGHT, Bus
+from setbridge.bus_client import READ_CHUNK, BufferedClient
+from setbridge.config import MqttSettings
+from setbridge.dev.broker import PrivateBroker
+
+from conftest import wait_until
+
+
+def _settings(broker: PrivateBroker, protocol: str = "5") -> MqttSettings:
+    return MqttSettings(host="127.0.0.1", port=broker.port, base_topic=f"t{uuid.uuid4().hex[:8]}",
+                        protocol=protocol, reconnect_max_s=1)
+
+
+def _receiver(broker: PrivateBroker, topic: str) -> tuple[BufferedClient, list[bytes], threading.Event]:
+    got: list[bytes] = []
+    subscribed = threading.Event()
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id=f"rx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, 1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = lambda cl, u, m: got.append(bytes(m.payload))
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    assert subscribed.wait(10), "the receiver could not subscribe"
+    return c, got, subscribed
+
+
+def _stop(c: mqtt.Client) -> None:
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_a_burst_from_threads_arrives_once_and_in_order(broker: PrivateBroker) -> None:
+    """Small and large messages (larger than one read), from several threads at once, QoS 0 and 1:
+    each is received exactly once, each thread's in order, and every QoS 1 one is acknowledged."""
+    settings = _settings(broker)
+    topic = f"{settings.base_topic}/burst"
+    rx, got, _ = _receiver(broker, topic)
+    bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
+    bus.start()
+    assert bus.wait_connected(10)
+    big = b"x" * (READ_CHUNK * 3 + 17)
+    deliveries = []
+    lock = threading.Lock()
+
+    def sender(n: int) -> None:
+        for i in range(500):
+            body = f"{n}:{i}:".encode() + (big if i % 100 == 7 else b"")
+            d = bus.publish(topic, body, qos=1)
+            with lock:
+                deliveries.append(d)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wait_until(lambda: len(got) >= 2000, timeout=60, what="2,000 messages at the receiver")
+    assert all(d.wait(30) for d in deliveries), "a QoS 1 publish was never acknowledged"
+    assert len(got) == 2000
+    for n in range(4):
+        mine = [m for m in got if m.startswith(f"{n}:".encode())]
+        assert [int(m.split(b":")[1]) for m in mine] == list(range(500))
+        assert all(m.endswith(big) == (int(m.split(b":")[1]) % 100 == 7) for m in mine)
+    bus.stop()
+    _stop(rx)
+
+
+def test_qos0_publishes_are_reported_written(broker: PrivateBroker) -> None:
+    """A QoS 0 message (heartbeats) counts as delivered once it is written."""
+    settings = _settings(broker, protocol="3.1.1")
+    topic = f"{settings.base_topic}/beat"
+    rx, got, _ = _receiver(broker, topic)
+    bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
+    bus.start()
+    assert bus.wait_connected(10)
+    deliveries = [bus.publish(topic, f"{i}".encode(), qos=0) for i in range(300)]
+    assert all(d.wait(10) for d in deliveries)
+    wait_until(lambda: len(got) >= 300, timeout=30, what="300 QoS 0 messages")
+    assert [int(m) for m in got] == list(range(300))
+    bus.stop()
+    _stop(rx)
+
+
+def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
+    """MQTT 5: the hub never has more unacknowledged publishes than the broker's Receive Maximum
+    (Mosquitto's max_inflight_messages) and still delivers everything; without one it uses
+    its own limit."""
+    with PrivateBroker(workdir=tmp_path / "b5", extra_config="max_inflight_messages 5") as narrow:
+        settings = _settings(narrow)
+        topic = f"{settings.base_topic}/narrow"
+        rx, got, _ = _receiver(narrow, topic)
+        bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
+        bus.start()
+        assert bus.wait_connected(10)
+        assert bus.send_window == 5
+        deliveries = [bus.publish(topic, f"{i}".encode(), qos=1) for i in range(400)]
+        assert all(d.wait(30) for d in deliveries)
+        wait_until(lambda: len(got) >= 400, timeout=30, what="400 messages through a window of 5")
+        assert [int(m) for m in got] == list(range(400))
+        bus.stop()
+        _stop(rx)
+    with PrivateBroker(workdir=tmp_path / "b0") as wide:  # max_inflight_messages 0: no Receive Maximum sent
+        bus = Bus(_settings(wide), f"tx-{uuid.uuid4().hex[:6]}")
+        bus.start()
+        assert bus.wait_connected(10)
+        assert bus.send_window == INFLIGHT
+        bus.stop()
