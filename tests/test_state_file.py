@@ -277,3 +277,36 @@ def test_a_full_disk_refuses_the_action_and_changes_nothing(broker, full_disk, t
     finally:
         hub.stop()
         probe.close()
+
+
+def test_a_hub_restarted_on_a_full_disk_keeps_the_set_and_refuses_actions(broker, full_disk, caplog):
+    """The lights keep the state the hub had (not link lost, not a crash loop); actions wait for room."""
+    mount, fill = full_disk
+    state = mount / "state"
+    state.mkdir()
+    (state / "set-stage-t.json").write_text(json.dumps(GOOD))  # it was rolling take 5 at epoch 3
+    fill()
+    settings = make_settings(broker, state)
+    probe = Probe(broker.port, f"{settings.mqtt.base_topic}/set/#")
+    caplog.set_level(logging.ERROR)
+    before = time.time()
+    hub = Hub(settings)
+    hub.start()
+    try:
+        _, data, _ = probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        assert data["state"] == "rolling" and data["take"] == 5 and data["seq"] == GOOD["seq"]
+        assert data["epoch"] >= int(before), "an unsaved epoch must come from the clock, never one used before"
+        lines = [r.getMessage() for r in caplog.records if "starting rolling at epoch" in r.getMessage()]
+        assert len(lines) == 1 and "No space left" in lines[0] and "\n" not in lines[0]
+        assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
+        refused = hub.submit("cut", cause="button")
+        assert not refused.ok and "No space left" in (refused.error or "") and hub.state == "rolling"
+        for leftover in mount.glob("pad-*"):
+            leftover.unlink()
+        (mount / "filler").unlink()
+        assert hub.submit("cut", cause="button").state == "idle"
+        saved = json.loads((state / "set-stage-t.json").read_text())
+        assert saved["epoch"] == data["epoch"] and saved["state"] == "idle" and saved["seq"] == GOOD["seq"] + 1
+    finally:
+        hub.stop()
+        probe.close()
