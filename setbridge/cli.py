@@ -28,18 +28,29 @@ COMMANDS = [
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every sub-command, or with ``only`` that one (importing one command module
+    instead of all keeps every invocation's start-up short)."""
     parser = argparse.ArgumentParser(prog="setbridge", description="The connected film set hub.")
     parser.add_argument("--version", action="version", version=f"setbridge {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         importlib.import_module(f"setbridge.commands.{name}").register(sub)
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The sub-command named on the command line, if any (the options before it take no value)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -26,6 +26,12 @@ from setbridge.dev.broker import PrivateBroker
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 
+# Compile once: Python keeps bytecode and pytest its rewritten test modules in __pycache__ (ignored
+# by git), so the workers and every hub or command a test starts need not compile them again, also
+# where PYTHONDONTWRITEBYTECODE is set.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[PrivateBroker]:

@@ -14,6 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from broker_helpers import setbridge
+
 from setbridge.dev.broker import PrivateBroker, free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
@@ -21,11 +23,6 @@ pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mo
 USERS = {"hub-1": "hub", "sim-1": "light", "sim-2": "light", "editorial": "integrator", "wall": "monitor",
          "watcher": "hub"}
 """One connection per user (the broker sets client id = user name): observers log in as ``watcher``."""
-
-
-def setbridge(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "setbridge", *args], capture_output=True, text=True, check=True)
-    return out.stdout
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +178,9 @@ def test_monitor_reads_everything_and_writes_nothing(login):
 def test_add_user_twice_changes_nothing(secured, tmp_path):
     d = Path(secured.workdir)
     acl = (d / "setbridge.acl").read_text()
-    setbridge("broker", "add-user", "sim-1", "--role", "light", "--password", "pw-sim-1", "--dir", str(d))
+    # The installed command, as a child process (the fixtures run the same code in this process).
+    subprocess.run([sys.executable, "-m", "setbridge", "broker", "add-user", "sim-1", "--role", "light",
+                    "--password", "pw-sim-1", "--dir", str(d)], check=True, capture_output=True)
     assert (d / "setbridge.acl").read_text() == acl
 
 

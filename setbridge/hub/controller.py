@@ -10,6 +10,7 @@ only needs the latest) and one :class:`~setbridge.messages.SetEvent` per accepte
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 from ..actions import REFUSALS, TRANSITIONS
 from ..messages import SetEvent, SetState, new_id, now
 from ..ratelog import RateLimitedLog
-from .state_store import StateStore, StoredState
+from .state_store import StateStore, StoredState, recovery_state
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ QUIET_BATCH = 4
 """Batches larger than this are logged as one summary line."""
 POST_ROLL_END = "post-roll-end"
 RESTORE = "restore"
+DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+"""Write errors of a disk that was fine: full, over quota, remounted read-only, failing."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,18 @@ class SetController:
         restored = store.load()
         self.epoch = restored.epoch + 1
         stored = restored.model_copy(update={"epoch": self.epoch})
-        store.save(stored)
+        try:
+            store.save(stored)
+        except OSError as exc:
+            if exc.errno not in DISK_TROUBLE:
+                raise  # a state_dir this user cannot write at all: a configuration to fix
+            # Run on, so that the lights keep the restored state, and refuse every action until the
+            # disk takes writes again. The unsaved epoch comes from the clock: never one published before.
+            self.epoch = max(self.epoch, recovery_state().epoch)
+            stored = restored.model_copy(update={"epoch": self.epoch})
+            log.error("cannot save the set state to %s (%s); starting %s at epoch %d seq %d, and every action is "
+                      "refused until it can be saved (free space on that disk)", store.path, exc.strerror,
+                      stored.state, self.epoch, stored.seq)
         self._current: tuple[StoredState, str] = (stored, RESTORE)
         """The state and its cause, swapped as one object so readers never need the lock."""
 
