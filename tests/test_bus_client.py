@@ -163,8 +163,9 @@ def test_received_messages_are_the_ones_paho_decodes(broker: PrivateBroker) -> N
         ]
         for topic, payload, qos, retain, properties in sent:
             tx.publish(topic, payload, qos=qos, retain=retain, properties=properties).wait_for_publish(10)
-        wait_until(lambda: len(plain) >= len(sent) and len(tuned) >= len(sent), timeout=20,
-                   what="every message at both receivers")
+        expected = len(sent)
+        wait_until(lambda p=plain, t=tuned, n=expected: len(p) >= n and len(t) >= n,  # type: ignore[misc]
+                   timeout=20, what="every message at both receivers")
         assert tuned == plain
         tx.publish(f"{base}/r", b"", qos=1, retain=True).wait_for_publish(10)
         for c in (*clients, tx):
