@@ -29,7 +29,13 @@ WRITE_CHUNK = 64 * 1024
 _PUBLISH, _DISCONNECT = 0x30, 0xE0
 _SUCCESS = ReasonCode(PacketTypes.PUBACK)
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
-_INTERNALS = ("_in_packet", "_out_message_mutex", "_do_on_publish", "_sock", "_packet_read", "_loop_rc_handle", "_out_packet", "_sockpairW", "_thread", "_sock_send",
+_REASONS = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for code in (0x00, 0x10)}
+"""PUBACK reason codes met in bursts: success and "no matching subscribers"."""
+_NO_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+"""Shared by received messages that carry no properties (handlers only read them)."""
+_INCOMING = mqtt.MQTTMessageInfo(0)
+"""Shared by received messages: paho never uses an incoming QoS 0/1 message's delivery info."""
+_INTERNALS = ("_in_packet", "_protocol", "_manual_ack", "_send_puback", "_handle_on_message", "_logger", "_out_message_mutex", "_do_on_publish", "_sock", "_packet_read", "_loop_rc_handle", "_out_packet", "_sockpairW", "_thread", "_sock_send",
               "_sock_recv", "_msgtime_mutex", "_out_messages", "_inflight_messages", "_max_inflight_messages")
 
 
@@ -187,15 +193,46 @@ class BufferedClient(mqtt.Client):
             packet["info"]._set_as_published()
 
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        """A plain PUBACK (message id only: success, no properties) without decoding objects for it."""
+        """A PUBACK without properties (a message id, perhaps a reason code such as "no matching
+        subscribers") is handled with shared reason-code objects instead of decoding new ones."""
         packet = self._in_packet["packet"] if self._tuned else b""
-        if cmd != "PUBACK" or len(packet) != 2:
+        if cmd != "PUBACK" or not 2 <= len(packet) <= 3:
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
+        reason = _REASONS.get(packet[2]) if len(packet) == 3 else _SUCCESS
+        if reason is None:
+            return super()._handle_pubackcomp(cmd)
         with self._out_message_mutex:
             if mid in self._out_messages:
-                return self._do_on_publish(mid, _SUCCESS, _NO_PROPERTIES)
+                return self._do_on_publish(mid, reason, _NO_PROPERTIES)
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """A received QoS 0/1 PUBLISH without properties, decoded in place. paho builds the same
+        message with a new delivery info (and its lock) that nothing uses; anything else
+        (QoS 2, properties, a malformed packet, paho's logging on) is left to paho."""
+        if not self._tuned or self._logger is not None or self.on_log is not None:
+            return super()._handle_publish()
+        header, packet = self._in_packet["command"], self._in_packet["packet"]
+        qos, size = (header & 0x06) >> 1, len(packet)
+        pos = 2 + ((packet[0] << 8) | packet[1]) if size >= 2 else size + 1
+        mid = 0
+        if qos == 1 and pos + 2 <= size:
+            mid = (packet[pos] << 8) | packet[pos + 1]
+            pos += 2
+        v5 = self._protocol == mqtt.MQTTv5
+        if qos > 1 or mid == 0 and qos or pos > size or (v5 and (pos >= size or packet[pos] != 0)) or pos == 2:
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
+        message.timestamp, message.state, message.info = mqtt.time_func(), mqtt.mqtt_ms_invalid, _INCOMING
+        message.mid, message.topic, message.qos = mid, bytes(packet[2:pos - 2 if qos else pos]), qos
+        message.dup, message.retain = bool(header & 0x08), bool(header & 0x01)
+        message.properties = _NO_PUBLISH_PROPERTIES if v5 else None
+        message.payload = bytes(packet[pos + 1 if v5 else pos:])
+        self._handle_on_message(message)
+        if qos == 0 or self._manual_ack:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._send_puback(mid)
 
     def _update_inflight(self) -> MQTTErrorCode:
         """paho looks through every unacknowledged message after each acknowledgement; when none

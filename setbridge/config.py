@@ -147,12 +147,14 @@ class SpeechSettings(Section):
     """Hypotheses Vosk weighs per utterance; the confidence of a phrase is its share of them."""
     fillers: list[str] = Field(default_factory=list)
     """Common short words of the model's language: a filler model that rejects look-alike speech."""
-    min_filler_margin: float = Field(-7.0, ge=-50.0, le=50.0)
+    min_filler_margin: float = Field(-10.0, ge=-50.0, le=50.0)
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
-    foreground_db: float = Field(0.0, ge=0.0, le=40.0)
+    foreground_db: float = Field(6.0, ge=0.0, le=40.0)
     """Speech must stand this far above the background level (crew chatter under the call); 0 = off."""
-    tail_drop_db: float = Field(0.0, ge=0.0, le=60.0)
+    tail_drop_db: float = Field(11.0, ge=0.0, le=60.0)
     """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
+    onset_db: float = Field(9.0, ge=0.0, le=60.0)
+    """A phrase must be this much louder than the sound just before it (a pause of its own); 0 = off."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)

@@ -258,6 +258,8 @@ def _surrogate_at(data: Any) -> str | None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant)
+"""One decoder for every payload (``json.loads`` with hooks builds a new one per call)."""
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -273,7 +275,8 @@ def decode_object(raw: bytes | str) -> dict[str, Any]:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
-        data = json.loads(raw, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant)
+        # Strict UTF-8: a surrogate encoded as bytes (b"\xed\xa0\x80") is not UTF-8; a leading BOM is ignored.
+        data = _DECODER.decode(raw.decode("utf-8").removeprefix("\ufeff"))
     except _Duplicate as exc:
         raise PayloadError(f"{exc.args[0]}: duplicate key; send each field once") from None
     except UnicodeDecodeError as exc:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from setbridge.bus import INFLIGHT, Bus
 from setbridge.bus_client import READ_CHUNK, BufferedClient
@@ -117,3 +119,54 @@ def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
         assert bus.wait_connected(10)
         assert bus.send_window == INFLIGHT
         bus.stop()
+
+
+def _collect(c: mqtt.Client, topic: str, sink: list[tuple[object, ...]]) -> None:
+    subscribed = threading.Event()
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, 1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = lambda cl, u, m: sink.append((m.topic, bytes(m.payload), m.qos, m.retain, m.mid > 0,
+                                                 str(m.properties) if m.properties is not None else None))
+
+
+def test_received_messages_are_the_ones_paho_decodes(broker: PrivateBroker) -> None:
+    """QoS 0 and 1, retained, empty and non-ASCII, with and without MQTT 5 properties: the client
+    hands its handlers the same messages paho's own decoder does, on 3.1.1 and on 5."""
+    base = f"t{uuid.uuid4().hex[:8]}"
+    for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
+        plain: list[tuple[object, ...]] = []
+        tuned: list[tuple[object, ...]] = []
+        clients = []
+        for cls, sink in ((mqtt.Client, plain), (BufferedClient, tuned)):
+            c = cls(CallbackAPIVersion.VERSION2, client_id=f"rx-{uuid.uuid4().hex[:6]}", protocol=protocol)
+            ready = threading.Event()
+            _collect(c, f"{base}/#", sink)
+            c.on_subscribe = lambda *a, ready=ready: ready.set()
+            c.connect("127.0.0.1", broker.port)
+            c.loop_start()
+            assert ready.wait(10)
+            clients.append(c)
+        tx = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+        tx.connect("127.0.0.1", broker.port)
+        tx.loop_start()
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = f"{base}/answers"
+        props.CorrelationData = b"\x00\x01"
+        props.UserProperty = ("k", "v")
+        sent = [
+            (f"{base}/a", b'{"v":1}', 1, False, None),
+            (f"{base}/b", b"", 0, False, None),
+            (f"{base}/\u00e9t\u00e9", "caf\u00e9".encode(), 1, False, None),
+            (f"{base}/r", b"kept", 1, True, None),
+            (f"{base}/p", b"with properties", 1, False, props),
+            (f"{base}/q0", b"x" * 70000, 0, False, None),
+        ]
+        for topic, payload, qos, retain, properties in sent:
+            tx.publish(topic, payload, qos=qos, retain=retain, properties=properties).wait_for_publish(10)
+        expected = len(sent)
+        wait_until(lambda p=plain, t=tuned, n=expected: len(p) >= n and len(t) >= n,  # type: ignore[misc]
+                   timeout=20, what="every message at both receivers")
+        assert tuned == plain
+        tx.publish(f"{base}/r", b"", qos=1, retain=True).wait_for_publish(10)
+        for c in (*clients, tx):
+            _stop(c)

@@ -67,6 +67,8 @@ def test_schema_command_prints_every_payload():
     (b'{"v": 1, "action": "roll", "action": "cut"}', "action: duplicate key"),
     (b'{"v": 1, "action": "roll", "source": "\\ud800"}', "source: contains a lone UTF-16 surrogate"),
     (b'{"v": 1, "action": "roll", "tags": ["ok", "\\udc00"]}', "tags.1: contains a lone UTF-16 surrogate"),
+    (b'{"v": 1, "action": "roll", "source": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate as bytes
+    ('{"v": 1, "action": "roll"}'.encode("utf-16"), "not UTF-8"),
     (b'{"v": 1, "action": "roll", "x": NaN}', "not valid JSON"),
     (b'{"v": 1, "action": "roll", "x": 1e400}', "out of range"),
     (b'{"v": 1, "action": "roll", "x": ' + b"9" * 5000 + b"}", "not valid JSON"),
@@ -82,6 +84,10 @@ def test_bad_requests_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(PayloadError, match=reason) as info:
         parse_payload(SetRequest, raw)
     assert "\n" not in str(info.value)
+
+
+def test_a_leading_byte_order_mark_is_ignored():
+    assert parse_payload(SetRequest, b'\xef\xbb\xbf{"v": 1, "action": "cut"}').action == "cut"
 
 
 def test_unknown_fields_are_ignored_so_older_hubs_accept_newer_clients():

@@ -54,6 +54,7 @@ def test_a_refused_transaction_is_answered_with_it_exactly_and_changes_nothing(h
     (b'{"v": 1.0, "action": "roll", "transaction": "s1"}', "v:"),
     (b'{"v": 1, "action": "roll", "action": "cut", "transaction": "s1"}', "action: duplicate key"),
     (b'{"v": 1, "action": "roll", "source": 5, "transaction": "s1"}', "source:"),
+    (b'{"v": 1, "action": "roll", "source": "\xed\xa0\x80", "transaction": "s1"}', "payload is not UTF-8"),
 ])
 def test_wrong_types_and_duplicate_keys_are_refused_in_one_line(hub, topics, probe_factory, caplog, payload, field):
     p = probe_factory(topics.set_response("stage-t"))

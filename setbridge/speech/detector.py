@@ -17,7 +17,8 @@ about a second of silence before it ends an utterance. So the detector
   speech in the same stretch of sound, the filler model satisfied), or when it holds a phrase
   that stands ``foreground_db`` above the sound just before and after it (a call over chatter;
   a trigger word inside one's own sentence does not), in both cases with plausible syllable
-  timing and confident words;
+  timing, confident words and, with ``onset_db``, a phrase that rises that far above the sound
+  just before it (the talker's own pause, not merely a quieter stretch of the same sentence);
 * applies state gating (cut only while rolling, roll only when not rolling) and a refractory
   period.
 
@@ -52,6 +53,8 @@ CONTEXT_S = 0.6
 """How much sound before and after a phrase it must stand out from (with ``foreground_db``)."""
 GUARD_S = 0.08
 """Margin between a phrase's word times and its context, for Vosk's imprecise word edges."""
+ONSET_S = 0.3
+"""How much sound just before a phrase it must rise above (with ``onset_db``)."""
 
 
 def _setting(name: str) -> Any:
@@ -89,6 +92,7 @@ class Tuning:
     fillers: tuple[str, ...] = ()
     """Common short words of the model's language for a second recognizer, the filler model."""
     min_filler_margin: float = _setting("min_filler_margin")
+    onset_db: float = _setting("onset_db")
 
 
 SETTABLE = tuple(f.name for f in fields(Tuning) if f.name in SpeechSettings.model_fields)
@@ -431,6 +435,11 @@ class Detector:
         per = (words[-1].end - words[0].start) / syllables(text)
         if not t.syllable_s[0] <= per <= t.syllable_s[1]:
             return f"{per:.2f} s per syllable outside {t.syllable_s}"
+        if t.onset_db > 0:
+            start = words[0].start
+            rise = self.vad.level_db(start, words[-1].end) - self.vad.level_db(start - ONSET_S, start - GUARD_S)
+            if rise < t.onset_db:
+                return f"only {rise:.1f} dB above the sound just before it (< {t.onset_db} dB)"
         if self.position - self._last_fire < t.refractory_s:
             return "refractory"
         if self.gated:
