@@ -136,6 +136,10 @@ class SetRequest(Payload):
                          f"±{MAX_SAFE_INTEGER}, got {got}; the answer echoes it")
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps(..., separators=(",", ":"))`` without building an encoder per call."""
+
+
 class SetResponse(Payload):
     """``{base}/set/{set}/response`` — the hub's answer to a request."""
 
@@ -157,7 +161,7 @@ class SetResponse(Payload):
             data = {k: v for k, v in self.__dict__.items() if v is not None}
         else:
             data = self.model_dump(exclude_none=True)
-        return json.dumps(data, separators=(",", ":")).encode()
+        return _COMPACT.encode(data).encode()
 
 
 class LightStatus(Payload):
