@@ -113,7 +113,7 @@ def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
         assert [int(m) for m in got] == list(range(400))
         bus.stop()
         _stop(rx)
-    with PrivateBroker(workdir=tmp_path / "b0") as wide:  # max_inflight_messages 0: no Receive Maximum sent
+    with PrivateBroker(workdir=tmp_path / "b0", extra_config="max_inflight_messages 0") as wide:  # none announced
         bus = Bus(_settings(wide), f"tx-{uuid.uuid4().hex[:6]}")
         bus.start()
         assert bus.wait_connected(10)
