@@ -172,6 +172,8 @@ class OffloadRelay:
 
     def _on_retained_report(self, topic: str, raw: bytes) -> None:
         """A retained report would be taken again at every hub (re)connect: clear it, say so, never take it."""
+        if not raw:
+            return  # a clear (this hub's own comes back retained, as published): clearing it again would loop
         self.bus.publish(topic, b"", retain=True)
         self._reject("retained: a report published with the retain flag is never taken (it would come back at "
                      "every hub restart); it was cleared from the broker, send it again without the flag",
