@@ -11,6 +11,7 @@ falls back to paho's code when paho's internals differ from what it expects.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -25,6 +26,8 @@ READ_CHUNK = 16 * 1024
 """Bytes asked of the socket at once."""
 WRITE_CHUNK = 64 * 1024
 """Bytes written with one ``send`` at most."""
+TOPIC_CACHE = 1024
+"""Topics whose encoded, checked form is remembered."""
 
 _PUBLISH, _DISCONNECT = 0x30, 0xE0
 _SUCCESS = ReasonCode(PacketTypes.PUBACK)
@@ -35,8 +38,41 @@ _NO_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-unty
 """Shared by received messages that carry no properties (handlers only read them)."""
 _INCOMING = mqtt.MQTTMessageInfo(0)
 """Shared by received messages: paho never uses an incoming QoS 0/1 message's delivery info."""
-_INTERNALS = ("_in_packet", "_protocol", "_manual_ack", "_send_puback", "_handle_on_message", "_logger", "_out_message_mutex", "_do_on_publish", "_sock", "_packet_read", "_loop_rc_handle", "_out_packet", "_sockpairW", "_thread", "_sock_send",
+_INTERNALS = ("_mid_generate", "_raise_for_invalid_topic", "_max_queued_messages", "_send_publish", "_in_packet", "_protocol", "_manual_ack", "_send_puback", "_handle_on_message", "_logger", "_out_message_mutex", "_do_on_publish", "_sock", "_packet_read", "_loop_rc_handle", "_out_packet", "_sockpairW", "_thread", "_sock_send",
               "_sock_recv", "_msgtime_mutex", "_out_messages", "_inflight_messages", "_max_inflight_messages")
+
+
+class _Receipt(mqtt.MQTTMessageInfo):
+    """A publish's delivery info without paho's per-message condition lock: the bus waits on its
+    own acknowledgements (:class:`setbridge.bus.Delivery`); :meth:`wait_for_publish` still works."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int):  # noqa: D107 - paho's fields, but no Condition
+        self.mid = mid
+        self._published = False
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        self._published = True
+
+    def _check(self) -> None:
+        """paho's refusals: a full queue, or another error than "try again"."""
+        if self.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            raise ValueError("Message is not queued due to ERR_QUEUE_SIZE")
+        if self.rc > 0 and self.rc != MQTTErrorCode.MQTT_ERR_AGAIN:
+            raise RuntimeError(f"Message publish failed: {mqtt.error_string(self.rc)}")
+
+    def is_published(self) -> bool:
+        self._check()
+        return self._published
+
+    def wait_for_publish(self, timeout: float | None = None) -> None:
+        self._check()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._published and (deadline is None or time.monotonic() < deadline):
+            time.sleep(0.005)
 
 
 class BufferedClient(mqtt.Client):
@@ -50,6 +86,8 @@ class BufferedClient(mqtt.Client):
         self._rsock: object = None
         self._wake_sent = False
         """A wake-up byte is on its way to the loop, which has not written since."""
+        self._topics: dict[str, bytes] = {}
+        """Topics published before, encoded and checked once."""
 
     def limit_inflight(self, most: int) -> None:
         """Send at most ``most`` QoS 1/2 publishes unacknowledged: what the broker announced in its
@@ -102,7 +140,42 @@ class BufferedClient(mqtt.Client):
                 if not self.buffered() and (rc == MQTTErrorCode.MQTT_ERR_AGAIN or count >= 4 * READ_BURST):
                     return MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    # -- writing --------------------------------------------------------------------------
+    # -- writing ---
+    def publish(self, topic: str, payload: mqtt.PayloadType = None, qos: int = 0, retain: bool = False,
+                properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
+        """paho's publish; a QoS 1 message of bytes is queued without paho's per-message lock and
+        with its topic checked once. Everything else is paho's own path."""
+        if not self._tuned or qos != 1 or not topic or not isinstance(payload, bytes) or len(payload) > 268_435_455:
+            return super().publish(topic, payload, qos, retain, properties)
+        topic_bytes = self._topics.get(topic)
+        if topic_bytes is None:
+            topic_bytes = topic.encode("utf-8")
+            self._raise_for_invalid_topic(topic_bytes)
+            if len(self._topics) >= TOPIC_CACHE:
+                self._topics.clear()
+            self._topics[topic] = topic_bytes
+        mid = self._mid_generate()
+        message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
+        message.timestamp, message.state, message.dup, message.mid = mqtt.time_func(), mqtt.mqtt_ms_invalid, False, mid
+        message.topic, message.payload, message.qos, message.retain = topic_bytes, payload, 1, retain
+        message.properties, message.info = properties, _Receipt(mid)
+        info = message.info
+        with self._out_message_mutex:
+            if (0 < self._max_queued_messages <= len(self._out_messages)) or mid in self._out_messages:
+                info.rc = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                return info
+            self._out_messages[mid] = message
+            if self._max_inflight_messages and self._inflight_messages >= self._max_inflight_messages:
+                message.state = mqtt.mqtt_ms_queued  # sent when an acknowledgement frees a slot
+                return info
+            self._inflight_messages += 1
+            message.state = mqtt.mqtt_ms_wait_for_puback
+            info.rc = self._send_publish(mid, topic_bytes, payload, 1, retain, False, info, properties)
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:  # kept, and sent after the next connect
+                self._inflight_messages -= 1
+                message.state = mqtt.mqtt_ms_publish
+            return info
+
     def _packet_queue(self, command: int, packet: bytes | bytearray, mid: int, qos: int,
                       info: mqtt.MQTTMessageInfo | None = None) -> MQTTErrorCode:
         """Queue a packet; wake the loop only when it is not awake already.

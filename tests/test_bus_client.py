@@ -113,7 +113,7 @@ def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
         assert [int(m) for m in got] == list(range(400))
         bus.stop()
         _stop(rx)
-    with PrivateBroker(workdir=tmp_path / "b0") as wide:  # max_inflight_messages 0: no Receive Maximum sent
+    with PrivateBroker(workdir=tmp_path / "b0", extra_config="max_inflight_messages 0") as wide:  # none announced
         bus = Bus(_settings(wide), f"tx-{uuid.uuid4().hex[:6]}")
         bus.start()
         assert bus.wait_connected(10)
@@ -170,3 +170,21 @@ def test_received_messages_are_the_ones_paho_decodes(broker: PrivateBroker) -> N
         tx.publish(f"{base}/r", b"", qos=1, retain=True).wait_for_publish(10)
         for c in (*clients, tx):
             _stop(c)
+
+
+def test_a_message_published_before_the_connection_is_sent_once_connected(broker: PrivateBroker) -> None:
+    """QoS 1 without a connection: kept, sent after the connection comes, and reported published."""
+    topic = f"t{uuid.uuid4().hex[:8]}/early"
+    rx, got, _ = _receiver(broker, topic)
+    tx = BufferedClient(CallbackAPIVersion.VERSION2, client_id=f"tx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    early = tx.publish(topic, b"early", qos=1)
+    assert early.rc == mqtt.MQTT_ERR_NO_CONN  # as with paho: kept, not refused
+    tx.connect("127.0.0.1", broker.port)
+    tx.loop_start()
+    later = tx.publish(topic, b"later", qos=1)
+    later.wait_for_publish(10)
+    assert later.is_published()
+    wait_until(lambda: len(got) >= 2, timeout=10, what="both messages")
+    assert sorted(got) == [b"early", b"later"]  # paho sends the kept one after the CONNACK
+    _stop(tx)
+    _stop(rx)
