@@ -59,3 +59,15 @@ def test_text_from_the_bus_reaches_the_hubs_log_escaped(settings, tmp_path, brok
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     assert not [line for line in out.splitlines() if "FORGED" in line and not line.startswith(refused[0][:19])]
 
+
+
+def test_a_sender_looping_on_a_bad_report_does_not_flood_the_log(hub, topics, probe_factory, caplog):
+    errors = probe_factory(topics.offload_error())
+    caplog.set_level(logging.INFO, logger="setbridge.offload")
+    for i in range(LOOPS):
+        errors.client.publish(topics.offload_report(), json.dumps(
+            {"v": 1, "event_id": f"bad-{i}", "roll": "A001", "status": "verified", "files": "12"}), qos=1)
+    errors.wait_for(lambda t, d, r: len(errors.seen) >= LOOPS, timeout=30)
+    assert sorted(d["event_id"] for _, d, _ in errors.seen) == sorted(f"bad-{i}" for i in range(LOOPS))
+    lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert 1 <= len(lines) <= 3 and "files" in lines[0], lines[:3]

@@ -28,6 +28,7 @@ from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
 from ..messages import LightCommand, OffloadError, Payload
+from ..ratelog import RateLimitedLog
 from ..topics import Topics
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
@@ -94,6 +95,10 @@ class OffloadRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
+        self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
+                                               "once (%(who)s)", level=logging.INFO)
+        """Counted: a sender looping on a bad report cannot flood the log."""
         self.watcher = None
         if settings.watch:
             if importlib.util.find_spec("ascmhl") is None:
@@ -187,7 +192,7 @@ class OffloadRelay:
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
                 source: str | None = None, duplicate: bool | None = None) -> None:
-        (log.info if duplicate else log.warning)("offload input rejected: %s", reason)
+        (self._duplicates if duplicate else self._rejections).count(reason[:160])
         if not self.bus.connected.is_set():
             return
         rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
@@ -208,6 +213,8 @@ class OffloadRelay:
             try:
                 first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
+                self._rejections.flush()
+                self._duplicates.flush()
                 if stopping:
                     return
                 continue
