@@ -86,6 +86,8 @@ class BufferedClient(mqtt.Client):
         self._rsock: object = None
         self._wake_sent = False
         """A wake-up byte is on its way to the loop, which has not written since."""
+        self._urgent = False
+        """A QoS 0 publish (a heartbeat) was queued: it goes ahead of waiting QoS 1 publishes."""
         self._topics: dict[str, bytes] = {}
         """Topics published before, encoded and checked once."""
 
@@ -188,6 +190,8 @@ class BufferedClient(mqtt.Client):
             return super()._packet_queue(command, packet, mid, qos, info)
         self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
                                  "packet": packet, "info": info})
+        if qos == 0 and command & 0xF0 == _PUBLISH:
+            self._urgent = True
         if not self._wake_sent and threading.get_ident() != thread.ident:
             self._wake_sent = True
             sock = self._sockpairW
@@ -205,6 +209,9 @@ class BufferedClient(mqtt.Client):
             return super()._packet_write()
         self._wake_sent = False
         out = self._out_packet
+        if self._urgent:
+            self._urgent = False
+            self._hoist_qos0()
         while out:
             if out[0]["command"] & 0xF0 == _DISCONNECT:
                 return super()._packet_write()
@@ -245,6 +252,20 @@ class BufferedClient(mqtt.Client):
             if written < size:
                 return MQTTErrorCode.MQTT_ERR_AGAIN
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _hoist_qos0(self) -> None:
+        """Move waiting QoS 0 publishes (heartbeats) ahead of the waiting QoS 1 ones, in their order,
+        behind a packet already written in part: a burst of answers never delays a heartbeat.
+        Runs on the loop's thread, the only one taking packets off the queue."""
+        out = self._out_packet
+        waiting = list(out)  # others only append, so these positions stay right
+        front = 1 if waiting and waiting[0]["pos"] else 0
+        for i, packet in enumerate(waiting):
+            if i >= front and packet["command"] & 0xF0 == _PUBLISH and packet["qos"] == 0:
+                if i != front:
+                    del out[i]
+                    out.insert(front, packet)
+                front += 1
 
     def _qos0_written(self, packet: Any) -> None:
         """What paho does once a QoS 0 PUBLISH is written: ``on_publish`` and the info's flag."""

@@ -188,3 +188,36 @@ def test_a_message_published_before_the_connection_is_sent_once_connected(broker
     assert sorted(got) == [b"early", b"later"]  # paho sends the kept one after the CONNACK
     _stop(tx)
     _stop(rx)
+
+
+def test_a_heartbeat_goes_ahead_of_a_burst_of_answers(broker: PrivateBroker) -> None:
+    """QoS 0 publishes (heartbeats) queued behind hundreds of QoS 1 ones (answers) leave first."""
+    base = f"t{uuid.uuid4().hex[:8]}"
+    rx, order, _ = _receiver(broker, f"{base}/out/#")
+    tx = BufferedClient(CallbackAPIVersion.VERSION2, client_id=f"tx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    held, release, ready = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(*_: object) -> None:  # keeps the network loop busy while the burst is queued
+        held.set()
+        release.wait(30)
+
+    tx.message_callback_add(f"{base}/hold", hold)
+    tx.on_subscribe = lambda *a: ready.set()
+    tx.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/hold", 0)
+    tx.connect("127.0.0.1", broker.port)
+    tx.loop_start()
+    assert ready.wait(10)
+    other = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"o-{uuid.uuid4().hex[:6]}")
+    other.connect("127.0.0.1", broker.port)
+    other.loop_start()
+    other.publish(f"{base}/hold", b"x", qos=0)
+    assert held.wait(10)
+    answers = [tx.publish(f"{base}/out/answer", f"a{i}".encode(), qos=1) for i in range(300)]
+    tx.publish(f"{base}/out/beat", b"beat", qos=0)
+    answers += [tx.publish(f"{base}/out/answer", f"a{i}".encode(), qos=1) for i in range(300, 400)]
+    release.set()
+    wait_until(lambda: len(order) >= 401, timeout=30, what="the burst and the heartbeat")
+    assert order[0] == b"beat"
+    assert [m for m in order if m != b"beat"] == [f"a{i}".encode() for i in range(400)]
+    for c in (tx, other, rx):
+        _stop(c)
