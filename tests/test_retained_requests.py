@@ -126,7 +126,7 @@ def test_odd_retained_requests_and_reports_are_cleared_once_and_never_loop(broke
     hub = started(settings)
     try:
         watcher.wait_for(lambda t, d, r: t.endswith("/set/stage-t/state") and d is not None)
-        for name, payload in ODD.items():
+        for payload in ODD.values():
             for topic in topics:
                 clears = sum(1 for t, d, _ in watcher.seen if t == topic and d is None)
                 watcher.publish(topic, payload, retain=True)
