@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -114,6 +115,40 @@ class BufferedClient(mqtt.Client):
         end = pos + bufsize
         self._rdata, self._rpos = data, end
         return data[pos:end]
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """A packet that lies whole in the buffer is handled from there; a packet arriving in parts,
+        or before the buffer holds anything, is read by paho's own code (through the buffer)."""
+        if not self._tuned or self._in_packet["command"] != 0 or self._rsock is not self._sock:
+            return super()._packet_read()
+        data, start = self._rdata, self._rpos
+        size, i, length, shift = len(data), start + 1, 0, 0
+        while i < size and i - start <= 4:
+            byte = data[i]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not byte & 0x80:
+                break
+        else:  # the length is not all here (or is too long: paho says so)
+            return super()._packet_read()
+        end = i + length
+        if end > size:
+            return super()._packet_read()
+        self._rpos = end
+        self._in_packet = {"command": data[start], "have_remaining": 1, "remaining_count": list(data[start + 1:i]),
+                           "remaining_mult": 1 << shift, "remaining_length": length,
+                           "packet": bytearray(data[i:end]), "to_process": 0, "pos": 0}
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": 0, "packet": bytearray(), "to_process": 0, "pos": 0}
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc
 
     def buffered(self) -> int:
         """Bytes read from the socket that the client has not handled yet."""
