@@ -95,6 +95,8 @@ class OffloadRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._unmarked: dict[int, bytes] = {}
+        """Events the broker acknowledged whose delivery the journal could not record yet (a full disk)."""
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
         self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
                                                "once (%(who)s)", level=logging.INFO)
@@ -172,6 +174,8 @@ class OffloadRelay:
 
     def _on_retained_report(self, topic: str, raw: bytes) -> None:
         """A retained report would be taken again at every hub (re)connect: clear it, say so, never take it."""
+        if not raw:
+            return  # a clear (this hub's own comes back retained, as published): clearing it again would loop
         self.bus.publish(topic, b"", retain=True)
         self._reject("retained: a report published with the retain flag is never taken (it would come back at "
                      "every hub restart); it was cleared from the broker, send it again without the flag",
@@ -304,6 +308,11 @@ class OffloadRelay:
             self._wake.clear()
             try:
                 self._deliver_pending()
+            except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
+                path = self.journal.path if self.journal is not None else self.state_dir
+                self._set_health("fault", f"could not write the offload journal {path} "
+                                          f"({' '.join(str(exc).split()) or type(exc).__name__})")
+                self._stop.wait(1.0)
             except Exception:
                 log.exception("offload delivery failed; retrying")
                 self._stop.wait(1.0)
@@ -313,6 +322,10 @@ class OffloadRelay:
             journal = self.journal
             if journal is None:
                 return
+            if self._unmarked:  # acknowledged by the broker, never to be published again: mark them first
+                self._mark(journal, sorted(self._unmarked.items()))
+                self._unmarked.clear()
+                self._set_health("ok")
             batch = journal.pending_raw(self.batch_size)
             if not batch or not self._deliver(journal, batch):
                 return
@@ -352,7 +365,11 @@ class OffloadRelay:
     def _mark(self, journal: Journal, acked: list[tuple[int, bytes]]) -> None:
         if not acked:
             return
-        journal.mark_delivered([seq for seq, _ in acked])
+        try:
+            journal.mark_delivered([seq for seq, _ in acked])
+        except (sqlite3.Error, OSError):
+            self._unmarked.update(acked)  # kept until the journal takes the mark, never published again
+            raise
         if self.settings.flash_lights:
             for _, data in acked:
                 self._flash(OffloadEvent.model_validate_json(data))
