@@ -31,6 +31,9 @@ TOPIC_CACHE = 1024
 """Topics whose encoded, checked form is remembered."""
 
 _PUBLISH, _DISCONNECT = 0x30, 0xE0
+_PASSABLE = {_PUBLISH, 0x40, 0x50, 0x60, 0x70, 0xC0}
+"""Packets a heartbeat may go ahead of: publishes, their acknowledgements (PUBACK, PUBREC, PUBREL,
+PUBCOMP, whose order among themselves stays), PINGREQ."""
 _SUCCESS = ReasonCode(PacketTypes.PUBACK)
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 _REASONS = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for code in (0x00, 0x10)}
@@ -289,18 +292,24 @@ class BufferedClient(mqtt.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _hoist_qos0(self) -> None:
-        """Move waiting QoS 0 publishes (heartbeats) ahead of the waiting QoS 1 ones, in their order,
-        behind a packet already written in part: a burst of answers never delays a heartbeat.
+        """Move waiting QoS 0 publishes (heartbeats) ahead of the waiting QoS 1 publishes and
+        acknowledgements, in their order: a burst of answers never delays a heartbeat. Nothing moves
+        ahead of a packet already written in part, a CONNECT, (UN)SUBSCRIBE or DISCONNECT.
         Runs on the loop's thread, the only one taking packets off the queue."""
         out = self._out_packet
         waiting = list(out)  # others only append, so these positions stay right
         front = 1 if waiting and waiting[0]["pos"] else 0
         for i, packet in enumerate(waiting):
-            if i >= front and packet["command"] & 0xF0 == _PUBLISH and packet["qos"] == 0:
+            kind = packet["command"] & 0xF0
+            if i < front:
+                continue
+            if kind == _PUBLISH and packet["qos"] == 0:
                 if i != front:
                     del out[i]
                     out.insert(front, packet)
                 front += 1
+            elif kind not in _PASSABLE:
+                front = i + 1
 
     def _qos0_written(self, packet: Any) -> None:
         """What paho does once a QoS 0 PUBLISH is written: ``on_publish`` and the info's flag."""
