@@ -15,7 +15,11 @@ of issue 10, 10,000 requests paced over 5 s from 5 clients. For every phase it p
 
 Baseline, same run and broker: the rate one bare paho client publishes QoS 1 messages to one
 subscriber. Goal: >= 2,000 requests/s answered exactly once, no state publish dropped.
-Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000]``
+The requests come from ``mosquitto_pub`` processes and the answers are counted by a
+``mosquitto_sub`` process (see :mod:`setbridge.dev.burst`), so the load costs the hub little CPU.
+The broker has no send window by default (``max_inflight_messages 0``); ``--broker-inflight 20``
+measures with Mosquitto's default, where the hub waits for an acknowledgement every 20 publishes.
+Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000] [--broker-inflight 0]``
 """
 
 from __future__ import annotations
@@ -140,10 +144,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20_000, help="requests per client-count phase")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--window", type=int, default=1000, help="unanswered requests allowed over all clients")
+    ap.add_argument("--broker-inflight", type=int, default=0, metavar="N",
+                    help="the broker's max_inflight_messages: the hub's send window (0: none, the default here; "
+                         "Mosquitto's default and the generated config's is 20)")
     args = ap.parse_args()
     set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
     topics = Topics(base)
-    with PrivateBroker() as broker, tempfile.TemporaryDirectory(prefix="setbridge-burst-") as tmp:
+    with PrivateBroker(extra_config=f"max_inflight_messages {args.broker_inflight}") as broker, \
+            tempfile.TemporaryDirectory(prefix="setbridge-burst-") as tmp:
         baseline = bare_rate(broker.port)
         hub, log = start_hub(broker.port, Path(tmp), base, set_id)
         try:
@@ -161,7 +169,7 @@ def main() -> None:
         notes = [line for line in log.read_text(errors="replace").splitlines()
                  if re.search(r"late|busy|refused|shed|watchdog", line)]
     print(f"baseline: a bare paho client publishes {baseline:,.0f} QoS 1 messages/s to one subscriber "
-          f"on this broker\n")
+          f"on this broker (max_inflight_messages {args.broker_inflight}); load generators: mosquitto_pub/_sub\n")
     cols = ["phase", "answered/s", "executed", "busy", "unanswered", "twice", "states", "in order", "final ok",
             "refused", "hb gap", "hb lag", "cpu %", "rss MiB", "peak MiB"]
     fmt = {"answered/s": "{:,.0f}", "hb gap": "{:.2f} s", "hb lag": "{:.2f} s", "cpu %": "{:.0f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"}

@@ -40,6 +40,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class LogFormatter(logging.Formatter):
+    """Log lines with every unsafe character of the message escaped (:func:`setbridge.escape.terminal`):
+    text from the bus (a request's ``source``, a topic) can neither forge a second line nor send
+    escape sequences to a terminal. A traceback, which comes from setbridge itself, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        from .escape import terminal  # on the first line logged: a command that logs nothing never loads it
+
+        record.message = terminal(record.message)
+        return super().formatMessage(record)
+
+
 def chosen_command(argv: list[str]) -> str | None:
     """The sub-command named on the command line, if any (the options before it take no value)."""
     for arg in argv:
@@ -52,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(chosen_command(argv)).parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         return int(args.func(args) or 0)
     except SetbridgeError as exc:

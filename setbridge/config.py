@@ -1,4 +1,4 @@
-"""Configuration: one pydantic-settings model, loaded once and handed down.
+"""Configuration: one pydantic model, loaded once and handed down.
 
 Sources, later wins: defaults, a TOML file (``--config PATH``, else
 ``/etc/setbridge/setbridge.toml`` when present), then environment variables
@@ -8,12 +8,15 @@ Nothing else in setbridge reads the environment.
 
 from __future__ import annotations
 
+import json
 import os
+import tomllib
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
@@ -263,15 +266,10 @@ class WebSettings(Section):
     """How long a login lasts."""
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """All of setbridge's configuration."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="SETBRIDGE_",
-        env_nested_delimiter="__",
-        extra="forbid",
-        validate_default=True,
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     hub: HubSettings = HubSettings()
     mqtt: MqttSettings = MqttSettings()
@@ -285,28 +283,18 @@ class Settings(BaseSettings):
         """Where the web process keeps its take log and session key."""
         return self.web.data_dir or self.hub.state_dir / "web"
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = settings_cls.model_config.get("toml_file")
-        if toml_file:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
-
     def redacted(self) -> dict[str, Any]:
         """The effective configuration as plain data, secrets hidden."""
         return self.model_dump(mode="json")
 
 
+ENV_PREFIX = "SETBRIDGE_"
+ENV_DELIMITER = "__"
+
+
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
-    """Load the settings from ``path`` (or the default file when present) and the environment.
+    """Load the settings from ``path`` (or the default file when present) and the environment;
+    ``overrides`` (sections as dicts) win over both.
 
     Raises :class:`ConfigError` with one line per problem.
     """
@@ -315,24 +303,103 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
         toml_file = DEFAULT_CONFIG_PATH
     if toml_file is not None and not toml_file.is_file():
         raise ConfigError([f"{toml_file}: config file not found; pass an existing file with --config"])
-    cls: type[Settings] = Settings
+    data: dict[str, Any] = {}
     if toml_file is not None:
-        cls = type("FileSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_file}})
+        try:
+            with toml_file.open("rb") as f:
+                data = tomllib.load(f)
+        except (ValueError, OSError) as exc:  # a TOML syntax error or an unreadable file
+            raise ConfigError([f"{toml_file}: {exc}"]) from None
     try:
-        return cls(**overrides)
+        from_env = env_values(os.environ)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    try:
+        return Settings.model_validate(_merged(_merged(data, from_env), overrides))
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, toml_file)) from None
-    except (ValueError, OSError) as exc:  # a TOML syntax error or an unreadable file
-        where = f"{toml_file}: " if toml_file else ""
-        raise ConfigError([f"{where}{exc}"]) from None
+        raise ConfigError(describe_validation_error(exc, toml_file, env_names(os.environ))) from None
 
 
-def describe_validation_error(exc: ValidationError, source: Path | None = None) -> list[str]:
-    """One readable line per validation error: field path, what is wrong, what was given."""
+def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``SETBRIDGE_<SECTION>__<KEY>`` variables (names in any case; deeper
+    keys with more ``__``), as nested dicts. A list, table or section value is JSON
+    (``SETBRIDGE_OFFLOAD__WATCH='["/media"]'``); other values are text that validation converts.
+    Variables not naming a section (``SETBRIDGE_<OTHER>``) are not settings and are left alone."""
+    out: dict[str, Any] = {}
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)
+        if keys[0] not in Settings.model_fields or not all(keys):
+            continue
+        node, annotation = out, Settings
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{name}: {key} is set as a whole by another variable; set it once")
+            annotation = _field_type(annotation, key)
+        node[keys[-1]] = value
+        if value and _is_complex(_field_type(annotation, keys[-1])):
+            try:
+                node[keys[-1]] = json.loads(value)
+            except ValueError:
+                raise ValueError(f"{name}: not valid JSON ({value!r}); a list, table or section is given as "
+                                 "JSON, e.g. '[\"a\", \"b\"]'") from None
+    return out
+
+
+def env_names(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Setting key path → the variable that sets it, for naming the variable in an error."""
+    return {tuple(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)): name
+            for name in environ if name.upper().startswith(ENV_PREFIX)}
+
+
+def _field_type(annotation: Any, key: str) -> Any:
+    """The type of ``key`` inside a value of type ``annotation`` (a section, or a table's values)."""
+    for candidate in _union_members(annotation):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            field = candidate.model_fields.get(key)
+            return field.annotation if field is not None else None
+        if get_origin(candidate) is dict:
+            return get_args(candidate)[1]
+    return None
+
+
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    if get_origin(annotation) is Annotated:
+        return _union_members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(m for a in get_args(annotation) for m in _union_members(a))
+    return (annotation,)
+
+
+def _is_complex(annotation: Any) -> bool:
+    return any(get_origin(a) in (list, dict, set, tuple, frozenset)
+               or (isinstance(a, type) and issubclass(a, (BaseModel, list, dict, set, tuple, frozenset)))
+               for a in _union_members(annotation))
+
+
+def _merged(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top`` on it, tables merged key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def describe_validation_error(exc: ValidationError, source: Path | None = None,
+                              variables: Mapping[tuple[str, ...], str] | None = None) -> list[str]:
+    """One readable line per validation error: where it was set (the file, or the environment
+    variable in ``variables``), field path, what is wrong, what was given."""
     lines = []
-    prefix = f"{source}: " if source else ""
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        path = tuple(str(part) for part in err["loc"])
+        variable = next((name for keys, name in (variables or {}).items() if path[:len(keys)] == keys), None)
+        prefix = f"{variable}: " if variable else f"{source}: " if source else ""
+        loc = ".".join(path) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check the spelling against examples/setbridge.toml"

@@ -41,7 +41,12 @@ def terminal(text: str) -> str:
 
 def json_line(value: Any) -> str:
     """``value`` as one line of JSON, readable (non-ASCII kept) yet with every unsafe character escaped."""
-    text = json.dumps(value, ensure_ascii=False)
+    return json_text(json.dumps(value, ensure_ascii=False))
+
+
+def json_text(text: str) -> str:
+    """JSON text (one line) with every unsafe character inside its strings written as a ``\\u`` escape:
+    the same JSON value, safe for a terminal (``\\u202e``, C1 controls such as ``\\u009b``)."""
     if text.isprintable():
         return text
     return "".join(_json_escaped(ch) if _unsafe(ch) else ch for ch in text)

@@ -136,6 +136,10 @@ class SetRequest(Payload):
                          f"±{MAX_SAFE_INTEGER}, got {got}; the answer echoes it")
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""``json.dumps(..., separators=(",", ":"))`` without building an encoder per call."""
+
+
 class SetResponse(Payload):
     """``{base}/set/{set}/response`` — the hub's answer to a request."""
 
@@ -151,13 +155,21 @@ class SetResponse(Payload):
     ts: float = Field(default_factory=now)
 
     def to_bytes(self) -> bytes:
-        # json.dumps escapes what pydantic cannot encode (a refused transaction's lone surrogate).
+        # pydantic's encoder is the quickest; its output is kept when it is plain printable ASCII (then
+        # it is byte for byte what json.dumps writes). json.dumps escapes the rest (non-ASCII, DEL), and
+        # what pydantic cannot encode at all (a refused transaction's lone surrogate).
+        try:
+            quick = self.model_dump_json(exclude_none=True).encode()
+        except ValueError:
+            quick = b""
+        if quick and quick.isascii() and b"\x7f" not in quick:
+            return quick
         tx = self.transaction
         if tx is None or type(tx) is str or type(tx) is int:  # every field a plain value: no model_dump needed
             data = {k: v for k, v in self.__dict__.items() if v is not None}
         else:
             data = self.model_dump(exclude_none=True)
-        return json.dumps(data, separators=(",", ":")).encode()
+        return _COMPACT.encode(data).encode()
 
 
 class LightStatus(Payload):
@@ -258,6 +270,8 @@ def _surrogate_at(data: Any) -> str | None:
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant)
+"""One decoder for every payload (``json.loads`` with hooks builds a new one per call)."""
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -273,7 +287,8 @@ def decode_object(raw: bytes | str) -> dict[str, Any]:
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError(f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
     try:
-        data = json.loads(raw, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant)
+        # Strict UTF-8: a surrogate encoded as bytes (b"\xed\xa0\x80") is not UTF-8; a leading BOM is ignored.
+        data = _DECODER.decode(raw.decode("utf-8").removeprefix("\ufeff"))
     except _Duplicate as exc:
         raise PayloadError(f"{exc.args[0]}: duplicate key; send each field once") from None
     except UnicodeDecodeError as exc:

@@ -90,6 +90,7 @@ class User:
             connected.set()
 
         def on_disconnect(c, u, f, rc, p):
+            connected.set()  # refused or dropped before (or without) an answer: no need to wait on
             with self._cond:
                 self.disconnects += 1
                 self._cond.notify_all()
@@ -100,6 +101,7 @@ class User:
                 self._cond.notify_all()
 
         self.c.on_connect, self.c.on_disconnect, self.c.on_message = on_connect, on_disconnect, on_message
+        self.c.on_connect_fail = lambda c, u: connected.set()
         if v5:
             self.c.connect("127.0.0.1", port, clean_start=False)
         else:

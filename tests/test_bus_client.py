@@ -9,6 +9,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from setbridge.bus import INFLIGHT, Bus
 from setbridge.bus_client import READ_CHUNK, BufferedClient
@@ -111,9 +113,133 @@ def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
         assert [int(m) for m in got] == list(range(400))
         bus.stop()
         _stop(rx)
-    with PrivateBroker(workdir=tmp_path / "b0") as wide:  # max_inflight_messages 0: no Receive Maximum sent
+    with PrivateBroker(workdir=tmp_path / "b0", extra_config="max_inflight_messages 0") as wide:  # none announced
         bus = Bus(_settings(wide), f"tx-{uuid.uuid4().hex[:6]}")
         bus.start()
         assert bus.wait_connected(10)
         assert bus.send_window == INFLIGHT
         bus.stop()
+
+
+def _collect(c: mqtt.Client, topic: str, sink: list[tuple[object, ...]]) -> None:
+    subscribed = threading.Event()
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, 1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = lambda cl, u, m: sink.append((m.topic, bytes(m.payload), m.qos, m.retain, m.mid > 0,
+                                                 str(m.properties) if m.properties is not None else None))
+
+
+def test_received_messages_are_the_ones_paho_decodes(broker: PrivateBroker) -> None:
+    """QoS 0 and 1, retained, empty and non-ASCII, with and without MQTT 5 properties: the client
+    hands its handlers the same messages paho's own decoder does, on 3.1.1 and on 5."""
+    base = f"t{uuid.uuid4().hex[:8]}"
+    for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
+        plain: list[tuple[object, ...]] = []
+        tuned: list[tuple[object, ...]] = []
+        clients = []
+        for cls, sink in ((mqtt.Client, plain), (BufferedClient, tuned)):
+            c = cls(CallbackAPIVersion.VERSION2, client_id=f"rx-{uuid.uuid4().hex[:6]}", protocol=protocol)
+            ready = threading.Event()
+            _collect(c, f"{base}/#", sink)
+            c.on_subscribe = lambda *a, ready=ready: ready.set()
+            c.connect("127.0.0.1", broker.port)
+            c.loop_start()
+            assert ready.wait(10)
+            clients.append(c)
+        tx = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+        tx.connect("127.0.0.1", broker.port)
+        tx.loop_start()
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = f"{base}/answers"
+        props.CorrelationData = b"\x00\x01"
+        props.UserProperty = ("k", "v")
+        sent = [
+            (f"{base}/a", b'{"v":1}', 1, False, None),
+            (f"{base}/b", b"", 0, False, None),
+            (f"{base}/\u00e9t\u00e9", "caf\u00e9".encode(), 1, False, None),
+            (f"{base}/r", b"kept", 1, True, None),
+            (f"{base}/p", b"with properties", 1, False, props),
+            (f"{base}/q0", b"x" * 70000, 0, False, None),
+        ]
+        for topic, payload, qos, retain, properties in sent:
+            tx.publish(topic, payload, qos=qos, retain=retain, properties=properties).wait_for_publish(10)
+        expected = len(sent)
+        wait_until(lambda p=plain, t=tuned, n=expected: len(p) >= n and len(t) >= n,  # type: ignore[misc]
+                   timeout=20, what="every message at both receivers")
+        assert tuned == plain
+        tx.publish(f"{base}/r", b"", qos=1, retain=True).wait_for_publish(10)
+        for c in (*clients, tx):
+            _stop(c)
+
+
+def test_a_message_published_before_the_connection_is_sent_once_connected(broker: PrivateBroker) -> None:
+    """QoS 1 without a connection: kept, sent after the connection comes, and reported published."""
+    topic = f"t{uuid.uuid4().hex[:8]}/early"
+    rx, got, _ = _receiver(broker, topic)
+    tx = BufferedClient(CallbackAPIVersion.VERSION2, client_id=f"tx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    early = tx.publish(topic, b"early", qos=1)
+    assert early.rc == mqtt.MQTT_ERR_NO_CONN  # as with paho: kept, not refused
+    tx.connect("127.0.0.1", broker.port)
+    tx.loop_start()
+    later = tx.publish(topic, b"later", qos=1)
+    later.wait_for_publish(10)
+    assert later.is_published()
+    wait_until(lambda: len(got) >= 2, timeout=10, what="both messages")
+    assert sorted(got) == [b"early", b"later"]  # paho sends the kept one after the CONNACK
+    _stop(tx)
+    _stop(rx)
+
+
+def test_a_heartbeat_goes_ahead_of_a_burst_of_answers(broker: PrivateBroker) -> None:
+    """QoS 0 publishes (heartbeats) queued behind hundreds of QoS 1 ones (answers) leave first."""
+    base = f"t{uuid.uuid4().hex[:8]}"
+    rx, order, _ = _receiver(broker, f"{base}/out/#")
+    tx = BufferedClient(CallbackAPIVersion.VERSION2, client_id=f"tx-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5)
+    held, release, ready = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(*_: object) -> None:  # keeps the network loop busy while the burst is queued
+        held.set()
+        release.wait(30)
+
+    tx.message_callback_add(f"{base}/hold", hold)
+    tx.on_subscribe = lambda *a: ready.set()
+    tx.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/hold", 0)
+    tx.connect("127.0.0.1", broker.port)
+    tx.loop_start()
+    assert ready.wait(10)
+    other = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"o-{uuid.uuid4().hex[:6]}")
+    other.connect("127.0.0.1", broker.port)
+    other.loop_start()
+    other.publish(f"{base}/hold", b"x", qos=0)
+    assert held.wait(10)
+    answers = [tx.publish(f"{base}/out/answer", f"a{i}".encode(), qos=1) for i in range(300)]
+    tx.publish(f"{base}/out/beat", b"beat", qos=0)
+    answers += [tx.publish(f"{base}/out/answer", f"a{i}".encode(), qos=1) for i in range(300, 400)]
+    release.set()
+    wait_until(lambda: len(order) >= 401, timeout=30, what="the burst and the heartbeat")
+    assert order[0] == b"beat"
+    assert [m for m in order if m != b"beat"] == [f"a{i}".encode() for i in range(400)]
+    for c in (tx, other, rx):
+        _stop(c)
+
+
+def test_nothing_goes_ahead_of_a_connect_a_subscribe_or_a_packet_half_written() -> None:
+    """The reordering rule on the client's own queue: heartbeats pass publishes and acknowledgements
+    only, so a CONNECT queued on a reconnect still goes first."""
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="queue")
+
+    def packet(command: int, qos: int, name: str, pos: int = 0) -> dict[str, object]:
+        return {"command": command, "qos": qos, "pos": pos, "name": name, "mid": 0, "to_process": 1,
+                "packet": b"", "info": None}
+
+    cases = [
+        ([packet(0x32, 1, "answer"), packet(0x40, 0, "puback"), packet(0x30, 0, "beat")], ["beat", "answer", "puback"]),
+        ([packet(0x10, 0, "connect"), packet(0x30, 0, "beat")], ["connect", "beat"]),
+        ([packet(0x32, 1, "half", pos=3), packet(0x32, 1, "b"), packet(0x30, 0, "beat1"), packet(0x82, 1, "subscribe"),
+          packet(0x32, 1, "c"), packet(0x30, 0, "beat2")], ["half", "beat1", "b", "subscribe", "beat2", "c"]),
+    ]
+    for queued, expected in cases:
+        c._out_packet.clear()
+        c._out_packet.extend(queued)
+        c._hoist_qos0()
+        assert [p["name"] for p in c._out_packet] == expected

@@ -17,7 +17,7 @@ from setbridge.broker_config import acl_text
 from setbridge.contract import TOPICS
 from setbridge.dev.lights_sim import FIRMWARE_DIR
 from setbridge.errors import PayloadError
-from setbridge.messages import CONTRACT, Heartbeat, SetRequest, SetState, parse_payload
+from setbridge.messages import CONTRACT, Heartbeat, SetRequest, SetResponse, SetState, parse_payload
 from setbridge.topics import Topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
@@ -67,6 +67,8 @@ def test_schema_command_prints_every_payload():
     (b'{"v": 1, "action": "roll", "action": "cut"}', "action: duplicate key"),
     (b'{"v": 1, "action": "roll", "source": "\\ud800"}', "source: contains a lone UTF-16 surrogate"),
     (b'{"v": 1, "action": "roll", "tags": ["ok", "\\udc00"]}', "tags.1: contains a lone UTF-16 surrogate"),
+    (b'{"v": 1, "action": "roll", "source": "\xed\xa0\x80"}', "not UTF-8"),  # a surrogate as bytes
+    ('{"v": 1, "action": "roll"}'.encode("utf-16"), "not UTF-8"),
     (b'{"v": 1, "action": "roll", "x": NaN}', "not valid JSON"),
     (b'{"v": 1, "action": "roll", "x": 1e400}', "out of range"),
     (b'{"v": 1, "action": "roll", "x": ' + b"9" * 5000 + b"}", "not valid JSON"),
@@ -82,6 +84,10 @@ def test_bad_requests_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(PayloadError, match=reason) as info:
         parse_payload(SetRequest, raw)
     assert "\n" not in str(info.value)
+
+
+def test_a_leading_byte_order_mark_is_ignored():
+    assert parse_payload(SetRequest, b'\xef\xbb\xbf{"v": 1, "action": "cut"}').action == "cut"
 
 
 def test_unknown_fields_are_ignored_so_older_hubs_accept_newer_clients():
@@ -272,3 +278,12 @@ def test_the_declaration_loads_without_the_payload_models():
             "print(c.OFFLOAD_CARD.model.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "OffloadEvent"
+
+
+@pytest.mark.parametrize("text", [chr(c) for c in range(0x80)] + ["\u00e9", "\u2028", "\U0001f600", "\ud800"])
+def test_an_answer_is_written_as_compact_ascii_json_whatever_it_holds(text):
+    """Every answer is the JSON ``json.dumps`` writes (ASCII, non-ASCII escaped), whichever encoder writes it."""
+    for answer in (SetResponse(transaction="a" + text, ok=False, error="e" + text, state="idle", seq=1),
+                   SetResponse(transaction={"k" + text: [1, None, text]}, ok=False, error="x", retry_after_s=1.0)):
+        expected = json.dumps(answer.model_dump(exclude_none=True), separators=(",", ":")).encode()
+        assert answer.to_bytes() == expected

@@ -13,6 +13,7 @@ import sys
 from conftest import HubProcess, Probe, make_settings, write_config
 from firmware_helpers import running_light
 
+from setbridge.hub import Hub
 from setbridge.status import ALIVE_TIMEOUT_S
 
 
@@ -26,7 +27,8 @@ def test_a_frozen_light_is_reported_not_alive_though_the_broker_shows_it_online(
     settings = make_settings(broker, tmp_path / "state", hub={"heartbeat_s": 0.5})
     base = settings.mqtt.base_topic
     cfg = write_config(tmp_path / "c.toml", settings)
-    hub = HubProcess(cfg).start()
+    hub = Hub(settings)  # in this process: the light is the one that freezes
+    hub.start()
     probe = Probe(broker.port, f"{base}/#")
     try:
         probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "online", timeout=20)
@@ -55,7 +57,7 @@ def test_a_frozen_light_is_reported_not_alive_though_the_broker_shows_it_online(
             assert status(cfg)[0]["ok"] is True
     finally:
         probe.close()
-        hub.terminate()
+        hub.stop()
 
 
 def test_a_frozen_hub_is_reported_within_the_status_window(broker, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 from conftest import make_settings, on, write_config
 
 from setbridge.hub import Hub
+from setbridge.offload import relay
 from setbridge.offload.journal import FILE_NAME, CorruptJournal, Journal, open_or_recover
 from setbridge.offload.models import parse_report
 
@@ -90,7 +91,9 @@ def test_a_corrupt_journal_is_moved_aside_and_the_hub_keeps_the_set(kind, broker
     assert list_cards(settings, tmp_path).stdout.split("\n")[1].split()[2] == "A001"
 
 
-def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(broker, tmp_path, probe_factory):
+def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(broker, tmp_path, probe_factory,
+                                                                           monkeypatch):
+    monkeypatch.setattr(relay, "REOPEN_S", 0.5)  # the hub tries again every 5 s; the test need not wait that long
     state = tmp_path / "state"
     (state / FILE_NAME).mkdir(parents=True)  # not a file at all: cannot be opened, nothing to move aside
     settings = make_settings(broker, state)

@@ -14,6 +14,7 @@ from conftest import HubProcess, Probe, make_settings, wait_until, write_config
 from offload_helpers import CARD, make_card, seal
 
 from setbridge.offload.journal import Journal
+import test_state_file
 
 
 def journaled(state_dir: Path) -> list[str]:
@@ -25,6 +26,10 @@ def journaled(state_dir: Path) -> list[str]:
         return [event.event_id for _, event in journal.pending()]
     finally:
         journal.close()
+
+
+full_disk = test_state_file.full_disk
+"""A real full tmpfs (the state file's fixture)."""
 
 
 def cli_report(config: Path, roll: str, *extra: str) -> subprocess.CompletedProcess:
@@ -119,3 +124,52 @@ def test_running_hub_delivers_the_journal_when_the_broker_returns(own_broker, tm
         late.close()
     finally:
         hub.stop()
+
+
+def test_a_journal_that_cannot_record_a_delivery_publishes_the_event_once(own_broker, full_disk, caplog):
+    """The disk fills between the broker's acknowledgement of an event and the journal's record of
+    it: the event is not published again every second (nor a traceback logged), and the delivery
+    is recorded once the disk has room."""
+    import logging
+    import os
+    import signal
+
+    from setbridge.hub import Hub
+
+    mount, fill = full_disk
+    settings = make_settings(own_broker, mount / "state", hub={"heartbeat_s": 0.1})
+    config = write_config(mount.parent / "setbridge.toml", settings)
+    base = settings.mqtt.base_topic
+    probe = Probe(own_broker.port, f"{base}/#")
+    caplog.set_level(logging.WARNING)
+    hub = Hub(settings)
+    hub.start()
+    try:
+        assert hub.bus.wait_connected(5)
+        probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "online")
+        assert own_broker.process is not None
+        os.kill(own_broker.process.pid, signal.SIGSTOP)  # the broker holds its acknowledgements
+        try:
+            assert cli_report(config, "A010", "--event-id", "full-1", "--journal").returncode == 0
+            wait_until(lambda: journaled(settings.hub.state_dir) == ["full-1"], what="the report in the journal")
+            fill()
+        finally:
+            os.kill(own_broker.process.pid, signal.SIGCONT)
+        probe.wait_for(lambda t, d, r: t.endswith("/offload/event") and d["event_id"] == "full-1", timeout=15)
+        _, status, _ = probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d
+                                      and d.get("offload") == "fault", timeout=15)
+        assert "could not write the offload journal" in status["offload_reason"]
+        beats = len([1 for t, _, _ in probe.seen if t.endswith("/heartbeat")])
+        probe.wait_for(lambda t, d, r: len([1 for t2, _, _ in probe.seen if t2.endswith("/heartbeat")]) > beats + 25,
+                       timeout=20)  # 2.5 s of heartbeats: a second publish would have come by now
+        for leftover in mount.glob("pad-*"):
+            leftover.unlink()
+        (mount / "filler").unlink()
+        probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d.get("offload") == "ok", timeout=15)
+        wait_until(lambda: journaled(settings.hub.state_dir) == [], what="the delivery to be recorded")
+        events = [d for t, d, _ in probe.seen if t.endswith("/offload/event") and d["event_id"] == "full-1"]
+        assert len(events) == 1, f"published {len(events)} times"
+        assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
+    finally:
+        hub.stop()
+        probe.close()

@@ -203,3 +203,22 @@ def test_every_input_gives_the_same_normalized_event(offload_hub, tmp_path, prob
     for event in events.values():
         assert event.status == "verified" and event.copies.verified == 2 and event.safe_to_wipe
         assert [d.path for d in event.destinations] == [d.format(roll=event.roll) for d in dests]
+
+
+def test_offload_list_json_prints_text_from_the_bus_escaped_and_still_json(offload_hub, tmp_path, probe_factory):
+    """A tool's error ``detail`` is passed through as the tool said it: C1 controls (``\\x9b`` is CSI
+    on many terminals) and bidi overrides reach the terminal only as ``\\u`` escapes."""
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    detail = "read error\x9b2J\u202eevil\x1b]0;owned\x07\r\nFORGED"
+    probe.publish(f"{base}/offload/report", report(roll="A009", status="failed", event_id="esc-1",
+                                                    errors=[{"kind": "io", "detail": detail}]))
+    probe.wait_for(on("/offload/event", event_id="esc-1"))
+    config = write_config(tmp_path / "setbridge.toml", offload_hub.settings)
+    out = cli(config, "list", "--json")
+    assert out.returncode == 0, out.stderr
+    assert not any(ch in out.stdout for ch in "\x9b\u202e\x1b\x07\r"), repr(out.stdout)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["errors"][0]["detail"] == detail
+    table = cli(config, "list")
+    assert not any(ch in table.stdout for ch in "\x9b\u202e\x1b\x07\r")

@@ -54,6 +54,7 @@ def test_a_refused_transaction_is_answered_with_it_exactly_and_changes_nothing(h
     (b'{"v": 1.0, "action": "roll", "transaction": "s1"}', "v:"),
     (b'{"v": 1, "action": "roll", "action": "cut", "transaction": "s1"}', "action: duplicate key"),
     (b'{"v": 1, "action": "roll", "source": 5, "transaction": "s1"}', "source:"),
+    (b'{"v": 1, "action": "roll", "source": "\xed\xa0\x80", "transaction": "s1"}', "payload is not UTF-8"),
 ])
 def test_wrong_types_and_duplicate_keys_are_refused_in_one_line(hub, topics, probe_factory, caplog, payload, field):
     p = probe_factory(topics.set_response("stage-t"))
@@ -61,7 +62,7 @@ def test_wrong_types_and_duplicate_keys_are_refused_in_one_line(hub, topics, pro
         answer = ask(p, topics, payload, "s1")
     assert answer["ok"] is False and answer["error"].startswith(field)
     assert hub.state == "idle"
-    lines = [r for r in caplog.records if "rejected request" in r.getMessage()]
+    lines = [r for r in caplog.records if "malformed request" in r.getMessage()]
     assert len(lines) == 1 and topics.set_request("stage-t") in lines[0].getMessage() and field in lines[0].getMessage()
 
 
@@ -71,7 +72,7 @@ def test_a_lone_surrogate_is_refused_in_one_line_without_a_traceback(hub, topics
         answer = ask(p, topics, b'{"v": 1, "action": "roll", "transaction": "\\ud800"}', "\ud800")
     assert answer["ok"] is False and "surrogate" in answer["error"] and hub.state == "idle"
     assert not [r for r in caplog.records if r.exc_info], "a traceback reached the log"
-    rejected = [r.getMessage() for r in caplog.records if "rejected request" in r.getMessage()]
+    rejected = [r.getMessage() for r in caplog.records if "malformed request" in r.getMessage()]
     assert len(rejected) == 1 and "transaction: contains a lone UTF-16 surrogate" in rejected[0]
     assert ask(p, topics, {"v": 1, "action": "roll", "transaction": "after"}, "after")["ok"] is True
 

@@ -111,3 +111,35 @@ def test_a_retained_light_command_is_cleared_and_the_light_never_sees_it(broker,
         light.stop()
         hub.stop()
         watcher.close()
+
+
+ODD = {"binary": b"\x00\xff\xfe\x1b[2J", "wrong version": b'{"v": 2, "action": "roll"}',
+       "not JSON": b"roll now", "huge": b'{"v": 1, "action": "roll", "pad": "' + b"x" * 100_000 + b'"}'}
+
+
+def test_odd_retained_requests_and_reports_are_cleared_once_and_never_loop(broker, tmp_path, caplog):
+    settings = make_settings(broker, tmp_path / "state")
+    base = settings.mqtt.base_topic
+    topics = (f"{base}/set/{settings.hub.set}/request", f"{base}/offload/report")
+    watcher = Probe(broker.port, f"{base}/#")
+    caplog.set_level(logging.WARNING)
+    hub = started(settings)
+    try:
+        watcher.wait_for(lambda t, d, r: t.endswith("/set/stage-t/state") and d is not None)
+        for payload in ODD.values():
+            for topic in topics:
+                clears = sum(1 for t, d, _ in watcher.seen if t == topic and d is None)
+                watcher.publish(topic, payload, retain=True)
+                watcher.wait_for(lambda t, d, r: t == topic and d is None and sum(  # noqa: B023
+                    1 for t2, d2, _ in watcher.seen if t2 == topic and d2 is None) > clears)  # noqa: B023
+                assert_nothing_retained(broker.port, topic)
+        assert hub.state == "idle" and hub.controller.take == 0
+    finally:
+        hub.stop()
+        watcher.close()
+    # once each: the hub's own clear comes back to it and is ignored
+    cleared = [r.getMessage() for r in caplog.records if "ignored a retained command" in r.getMessage()]
+    assert len(cleared) == len(ODD) and all(topics[0] in line for line in cleared), cleared
+    answered = [d for t, d, _ in watcher.seen if t.endswith("/offload/error") and d["reason"].startswith("retained:")]
+    assert len(answered) == len(ODD)
+    assert not [d for t, d, _ in watcher.seen if t.endswith("/response") or t.endswith("/offload/event")]

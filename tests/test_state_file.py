@@ -8,7 +8,10 @@ import errno
 import json
 import logging
 import os
+import shutil
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -55,6 +58,94 @@ def test_a_bad_state_file_starts_the_hub_with_one_line_and_is_moved_aside(name, 
     restored = c.restore()
     assert restored.seq > 0 and c.apply("roll", "t").seq == restored.seq + 1
     assert json.loads(path.read_text())["seq"] == c.seq  # the new file is good again
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _good_elsewhere(path: Path) -> None:
+    (path.parent / "elsewhere.json").write_text(json.dumps(GOOD))
+    path.symlink_to(path.parent / "elsewhere.json")
+
+
+NOT_FILES = {
+    "a FIFO": (_fifo, "it is a FIFO"),  # reading one would block the hub's start for ever
+    "a directory": (lambda p: p.mkdir(), "is a directory"),
+    "a dangling symbolic link": (lambda p: p.symlink_to(p.parent / "gone.json"), "symbolic link"),
+    "a symbolic link to a good file": (_good_elsewhere, "symbolic link"),
+}
+
+
+def load_within(tmp_path: Path, timeout: float = 10) -> SetController:
+    """The controller, built on a thread so that a start that blocks fails the test instead."""
+    made: list[SetController] = []
+    thread = threading.Thread(target=lambda: made.append(
+        SetController("main", StateStore(tmp_path, "main"), lambda s: None, lambda e: None)), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert made, "loading the state file blocked the hub's start"
+    return made[0]
+
+
+@pytest.mark.parametrize("name", NOT_FILES)
+def test_a_state_file_that_is_not_a_regular_file_is_moved_aside(name, tmp_path, caplog):
+    make, says = NOT_FILES[name]
+    path = tmp_path / "set-main.json"
+    make(path)
+    caplog.set_level(logging.ERROR)
+    before = time.time()
+    c = load_within(tmp_path)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    line = errors[0].getMessage()
+    assert "\n" not in line and says in line and "moved it to set-main.json.bad-" in line
+    assert len(list(tmp_path.glob("set-main.json.bad-*"))) == 1
+    assert c.state == "idle" and c.epoch >= int(before) and c.seq >= int(before * 1000)  # seq never falls
+    assert c.apply("roll", "t").ok
+    assert path.is_file() and not path.is_symlink() and json.loads(path.read_text())["seq"] == c.seq
+    if name == "a symbolic link to a good file":
+        assert json.loads((tmp_path / "elsewhere.json").read_text()) == GOOD, "the link's target was written"
+
+
+def test_a_state_file_the_hub_may_not_read_is_moved_aside(tmp_path):
+    """Root reads any file, so as root the check runs without the capabilities that allow it."""
+    (tmp_path / "set-main.json").write_text(json.dumps(GOOD))
+    (tmp_path / "set-main.json").chmod(0o000)
+    code = ("import logging, sys; logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(message)s'); "
+            "from setbridge.hub.controller import SetController; from setbridge.hub.state_store import StateStore; "
+            f"c = SetController('main', StateStore({str(tmp_path)!r}, 'main'), lambda s: None, lambda e: None); "
+            "print('seq', c.seq, c.apply('roll', 't').ok)")
+    command = [sys.executable, "-c", code]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("needs setpriv to run without the capability to read any file")
+        caps = "-dac_override,-dac_read_search"
+        command = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *command]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-600:]
+    errors = [line for line in out.stdout.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "permission denied" in errors[0] and "moved it to" in errors[0], out.stdout
+    last = out.stdout.strip().splitlines()[-1].split()
+    assert last[0] == "seq" and int(last[1]) >= GOOD["seq"] and last[2] == "True", out.stdout
+
+
+def test_a_hub_whose_state_file_is_a_fifo_comes_online(broker, tmp_path, probe_factory):
+    state = tmp_path / "state"
+    state.mkdir()
+    os.mkfifo(state / "set-stage-t.json")
+    settings = make_settings(broker, state)
+    probe = probe_factory(f"{settings.mqtt.base_topic}/set/#")
+    hub = Hub(settings)
+    started = threading.Thread(target=hub.start, daemon=True)
+    started.start()
+    try:
+        started.join(10)
+        assert not started.is_alive(), "the hub's start blocked on the FIFO"
+        _, data, _ = probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        assert data["state"] == "idle" and data["epoch"] == hub.controller.epoch
+    finally:
+        hub.stop()
 
 
 def test_the_reason_names_the_field(tmp_path, caplog):
@@ -183,6 +274,39 @@ def test_a_full_disk_refuses_the_action_and_changes_nothing(broker, full_disk, t
         _, answer, _ = probe.wait_for(lambda t, d, r: t.endswith("/response") and d and d.get("transaction") == tx)
         assert answer["ok"] is True and answer["state"] == "rolling" and answer["seq"] == seq + 1
         probe.wait_for(lambda t, d, r: t.endswith("/state") and d["state"] == "rolling" and d["seq"] == seq + 1)
+    finally:
+        hub.stop()
+        probe.close()
+
+
+def test_a_hub_restarted_on_a_full_disk_keeps_the_set_and_refuses_actions(broker, full_disk, caplog):
+    """The lights keep the state the hub had (not link lost, not a crash loop); actions wait for room."""
+    mount, fill = full_disk
+    state = mount / "state"
+    state.mkdir()
+    (state / "set-stage-t.json").write_text(json.dumps(GOOD))  # it was rolling take 5 at epoch 3
+    fill()
+    settings = make_settings(broker, state)
+    probe = Probe(broker.port, f"{settings.mqtt.base_topic}/set/#")
+    caplog.set_level(logging.ERROR)
+    before = time.time()
+    hub = Hub(settings)
+    hub.start()
+    try:
+        _, data, _ = probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        assert data["state"] == "rolling" and data["take"] == 5 and data["seq"] == GOOD["seq"]
+        assert data["epoch"] >= int(before), "an unsaved epoch must come from the clock, never one used before"
+        lines = [r.getMessage() for r in caplog.records if "starting rolling at epoch" in r.getMessage()]
+        assert len(lines) == 1 and "No space left" in lines[0] and "\n" not in lines[0]
+        assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
+        refused = hub.submit("cut", cause="button")
+        assert not refused.ok and "No space left" in (refused.error or "") and hub.state == "rolling"
+        for leftover in mount.glob("pad-*"):
+            leftover.unlink()
+        (mount / "filler").unlink()
+        assert hub.submit("cut", cause="button").state == "idle"
+        saved = json.loads((state / "set-stage-t.json").read_text())
+        assert saved["epoch"] == data["epoch"] and saved["state"] == "idle" and saved["seq"] == GOOD["seq"] + 1
     finally:
         hub.stop()
         probe.close()

@@ -14,6 +14,19 @@ def status(cfg, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
+def statuses(cfg, *variants: tuple[str, ...]) -> list[subprocess.CompletedProcess]:
+    """``setbridge status`` with each set of extra arguments, all run at once on the same stage
+    (each listens for a few seconds; one after the other they would wait that long each)."""
+    argv = [sys.executable, "-m", "setbridge", "status", "--config", str(cfg)]
+    procs = [subprocess.Popen([*argv, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for extra in variants]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        outs.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return outs
+
+
 def test_healthy_hub_exits_0(hub, settings, tmp_path):
     hub.submit("roll", cause="test")
     out = status(write_config(tmp_path / "c.toml", settings))
@@ -34,14 +47,14 @@ def test_offline_hub_and_lights_are_named(hub, settings, tmp_path, probe_factory
     probe.publish(f"{base}/light/door-2/state", {"v": 1, "showing": "link-lost"}, retain=True)
     probe.publish(f"{base}/light/other/status", {"v": 1, "state": "offline", "set": "stage-z"}, retain=True)
     cfg = write_config(tmp_path / "c.toml", settings)
-    out = status(cfg, "--json")
-    assert out.returncode == 1
-    report = json.loads(out.stdout)
+    as_json, text = statuses(cfg, ("--json",), ())
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
     assert set(report["lights"]) == {"door-1", "door-2"}
     assert "light door-1 is offline" in report["problems"] and "light door-2 shows link-lost" in report["problems"]
-    out = status(cfg)
-    assert "light door-2: online, silent for 3 s, shows link-lost, seen now" in out.stdout
-    assert "light door-2: no alive message for 3 s; it is frozen or hung" in out.stderr
+    assert text.returncode == 1
+    assert "light door-2: online, silent for 3 s, shows link-lost, seen now" in text.stdout
+    assert "light door-2: no alive message for 3 s; it is frozen or hung" in text.stderr
     hub.stop()
     out = status(cfg)
     assert out.returncode == 1 and "hub hub-t for set stage-t is offline" in out.stderr

@@ -3,6 +3,7 @@ reader, and config files for both."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -25,12 +26,17 @@ from setbridge.web.app import create_app
 from setbridge.web.passwords import hash_password
 
 PASSWORD = "a long test password"
-HASH = hash_password(PASSWORD)
+
+
+@functools.cache
+def password_hash() -> str:
+    """The hash of ``PASSWORD`` (scrypt is slow by design: made once, when a test first needs it)."""
+    return hash_password(PASSWORD)
 
 
 def web_section(**extra: object) -> dict:
     """A ``[web]`` section with two users: ``ad`` (control) and ``viewer``."""
-    users = {"ad": {"password_hash": HASH, "control": True}, "viewer": {"password_hash": HASH}}
+    users = {"ad": {"password_hash": password_hash(), "control": True}, "viewer": {"password_hash": password_hash()}}
     return {"host": "127.0.0.1", "users": users, "link_timeout_s": 1.0, "client_id": f"web-{uuid.uuid4().hex[:10]}",
             **extra}
 

@@ -262,8 +262,10 @@ def run_list(args: argparse.Namespace) -> int:
         raise SetbridgeError(f"cannot read the offload journal in {settings.hub.state_dir} ({exc}); "
                              "try again in a moment") from None
     if args.json:
+        from ..escape import json_text
+
         for event, _ in cards:
-            print(event.model_dump_json(exclude_none=True))
+            print(json_text(event.model_dump_json(exclude_none=True)))  # from the bus: escaped, still JSON
         return 0
     day = args.date or date.today()
     if not cards:

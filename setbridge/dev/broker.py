@@ -101,7 +101,6 @@ class PrivateBroker:
             "log_type error",
             "log_type warning",
             "max_queued_messages 100000",
-            "max_inflight_messages 0",  # no send window: the clients here bound what they queue
             "set_tcp_nodelay true",
         ]
         if os.geteuid() == 0:

@@ -1,8 +1,12 @@
 """Request bursts against a hub, for the burst test and ``bench/burst.py``.
 
 A :class:`Collector` records every answer by transaction, the set states and the heartbeats;
-:func:`send` has ``clients`` paho connections send ``n`` roll/cut requests, each keeping at
-most ``window`` unanswered (or, with ``rate``, at a fixed pace regardless of answers).
+:func:`send` has ``clients`` connections send ``n`` roll/cut requests, each keeping at most
+``window`` unanswered (or, with ``rate``, at a fixed pace regardless of answers).
+
+Both run Mosquitto's own command-line clients (``mosquitto_sub``, ``mosquitto_pub -l``) as
+processes of their own: written in C, they leave the CPU to the hub being measured, and what
+they count is counted outside it. The baseline (:func:`bare_rate`) is a bare paho client.
 
 >>> with Collector(port, topics, "main") as seen:
 ...     elapsed = send(port, topics.set_request("main"), seen, n=10_000, clients=5)
@@ -12,17 +16,24 @@ most ``window`` unanswered (or, with ``rate``, at a fixed pace regardless of ans
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
-from typing import Any
 from dataclasses import dataclass, field
+from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ..errors import SetbridgeError
 from ..topics import Topics
+
+CLIENTS_HINT = "install them with: apt-get install mosquitto-clients"
+FLUSH_EVERY = 64
+"""Request lines handed to ``mosquitto_pub`` at once while the window allows."""
 
 
 def _client(port: int, name: str) -> mqtt.Client:
@@ -32,9 +43,17 @@ def _client(port: int, name: str) -> mqtt.Client:
     return c
 
 
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise SetbridgeError(f"{name} is not installed; {CLIENTS_HINT}")
+    return path
+
+
 @dataclass
 class Collector:
-    """Subscribes to a set's responses, state and heartbeats and counts what arrives."""
+    """Subscribes to a set's responses, state and heartbeats (with ``mosquitto_sub``) and counts
+    what arrives."""
 
     port: int
     topics: Topics
@@ -51,17 +70,23 @@ class Collector:
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
         self._windows: dict[str, threading.Semaphore] = {}
-        self.client = _client(self.port, "burst-collector")
-        subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [(self.topics.set_response(self.set_id), 1), (self.topics.set_state(self.set_id), 1),
-             (self.topics.set_heartbeat(self.set_id), 0)])
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", self.port)
-        self.client.loop_start()
-        if not subscribed.wait(10):
-            raise RuntimeError("the burst collector could not subscribe")
+        self._probe_topic = f"{self.topics.base}/dev/burst-probe/{uuid.uuid4().hex[:8]}"
+        self._subscribed = threading.Event()
+        topics = [self.topics.set_response(self.set_id), self.topics.set_state(self.set_id),
+                  self.topics.set_heartbeat(self.set_id), self._probe_topic]
+        self._proc = subprocess.Popen(
+            [_tool("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(self.port), "-q", "1", "-v",
+             "-i", f"burst-collector-{uuid.uuid4().hex[:8]}", *(a for t in topics for a in ("-t", t))],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._reader = threading.Thread(target=self._read, name="burst-collector", daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 10
+        while not self._subscribed.wait(0.1):  # published until the subscription is live
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                self.close()
+                raise RuntimeError("the burst collector could not subscribe")
+            subprocess.run([_tool("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(self.port), "-t", self._probe_topic,
+                            "-m", "probe"], check=False, capture_output=True, timeout=10)
 
     def __enter__(self) -> "Collector":
         return self
@@ -73,15 +98,26 @@ class Collector:
         sem = self._windows[prefix] = threading.Semaphore(size)
         return sem
 
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            topic, _, payload = line.rstrip(b"\n").partition(b" ")
+            self._on_message(topic.decode(errors="replace"), payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self._probe_topic:
+            self._subscribed.set()
+            return
         try:
-            data = json.loads(msg.payload)
+            data = json.loads(payload)
         except ValueError:
             return
-        if msg.topic.endswith("/heartbeat"):
+        if not isinstance(data, dict):
+            return
+        if topic.endswith("/heartbeat"):
             self.beats.append((time.monotonic(), data["epoch"], data["seq"], data["state"]))
             return
-        if msg.topic.endswith("/state"):
+        if topic.endswith("/state"):
             self.states.append((data["epoch"], data["seq"], data["state"]))
             return
         tx = data.get("transaction")
@@ -127,56 +163,69 @@ class Collector:
         return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._reader.join(10)
 
 
 def send(port: int, topic: str, collector: Collector, n: int, clients: int = 1, window: int = 100,
          rate: float | None = None, run: str | None = None) -> float:
-    """Send ``n`` requests (roll and cut in turn) from ``clients`` connections; seconds taken to send.
+    """Send ``n`` requests (roll and cut in turn) from ``clients`` connections (``mosquitto_pub -l``,
+    QoS 1); seconds taken until the broker acknowledged the last one.
 
     Transactions are ``<run>-<client>:<i>``. With ``rate`` (requests/s over all clients) the
     clients pace themselves and ignore ``window``.
     """
     run = run or uuid.uuid4().hex[:6]
     per = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
-    conns = []
-    for i in range(clients):
-        c = _client(port, f"burst-{i}")
-        c.connect("127.0.0.1", port)
-        c.loop_start()
-        conns.append(c)
+    procs = [subprocess.Popen([_tool("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+                               "-l", "-M", "100", "-i", f"burst-{i}-{uuid.uuid4().hex[:8]}"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for i in range(clients)]
     start = time.monotonic()
 
     def client_main(i: int) -> None:
         prefix = f"{run}-{i}"
         sem = collector.window(prefix, window) if rate is None else None
-        c, interval = conns[i], (clients / rate if rate else 0.0)
+        out: IO[bytes] = procs[i].stdin  # type: ignore[assignment]
+        interval = clients / rate if rate else 0.0
+        pending = 0
         for k in range(per[i]):
-            if sem is not None:
+            if sem is not None and not sem.acquire(blocking=False):
+                out.flush()  # the window is full: let what is written go before waiting for answers
+                pending = 0
                 sem.acquire()
             elif interval:
                 delay = start + k * interval + i * interval / clients - time.monotonic()
-                if delay > 0:
+                if delay > 0.002:
+                    out.flush()
+                    pending = 0
                     time.sleep(delay)
             body = {"v": 1, "action": "roll" if k % 2 == 0 else "cut", "transaction": f"{prefix}:{k}",
                     "source": f"burst-{i}"}
-            infos[i].append(c.publish(topic, json.dumps(body), qos=1))
+            out.write(json.dumps(body).encode() + b"\n")
+            pending += 1
+            if pending >= FLUSH_EVERY:
+                out.flush()
+                pending = 0
+        out.close()  # mosquitto_pub sends the rest, waits for the broker's acknowledgements and exits
 
-    infos: list[list[mqtt.MQTTMessageInfo]] = [[] for _ in range(clients)]
     threads = [threading.Thread(target=client_main, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    for sent in infos:  # acknowledged by the broker before the connection goes
-        for info in sent:
-            info.wait_for_publish(60)
-    elapsed = time.monotonic() - start
-    for c in conns:
-        c.disconnect()
-        c.loop_stop()
-    return elapsed
+    for proc in procs:
+        assert proc.stderr is not None
+        err = proc.stderr.read()  # until it exits
+        if proc.wait(120):
+            raise RuntimeError(f"mosquitto_pub failed ({proc.returncode}): {err.decode(errors='replace')[:200]}")
+    return time.monotonic() - start
 
 
 def bare_rate(port: int, n: int = 20_000) -> float:

@@ -10,6 +10,7 @@ only needs the latest) and one :class:`~setbridge.messages.SetEvent` per accepte
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 from ..actions import REFUSALS, TRANSITIONS
 from ..messages import SetEvent, SetState, new_id, now
 from ..ratelog import RateLimitedLog
-from .state_store import StateStore, StoredState
+from .state_store import StateStore, StoredState, recovery_state
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ QUIET_BATCH = 4
 """Batches larger than this are logged as one summary line."""
 POST_ROLL_END = "post-roll-end"
 RESTORE = "restore"
+DISK_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+"""Write errors of a disk that was fine: full, over quota, remounted read-only, failing."""
 
 
 @dataclass(frozen=True)
@@ -58,15 +61,28 @@ class Action:
 class _Plan:
     """A batch worked out in memory, not yet written or visible."""
 
-    stored: StoredState
+    before: StoredState
     cause: str
     post_roll: bool
+    state: str = ""
+    seq: int = 0
+    take: int = 0
     restart_timer: bool = False
     post_roll_cause: str = ""
     quiet: bool = False
     """Many actions at once (a burst): one summary log line instead of one per action."""
     changes: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.state, self.seq, self.take = self.before.state, self.before.seq, self.before.take
+
+    def stored(self) -> StoredState:
+        """The state after the batch (the same object when nothing changed)."""
+        b = self.before
+        if (self.state, self.seq, self.take) == (b.state, b.seq, b.take):
+            return b
+        return b.model_copy(update={"state": self.state, "seq": self.seq, "take": self.take})
 
 
 class SetController:
@@ -92,7 +108,18 @@ class SetController:
         restored = store.load()
         self.epoch = restored.epoch + 1
         stored = restored.model_copy(update={"epoch": self.epoch})
-        store.save(stored)
+        try:
+            store.save(stored)
+        except OSError as exc:
+            if exc.errno not in DISK_TROUBLE:
+                raise  # a state_dir this user cannot write at all: a configuration to fix
+            # Run on, so that the lights keep the restored state, and refuse every action until the
+            # disk takes writes again. The unsaved epoch comes from the clock: never one published before.
+            self.epoch = max(self.epoch, recovery_state().epoch)
+            stored = restored.model_copy(update={"epoch": self.epoch})
+            log.error("cannot save the set state to %s (%s); starting %s at epoch %d seq %d, and every action is "
+                      "refused until it can be saved (free space on that disk)", store.path, exc.strerror,
+                      stored.state, self.epoch, stored.seq)
         self._current: tuple[StoredState, str] = (stored, RESTORE)
         """The state and its cause, swapped as one object so readers never need the lock."""
 
@@ -141,23 +168,24 @@ class SetController:
             plan = _Plan(before, cause, self._post_roll is not None, quiet=len(actions) > QUIET_BATCH)
             for item in actions:
                 plan.outcomes.append(self._step(plan, item))
-            if plan.stored != before:
+            stored = plan.stored()
+            if stored is not before:
                 try:
-                    self._store.save(plan.stored)
+                    self._store.save(stored)
                 except OSError as exc:
                     error = (f"cannot save the set state to {self._store.path} ({exc.strerror or exc}); "
                              "nothing changed: free space in [hub] state_dir or make it writable")
                     self.save_failures.count(error, len(actions))
                     return [Outcome(False, before.state, before.seq, error=error, transient=True) for _ in actions]
-            self._current = (plan.stored, plan.cause)
+            self._current = (stored, plan.cause)
             if plan.quiet:
                 log.info("%s: %d actions at once, %d changes: %s seq=%d..%d", self.set_id, len(actions), plan.changes,
-                         plan.stored.state, before.seq, plan.stored.seq)
+                         stored.state, before.seq, stored.seq)
             if not plan.post_roll:
                 self._cancel_post_roll()
             elif plan.restart_timer:
                 self._start_post_roll(self._post_roll_s, plan.post_roll_cause)
-            if plan.stored.seq != before.seq:
+            if stored.seq != before.seq:
                 self._on_state(self.snapshot())
             for outcome in plan.outcomes:
                 if outcome.event is not None:
@@ -170,17 +198,16 @@ class SetController:
             self._cancel_post_roll()
 
     def _step(self, plan: _Plan, item: Action) -> Outcome:
-        s = plan.stored
-        current, action = s.state, item.action
+        current, action = plan.state, item.action
         if action == RESTORE:
             target = current
         elif action == POST_ROLL_END:
             if not plan.post_roll:
-                return Outcome(True, current, s.seq)  # a roll or idle came first
+                return Outcome(True, current, plan.seq)  # a roll or idle came first
             plan.post_roll = False
             target = "idle"
         elif (action, current) in REFUSALS:
-            return Outcome(False, current, s.seq, error=REFUSALS[(action, current)])
+            return Outcome(False, current, plan.seq, error=REFUSALS[(action, current)])
         else:
             target = TRANSITIONS[(action, current)]
             if action == "cut" and current == "rolling" and self._post_roll_s > 0:
@@ -192,12 +219,12 @@ class SetController:
                 plan.post_roll = False
         changed = target != current
         if changed or action == RESTORE:
-            take = s.take + 1 if action == "roll" else s.take
-            s = plan.stored = s.model_copy(update={"state": target, "seq": s.seq + 1, "take": take})
+            plan.state, plan.seq = target, plan.seq + 1
+            plan.take += action == "roll"
             plan.cause = item.cause
         fields: dict[str, Any] = {k: v for k, v in item.detail.items() if v is not None}
-        fields.update(type=action, changed=changed, state=s.state, cause=item.cause, epoch=self.epoch, seq=s.seq,
-                      take=s.take)
+        fields.update(type=action, changed=changed, state=plan.state, cause=item.cause, epoch=self.epoch, seq=plan.seq,
+                      take=plan.take)
         try:  # pydantic's validator is quicker than model_construct (which inspects default factories)
             event = SetEvent.model_validate(fields)
         except ValidationError:  # a trigger's detail of an unexpected type: carried as given
@@ -206,8 +233,8 @@ class SetController:
             plan.changes += changed
         else:
             (log.info if changed or action == RESTORE else log.debug)(
-                "%s %s (%s): %s seq=%d", self.set_id, action, item.cause, s.state, s.seq)
-        return Outcome(True, target, s.seq, changed=changed, event=event)
+                "%s %s (%s): %s seq=%d", self.set_id, action, item.cause, plan.state, plan.seq)
+        return Outcome(True, target, plan.seq, changed=changed, event=event)
 
     def _start_post_roll(self, delay_s: float, cause: str) -> None:
         self._cancel_post_roll()

@@ -95,6 +95,12 @@ class Hub:
                                         f"{REQUEST_QUEUE} waiting or the broker lagged (%(who)s)")
         self.shed = RateLimitedLog(log, "shed %(n)d request(s) unanswered in %(s).1f s, the broker is not "
                                         "taking the hub's answers (%(who)s)")
+        self.rejected = RateLimitedLog(log, f"rejected %(n)d malformed request(s) on {self.topics.set_request(self.set_id)}"
+                                            " in %(s).1f s (%(who)s)")
+        self.refused = RateLimitedLog(log, "refused %(n)d request(s) in %(s).1f s (%(who)s)")
+        self.repeated = RateLimitedLog(log, "answered %(n)d repeated transaction(s) again in %(s).1f s, nothing "
+                                            "changed (%(who)s)", level=logging.INFO)
+        """Per request, but counted: a client looping on a bad or refused request cannot flood the log."""
         self.late_beats = RateLimitedLog(log, "%(n)d heartbeat(s) late in %(s).1f s (%(who)s): the hub is short "
                                               "of CPU")
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
@@ -309,7 +315,8 @@ class Hub:
             if self.bus.connected.is_set():
                 s = self.controller.stored  # one immutable snapshot, read without the lock
                 self.bus.publish(topic, Heartbeat(epoch=s.epoch, seq=s.seq, state=s.state))
-            for tally in (self.busy, self.shed, self.late_beats, self.bus.refused, self.controller.save_failures):
+            for tally in (self.busy, self.shed, self.rejected, self.refused, self.repeated, self.late_beats,
+                          self.bus.refused, self.controller.save_failures):
                 tally.flush()
 
     # -- requests -------------------------------------------------------------------------
@@ -326,7 +333,7 @@ class Hub:
             request = parse_payload(SetRequest, payload)
         except PayloadError as exc:
             tx = transaction_of(payload)
-            log.warning("rejected request on %s: %s", topic, exc)
+            self.rejected.count(str(exc)[:160])
             if tx is not MISSING or route.correlation is not None:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
@@ -396,13 +403,13 @@ class Hub:
                 remembered = answered[i]
                 if isinstance(remembered, int):  # repeated within this batch: its first answer is known now
                     remembered = self.transactions.recall(tx, (r.action, r.source)) or built[remembered]
-                log.info("repeated transaction %s on %s: answered again, nothing changed", key_of(tx)[:40], item.topic)
+                self.repeated.count(f"{r.source or 'no source'}: {key_of(tx)[:40]}")
                 self._respond(remembered, item.route)
                 continue
             outcome = results[i]
             assert outcome is not None
             if not outcome.ok:
-                log.warning("refused %s from %s: %s", r.action, r.source or "a request", outcome.error)
+                self.refused.count(f"{r.action} from {r.source or 'no source'}: {outcome.error}")
             response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
                                    state=outcome.state, seq=outcome.seq, changed=outcome.changed)
             if tx is not None and not outcome.transient:

@@ -9,9 +9,11 @@ second on average, or the clock went back).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +49,8 @@ def _reason(exc: Exception) -> str:
         return f"not JSON ({exc.msg} at byte {exc.pos})"
     if isinstance(exc, UnicodeDecodeError):
         return "not UTF-8 text"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
     return str(exc)
 
 
@@ -57,12 +61,15 @@ class StateStore:
         self.path = Path(state_dir) / f"set-{set_id}.json"
 
     def load(self) -> StoredState:
-        """The stored state; a fresh one if there is none; a recovery one if it is bad."""
+        """The stored state; a fresh one if there is none; a recovery one if it is bad.
+
+        Only a regular file is read: a symbolic link (even a dangling one), a directory or a FIFO
+        (which would block the start for ever) is bad, as is a file this user may not read."""
         try:
-            raw = self.path.read_bytes()
+            raw = self._read()
         except FileNotFoundError:
             return StoredState()
-        except IsADirectoryError as exc:
+        except OSError as exc:
             return self._recover(exc)
         try:
             data = json.loads(raw.decode("utf-8"))
@@ -71,6 +78,20 @@ class StateStore:
             return StoredState.model_validate(data)
         except (ValueError, ValidationError) as exc:
             return self._recover(exc)
+
+    def _read(self) -> bytes:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(exc.errno, "it is a symbolic link, not the hub's own file") from None
+            raise
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+                raise OSError(errno.EINVAL, f"it is {kind}, not a regular file")
+            return fh.read()
 
     def _recover(self, exc: Exception) -> StoredState:
         aside = self.path.with_name(f"{self.path.name}.bad-{time.strftime('%Y%m%dT%H%M%S')}")

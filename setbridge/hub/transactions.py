@@ -12,6 +12,7 @@ An integrator that timed out sends its request again with the same ``transaction
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +29,10 @@ CAPACITY = 10_000
 
 def key_of(transaction: Any) -> str:
     """The transaction as canonical JSON: ``42`` and ``"42"`` are different transactions."""
+    if type(transaction) is str:  # the usual kinds, as json.dumps writes them, without its overhead
+        return encode_basestring_ascii(transaction)
+    if type(transaction) is int:
+        return int.__repr__(transaction)
     return json.dumps(transaction, sort_keys=True, separators=(",", ":"))
 
 

@@ -28,6 +28,7 @@ from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
 from ..messages import LightCommand, OffloadError, Payload
+from ..ratelog import RateLimitedLog
 from ..topics import Topics
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
@@ -94,6 +95,12 @@ class OffloadRelay:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._unmarked: dict[int, bytes] = {}
+        """Events the broker acknowledged whose delivery the journal could not record yet (a full disk)."""
+        self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
+        self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
+                                               "once (%(who)s)", level=logging.INFO)
+        """Counted: a sender looping on a bad report cannot flood the log."""
         self.watcher = None
         if settings.watch:
             if importlib.util.find_spec("ascmhl") is None:
@@ -167,6 +174,8 @@ class OffloadRelay:
 
     def _on_retained_report(self, topic: str, raw: bytes) -> None:
         """A retained report would be taken again at every hub (re)connect: clear it, say so, never take it."""
+        if not raw:
+            return  # a clear (this hub's own comes back retained, as published): clearing it again would loop
         self.bus.publish(topic, b"", retain=True)
         self._reject("retained: a report published with the retain flag is never taken (it would come back at "
                      "every hub restart); it was cleared from the broker, send it again without the flag",
@@ -187,7 +196,7 @@ class OffloadRelay:
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
                 source: str | None = None, duplicate: bool | None = None) -> None:
-        (log.info if duplicate else log.warning)("offload input rejected: %s", reason)
+        (self._duplicates if duplicate else self._rejections).count(reason[:160])
         if not self.bus.connected.is_set():
             return
         rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
@@ -208,6 +217,8 @@ class OffloadRelay:
             try:
                 first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
+                self._rejections.flush()
+                self._duplicates.flush()
                 if stopping:
                     return
                 continue
@@ -297,6 +308,11 @@ class OffloadRelay:
             self._wake.clear()
             try:
                 self._deliver_pending()
+            except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
+                path = self.journal.path if self.journal is not None else self.state_dir
+                self._set_health("fault", f"could not write the offload journal {path} "
+                                          f"({' '.join(str(exc).split()) or type(exc).__name__})")
+                self._stop.wait(1.0)
             except Exception:
                 log.exception("offload delivery failed; retrying")
                 self._stop.wait(1.0)
@@ -306,6 +322,10 @@ class OffloadRelay:
             journal = self.journal
             if journal is None:
                 return
+            if self._unmarked:  # acknowledged by the broker, never to be published again: mark them first
+                self._mark(journal, sorted(self._unmarked.items()))
+                self._unmarked.clear()
+                self._set_health("ok")
             batch = journal.pending_raw(self.batch_size)
             if not batch or not self._deliver(journal, batch):
                 return
@@ -345,7 +365,11 @@ class OffloadRelay:
     def _mark(self, journal: Journal, acked: list[tuple[int, bytes]]) -> None:
         if not acked:
             return
-        journal.mark_delivered([seq for seq, _ in acked])
+        try:
+            journal.mark_delivered([seq for seq, _ in acked])
+        except (sqlite3.Error, OSError):
+            self._unmarked.update(acked)  # kept until the journal takes the mark, never published again
+            raise
         if self.settings.flash_lights:
             for _, data in acked:
                 self._flash(OffloadEvent.model_validate_json(data))

@@ -36,7 +36,7 @@ from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
-from .passwords import DUMMY_HASH, verify_password
+from .passwords import dummy_hash, verify_password
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, to_csv
 
@@ -80,6 +80,7 @@ class WebApp:
     def __init__(self, settings: Settings, connect: bool = True):
         self.settings = settings
         web = settings.web
+        dummy_hash()  # made now: the first login of an unknown user takes no longer than any other
         self.data_dir = settings.web_data_dir()
         self.stage = Stage(_topics(settings), link_timeout_s=web.link_timeout_s)
         self.fanout = Fanout()
@@ -256,7 +257,7 @@ class WebApp:
             return self.page(request, "login.html", status_code=429, next_url=next_url,
                              error=f"too many failed logins from this device; wait {LOGIN_WINDOW_S:.0f} s")
         entry = self.settings.web.users.get(name)
-        good = await run_in_threadpool(verify_password, password, entry.password_hash if entry else DUMMY_HASH)
+        good = await run_in_threadpool(verify_password, password, entry.password_hash if entry else dummy_hash())
         if not (entry and good):
             log.warning("web: failed login for %r from %s", name, client)
             if len(self._failures) > 10000:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -44,5 +45,8 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
-DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
-"""Checked against for unknown users, so a login takes as long whether or not the user exists."""
+@functools.cache
+def dummy_hash() -> str:
+    """Checked against for unknown users, so a login takes as long whether or not the user exists
+    (made once, when the web app starts, not when this module is imported)."""
+    return hash_password(secrets.token_urlsafe(12))

@@ -1,0 +1,61 @@
+"""Settings from ``SETBRIDGE_<SECTION>__<KEY>`` variables: on top of the file, under the caller's
+overrides, every problem named by its variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from setbridge.config import load_settings
+from setbridge.errors import ConfigError
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text('[mqtt]\nhost = "broker.lan"\nport = 1884\n[offload]\nwatch = ["/media/a"]\n')
+    return path
+
+
+def test_variables_override_the_file_and_the_caller_overrides_both(config, monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_MQTT__PORT", "18830")
+    monkeypatch.setenv("setbridge_hub__set", "stage-b")  # names in any case
+    monkeypatch.setenv("SETBRIDGE_MQTT__TLS__CA", "/etc/ssl/stage-ca.pem")  # a section inside a section
+    monkeypatch.setenv("SETBRIDGE_OFFLOAD__WATCH", '["/media/b", "/media/c"]')  # a list is JSON
+    monkeypatch.setenv("SETBRIDGE_SPEECH__PHRASES", '{"cut": ["Cut  It"]}')
+    s = load_settings(config, mqtt={"host": "127.0.0.1"})
+    assert (s.mqtt.host, s.mqtt.port) == ("127.0.0.1", 18830)
+    assert s.hub.set == "stage-b" and s.mqtt.tls.ca == Path("/etc/ssl/stage-ca.pem")
+    assert s.offload.watch == [Path("/media/b"), Path("/media/c")]
+    assert s.speech.phrases == {"cut": ["cut it"]}  # validated as if it came from the file
+
+
+def test_a_whole_section_can_be_one_json_variable(monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_HUB", '{"id": "hub-9", "heartbeat_s": 0.5}')
+    s = load_settings(None)
+    assert (s.hub.id, s.hub.heartbeat_s) == ("hub-9", 0.5)
+
+
+def test_other_setbridge_variables_are_not_settings(monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_TEST_WORKERS", "4")
+    monkeypatch.setenv("SETBRIDGE_", "x")
+    assert load_settings(None).mqtt.port == 1883
+
+
+def test_a_bad_variable_is_named_in_one_line(config, monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_MQTT__PROT", "1")
+    monkeypatch.setenv("SETBRIDGE_MQTT__PORT", "eighty")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    lines = info.value.lines
+    assert any(line.startswith("SETBRIDGE_MQTT__PROT: mqtt.prot: unknown key") for line in lines), lines
+    assert any(line.startswith("SETBRIDGE_MQTT__PORT: mqtt.port:") and "'eighty'" in line for line in lines), lines
+    assert not any(str(config) in line for line in lines), "the file is not to blame"
+
+
+def test_a_list_that_is_not_json_says_how_to_write_it(monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_OFFLOAD__WATCH", "/media/a")
+    with pytest.raises(ConfigError, match=r"SETBRIDGE_OFFLOAD__WATCH: not valid JSON .*given as JSON") as info:
+        load_settings(None)
+    assert "\n" not in str(info.value)
