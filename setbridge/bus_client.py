@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -30,6 +31,9 @@ TOPIC_CACHE = 1024
 """Topics whose encoded, checked form is remembered."""
 
 _PUBLISH, _DISCONNECT = 0x30, 0xE0
+_PASSABLE = {_PUBLISH, 0x40, 0x50, 0x60, 0x70, 0xC0}
+"""Packets a heartbeat may go ahead of: publishes, their acknowledgements (PUBACK, PUBREC, PUBREL,
+PUBCOMP, whose order among themselves stays), PINGREQ."""
 _SUCCESS = ReasonCode(PacketTypes.PUBACK)
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 _REASONS = {code: ReasonCode(PacketTypes.PUBACK, identifier=code) for code in (0x00, 0x10)}
@@ -114,6 +118,40 @@ class BufferedClient(mqtt.Client):
         end = pos + bufsize
         self._rdata, self._rpos = data, end
         return data[pos:end]
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """A packet that lies whole in the buffer is handled from there; a packet arriving in parts,
+        or before the buffer holds anything, is read by paho's own code (through the buffer)."""
+        if not self._tuned or self._in_packet["command"] != 0 or self._rsock is not self._sock:
+            return super()._packet_read()
+        data, start = self._rdata, self._rpos
+        size, i, length, shift = len(data), start + 1, 0, 0
+        while i < size and i - start <= 4:
+            byte = data[i]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not byte & 0x80:
+                break
+        else:  # the length is not all here (or is too long: paho says so)
+            return super()._packet_read()
+        end = i + length
+        if end > size:
+            return super()._packet_read()
+        self._rpos = end
+        self._in_packet = {"command": data[start], "have_remaining": 1, "remaining_count": list(data[start + 1:i]),
+                           "remaining_mult": 1 << shift, "remaining_length": length,
+                           "packet": bytearray(data[i:end]), "to_process": 0, "pos": 0}
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
+                           "remaining_length": 0, "packet": bytearray(), "to_process": 0, "pos": 0}
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        return rc
 
     def buffered(self) -> int:
         """Bytes read from the socket that the client has not handled yet."""
@@ -254,18 +292,24 @@ class BufferedClient(mqtt.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _hoist_qos0(self) -> None:
-        """Move waiting QoS 0 publishes (heartbeats) ahead of the waiting QoS 1 ones, in their order,
-        behind a packet already written in part: a burst of answers never delays a heartbeat.
+        """Move waiting QoS 0 publishes (heartbeats) ahead of the waiting QoS 1 publishes and
+        acknowledgements, in their order: a burst of answers never delays a heartbeat. Nothing moves
+        ahead of a packet already written in part, a CONNECT, (UN)SUBSCRIBE or DISCONNECT.
         Runs on the loop's thread, the only one taking packets off the queue."""
         out = self._out_packet
         waiting = list(out)  # others only append, so these positions stay right
         front = 1 if waiting and waiting[0]["pos"] else 0
         for i, packet in enumerate(waiting):
-            if i >= front and packet["command"] & 0xF0 == _PUBLISH and packet["qos"] == 0:
+            kind = packet["command"] & 0xF0
+            if i < front:
+                continue
+            if kind == _PUBLISH and packet["qos"] == 0:
                 if i != front:
                     del out[i]
                     out.insert(front, packet)
                 front += 1
+            elif kind not in _PASSABLE:
+                front = i + 1
 
     def _qos0_written(self, packet: Any) -> None:
         """What paho does once a QoS 0 PUBLISH is written: ``on_publish`` and the info's flag."""

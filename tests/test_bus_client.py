@@ -221,3 +221,25 @@ def test_a_heartbeat_goes_ahead_of_a_burst_of_answers(broker: PrivateBroker) -> 
     assert [m for m in order if m != b"beat"] == [f"a{i}".encode() for i in range(400)]
     for c in (tx, other, rx):
         _stop(c)
+
+
+def test_nothing_goes_ahead_of_a_connect_a_subscribe_or_a_packet_half_written() -> None:
+    """The reordering rule on the client's own queue: heartbeats pass publishes and acknowledgements
+    only, so a CONNECT queued on a reconnect still goes first."""
+    c = BufferedClient(CallbackAPIVersion.VERSION2, client_id="queue")
+
+    def packet(command: int, qos: int, name: str, pos: int = 0) -> dict[str, object]:
+        return {"command": command, "qos": qos, "pos": pos, "name": name, "mid": 0, "to_process": 1,
+                "packet": b"", "info": None}
+
+    cases = [
+        ([packet(0x32, 1, "answer"), packet(0x40, 0, "puback"), packet(0x30, 0, "beat")], ["beat", "answer", "puback"]),
+        ([packet(0x10, 0, "connect"), packet(0x30, 0, "beat")], ["connect", "beat"]),
+        ([packet(0x32, 1, "half", pos=3), packet(0x32, 1, "b"), packet(0x30, 0, "beat1"), packet(0x82, 1, "subscribe"),
+          packet(0x32, 1, "c"), packet(0x30, 0, "beat2")], ["half", "beat1", "b", "subscribe", "beat2", "c"]),
+    ]
+    for queued, expected in cases:
+        c._out_packet.clear()
+        c._out_packet.extend(queued)
+        c._hoist_qos0()
+        assert [p["name"] for p in c._out_packet] == expected
