@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -129,6 +130,10 @@ def test_odd_retained_requests_and_reports_are_cleared_once_and_never_loop(broke
         for payload in ODD.values():
             for topic in topics:
                 clears = sum(1 for t, d, _ in watcher.seen if t == topic and d is None)
+                try:  # the watcher's own copy of a payload that is not JSON also reads as None
+                    json.loads(payload)
+                except ValueError:
+                    clears += 1
                 watcher.publish(topic, payload, retain=True)
                 watcher.wait_for(lambda t, d, r: t == topic and d is None and sum(  # noqa: B023
                     1 for t2, d2, _ in watcher.seen if t2 == topic and d2 is None) > clears)  # noqa: B023
