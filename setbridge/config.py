@@ -151,7 +151,7 @@ class SpeechSettings(Section):
     """How much better than the fillers a phrase must fit, in Vosk score per syllable."""
     foreground_db: float = Field(6.0, ge=0.0, le=40.0)
     """Speech must stand this far above the background level (crew chatter under the call); 0 = off."""
-    tail_drop_db: float = Field(11.0, ge=0.0, le=60.0)
+    tail_drop_db: float = Field(9.0, ge=0.0, le=60.0)
     """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
     onset_db: float = Field(9.0, ge=0.0, le=60.0)
     """A phrase must be this much louder than the sound just before it (a pause of its own); 0 = off."""

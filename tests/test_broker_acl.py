@@ -190,3 +190,26 @@ def test_bad_role_and_name_are_one_line_errors(secured):
                              capture_output=True, text=True)
         assert out.returncode != 0 and "Traceback" not in out.stderr
         assert says in out.stderr.strip().splitlines()[-1]
+
+
+def test_wrong_role_publishers_leave_nothing_live_or_retained(login):
+    """A monitor writing the set state, an integrator a retained state or a heartbeat, a light a
+    request: none reaches a subscriber, and none is kept retained for the next one."""
+    live = login("watcher")
+    live.subscribe("setbridge/#")
+    forged = (("wall", "setbridge/set/forged/state"), ("editorial", "setbridge/set/forged/state"),
+              ("editorial", "setbridge/set/forged/heartbeat"), ("sim-1", "setbridge/set/forged/request"),
+              ("editorial", "setbridge/hub/forged/status"))
+    for user, topic in forged:
+        c = login(user)
+        c.c.publish(topic, '{"v": 1, "state": "rolling", "epoch": 999, "seq": 999999}', qos=1, retain=True).wait_for_publish(5)
+        c.close()
+    hub = login("hub-1")
+    hub.publish("setbridge/set/forged/marker")
+    assert live.wait_for("setbridge/set/forged/marker")
+    assert [t for t in live.received if "/forged/" in t] == ["setbridge/set/forged/marker"]
+    late = login("watcher")  # a new subscriber (replacing the first): retained messages would come at once
+    late.subscribe("setbridge/+/forged/#")
+    hub.publish("setbridge/set/forged/marker2")
+    assert late.wait_for("setbridge/set/forged/marker2")
+    assert late.received == ["setbridge/set/forged/marker2"]

@@ -301,6 +301,6 @@ def test_a_phrase_must_rise_above_the_sound_just_before_it(model, clips, tmp_pat
         return write_wav(tmp_path / f"after_talk_{-gain_db:.0f}.wav", silence(0.8) + lead + silence(0.1) + roll)
 
     close = after_talk(-6.0)
-    assert [t.action for t in detect(model, close, tuning=Tuning(onset_db=0))] == ["roll"]
-    assert detect(model, close) == []
-    assert [t.action for t in detect(model, after_talk(-12.0))] == ["roll"]
+    assert "roll" in [t.action for t in detect(model, close, tuning=Tuning(onset_db=0))]
+    assert "roll" not in [t.action for t in detect(model, close)]
+    assert "roll" in [t.action for t in detect(model, after_talk(-12.0))]

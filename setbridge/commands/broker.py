@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from ..broker_config import (
@@ -119,7 +120,7 @@ def run_users(args: argparse.Namespace) -> int:
 
 def run_certs(args: argparse.Namespace) -> int:
     from ..broker_certs import DEFAULT_DIR as CERTS_DIR
-    from ..broker_certs import CertFiles, default_hosts, make_certs
+    from ..broker_certs import SERVER_DAYS, CertFiles, default_hosts, make_certs
 
     directory = args.out or CERTS_DIR
     hosts = [*default_hosts(), *args.host]
@@ -127,7 +128,9 @@ def run_certs(args: argparse.Namespace) -> int:
     for path in make_certs(directory, name, hosts, new_ca=args.new_ca):
         print(f"wrote {path}")
     files = CertFiles(directory)
-    print(f"the broker's certificate names: {', '.join(dict.fromkeys(hosts))}")
+    print(f"the broker's certificate names: {', '.join(dict.fromkeys(hosts))}; it is valid until "
+          f"{time.strftime('%Y-%m-%d', time.localtime(time.time() + SERVER_DAYS * 86400))}: run this again "
+          "before then (the lights pin the CA, which stays)")
     if not args.host:
         print("warning: no --host given; clients on the network reach the broker only by a name above "
               "(add the Pi's fixed address: --host 192.168.1.10)", file=sys.stderr)
