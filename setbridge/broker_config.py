@@ -27,9 +27,11 @@ USER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 DEFAULT_DIR = Path("/etc/mosquitto")
 DROP_IN = Path("conf.d/setbridge.conf")
 
-MAX_PACKET_BYTES = 1024 * 1024
-"""Mosquitto disconnects a client that sends a bigger packet, before reading it. Well above the
-hub's own limit on what it reads (64 KiB) and its largest offload event (about 400 KiB)."""
+MAX_PACKET_BYTES = 16 * 1024 * 1024
+"""Mosquitto disconnects a client that sends a bigger packet, before reading it (its own default
+allows 256 MiB). Far above what the hub reads (64 KiB per message) and above the largest offload
+event the hub can publish (about 2 MiB, every field at its limit): a hub cut off for sending one
+would send it again at every reconnect."""
 MAX_INFLIGHT = 20
 """QoS 1 messages sent to one client and not yet acknowledged (Mosquitto's default)."""
 MAX_QUEUED = 20_000

@@ -15,7 +15,7 @@ import pytest
 from broker_helpers import User, generated_broker, password
 from conftest import HubProcess, make_settings, write_config
 
-from setbridge.broker_config import MAX_QUEUED_BYTES
+from setbridge.broker_config import MAX_PACKET_BYTES, MAX_QUEUED_BYTES
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
@@ -151,8 +151,8 @@ def test_a_packet_over_the_limit_ends_only_its_senders_connection(tmp_path):
         try:
             assert hub.bus.wait_connected(10)
             wall.subscribe(f"{BASE}/set/main/#")
-            editorial.c.publish(f"{BASE}/set/main/request", b"{" + b" " * (2 * 1024 * 1024) + b"}", qos=1)
-            assert editorial.wait_disconnected(10), "a 2 MiB packet was let through"
+            editorial.c.publish(f"{BASE}/set/main/request", b"{" + b" " * (MAX_PACKET_BYTES + 1024) + b"}", qos=1)
+            assert editorial.wait_disconnected(10), "a packet over the limit was let through"
             again = User(broker.port, "editorial")
             try:
                 again.publish(f"{BASE}/set/main/request",
@@ -167,3 +167,21 @@ def test_a_packet_over_the_limit_ends_only_its_senders_connection(tmp_path):
             hub.stop()
         log = broker.log_path.read_text()
     assert "Client editorial disconnected due to oversize packet." in log
+
+
+def test_the_largest_offload_event_the_hub_can_publish_is_far_below_the_packet_limit():
+    """Every field of an event at the contract's own limits, with the costliest characters (a
+    control character is 6 bytes of JSON, an emoji 4): the broker never cuts the hub off for it."""
+    from setbridge.offload.models import Destination, ErrorItem, OffloadEvent
+
+    wide, control = "\U0001F600", "\x01"
+    path = wide * 1024
+    event = OffloadEvent.model_construct(
+        v=1, status="failed", roll="R" * 64, event_id="e" * 128, ts=1.0, transfer_key="k" * 256, source="mqtt",
+        copies={"required": 32, "verified": 0}, safe_to_wipe=False,
+        destinations=[Destination.model_construct(path=path, name=wide * 256, manifest=path, state="failed",
+                                                  verified_by="hash", files=10**7, bytes=10**16) for _ in range(32)],
+        errors=[ErrorItem.model_construct(kind="k" * 32, path=path, detail=control * 2000) for _ in range(100)],
+        why_not_safe=[f"copy {path}: it holds 10000000 files, the source 1" for _ in range(40)])
+    size = len(event.model_dump_json(exclude_none=True, warnings=False).encode())
+    assert size < MAX_PACKET_BYTES / 4, f"an event of {size} bytes"
