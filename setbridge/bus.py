@@ -31,8 +31,10 @@ INFLIGHT = 65535
 """QoS 1 publishes sent unacknowledged at most: as many as MQTT 5 allows, or fewer when the broker's
 CONNACK says so (Mosquitto's ``max_inflight_messages``, 20 unless configured; 0 announces none).
 What the hub queues is bounded by its own busy answers (``hub.service.BACKLOG_BUSY``)."""
-RECEIVE_MAXIMUM = 1000
-"""QoS 1 messages the broker may send the hub unacknowledged (MQTT 5 Receive Maximum)."""
+RECEIVE_MAXIMUM = 100
+"""QoS 1 messages the broker may send the hub unacknowledged (MQTT 5 Receive Maximum). The hub
+acknowledges as it reads, so this is plenty; more would only move the broker's queue (its
+``max_queued_messages`` counts beyond these) into the socket."""
 ROUTE_CACHE = 4096
 """Topics whose routes and declarations the bus remembers (cleared when exceeded)."""
 

@@ -222,3 +222,13 @@ def test_offload_list_json_prints_text_from_the_bus_escaped_and_still_json(offlo
     assert len(lines) == 1 and json.loads(lines[0])["errors"][0]["detail"] == detail
     table = cli(config, "list")
     assert not any(ch in table.stdout for ch in "\x9b\u202e\x1b\x07\r")
+
+
+def test_a_report_too_big_to_read_is_answered_with_its_event_id(offload_hub, probe_factory):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/error")
+    big = json.dumps({"v": 1, "event_id": "too-big-1", "roll": "A011", "status": "verified",
+                      "operator": "x" * 200_000})
+    probe.publish(f"{base}/offload/report", big)
+    _, error, _ = probe.wait_for(lambda t, d, r: d is not None and d.get("event_id") == "too-big-1")
+    assert error["reason"].startswith("payload is") and "limit" in error["reason"]

@@ -224,12 +224,22 @@ def parse_report(raw: bytes | str) -> OffloadReport | HedgeReport:
         raise PayloadError(one_line(exc)) from None
 
 
+_EVENT_ID = re.compile(rb'"event_id"\s*:\s*("(?:[^"\\]|\\.){1,256}")')
+
+
 def event_id_of(raw: bytes) -> str | None:
-    """Best-effort ``event_id`` of a rejected report, so the sender can match the error."""
+    """Best-effort ``event_id`` of a rejected report, so the sender can match the error (in the
+    first 4 KiB of a report too big or too broken to decode)."""
     try:
         data = json.loads(raw) if len(raw) <= 65536 else None
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
+        data = None
+    if data is None:
+        match = _EVENT_ID.search(raw[:4096])
+        try:
+            data = {"event_id": json.loads(match.group(1))} if match else None
+        except (UnicodeDecodeError, ValueError):
+            data = None
     value = data.get("event_id") if isinstance(data, dict) else None
     return value[:128] if isinstance(value, str) else None
 
