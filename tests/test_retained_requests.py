@@ -3,10 +3,10 @@ Mosquitto); a retained light command is never run by the light (the real firmwar
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 
+from broker_helpers import User
 from conftest import Probe, make_settings, wait_until
 
 from setbridge.dev.lights_sim import SimLight, find_micropython
@@ -121,25 +121,30 @@ def test_odd_retained_requests_and_reports_are_cleared_once_and_never_loop(broke
     base = settings.mqtt.base_topic
     topics = (f"{base}/set/{settings.hub.set}/request", f"{base}/offload/report")
     watcher = Probe(broker.port, f"{base}/#")
+    raw = User(broker.port, "raw-watcher")  # sees payloads as bytes: a clear is exactly b""
+    raw.subscribe(f"{base}/#")
     caplog.set_level(logging.WARNING)
     hub = started(settings)
+
+    def clears(topic: str) -> int:
+        return sum(1 for t, p in list(raw.received) if t == topic and p == b"")
+
     try:
         watcher.wait_for(lambda t, d, r: t.endswith("/set/stage-t/state") and d is not None)
         for payload in ODD.values():
             for topic in topics:
-                clears = sum(1 for t, d, _ in watcher.seen if t == topic and d is None)
-                try:  # the watcher's own copy of a payload that is not JSON also reads as None
-                    json.loads(payload)
-                except ValueError:
-                    clears += 1
+                before = clears(topic)
                 watcher.publish(topic, payload, retain=True)
-                watcher.wait_for(lambda t, d, r: t == topic and d is None and sum(  # noqa: B023
-                    1 for t2, d2, _ in watcher.seen if t2 == topic and d2 is None) > clears)  # noqa: B023
+                with raw._cond:
+                    assert raw._cond.wait_for(lambda: clears(topic) > before, 10), f"{topic} was not cleared"  # noqa: B023
                 assert_nothing_retained(broker.port, topic)
         assert hub.state == "idle" and hub.controller.take == 0
+        watcher.wait_for(lambda t, d, r: len([1 for t2, d2, _ in watcher.seen if t2.endswith("/offload/error")
+                                              and d2 and d2["reason"].startswith("retained:")]) >= len(ODD))
     finally:
         hub.stop()
         watcher.close()
+        raw.close()
     # once each: the hub's own clear comes back to it and is ignored
     cleared = [r.getMessage() for r in caplog.records if "ignored a retained command" in r.getMessage()]
     assert len(cleared) == len(ODD) and all(topics[0] in line for line in cleared), cleared

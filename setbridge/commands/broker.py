@@ -124,7 +124,7 @@ def run_certs(args: argparse.Namespace) -> int:
 
     directory = args.out or CERTS_DIR
     hosts = [*default_hosts(), *args.host]
-    name = args.name or next((h for h in hosts[2:3]), "setbridge")
+    name = args.name or (hosts[2] if len(hosts) > 2 else "setbridge")  # this machine's host name
     for path in make_certs(directory, name, hosts, new_ca=args.new_ca):
         print(f"wrote {path}")
     files = CertFiles(directory)
