@@ -32,6 +32,9 @@ from ..errors import SetbridgeError
 from ..topics import Topics
 
 CLIENTS_HINT = "install them with: apt-get install mosquitto-clients"
+PUB_INFLIGHT = 1000
+"""QoS 1 requests one ``mosquitto_pub`` sends before the broker's acknowledgements (its ``-M``):
+more than a client's window, so that the window, not the sender, bounds what is unanswered."""
 FLUSH_EVERY = 64
 """Request lines handed to ``mosquitto_pub`` at once while the window allows."""
 
@@ -184,7 +187,7 @@ def send(port: int, topic: str, collector: Collector, n: int, clients: int = 1, 
     run = run or uuid.uuid4().hex[:6]
     per = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
     procs = [subprocess.Popen([_tool("mosquitto_pub"), "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
-                               "-l", "-M", "100", "-i", f"burst-{i}-{uuid.uuid4().hex[:8]}"],
+                               "-l", "-M", str(PUB_INFLIGHT), "-i", f"burst-{i}-{uuid.uuid4().hex[:8]}"],
                               stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for i in range(clients)]
     start = time.monotonic()
