@@ -17,9 +17,10 @@ Baseline, same run and broker: the rate one bare paho client publishes QoS 1 mes
 subscriber. Goal: >= 2,000 requests/s answered exactly once, no state publish dropped.
 The requests come from ``mosquitto_pub`` processes and the answers are counted by a
 ``mosquitto_sub`` process (see :mod:`setbridge.dev.burst`), so the load costs the hub little CPU.
-The broker has no send window by default (``max_inflight_messages 0``); ``--broker-inflight 20``
-measures with Mosquitto's default, where the hub waits for an acknowledgement every 20 publishes.
-Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000] [--broker-inflight 0]``
+The broker's send window is the generated config's (``max_inflight_messages 100``);
+``--broker-inflight 20`` measures with Mosquitto's default, where the hub waits for an
+acknowledgement every 20 publishes, and ``0`` with none.
+Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000] [--broker-inflight 100]``
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
+from setbridge.broker_config import MAX_INFLIGHT
 from setbridge.dev.broker import PrivateBroker
 from setbridge.dev.burst import Collector, bare_rate, largest_gap, send, watch_heartbeats
 from setbridge.topics import Topics
@@ -144,9 +146,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20_000, help="requests per client-count phase")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 5, 20])
     ap.add_argument("--window", type=int, default=1000, help="unanswered requests allowed over all clients")
-    ap.add_argument("--broker-inflight", type=int, default=0, metavar="N",
-                    help="the broker's max_inflight_messages: the hub's send window (0: none, the default here; "
-                         "Mosquitto's default and the generated config's is 20)")
+    ap.add_argument("--broker-inflight", type=int, default=MAX_INFLIGHT, metavar="N",
+                    help=f"the broker's max_inflight_messages: the hub's send window (default {MAX_INFLIGHT}, the "
+                         "generated config's; Mosquitto's own is 20; 0: none)")
     args = ap.parse_args()
     set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
     topics = Topics(base)

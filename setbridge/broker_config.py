@@ -32,8 +32,10 @@ MAX_PACKET_BYTES = 16 * 1024 * 1024
 allows 256 MiB). Far above what the hub reads (64 KiB per message) and above the largest offload
 event the hub can publish (about 2 MiB, every field at its limit): a hub cut off for sending one
 would send it again at every reconnect."""
-MAX_INFLIGHT = 20
-"""QoS 1 messages sent to one client and not yet acknowledged (Mosquitto's default)."""
+MAX_INFLIGHT = 100
+"""QoS 1 messages sent to one client and not yet acknowledged, and (MQTT 5) the Receive Maximum
+the broker announces: the hub's send window. Mosquitto's default of 20 makes the hub wait for an
+acknowledgement every 20 answers in a burst; 100 equals the Receive Maximum the hub announces."""
 MAX_QUEUED = 20_000
 """QoS 1 messages held for one client above those in flight: a hub paused for a few seconds in a
 burst of requests loses none (Mosquitto's default of 1,000 drops them)."""
