@@ -24,6 +24,7 @@ from firmware_helpers import running_light
 from setbridge.hub import Hub
 from setbridge.hub.controller import SetController
 from setbridge.hub.state_store import StateStore
+from setbridge.offload.relay import OffloadRelay
 
 GOOD = {"epoch": 3, "seq": 40, "state": "rolling", "take": 5}
 BAD_FILES = {
@@ -250,6 +251,9 @@ def test_a_full_disk_refuses_the_action_and_changes_nothing(broker, full_disk, t
         assert hub.bus.wait_connected(5)
         probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
         seq = hub.controller.seq
+        # The offload journal shares the directory: stopped, so that none of its files is removed
+        # (freeing blocks) once the disk is full.
+        next(c for c in hub.components if isinstance(c, OffloadRelay)).stop()
         fill()
         caplog.set_level(logging.ERROR)
         request = f"{topics_base}/set/{hub.set_id}/request"
