@@ -64,11 +64,6 @@ class Delivery:
         self._after = after
 
     @property
-    def queue_full(self) -> bool:
-        """The client's outgoing queue was full: the message was dropped; publish it again later."""
-        return self.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
-
-    @property
     def error(self) -> str | None:
         """None when the client took the message on a live connection, else why not (one line)."""
         if self.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:

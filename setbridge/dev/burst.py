@@ -161,10 +161,6 @@ class Collector:
         with self._cond:
             return sum(1 for v in self.answers.values() if v > 1)
 
-    def heartbeat_gap(self, since: float = 0.0) -> float:
-        times = [t for t, *_ in self.beats if t >= since]
-        return max((b - a for a, b in zip(times, times[1:])), default=float("inf"))
-
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.terminate()

@@ -143,10 +143,6 @@ class SetController:
     def post_roll_pending(self) -> bool:
         return self._post_roll is not None
 
-    @property
-    def store_path(self) -> str:
-        return str(self._store.path)
-
     def snapshot(self) -> SetState:
         """The current state as a payload (published retained on every (re)connect). Lock-free."""
         s, cause = self._current
