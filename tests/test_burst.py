@@ -11,6 +11,7 @@ import threading
 from conftest import Probe
 
 from setbridge.dev.burst import Collector, send
+from setbridge.hub.service import REQUEST_QUEUE, SOURCE_SHARE
 from setbridge.topics import Topics
 
 
@@ -71,3 +72,38 @@ def test_beyond_the_queue_requests_are_answered_busy_and_logged(hub, broker, tmp
     assert len(lines) <= 3, f"busy refusals must be logged rate-limited, got {len(lines)} lines"
     assert hub.busy.total == seen.busy
     assert_retained_state_is_the_controllers(hub, broker.port)
+
+
+def test_one_flooding_source_leaves_room_for_the_others(hub, broker):
+    """The controller is held while one script floods 2,500 requests: once the queue nears full,
+    that source is answered busy, and a request from another source is still queued and executed."""
+    topics = Topics(hub.settings.mqtt.base_topic)
+    request = topics.set_request(hub.set_id)
+    release, entered = threading.Event(), threading.Event()
+
+    def held(_state) -> None:  # a controller stuck for a while (a slow disk)
+        entered.set()
+        release.wait(60)
+
+    hub.add_state_listener(held)
+    other = Probe(broker.port, f"{topics.base}/set/{hub.set_id}/response")
+    try:
+        with Collector(broker.port, topics, hub.set_id) as seen:
+            threading.Thread(target=hub.submit, args=("standby", "test"), daemon=True).start()
+            assert entered.wait(10)
+            send(broker.port, request, seen, n=2500, clients=1, window=2500)  # all from source burst-0
+            flood_busy = 2500 - (REQUEST_QUEUE - SOURCE_SHARE)
+            assert seen.wait_answered(flood_busy, timeout=60), (seen.answered(), hub.worker.queued)
+            assert seen.busy == flood_busy and seen.ok == 0
+            assert "this source has" in seen.busy_sample["error"]
+            other.publish(request, {"v": 1, "action": "idle", "source": "cart", "transaction": "cart-1"})
+            release.set()
+            _, answer, _ = other.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "cart-1",
+                                          timeout=60)
+            assert answer["ok"] is True, answer
+            assert seen.wait_answered(2500, timeout=60) and seen.twice() == 0
+            assert seen.ok == REQUEST_QUEUE - SOURCE_SHARE + 1  # the queued part of the flood, and the cart
+    finally:
+        release.set()
+        other.close()
+    assert not hub._waiting, "every queued request's slot is given back"

@@ -47,6 +47,9 @@ READY_WAIT_S = 10.0
 """How long start-up waits for the broker before telling systemd it is ready anyway."""
 REQUEST_QUEUE = 2000
 """Requests waiting for the controller at most; more are answered busy."""
+SOURCE_SHARE = REQUEST_QUEUE // 4
+"""Once the queue is this close to full, a ``source`` with this many requests waiting is answered
+busy: a looping script cannot crowd out the others, and a lone client still has the queue."""
 BACKLOG_BUSY = 5000
 """Unacknowledged publishes at which new requests are answered busy (the broker is slow)."""
 BACKLOG_SHED = 20000
@@ -87,8 +90,12 @@ class Hub:
         self._state_lock = threading.Lock()
         self._latest_state: SetState | None = None
         self.worker = ActionWorker(self._run_batch, capacity=REQUEST_QUEUE)
-        self.busy = RateLimitedLog(log, "answered %(n)d request(s) busy in %(s).1f s, the controller had "
-                                        f"{REQUEST_QUEUE} waiting or the broker lagged (%(who)s)")
+        self._waiting: dict[str, int] = {}
+        """Requests queued per source (sources with none are not kept)."""
+        self._waiting_lock = threading.Lock()
+        self.busy = RateLimitedLog(log, "answered %(n)d request(s) busy in %(s).1f s: the controller had "
+                                        f"{REQUEST_QUEUE} waiting, or the source {SOURCE_SHARE}, or the broker "
+                                        "lagged (%(who)s)")
         self.shed = RateLimitedLog(log, "shed %(n)d request(s) unanswered in %(s).1f s, the broker is not "
                                         "taking the hub's answers (%(who)s)")
         self.rejected = RateLimitedLog(log, f"rejected %(n)d malformed request(s) on {self.topics.set_request(self.set_id)}"
@@ -338,10 +345,36 @@ class Hub:
             self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,
                                       seq=self.controller.seq), route)
             return
-        if self.bus.backlog >= BACKLOG_BUSY or not self.worker.offer(_Request(topic, request, route)):
-            self._refuse_busy(request, route)
+        source = request.source or ""
+        if self.bus.backlog < BACKLOG_BUSY:
+            if not self._take_slot(source):
+                self._refuse_busy(request, route, f"this source has {SOURCE_SHARE} requests waiting")
+                return
+            if self.worker.offer(_Request(topic, request, route)):
+                return
+            self._release_slot(source)
+        self._refuse_busy(request, route)
 
-    def _refuse_busy(self, request: SetRequest, route: ReplyRoute) -> None:
+    def _take_slot(self, source: str) -> bool:
+        """Count one more queued request of ``source``; False when it has its share of a queue
+        that is nearly full (the rest is kept for other sources)."""
+        with self._waiting_lock:
+            mine = self._waiting.get(source, 0)
+            if mine >= SOURCE_SHARE and self.worker.queued >= REQUEST_QUEUE - SOURCE_SHARE:
+                return False
+            self._waiting[source] = mine + 1
+            return True
+
+    def _release_slot(self, source: str) -> None:
+        with self._waiting_lock:
+            left = self._waiting.get(source, 0) - 1
+            if left > 0:
+                self._waiting[source] = left
+            else:
+                self._waiting.pop(source, None)
+
+    def _refuse_busy(self, request: SetRequest, route: ReplyRoute,
+                     why: str = "the hub has more requests than it can take") -> None:
         source = request.source or "no source"
         if self.bus.backlog >= BACKLOG_SHED:
             self.shed.count(source)
@@ -350,7 +383,7 @@ class Hub:
         s = self.controller.stored
         self._respond(SetResponse(
             transaction=request.transaction, ok=False, state=s.state, seq=s.seq, retry_after_s=RETRY_AFTER_S,
-            error=f"busy: the hub has more requests than it can take; nothing changed, retry in {RETRY_AFTER_S:g} s"),
+            error=f"busy: {why}; nothing changed, retry in {RETRY_AFTER_S:g} s"),
             route)
 
     def _run_batch(self, items: list[Action | _Request]) -> list[Outcome | None]:
@@ -361,6 +394,7 @@ class Hub:
             if isinstance(item, _Request):
                 requests.append((i, item))
                 r = item.request
+                self._release_slot(r.source or "")
                 actions[i] = Action(r.action, "request", {"source": r.source, "transaction": r.transaction})
         answered = self._repeats(requests)
         run = [a for i, a in enumerate(actions) if a is not None and i not in answered]
