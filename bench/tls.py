@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from setbridge.config import load_settings
+from setbridge.broker_certs import make_certs
 from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.dev.lights_sim import SimLight, find_micropython, light_config
 from setbridge.hub import Hub
@@ -33,19 +34,6 @@ BASE = "setbridge"
 
 def setbridge(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "setbridge", *args], check=True, capture_output=True)
-
-
-def make_certs(d: Path) -> None:
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bench CA",
-        "-keyout", "ca.key", "-out", "ca.crt")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-extfile", "ext.cnf", "-out", "server.crt")
-    for f in d.iterdir():
-        f.chmod(0o644)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -104,9 +92,7 @@ def main() -> int:
     find_micropython()
     d = Path(tempfile.mkdtemp(prefix="bench-tls-broker-"))
     d.chmod(0o755)  # the broker drops to its own user
-    (d / "certs").mkdir()
-    (d / "certs").chmod(0o755)
-    make_certs(d / "certs")
+    make_certs(d / "certs", "bench", ["127.0.0.1"])  # what `setbridge broker certs` makes
     plain, tls = free_port(), free_port()
     setbridge("broker", "config", "--out", str(d), "--port", str(plain), "--tls-port", str(tls),
               "--tls-bind", "127.0.0.1", "--cafile", str(d / "certs" / "ca.crt"),

@@ -38,6 +38,14 @@ def _receiver(broker: PrivateBroker, topic: str) -> tuple[BufferedClient, list[b
     return c, got, subscribed
 
 
+def _sender(settings: MqttSettings) -> Bus:
+    """A connected bus (the BufferedClient underneath) that publishes."""
+    bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
+    bus.start()
+    assert bus.wait_connected(10)
+    return bus
+
+
 def _stop(c: mqtt.Client) -> None:
     c.disconnect()
     c.loop_stop()
@@ -49,9 +57,7 @@ def test_a_burst_from_threads_arrives_once_and_in_order(broker: PrivateBroker) -
     settings = _settings(broker)
     topic = f"{settings.base_topic}/burst"
     rx, got, _ = _receiver(broker, topic)
-    bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
-    bus.start()
-    assert bus.wait_connected(10)
+    bus = _sender(settings)
     big = b"x" * (READ_CHUNK * 3 + 17)
     deliveries = []
     lock = threading.Lock()
@@ -84,9 +90,7 @@ def test_qos0_publishes_are_reported_written(broker: PrivateBroker) -> None:
     settings = _settings(broker, protocol="3.1.1")
     topic = f"{settings.base_topic}/beat"
     rx, got, _ = _receiver(broker, topic)
-    bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
-    bus.start()
-    assert bus.wait_connected(10)
+    bus = _sender(settings)
     deliveries = [bus.publish(topic, f"{i}".encode(), qos=0) for i in range(300)]
     assert all(d.wait(10) for d in deliveries)
     wait_until(lambda: len(got) >= 300, timeout=30, what="300 QoS 0 messages")
@@ -103,9 +107,7 @@ def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
         settings = _settings(narrow)
         topic = f"{settings.base_topic}/narrow"
         rx, got, _ = _receiver(narrow, topic)
-        bus = Bus(settings, f"tx-{uuid.uuid4().hex[:6]}")
-        bus.start()
-        assert bus.wait_connected(10)
+        bus = _sender(settings)
         assert bus.send_window == 5
         deliveries = [bus.publish(topic, f"{i}".encode(), qos=1) for i in range(400)]
         assert all(d.wait(30) for d in deliveries)
@@ -114,9 +116,7 @@ def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
         bus.stop()
         _stop(rx)
     with PrivateBroker(workdir=tmp_path / "b0", extra_config="max_inflight_messages 0") as wide:  # none announced
-        bus = Bus(_settings(wide), f"tx-{uuid.uuid4().hex[:6]}")
-        bus.start()
-        assert bus.wait_connected(10)
+        bus = _sender(_settings(wide))
         assert bus.send_window == INFLIGHT
         bus.stop()
 

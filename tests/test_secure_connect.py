@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import make_settings
 
+from setbridge.broker_certs import make_certs
 from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")
 
 
-def make_certs(d: Path) -> None:
-    """A CA and a server certificate for 127.0.0.1, made with openssl."""
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=setbridge test CA",
-        "-keyout", "ca.key", "-out", "ca.crt")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-extfile", "ext.cnf", "-out", "server.crt")
-
-
 def test_hub_over_tls_with_password(tmp_path):
     certs = tmp_path / "certs"
-    certs.mkdir()
-    make_certs(certs)
+    make_certs(certs, "stage-t", ["127.0.0.1"])  # what `setbridge broker certs` makes
     passwd = certs / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "hub-t", "pw-ok"], check=True, capture_output=True)
     tls_port = free_port()

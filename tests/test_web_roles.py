@@ -7,13 +7,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import make_settings
+from conftest import make_settings, wait_until
 from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.errors import SetbridgeError
 from setbridge.hub import Hub
@@ -62,10 +61,9 @@ def test_web_views_as_a_monitor_and_controls_only_through_an_integrator(secured,
             r = ad.post("/set/stage-t/roll", data={"csrf": token}, headers={"Accept": "application/json"})
             assert r.status_code == 200 and r.json()["message"] == "stage-t: rolling"
             ad.post("/set/stage-t/cut", data={"csrf": token})
-            deadline = time.monotonic() + 10
-            while len(httpx.get(url + "/takes.csv").text.splitlines()) < 2:
-                assert time.monotonic() < deadline, "the take never reached the log"
-                time.sleep(0.1)  # the monitor's persistent session feeds the log on this broker too
+            # the monitor's persistent session feeds the log on this broker too
+            wait_until(lambda: len(httpx.get(url + "/takes.csv").text.splitlines()) >= 2, timeout=10,
+                       what="the take in the log")
     finally:
         hub.stop()
 
