@@ -218,6 +218,9 @@ class OffloadError(Payload):
     """The rejected report's ``event_id``, when it had one (so a sender can match the answer)."""
     duplicate: bool | None = None
     """True when the report was an already accepted ``event_id``: ignored, nothing is lost."""
+    conflict: bool | None = None
+    """True when the report reused an accepted ``event_id`` with other content: refused, and the card
+    it names is published again as not safe to wipe."""
     source: str | None = None
     """Where the rejected input came from: mqtt, cli, hedge or mhl."""
     ts: float = Field(default_factory=now)

@@ -163,6 +163,8 @@ def _to_journal(settings: Settings, item: OffloadReport | HedgeReport) -> int:
         print(f"journaled {_describe(outcome.event)}; the hub publishes it when the broker is reachable")
     elif outcome.kind == "duplicate":
         print(f"already accepted: event {item.event_id}")
+    elif outcome.kind == "conflict":
+        raise SetbridgeError(f"report refused: {outcome.note}")
     else:
         print(f"journaled: {outcome.note}")
     return 0

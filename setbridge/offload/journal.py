@@ -24,7 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .models import OffloadEvent, OffloadReport, normalize, transfer_key
+from .models import OffloadEvent, OffloadReport, content_digest, normalize, transfer_key
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL,
     payload TEXT NOT NULL,
     accepted_at REAL NOT NULL,
-    delivered_at REAL
+    delivered_at REAL,
+    digest TEXT
 );
 CREATE INDEX IF NOT EXISTS events_roll ON events (roll, seq);
 CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq);
@@ -63,6 +64,18 @@ def _event(seq: int, payload: str) -> OffloadEvent:
     event = OffloadEvent.model_validate_json(payload)
     event.seq = seq  # journals from before seq was stored in the payload
     return event
+
+
+DOUBT_DIGEST = "doubt"
+"""The ``digest`` of an event the hub made itself (a card put in doubt): no report has this content."""
+
+
+class EventIdConflict(Exception):
+    """A report reuses an accepted ``event_id`` with different content; ``stored`` is the accepted event."""
+
+    def __init__(self, stored: OffloadEvent):
+        super().__init__(stored.event_id)
+        self.stored = stored
 
 
 class Tx:
@@ -90,19 +103,59 @@ class Tx:
     def contains(self, event_id: str) -> bool:
         return self._db.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone() is not None
 
-    def append(self, report: OffloadReport, copies_required: int) -> tuple[OffloadEvent, bool]:
-        """Normalize and store ``report``: (event, True), or (stored event, False) for a known ``event_id``."""
+    def recall(self, event_id: str, digest: str, roll: str | None = None,
+               status: str | None = None) -> OffloadEvent | None:
+        """The event accepted under ``event_id`` if its content matches ``digest`` (a retry), None if the
+        id is new; raise :class:`EventIdConflict` if it was accepted with other content. An event from a
+        journal that kept no digest matches when its ``roll`` and ``status`` do."""
+        row = self._db.execute("SELECT seq, payload, digest FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        if row is None:
+            return None
+        stored = _event(row[0], row[1])
+        same = row[2] == digest if row[2] is not None else (roll is None or (roll, status) == (stored.roll, stored.status))
+        if not same:
+            raise EventIdConflict(stored)
+        return stored
+
+    def append(self, report: OffloadReport, copies_required: int,
+               digest: str | None = None) -> tuple[OffloadEvent, bool]:
+        """Normalize and store ``report``: (event, True), or (stored event, False) for a known ``event_id``
+        with the same content (``digest``, by default :func:`~.models.content_digest` of ``report``);
+        raise :class:`EventIdConflict` for a known ``event_id`` with other content."""
         db = self._db
+        digest = digest or content_digest(report)
         if report.event_id:
-            row = db.execute("SELECT seq, payload FROM events WHERE event_id = ?", (report.event_id,)).fetchone()
-            if row:
-                return _event(*row), False
+            stored = self.recall(report.event_id, digest, report.roll, report.status)
+            if stored is not None:
+                return stored, False
         event_id = report.event_id or uuid.uuid4().hex
         row = db.execute("SELECT seq, payload FROM events WHERE roll = ? AND transfer_key = ? ORDER BY seq DESC LIMIT 1",
                          (report.roll, transfer_key(report, event_id))).fetchone()
         previous = _event(*row) if row else None
         now = time.time()
         event = normalize(report.model_copy(update={"event_id": event_id}), copies_required, previous, ts=now)
+        self._insert(event, digest, now)
+        return event, True
+
+    def doubt(self, roll: str, reason: str, source: str | None) -> OffloadEvent | None:
+        """Put ``roll`` in doubt: a new event, its latest one with ``reason`` added to ``why_not_safe``
+        (so never safe to wipe); None when the journal knows no such card or it already says so."""
+        row = self._db.execute("SELECT seq, payload FROM events WHERE roll = ? ORDER BY seq DESC LIMIT 1",
+                               (roll,)).fetchone()
+        if row is None:
+            return None
+        latest = _event(*row)
+        if reason in latest.why_not_safe:
+            return None
+        now = time.time()
+        event = latest.model_copy(update={"event_id": uuid.uuid4().hex, "ts": round(now, 3), "reported_ts": None,
+                                          "source": source, "safe_to_wipe": False,
+                                          "why_not_safe": [*latest.why_not_safe, reason]})
+        self._insert(event, DOUBT_DIGEST, now)
+        return event
+
+    def _insert(self, event: OffloadEvent, digest: str, now: float) -> None:
+        db = self._db
         # the next sequence number, known inside this write transaction (which holds the write
         # lock), so the stored payload carries it; an item rolled back leaves a gap, never a repeat
         if self._next_seq is None:
@@ -112,10 +165,10 @@ class Tx:
         seq = self._next_seq
         self._next_seq += 1
         event.seq = seq
-        db.execute("INSERT INTO events (seq, event_id, roll, transfer_key, ts, payload, accepted_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (seq, event.event_id, event.roll, event.transfer_key, event.ts, event.to_bytes().decode(), now))
-        return event, True
+        db.execute("INSERT INTO events (seq, event_id, roll, transfer_key, ts, payload, accepted_at, digest) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (seq, event.event_id, event.roll, event.transfer_key, event.ts, event.to_bytes().decode(), now,
+                    digest))
 
     def add_hedge_copy(self, source: str, copy: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",
@@ -264,6 +317,8 @@ def _check(db: sqlite3.Connection) -> None:
     if columns and "transfer_key" not in columns:  # a journal from before transfers were keyed
         db.execute("ALTER TABLE events ADD COLUMN transfer_key TEXT NOT NULL DEFAULT ''")
         db.execute("CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq)")
+    if columns and "digest" not in columns:  # a journal from before contents were compared
+        db.execute("ALTER TABLE events ADD COLUMN digest TEXT")
 
 
 def open_or_recover(state_dir: Path) -> tuple[Journal, str | None]:

@@ -12,6 +12,7 @@ modes) is a copy, not a verified one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -258,6 +259,29 @@ def generic_name(name: str) -> bool:
     """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``, ``EOS_DIGITAL``)."""
     base = _COUNTER.sub("", name.strip()).strip().lower()
     return base in GENERIC_VOLUME_NAMES
+
+
+CANONICAL_EXCLUDED = frozenset({"v", "event_id", "ts", "source"})
+"""Fields that are not a report's content: its version, its id, the sender's informative ``ts``
+and ``source`` (which the hub fills in from the input it came by)."""
+
+
+def canonical(item: OffloadReport | HedgeReport) -> bytes:
+    """A report's content in one canonical form, to tell a retry from a different report that
+    reuses its ``event_id``: the report as validated, without :data:`CANONICAL_EXCLUDED` and without
+    fields that are null or absent, each destination's ``state`` filled from the report's status
+    as the event fills it, as JSON with sorted keys and no spaces (numbers as the model holds them:
+    ``5`` and ``5.0`` in a float field are the same)."""
+    data = item.model_dump(mode="json", exclude=set(CANONICAL_EXCLUDED), exclude_none=True)
+    if isinstance(item, OffloadReport):
+        for destination in data["destinations"]:
+            destination.setdefault("state", item.status)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_digest(item: OffloadReport | HedgeReport) -> str:
+    """SHA-256 of :func:`canonical`, as the journal keeps it beside each event."""
+    return hashlib.sha256(canonical(item)).hexdigest()
 
 
 def transfer_key(report: OffloadReport, event_id: str) -> str:

@@ -100,6 +100,8 @@ class OffloadRelay:
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
         self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
                                                "once (%(who)s)", level=logging.INFO)
+        self._conflicts = RateLimitedLog(log, "offload: refused %(n)d report(s) in %(s).1f s that reused an accepted "
+                                              "event_id with other content (%(who)s)", level=logging.ERROR)
         """Counted: a sender looping on a bad report cannot flood the log."""
         self.watcher = None
         if settings.watch:
@@ -195,13 +197,14 @@ class OffloadRelay:
                          "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
-                source: str | None = None, duplicate: bool | None = None) -> None:
-        (self._duplicates if duplicate else self._rejections).count(reason[:160])
+                source: str | None = None, duplicate: bool | None = None, conflict: bool | None = None) -> None:
+        (self._duplicates if duplicate else self._conflicts if conflict else self._rejections).count(reason[:160])
         if not self.bus.connected.is_set():
             return
         rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
         self.bus.publish(self.topics.offload_error(), OffloadError(reason=reason, rejected=rejected, event_id=event_id,
-                                                                  source=source, duplicate=duplicate))
+                                                                  source=source, duplicate=duplicate,
+                                                                  conflict=conflict))
 
     # -- intake thread ------------------------------------------------------------------------
     def _intake_loop(self) -> None:
@@ -217,8 +220,8 @@ class OffloadRelay:
             try:
                 first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
-                self._rejections.flush()
-                self._duplicates.flush()
+                for counted in (self._rejections, self._duplicates, self._conflicts):
+                    counted.flush()
                 if stopping:
                     return
                 continue
@@ -277,6 +280,10 @@ class OffloadRelay:
         for item, report, outcome in outcomes:
             if isinstance(outcome, PayloadError):
                 self._refuse(item, str(outcome))
+            elif outcome.kind == "conflict":
+                self._reject(outcome.note, event_id=report.event_id, source=item.origin, conflict=True)
+                for event in outcome.events:
+                    log.warning("offload %s: put in doubt, no longer safe to wipe (%s)", event.roll, event.event_id)
             elif outcome.kind == "duplicate":
                 self._reject(f"duplicate event_id {report.event_id}: already accepted; published once",
                              event_id=report.event_id, source=item.origin, duplicate=True)
