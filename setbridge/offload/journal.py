@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ..errors import PayloadError
 from .models import OffloadEvent, OffloadReport, content_digest, normalize, transfer_key
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,16 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_roll ON events (roll, seq);
 CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq);
 CREATE INDEX IF NOT EXISTS events_pending ON events (delivered_at, seq);
+CREATE TABLE IF NOT EXISTS cards (
+    roll TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    first_at REAL NOT NULL,
+    latest_seq INTEGER NOT NULL,
+    latest_at REAL NOT NULL,
+    cleared_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS cards_sender ON cards (sender, first_at);
+CREATE INDEX IF NOT EXISTS cards_latest ON cards (latest_seq);
 CREATE TABLE IF NOT EXISTS hedge_copies (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -81,10 +92,11 @@ class EventIdConflict(Exception):
 class Tx:
     """The inside of one journal transaction (see :meth:`Journal.batch`)."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, new_cards_per_day: int | None = None):
         self._db = db
         self._n = 0
         self._next_seq: int | None = None
+        self.new_cards_per_day = new_cards_per_day
 
     @contextmanager
     def item(self) -> Iterator[None]:
@@ -133,9 +145,23 @@ class Tx:
                          (report.roll, transfer_key(report, event_id))).fetchone()
         previous = _event(*row) if row else None
         now = time.time()
+        sender = f"{report.source or '-'}:{report.host or '-'}"
+        self._check_new_card(report.roll, sender, now)
         event = normalize(report.model_copy(update={"event_id": event_id}), copies_required, previous, ts=now)
-        self._insert(event, digest, now)
+        self._insert(event, digest, now, sender)
         return event, True
+
+    def _check_new_card(self, roll: str, sender: str, now: float) -> None:
+        """Raise :class:`PayloadError` if ``roll`` is a new card and ``sender`` started its day's share."""
+        limit = self.new_cards_per_day
+        if limit is None or self._db.execute("SELECT 1 FROM cards WHERE roll = ?", (roll,)).fetchone():
+            return
+        (started,) = self._db.execute("SELECT COUNT(*) FROM cards WHERE sender = ? AND first_at >= ?",
+                                      (sender, now - 86400)).fetchone()
+        if started >= limit:
+            raise PayloadError(f"limit: {sender} (source:host) started {started} new cards in the last 24 hours, "
+                               f"the most [offload] cards_per_source_per_day allows; this new card was not kept "
+                               "(reports about known cards still pass): check the sender, or raise the limit")
 
     def doubt(self, roll: str, reason: str, source: str | None) -> OffloadEvent | None:
         """Put ``roll`` in doubt: a new event, its latest one with ``reason`` added to ``why_not_safe``
@@ -151,10 +177,10 @@ class Tx:
         event = latest.model_copy(update={"event_id": uuid.uuid4().hex, "ts": round(now, 3), "reported_ts": None,
                                           "source": source, "safe_to_wipe": False,
                                           "why_not_safe": [*latest.why_not_safe, reason]})
-        self._insert(event, DOUBT_DIGEST, now)
+        self._insert(event, DOUBT_DIGEST, now, f"{source or '-'}:-")
         return event
 
-    def _insert(self, event: OffloadEvent, digest: str, now: float) -> None:
+    def _insert(self, event: OffloadEvent, digest: str, now: float, sender: str) -> None:
         db = self._db
         # the next sequence number, known inside this write transaction (which holds the write
         # lock), so the stored payload carries it; an item rolled back leaves a gap, never a repeat
@@ -169,6 +195,9 @@ class Tx:
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (seq, event.event_id, event.roll, event.transfer_key, event.ts, event.to_bytes().decode(), now,
                     digest))
+        db.execute("INSERT INTO cards (roll, sender, first_at, latest_seq, latest_at) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (roll) DO UPDATE SET latest_seq = excluded.latest_seq, latest_at = excluded.latest_at",
+                   (event.roll, sender, now, seq, now))
 
     def add_hedge_copy(self, source: str, copy: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",
@@ -190,8 +219,10 @@ class Journal:
     read raises :class:`JournalError` with a one-line reason.
     """
 
-    def __init__(self, state_dir: Path, create: bool = True):
+    def __init__(self, state_dir: Path, create: bool = True, new_cards_per_day: int | None = None):
         self.path = Path(state_dir) / FILE_NAME
+        self.new_cards_per_day = new_cards_per_day
+        """New cards one sender may start in 24 hours (``[offload] cards_per_source_per_day``); None: any."""
         if not create and not self.path.exists():
             raise JournalError(f"no offload journal at {self.path}")
         try:
@@ -223,7 +254,7 @@ class Journal:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(db)
+                yield Tx(db, self.new_cards_per_day)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -259,6 +290,26 @@ class Journal:
         now = time.time()
         with self.batch():
             self._db.executemany("UPDATE events SET delivered_at = ? WHERE seq = ?", [(now, s) for s in seqs])
+
+    def to_clear(self, max_cards: int, max_age_s: float, limit: int = 256) -> list[tuple[str, int]]:
+        """Delivered cards whose retained message must go, as (roll, latest seq): those without an event
+        for ``max_age_s``, and those beyond the newest ``max_cards`` (by their latest event)."""
+        cutoff = time.time() - max_age_s
+        with self._lock:
+            rows = self._db.execute(
+                "WITH shown AS (SELECT roll, latest_seq, latest_at FROM cards "
+                "               WHERE cleared_seq IS NULL OR cleared_seq < latest_seq), "
+                "kept AS (SELECT roll FROM shown ORDER BY latest_seq DESC LIMIT ?) "
+                "SELECT s.roll, s.latest_seq FROM shown s JOIN events e ON e.seq = s.latest_seq "
+                "WHERE e.delivered_at IS NOT NULL AND (s.latest_at < ? OR s.roll NOT IN kept) "
+                "ORDER BY s.latest_seq LIMIT ?", (max_cards, cutoff, limit)).fetchall()
+        return [(roll, seq) for roll, seq in rows]
+
+    def mark_cleared(self, cleared: list[tuple[str, int]]) -> None:
+        """Record that these cards' retained messages were cleared (a newer event shows the card again)."""
+        with self.batch():
+            self._db.executemany("UPDATE cards SET cleared_seq = ? WHERE roll = ? AND latest_seq = ?",
+                                 [(seq, roll, seq) for roll, seq in cleared])
 
     def prune(self, keep_days: float) -> int:
         """Forget delivered events older than ``keep_days``, except each card's latest; returns how many."""
@@ -319,16 +370,21 @@ def _check(db: sqlite3.Connection) -> None:
         db.execute("CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq)")
     if columns and "digest" not in columns:  # a journal from before contents were compared
         db.execute("ALTER TABLE events ADD COLUMN digest TEXT")
+    has_cards = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cards'").fetchone()
+    if columns and has_cards and db.execute("SELECT 1 FROM events LIMIT 1").fetchone() and \
+            not db.execute("SELECT 1 FROM cards LIMIT 1").fetchone():  # a journal from before cards were bounded
+        db.execute("INSERT INTO cards (roll, sender, first_at, latest_seq, latest_at) "
+                   "SELECT roll, '-:-', MIN(accepted_at), MAX(seq), MAX(accepted_at) FROM events GROUP BY roll")
 
 
-def open_or_recover(state_dir: Path) -> tuple[Journal, str | None]:
+def open_or_recover(state_dir: Path, new_cards_per_day: int | None = None) -> tuple[Journal, str | None]:
     """The hub's journal; a corrupt one is moved aside (never deleted) and a new one started.
 
     Returns (journal, note): ``note`` says what was moved where. Raises :class:`JournalError`
     when no journal can be opened at all (then offload is at fault; the rest of the hub runs).
     """
     try:
-        return Journal(state_dir), None
+        return Journal(state_dir, new_cards_per_day=new_cards_per_day), None
     except CorruptJournal as exc:
         path = Path(state_dir) / FILE_NAME
         aside = path.with_name(f"{FILE_NAME}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -339,7 +395,7 @@ def open_or_recover(state_dir: Path) -> tuple[Journal, str | None]:
                     os.replace(part, Path(str(aside) + suffix))
         except OSError as move:
             raise JournalError(f"{exc}; it could not be moved aside ({_reason(move)})") from None
-        journal = Journal(state_dir)
+        journal = Journal(state_dir, new_cards_per_day=new_cards_per_day)
         note = f"{exc}; moved it aside to {aside.name} and started a new journal (earlier cards are in that file)"
         log.error("offload: %s", note)
         return journal, note

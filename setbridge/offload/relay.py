@@ -45,6 +45,8 @@ MAX_QUEUED = 20_000
 """Reports waiting for the journal; beyond this a report is answered ``busy`` (send it again)."""
 REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
+CLEAR_EVERY_S = 10.0
+"""How often cards past ``[offload] max_cards`` or ``card_max_age_h`` are looked for (and after each delivery)."""
 MARK_EVERY = 32
 """Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
 
@@ -150,7 +152,7 @@ class OffloadRelay:
 
     def _open(self) -> bool:
         try:
-            journal, note = open_or_recover(self.state_dir)
+            journal, note = open_or_recover(self.state_dir, self.settings.cards_per_source_per_day)
         except JournalError as exc:
             self._set_health("fault", f"{exc}; offload reports are refused until it can be opened "
                                       f"(set [hub] state_dir to a directory this user owns)")
@@ -310,11 +312,15 @@ class OffloadRelay:
 
     # -- delivery thread ----------------------------------------------------------------------
     def _deliver_loop(self) -> None:
+        next_clear = 0.0
         while not self._stop.is_set():
-            self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
+            woken = self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
             self._wake.clear()
             try:
                 self._deliver_pending()
+                if woken or time.monotonic() >= next_clear:
+                    self._clear_old_cards()
+                    next_clear = time.monotonic() + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
             except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
                 path = self.journal.path if self.journal is not None else self.state_dir
                 self._set_health("fault", f"could not write the offload journal {path} "
@@ -323,6 +329,26 @@ class OffloadRelay:
             except Exception:
                 log.exception("offload delivery failed; retrying")
                 self._stop.wait(1.0)
+
+    def _clear_old_cards(self) -> None:
+        """Clear the retained card of every card past ``max_cards`` (oldest first) or ``card_max_age_h``:
+        an empty retained message, recorded once the broker acknowledged it."""
+        s = self.settings
+        while not self._stop.is_set() and self.bus.connected.is_set() and (journal := self.journal) is not None:
+            due = journal.to_clear(s.max_cards, s.card_max_age_h * 3600, limit=self.batch_size)
+            if not due:
+                return
+            sent = [(roll, seq, self.bus.publish(self.topics.offload_card(roll), b"", retain=True)) for roll, seq in due]
+            if any(d.error for _, _, d in sent):
+                return  # refused by the MQTT client (queue full): tried again at the next round
+            for _, _, delivery in sent:
+                while not delivery.wait(0.5):
+                    if self._stop.is_set() or not self.bus.connected.is_set():
+                        return
+            journal.mark_cleared([(roll, seq) for roll, seq, _ in sent])
+            log.info("offload: cleared %d retained card(s) past [offload] max_cards = %d or card_max_age_h = %g "
+                     "(oldest first: %s%s)", len(sent), s.max_cards, s.card_max_age_h,
+                     ", ".join(roll for roll, _, _ in sent[:5]), ", ..." if len(sent) > 5 else "")
 
     def _deliver_pending(self) -> None:
         while not self._stop.is_set() and self.bus.connected.is_set():
