@@ -126,6 +126,18 @@ def test_a_reused_event_id_with_other_content_is_refused_and_puts_the_card_in_do
     assert len(b002) == 2 and not any(d["safe_to_wipe"] for d in b002)  # the failure, then one doubt
 
 
+@pytest.mark.parametrize("roll", ["NO_NAME", "NONAME", "NO  NAME", "ＮＯ ＮＡＭＥ", "no.name", "Untitled-3",
+                                  "EOS DIGITAL", "NIKON D850", "Ｕｎｔｉｔｌｅｄ"])
+def test_a_generic_volume_name_in_any_spelling_is_never_safe_to_wipe(offload_hub, probe_factory, roll):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    copies = [copy(f"/raid/{roll}"), copy(f"/shuttle/{roll}")]
+    probe.publish(f"{base}/offload/report", report(roll=roll, event_id="generic", destinations=copies))
+    _, event, _ = probe.wait_for(on("/offload/event", event_id="generic"))
+    assert event["safe_to_wipe"] is False and event["copies"]["verified"] == 2
+    assert any("generic volume name" in why for why in event["why_not_safe"]), event["why_not_safe"]
+
+
 def hedge_copy(dest: str, state: str = "Success", verified: str = "YES") -> dict:
     return {"event": "FileCopyCompleted", "sourcePath": "/Volumes/A002R1", "destinationPath": dest,
             "bytesCopied": 2048, "duration": 30, "startedAt": "20260101120000", "verified": verified, "state": state,

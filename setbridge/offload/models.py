@@ -246,19 +246,39 @@ def event_id_of(raw: bytes) -> str | None:
 
 
 GENERIC_VOLUME_NAMES = frozenset({
-    "no name", "untitled", "eos_digital", "canon_dc", "nikon", "nikon d", "sony", "dcim", "card", "sd card",
-    "sdcard", "cf card", "cfexpress", "new volume", "removable disk", "usb disk", "volume", "disk", "lumix",
-    "gopro", "xdcam", "private", "camera", "memory card", "recorder", "msdos", "fat32", "exfat", "data",
-    "panasonic", "fujifilm", "olympus", "dji", "blackmagic", "atomos", "untitled folder", "backup",
+    # what operating systems and formatting tools name a volume they were given no name for
+    "noname", "untitled", "untitledfolder", "newvolume", "localdisk", "removabledisk", "removable", "usbdisk",
+    "usbdrive", "usb", "disk", "volume", "drive", "card", "memorycard", "sdcard", "sd", "sdhc", "sdxc", "microsd",
+    "cfcard", "cf", "cfast", "cfexpress", "xqd", "sxs", "msdos", "fat", "fat32", "exfat", "ntfs", "hfs", "apfs",
+    "data", "backup", "media", "storage", "boot", "recovery",
+    # what cameras and recorders name every card they format
+    "eosdigital", "canondc", "canon", "nikon", "nikond", "nikonz", "sony", "private", "xdcam", "avchd", "dcim",
+    "lumix", "panasonic", "camsd", "gopro", "hero", "dji", "fujifilm", "olympus", "omsystem", "leica", "ricoh",
+    "pentax", "sigma", "hasselblad", "insta360", "kodak", "zcam", "blackmagic", "bmpcc", "atomos", "ninja", "shogun",
+    "red", "redmag", "arri", "codex", "camera", "recorder", "zoom", "tascam", "mixpre", "sounddevices",
+    # what card makers name a card before it is formatted
+    "sandisk", "lexar", "kingston", "samsung", "transcend", "prograde", "angelbird", "delkin", "toshiba", "kioxia",
+    "pny", "sonytough",
 })
-"""Volume names cameras and operating systems give every card; they identify no card."""
-_COUNTER = re.compile(r"[\s_-]*\(?\d{1,3}\)?$")
+"""Volume names, in :func:`name_key` form, that cameras, recorders, operating systems and card makers
+give every card; they identify no card."""
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_TRAILING_DIGITS = re.compile(r"\d+$")
+
+
+def name_key(name: str) -> str:
+    """``name`` as it is compared with :data:`GENERIC_VOLUME_NAMES`: NFKC (full-width letters become
+    plain ones), case-folded, without spaces, underscores or punctuation (``NO_NAME``, ``NO  NAME``,
+    ``ＮＯ ＮＡＭＥ`` and ``no.name`` are all ``noname``)."""
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", name).casefold())
 
 
 def generic_name(name: str) -> bool:
-    """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``, ``EOS_DIGITAL``)."""
-    base = _COUNTER.sub("", name.strip()).strip().lower()
-    return base in GENERIC_VOLUME_NAMES
+    """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``,
+    ``EOS_DIGITAL``, ``NIKON D850``): its :func:`name_key`, with or without a trailing number
+    (a counter or a model number), is a generic name, or nothing is left of it."""
+    key = name_key(name)
+    return not key or key in GENERIC_VOLUME_NAMES or _TRAILING_DIGITS.sub("", key) in GENERIC_VOLUME_NAMES
 
 
 CANONICAL_EXCLUDED = frozenset({"v", "event_id", "ts", "source"})
