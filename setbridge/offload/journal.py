@@ -30,6 +30,9 @@ from .models import OffloadEvent, OffloadReport, content_digest, normalize, tran
 log = logging.getLogger(__name__)
 
 FILE_NAME = "offload.sqlite3"
+APPLICATION_ID = 0x53424F4A
+"""``PRAGMA application_id`` of an offload journal ("SBOJ"): a file without it is another program's."""
+OWN_TABLES = frozenset({"events", "cards", "hedge_copies", "sqlite_sequence"})
 LOCK_WAIT_S = 30.0
 """How long a writer waits for another SQLite writer's lock before giving up."""
 
@@ -232,6 +235,14 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open the offload journal {self.path}: {_reason(exc)}") from None
         try:
+            _claim(self._db, self.path, create)
+        except ForeignJournal:
+            self._db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise CorruptJournal(f"the offload journal {self.path} is unreadable: {_reason(exc)}") from None
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             if create:
@@ -352,6 +363,30 @@ class CorruptJournal(JournalError):
     """The file is there but is not a readable journal (corrupt, truncated, another file)."""
 
 
+class ForeignJournal(JournalError):
+    """The file is another program's SQLite database: refused, never written into nor moved."""
+
+
+def _claim(db: sqlite3.Connection, path: Path, create: bool) -> None:
+    """Raise :class:`ForeignJournal` unless ``db`` is an offload journal (marked by :data:`APPLICATION_ID`),
+    a journal from before the mark, or empty; mark it when ``create``. Reads only until it is sure."""
+    (app_id,) = db.execute("PRAGMA application_id").fetchone()
+    if app_id == APPLICATION_ID:
+        return
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    older_journal = "events" in tables and tables <= OWN_TABLES and {"seq", "event_id", "roll", "payload"} <= columns
+    if app_id == 0 and (not tables or older_journal):
+        if create:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        return
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    listed = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+    raise ForeignJournal(f"{path} is another program's SQLite database (application_id {app_id:#x}, user_version "
+                         f"{version}, tables: {listed or 'none'}), not an offload journal; it was left untouched "
+                         "(move it away)")
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return " ".join(str(text).split())
@@ -363,8 +398,6 @@ def _check(db: sqlite3.Connection) -> None:
     if not result or result[0] != "ok":
         raise sqlite3.DatabaseError(f"integrity check failed ({(result or ['?'])[0]})")
     columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    if columns and not {"seq", "event_id", "roll", "payload"} <= columns:
-        raise sqlite3.DatabaseError("it holds an events table of another program")
     if columns and "transfer_key" not in columns:  # a journal from before transfers were keyed
         db.execute("ALTER TABLE events ADD COLUMN transfer_key TEXT NOT NULL DEFAULT ''")
         db.execute("CREATE INDEX IF NOT EXISTS events_transfer ON events (roll, transfer_key, seq)")
