@@ -24,7 +24,7 @@ from setbridge.topics import Topics
 
 from conftest import HubProcess, Probe, make_settings, wait_until, write_config
 from firmware_helpers import ScriptedHub, running_light
-from mqtt5_raw import BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, string_prop, user_prop, varint
+from setbridge.dev.raw_mqtt5 import BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, string_prop, user_prop, varint
 from web_helpers import WebProcess, read_events, web_section, write_web_config
 
 KINDS = ["fast", "paho"]

@@ -1,5 +1,6 @@
 """An MQTT 5 publisher that writes its packets byte by byte, so that it can send what paho's own
-writer refuses (a Payload Format Indicator of 2) and what paho's reader refuses (U+FEFF)."""
+writer refuses (a Payload Format Indicator of 2) and what paho's reader refuses (U+FEFF): for the
+tests and ``bench/poison.py``."""
 
 from __future__ import annotations
 
@@ -67,13 +68,15 @@ class RawPublisher:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         body = field("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 60) + b"\x00" + field(f"raw-{uuid.uuid4().hex[:8]}")
         self.sock.sendall(packet(0x10, body))
-        assert self._read()[0] == 0x20, "no CONNACK"
+        if self._read()[0] != 0x20:
+            raise ConnectionError("no CONNACK")
         self.mid = 0
 
     def _read(self) -> bytes:
         """One packet: its first byte and what follows its remaining length."""
         head = self.sock.recv(1)
-        assert head, "the broker closed the connection"
+        if not head:
+            raise ConnectionError("the broker closed the connection")
         length, shift = 0, 0
         while True:
             byte = self.sock.recv(1)[0]
@@ -93,8 +96,10 @@ class RawPublisher:
         body = field(topic) + struct.pack("!H", self.mid) + varint(len(props)) + props + data
         self.sock.sendall(packet(0x32 | int(retain), body))
         ack = self._read()
-        assert ack[0] == 0x40 and ack[1:3] == struct.pack("!H", self.mid), f"no PUBACK: {ack!r}"
-        assert len(ack) < 4 or ack[3] < 0x80, f"the broker refused the message: reason {ack[3]:#x}"
+        if ack[0] != 0x40 or ack[1:3] != struct.pack("!H", self.mid):
+            raise ConnectionError(f"no PUBACK: {ack!r}")
+        if len(ack) > 3 and ack[3] >= 0x80:
+            raise ConnectionError(f"the broker refused the message: reason {ack[3]:#x}")
 
     def close(self) -> None:
         self.sock.sendall(packet(0xE0, b"\x00"))
