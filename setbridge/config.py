@@ -88,6 +88,9 @@ class MqttSettings(Section):
     ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
+    client: Literal["fast", "paho"] = "fast"
+    """The MQTT client: ``fast`` (paho with a cheaper network loop for bursts; paho's own client
+    whenever the installed paho-mqtt is not the one it was written for) or ``paho`` (paho's own)."""
 
 
 class AudioSettings(Section):
