@@ -51,7 +51,7 @@ class HubSettings(Section):
     """After a cut, stay rolling this long (as sound recorders do)."""
     transaction_window_s: float = Field(600.0, ge=0, le=86400)
     """A request repeated with the same transaction within this many seconds gets its first
-    answer and changes nothing (at most 10,000 answers are remembered)."""
+    answer and changes nothing (at most 10,000 answers are remembered, 2,500 per ``source``)."""
 
 
 class TlsSettings(Section):

@@ -446,7 +446,7 @@ class Hub:
             response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
                                    state=outcome.state, seq=outcome.seq, changed=outcome.changed)
             if tx is not None and not outcome.transient:
-                self.transactions.remember(tx, (r.action, r.source), response)
+                self.transactions.remember(tx, (r.action, r.source), response, source=r.source or "")
             built[i] = response
             self._respond(response, item.route)
 

@@ -34,6 +34,7 @@ from ..topics import Topics
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
 from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
+from .outbox import Outbox
 from .watcher import MhlWatcher
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
 MARK_EVERY = 32
 """Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
+ANSWER_WINDOW = 100
+"""Answers on ``{base}/offload/error`` waiting for the broker at most; beyond, answers are shed
+(counted, logged, and summed up in one answer once there is room): a flood of reports never
+fills the hub's send queue ahead of the set's messages."""
+EVENT_WINDOW = 64
+"""Event and card publishes waiting for the broker at most (the delivery thread waits for room)."""
 
 Handler = Callable[[str, bytes], None]
 Health = Callable[[str, "str | None"], None]
@@ -102,6 +109,14 @@ class OffloadRelay:
         self._threads: list[threading.Thread] = []
         self._unmarked: dict[int, bytes] = {}
         """Events the broker acknowledged whose delivery the journal could not record yet (a full disk)."""
+        self._answers = Outbox(bus, ANSWER_WINDOW)
+        self._events = Outbox(bus, EVENT_WINDOW)
+        self._shed_lock = threading.Lock()
+        self._shed: dict[str, int] = {}
+        """Answers not sent since the last shed notice, by kind (duplicate, busy, rejected)."""
+        self._shed_since = 0.0
+        self._shed_log = RateLimitedLog(log, "offload: shed %(n)d answer(s) on offload/error in %(s).1f s, the "
+                                             f"broker had {ANSWER_WINDOW} unacknowledged (%(who)s)")
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
         self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
                                                "once (%(who)s)", level=logging.INFO)
@@ -174,6 +189,11 @@ class OffloadRelay:
             log.info("offload journal: forgot %d delivered events older than %d days", pruned, KEEP_DAYS)
         return True
 
+    @property
+    def waiting(self) -> int:
+        """Reports queued for the journal."""
+        return self._inbox.qsize()
+
     def _is_known(self, event_id: str) -> bool:
         journal = self.journal
         return journal is not None and journal.contains(event_id)
@@ -211,9 +231,30 @@ class OffloadRelay:
         (self._duplicates if duplicate else self._rejections).count(reason[:160])
         if not self.bus.connected.is_set():
             return
+        self._send_shed_notice()
         rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
-        self.bus.publish(self.topics.offload_error(), OffloadError(reason=reason, rejected=rejected, event_id=event_id,
-                                                                  source=source, duplicate=duplicate))
+        answer = OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source, duplicate=duplicate)
+        if self._answers.offer(self.topics.offload_error(), answer) is None:
+            kind = "duplicate" if duplicate else "busy" if reason.startswith("busy") else "rejected"
+            self._shed_log.count(kind)
+            with self._shed_lock:
+                if not self._shed:
+                    self._shed_since = time.monotonic()
+                self._shed[kind] = self._shed.get(kind, 0) + 1
+
+    def _send_shed_notice(self) -> None:
+        """Say on ``{base}/offload/error`` how many answers were shed, once there is room for it."""
+        with self._shed_lock:
+            if not self._shed or self._answers.waiting >= ANSWER_WINDOW:
+                return
+            shed, self._shed = self._shed, {}
+            covered = time.monotonic() - self._shed_since
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(shed.items()))
+        reason = (f"shed: {sum(shed.values())} answers on {self.topics.offload_error()} were not sent in the last "
+                  f"{covered:.1f} s ({kinds}): reports arrived faster than the broker took the answers; a "
+                  "duplicate was published once, a busy or rejected report was not kept: send again every report "
+                  f"whose event did not appear on {self.topics.offload_event()}")
+        self.bus.publish(self.topics.offload_error(), OffloadError(reason=reason))
 
     # -- intake thread ------------------------------------------------------------------------
     def _intake_loop(self) -> None:
@@ -231,6 +272,8 @@ class OffloadRelay:
             except queue.Empty:
                 self._rejections.flush()
                 self._duplicates.flush()
+                self._shed_log.flush()
+                self._send_shed_notice()
                 if stopping:
                     return
                 continue
@@ -260,6 +303,7 @@ class OffloadRelay:
     def _journal_batch(self, batch: list[_Input]) -> None:
         parsed: list[tuple[_Input, OffloadReport | HedgeReport]] = []
         for item in batch:
+            time.sleep(0)  # hands the interpreter lock to the set's threads between reports
             if item.report is not None:
                 parsed.append((item, item.report))
                 continue
@@ -277,6 +321,7 @@ class OffloadRelay:
         try:
             with journal.batch() as tx:
                 for item, report in parsed:
+                    time.sleep(0)
                     try:
                         outcomes.append((item, report, accept_in(tx, report, copies, source=item.origin)))  # type: ignore[arg-type]
                     except PayloadError as exc:
@@ -354,8 +399,11 @@ class OffloadRelay:
         after its restart. Either way the broker may see an event twice, with the same ``event_id``."""
         sent: list[tuple[int, bytes, Delivery, Delivery]] = []
         for seq, roll, _, data in batch:
-            sent.append((seq, data, self.bus.publish(self.topics.offload_event(), data),
-                         self.bus.publish(self.topics.offload_card(roll), data)))
+            event = self._events.publish(self.topics.offload_event(), data, self._stop)
+            card = self._events.publish(self.topics.offload_card(roll), data, self._stop)
+            if event is None or card is None:  # stopping: what was sent is resent after the restart
+                break
+            sent.append((seq, data, event, card))
         refused = [d.error for _, _, *ds in sent for d in ds if d.error]
         if refused:
             log.warning("offload delivery: the MQTT client refused %d publishes (%s); retrying shortly",
