@@ -198,6 +198,13 @@ class OffloadSettings(Section):
     """Events older than this (delivered late after an outage) do not flash lights."""
     journal_batch: int = Field(256, ge=1, le=10000)
     """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
+    max_cards: int = Field(300, ge=1, le=500)
+    """Cards kept retained on ``{base}/offload/card/{roll}``; beyond it the card with the oldest latest
+    event is cleared (the board holds at most 500)."""
+    card_max_age_h: float = Field(72.0, gt=0, le=24 * 90)
+    """A card without a new event for this many hours is cleared from the broker (the journal keeps it)."""
+    cards_per_source_per_day: int = Field(200, ge=1, le=100_000)
+    """New cards one sender (its ``source`` and ``host``) may start in 24 hours; more are refused."""
 
 
 class GpioSettings(Section):

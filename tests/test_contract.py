@@ -17,7 +17,8 @@ from setbridge.broker_config import acl_text
 from setbridge.contract import TOPICS
 from setbridge.dev.lights_sim import FIRMWARE_DIR
 from setbridge.errors import PayloadError
-from setbridge.messages import CONTRACT, Heartbeat, SetRequest, SetResponse, SetState, parse_payload
+from setbridge.messages import (CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState,
+                                parse_payload)
 from setbridge.topics import Topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
@@ -84,6 +85,18 @@ def test_bad_requests_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(PayloadError, match=reason) as info:
         parse_payload(SetRequest, raw)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("model, field", [(m, f) for m in (SetState, Heartbeat, SetEvent) for f in ("epoch", "seq")]
+                         + [(LightState, "seq"), (LightAlive, "epoch"), (SetState, "take")])
+def test_epoch_seq_and_take_stay_within_what_every_json_reader_holds(model, field):
+    base = {"set": "main", "state": "idle", "epoch": 1, "seq": 1, "take": 1, "cause": "test", "type": "roll",
+            "changed": True, "showing": "idle", "every_s": 1.0}
+    fields = {k: v for k, v in base.items() if k in model.model_fields}
+    parse_payload(model, json.dumps({"v": 1, **fields, field: 2**53 - 1}))
+    for too_big in (2**53, 10**23):
+        with pytest.raises(PayloadError, match=field):
+            parse_payload(model, json.dumps({"v": 1, **fields, field: too_big}))
 
 
 def test_a_leading_byte_order_mark_is_ignored():
