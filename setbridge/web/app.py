@@ -38,7 +38,7 @@ from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
 from .passwords import dummy_hash, verify_password
 from .stage import Stage, dumps
-from .takes import TakeLog, as_dict, to_csv
+from .takes import TakeLog, as_dict, day_problem, to_csv
 
 if TYPE_CHECKING:
     from ..topics import Topics
@@ -182,19 +182,18 @@ class WebApp:
     async def takes_page(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
-        day = _day(request.query_params.get("date"))
+        day, problem = _day(request.query_params.get("date"))
         if day is None:
-            return self.page(request, "takes.html", status_code=400, takes=[], day=None,
-                             error="date must look like 2026-05-01")
+            return self.page(request, "takes.html", status_code=400, takes=[], day=None, error=problem)
         takes = await run_in_threadpool(self.takes.takes, day, request.query_params.get("set") or None)
         return self.page(request, "takes.html", takes=[as_dict(t) | {"obj": t} for t in takes], day=day, error=None)
 
     async def takes_csv(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
-        day = _day(request.query_params.get("date"))
+        day, problem = _day(request.query_params.get("date"))
         if day is None:
-            return PlainTextResponse("date must look like 2026-05-01\n", status_code=400)
+            return PlainTextResponse(f"{problem}\n", status_code=400)
         takes = await run_in_threadpool(self.takes.takes, day, request.query_params.get("set") or None)
         return Response(to_csv(takes), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="takes-{day.isoformat()}.csv"', **SECURITY_HEADERS})
@@ -310,13 +309,16 @@ def _topics(settings: Settings) -> Topics:
     return Topics(settings.mqtt.base_topic)
 
 
-def _day(text: str | None) -> dt.date | None:
+def _day(text: str | None) -> tuple[dt.date | None, str]:
+    """The day a ``?date=`` asks for, or None and why not."""
     if not text:
-        return dt.date.today()
+        return dt.date.today(), ""
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
-        return None
+        return None, "date must look like 2026-05-01"
+    problem = day_problem(day)
+    return (None, problem) if problem else (day, "")
 
 
 def _clock(ts: float | None) -> str:

