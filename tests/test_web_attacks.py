@@ -10,13 +10,14 @@ import io
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from setbridge.hub import Hub
 
 from conftest import make_settings
-from web_helpers import serving, web_section, write_web_config
+from web_helpers import PASSWORD, Client, WebProcess, serving, web_section, write_web_config
 
 FORGED = "web\r\x1b[2Kstage-t take  99  09:00:00 → 09:00:01      1.0 s  rolled by \x1b]0;x\x07"
 
@@ -81,3 +82,42 @@ def test_a_day_out_of_range_is_a_clear_400(broker, tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].endswith("date 9999-12-31 is out of range: choose a day from "
                                                         "1970-01-02 to 9999-12-30")
+
+
+def post_login(client: Client, token: str, user: str, password: str) -> httpx.Response:
+    return client.post("/login", data={"user": user, "password": password, "csrf": token})
+
+
+def test_forty_logins_at_once_cost_five_checks_and_never_lock_out_a_known_phone(broker, tmp_path):
+    settings = web_settings(broker, tmp_path)
+    config = write_web_config(tmp_path / "web.toml", settings, **web_section(data_dir=tmp_path / "web"))
+    web = WebProcess(config).start()
+    try:
+        with Client(base_url=web.url) as phone, Client(base_url=web.url, timeout=60) as attacker, \
+                Client(base_url=web.url) as colleague:
+            assert phone.login("ad").status_code == 303  # this phone has logged in as ad before
+            assert phone.cookies.get("setbridge-device")
+            token = attacker.page_csrf("/login")
+            with ThreadPoolExecutor(40) as pool:
+                answers = list(pool.map(lambda i: post_login(attacker, token, "ad", f"guess {i}").status_code,
+                                        range(40)))
+            assert answers.count(401) == 5 and answers.count(429) == 35, answers  # checked: 5; counted first
+            r = post_login(attacker, token, "ad", PASSWORD)
+            assert r.status_code == 429 and "too many logins tried" in r.text and int(r.headers["retry-after"]) > 0
+            # the same address (one NAT): the known phone, and another user, still log in
+            assert phone.login("ad").status_code == 303
+            assert colleague.login("viewer").status_code == 303
+    finally:
+        web.kill()
+
+
+def test_guessing_from_many_addresses_is_bounded_overall(broker, tmp_path):
+    settings = web_settings(broker, tmp_path)
+    answers = []
+    with serving(settings) as url:
+        for n in range(2, 10):  # eight addresses, five user names each
+            transport = httpx.HTTPTransport(local_address=f"127.0.0.{n}")
+            with Client(base_url=url, transport=transport) as c:
+                token = c.page_csrf("/login")
+                answers += [post_login(c, token, f"user-{i}", "guess").status_code for i in range(5)]
+    assert answers.count(401) == 30 and answers.count(429) == 10, answers

@@ -14,9 +14,9 @@ import contextlib
 import datetime as dt
 import hmac
 import logging
+import math
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,9 +36,10 @@ from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
-from .passwords import dummy_hash, verify_password
+from .passwords import PasswordChecker, dummy_hash
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, day_problem, to_csv
+from .throttle import DEVICE_COOKIE, DEVICE_DAYS, DeviceCookies, LoginThrottle
 
 if TYPE_CHECKING:
     from ..topics import Topics
@@ -49,8 +50,6 @@ HERE = Path(__file__).parent
 SET_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_STREAMS = 1000
 """Open event streams the web process serves at once; more are answered 503 (the browser retries)."""
-LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 60.0
-"""Failed logins per client address within the window before further tries are refused for a while."""
 KEEPALIVE_S = 10.0
 """An idle event stream sends a comment this often, so proxies and phones keep it open."""
 SECURITY_HEADERS = {
@@ -88,7 +87,10 @@ class WebApp:
         self.feed = Feed(settings, self.stage, self.fanout, self.takes)
         self.connect = connect
         self.streams = 0
-        self._failures: dict[str, list[float]] = {}
+        self.throttle = LoginThrottle()
+        self.passwords = PasswordChecker()
+        secret = session_key(self.data_dir)
+        self.devices = DeviceCookies(secret)
         self.env = Environment(loader=PackageLoader("setbridge.web", "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["clock"] = _clock
@@ -104,7 +106,7 @@ class WebApp:
             Route("/set/{set_id}/{action}", self.control, methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        middleware = [Middleware(SessionMiddleware, secret_key=session_key(self.data_dir), session_cookie="setbridge",
+        middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="setbridge",
                                  max_age=int(web.session_hours * 3600), same_site="strict",
                                  https_only=web.secure_cookies)]
         self.app = Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
@@ -120,6 +122,7 @@ class WebApp:
             self.feed.stop_timers()
             await run_in_threadpool(self.feed.stop)
             self.takes.close()
+            self.passwords.close()
 
     # -- helpers ---------------------------------------------------------------------------
     def user(self, request: Request) -> dict[str, Any] | None:
@@ -250,26 +253,34 @@ class WebApp:
                              error="the form expired; reload the page and try again")
         name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
         client = request.client.host if request.client else "?"
-        now = time.monotonic()
-        recent = [t for t in self._failures.get(client, []) if now - t < LOGIN_WINDOW_S]
-        if len(recent) >= LOGIN_FAILURES:
-            return self.page(request, "login.html", status_code=429, next_url=next_url,
-                             error=f"too many failed logins from this device; wait {LOGIN_WINDOW_S:.0f} s")
+        device = self.devices.device(request.cookies.get(DEVICE_COOKIE), name)
+        wait = self.throttle.admit(client, name, device)  # counted now, before the hash runs
+        if wait:
+            response = self.page(request, "login.html", status_code=429, next_url=next_url,
+                                 error=f"too many logins tried for this user from this address; wait "
+                                       f"{math.ceil(wait)} s (a device that has logged in as this user before "
+                                       "is not held back)")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         entry = self.settings.web.users.get(name)
-        good = await run_in_threadpool(verify_password, password, entry.password_hash if entry else dummy_hash())
+        good = await self.passwords.verify(password, entry.password_hash if entry else dummy_hash())
+        if good is None:
+            log.warning("web: refused a login for %r from %s: too many password checks queued", name, client)
+            return self.page(request, "login.html", status_code=503, next_url=next_url,
+                             error="the board is busy checking other logins; try again in a few seconds")
         if not (entry and good):
             log.warning("web: failed login for %r from %s", name, client)
-            if len(self._failures) > 10000:
-                self._failures.clear()
-            self._failures[client] = recent + [now]
             return self.page(request, "login.html", status_code=401, next_url=next_url,
                              error="wrong user name or password")
-        self._failures.pop(client, None)
+        self.throttle.succeeded(client, name, device)
         request.session.clear()
         request.session["user"] = name
         self.csrf(request)  # a fresh token for the logged-in session
         log.info("web: %s logged in", name)
-        return RedirectResponse(next_url, status_code=303)
+        redirect = RedirectResponse(next_url, status_code=303)
+        redirect.set_cookie(DEVICE_COOKIE, self.devices.issue(name), max_age=DEVICE_DAYS * 86400,
+                            path="/login", httponly=True, samesite="strict", secure=self.settings.web.secure_cookies)
+        return redirect
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
