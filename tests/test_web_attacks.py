@@ -121,3 +121,36 @@ def test_guessing_from_many_addresses_is_bounded_overall(broker, tmp_path):
                 token = c.page_csrf("/login")
                 answers += [post_login(c, token, f"user-{i}", "guess").status_code for i in range(5)]
     assert answers.count(401) == 30 and answers.count(429) == 10, answers
+
+
+def test_a_cookie_copied_before_logout_rolls_nothing_after_it(broker, tmp_path, hub):
+    settings = make_settings(broker, tmp_path / "state", web=web_section(
+        data_dir=str(tmp_path / "web"), control_username="web-control"))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    with serving(settings) as url:
+        with Client(base_url=url) as ad:
+            assert ad.login("ad").status_code == 303
+            token = ad.page_csrf()
+            copied = dict(ad.cookies)
+            assert ad.post("/logout", data={"csrf": token}).status_code == 303
+        with Client(base_url=url, cookies=copied) as thief:
+            r = thief.post("/set/stage-t/roll", data={"csrf": token})
+            assert r.status_code == 403 and "log in as a user with control" in r.text
+            assert "Log out ad" not in thief.get("/").text
+    assert hub.state == "idle"
+    with serving(settings) as url, Client(base_url=url, cookies=copied) as thief:  # also after a restart
+        assert thief.post("/set/stage-t/roll", data={"csrf": token}).status_code == 403 and hub.state == "idle"
+
+
+def test_a_login_ends_after_session_hours_however_often_it_is_used(broker, tmp_path):
+    settings = web_settings(broker, tmp_path, session_hours=0.001)  # 3.6 s
+    with serving(settings) as url, Client(base_url=url) as ad:
+        assert ad.login("ad").status_code == 303
+        began = time.monotonic()
+        while time.monotonic() - began < 2.0:
+            assert "Log out ad" in ad.get("/").text  # each answer sends the cookie again
+            time.sleep(0.3)
+        while time.monotonic() - began < 4.5:
+            ad.get("/")
+            time.sleep(0.3)
+        assert "Log out ad" not in ad.get("/").text

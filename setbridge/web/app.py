@@ -37,6 +37,7 @@ from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
 from .passwords import PasswordChecker, dummy_hash
+from .sessions import Logins
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, day_problem, to_csv
 from .throttle import DEVICE_COOKIE, DEVICE_DAYS, DeviceCookies, LoginThrottle
@@ -91,6 +92,7 @@ class WebApp:
         self.passwords = PasswordChecker()
         secret = session_key(self.data_dir)
         self.devices = DeviceCookies(secret)
+        self.logins = Logins(self.data_dir / "revoked-logins.json", lifetime_s=web.session_hours * 3600)
         self.env = Environment(loader=PackageLoader("setbridge.web", "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["clock"] = _clock
@@ -126,8 +128,8 @@ class WebApp:
 
     # -- helpers ---------------------------------------------------------------------------
     def user(self, request: Request) -> dict[str, Any] | None:
-        name = request.session.get("user")
-        entry = self.settings.web.users.get(name) if isinstance(name, str) else None
+        name = self.logins.user(request.session)
+        entry = self.settings.web.users.get(name) if name is not None else None
         return {"name": name, "control": entry.control} if entry else None
 
     def can_control(self, user: dict[str, Any] | None) -> bool:
@@ -273,8 +275,7 @@ class WebApp:
             return self.page(request, "login.html", status_code=401, next_url=next_url,
                              error="wrong user name or password")
         self.throttle.succeeded(client, name, device)
-        request.session.clear()
-        request.session["user"] = name
+        self.logins.begin(request.session, name)
         self.csrf(request)  # a fresh token for the logged-in session
         log.info("web: %s logged in", name)
         redirect = RedirectResponse(next_url, status_code=303)
@@ -285,7 +286,7 @@ class WebApp:
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         if self.csrf_ok(request, form.get("csrf")):
-            request.session.clear()
+            self.logins.end(request.session)
         return RedirectResponse("/", status_code=303)
 
     async def control(self, request: Request) -> Response:
