@@ -154,3 +154,21 @@ def test_a_login_ends_after_session_hours_however_often_it_is_used(broker, tmp_p
             ad.get("/")
             time.sleep(0.3)
         assert "Log out ad" not in ad.get("/").text
+
+
+def test_behind_a_proxy_that_hides_the_public_address_the_error_says_what_to_pass(broker, tmp_path):
+    settings = web_settings(broker, tmp_path)
+    with serving(settings) as url, Client(base_url=url) as browser:
+        token = browser.page_csrf("/login")
+        # what a browser at https://board.example sends through a TLS proxy that passes neither header
+        r = browser.post("/login", data={"user": "ad", "password": PASSWORD, "csrf": token},
+                         headers={"Origin": "https://board.example"})
+        assert r.status_code == 403 and "form expired" not in r.text
+        assert "sent from &#39;https://board.example&#39;, but this board sees its own address as " \
+               f"&#39;{url}&#39;" in r.text and "must pass the Host and X-Forwarded-Proto headers" in r.text
+        # the proxy as docs/web.md sets it up (on this machine, so uvicorn trusts its X-Forwarded-* headers)
+        proxied = {"Origin": "https://board.example", "Host": "board.example", "X-Forwarded-Proto": "https",
+                   "X-Forwarded-For": "192.0.2.7"}
+        r = browser.post("/login", data={"user": "ad", "password": PASSWORD, "csrf": token}, headers=proxied)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        assert "Log out ad" in browser.get("/", headers=proxied).text

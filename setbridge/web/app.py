@@ -88,6 +88,7 @@ class WebApp:
         self.feed = Feed(settings, self.stage, self.fanout, self.takes)
         self.connect = connect
         self.streams = 0
+        self._origin_warned = False
         self.throttle = LoginThrottle()
         self.passwords = PasswordChecker()
         secret = session_key(self.data_dir)
@@ -142,11 +143,27 @@ class WebApp:
         return token
 
     def csrf_ok(self, request: Request, form_token: object) -> bool:
-        origin = request.headers.get("origin")
-        if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+        if self.origin_problem(request) is not None:
             return False
         token = request.session.get("csrf")
         return isinstance(token, str) and isinstance(form_token, str) and hmac.compare_digest(token, form_token)
+
+    def origin_problem(self, request: Request) -> str | None:
+        """Why the browser's ``Origin`` is not this board's own address (None when it is or is absent).
+
+        Behind a reverse proxy that passes neither ``Host`` nor ``X-Forwarded-Proto``, every form
+        looks cross-site: the message says so, and which headers to pass."""
+        origin = request.headers.get("origin")
+        here = f"{request.url.scheme}://{request.url.netloc}"
+        if not origin or origin == here:
+            return None
+        problem = (f"the form was sent from {origin[:100]!r}, but this board sees its own address as {here!r}: "
+                   "if a reverse proxy serves the board, it must pass the Host and X-Forwarded-Proto headers "
+                   "(docs/web.md, \"Behind a reverse proxy\"); otherwise open the board at its own address")
+        if not self._origin_warned:
+            self._origin_warned = True
+            log.warning("web: refused a form: %s", problem)
+        return problem
 
     def denied(self, request: Request) -> Response | None:
         """A redirect to the login page when viewing needs a login and nobody is logged in."""
@@ -252,7 +269,7 @@ class WebApp:
         form = await request.form()
         if not self.csrf_ok(request, form.get("csrf")):
             return self.page(request, "login.html", status_code=403, next_url=next_url,
-                             error="the form expired; reload the page and try again")
+                             error=self.origin_problem(request) or "the form expired; reload the page and try again")
         name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
         client = request.client.host if request.client else "?"
         device = self.devices.device(request.cookies.get(DEVICE_COOKIE), name)
@@ -299,7 +316,8 @@ class WebApp:
             return PlainTextResponse("you may not control the set; log in as a user with control = true\n",
                                      status_code=403)
         if not self.csrf_ok(request, form.get("csrf")):
-            return PlainTextResponse("the request lacks this session's CSRF token; reload the page\n", status_code=403)
+            problem = self.origin_problem(request) or "the request lacks this session's CSRF token; reload the page"
+            return PlainTextResponse(f"{problem}\n", status_code=403)
         assert user is not None
         response = await self.feed.request(set_id, action, source=f"web:{user['name']}")
         if response is None:
