@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import subprocess
 import sys
 import time
@@ -17,9 +18,13 @@ import httpx
 from setbridge.hub import Hub
 
 from conftest import make_settings
-from web_helpers import PASSWORD, Client, WebProcess, serving, web_section, write_web_config
+from web_helpers import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
 
 FORGED = "web\r\x1b[2Kstage-t take  99  09:00:00 → 09:00:01      1.0 s  rolled by \x1b]0;x\x07"
+
+
+def showing(until: str):
+    return lambda seen: seen[-1][0] == "view" and seen[-1][1]["showing"] == until
 
 
 def web_settings(broker, tmp_path, **web):
@@ -172,3 +177,77 @@ def test_behind_a_proxy_that_hides_the_public_address_the_error_says_what_to_pas
         r = browser.post("/login", data={"user": "ad", "password": PASSWORD, "csrf": token}, headers=proxied)
         assert r.status_code == 303 and r.headers["location"] == "/"
         assert "Log out ad" in browser.get("/", headers=proxied).text
+
+
+def open_stream(port: int, path: str, source: str) -> socket.socket:
+    """An event stream that is never read, as an idle phone (or a script) holds it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    return sock
+
+
+def status_of(sock: socket.socket) -> int:
+    return int(sock.recv(64).split(b" ", 2)[1])
+
+
+def stream_ended(sock: socket.socket, timeout: float = 5.0) -> bool:
+    """Whether the response on ``sock`` ends (its last chunk, or the connection closing) within ``timeout``."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while not data.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True
+            data += chunk
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_idle_streams_on_made_up_sets_leave_room_for_real_phone_lights(broker, tmp_path, hub):
+    settings = web_settings(broker, tmp_path)
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    config = write_web_config(tmp_path / "web.toml", settings, **web_section(data_dir=tmp_path / "web"))
+    web = WebProcess(config).start()
+    socks: list[socket.socket] = []
+    try:
+        read_events(f"{web.url}/light/stage-t/events", showing("idle"))  # the set is known now
+        for n in range(1000):  # 1,000 idle streams on made-up sets from 100 addresses, no login
+            socks.append(open_stream(web.port, f"/light/junk-{n}/events", f"127.0.1.{n // 10 + 1}"))
+        answers = [status_of(s) for s in socks]
+        assert answers.count(200) == 100 and answers.count(503) == 900  # a tenth of max_streams
+        for _ in range(8):  # one address holds at most streams_per_address
+            socks.append(open_stream(web.port, "/light/stage-t/events", "127.0.2.1"))
+            assert status_of(socks[-1]) == 200
+        socks.append(open_stream(web.port, "/light/stage-t/events", "127.0.2.1"))
+        assert status_of(socks[-1]) == 503
+        # a new phone light on the real set gets its stream and the state at once
+        read_events(f"{web.url}/light/stage-t/events", showing("idle"), timeout=5)
+    finally:
+        for s in socks:
+            s.close()
+        web.kill()
+
+
+def test_a_real_set_takes_the_place_of_an_unknown_one_when_every_place_is_taken(broker, tmp_path, hub):
+    settings = web_settings(broker, tmp_path)
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    config = write_web_config(tmp_path / "web.toml", settings,
+                              **web_section(data_dir=tmp_path / "web", max_streams=20, streams_per_address=5))
+    web = WebProcess(config).start()
+    socks: list[socket.socket] = []
+    try:
+        read_events(f"{web.url}/light/stage-t/events", showing("idle"))
+        junk = [open_stream(web.port, f"/light/junk-{n}/events", f"127.0.3.{n + 1}") for n in range(3)]
+        assert [status_of(s) for s in junk] == [200, 200, 503]  # a tenth of 20
+        for n in range(18):  # the other places: real light pages
+            socks.append(open_stream(web.port, "/light/stage-t/events", f"127.0.4.{n // 5 + 1}"))
+            assert status_of(socks[-1]) == 200
+        read_events(f"{web.url}/light/stage-t/events", showing("idle"), timeout=5)  # the oldest junk gave way
+        assert stream_ended(junk[0]) and not stream_ended(junk[1], timeout=0.5)
+        socks += junk
+    finally:
+        for s in socks:
+            s.close()
+        web.kill()

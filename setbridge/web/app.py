@@ -35,9 +35,10 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
-from .feed import BOARD, Fanout, Feed, frame
+from .feed import BOARD, Fanout, Feed, Subscriber, frame
 from .passwords import PasswordChecker, dummy_hash
 from .sessions import Logins
+from .streams import StreamGate
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, day_problem, to_csv
 from .throttle import DEVICE_COOKIE, DEVICE_DAYS, DeviceCookies, LoginThrottle
@@ -49,8 +50,6 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 SET_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-MAX_STREAMS = 1000
-"""Open event streams the web process serves at once; more are answered 503 (the browser retries)."""
 KEEPALIVE_S = 10.0
 """An idle event stream sends a comment this often, so proxies and phones keep it open."""
 SECURITY_HEADERS = {
@@ -87,8 +86,9 @@ class WebApp:
         self.takes = TakeLog(self.data_dir / "takes.sqlite")
         self.feed = Feed(settings, self.stage, self.fanout, self.takes)
         self.connect = connect
-        self.streams = 0
+        self.streams = StreamGate(web.max_streams, web.streams_per_address)
         self._origin_warned = False
+        self._refused_streams = 0
         self.throttle = LoginThrottle()
         self.passwords = PasswordChecker()
         secret = session_key(self.data_dir)
@@ -224,7 +224,7 @@ class WebApp:
     async def board_events(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
-        return self._stream(request, BOARD, ("board", lambda: dumps(self.stage.board())))
+        return self._stream(request, BOARD, ("board", lambda: dumps(self.stage.board())), known=True)
 
     async def light_events(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
@@ -232,14 +232,18 @@ class WebApp:
         set_id = request.path_params["set_id"]
         if not SET_ID.match(set_id):
             return PlainTextResponse("a set id is lower-case letters, digits and dashes\n", status_code=404)
-        return self._stream(request, f"light:{set_id}", ("view", lambda: dumps(self.stage.light_view(set_id))))
+        return self._stream(request, f"light:{set_id}", ("view", lambda: dumps(self.stage.light_view(set_id))),
+                            known=set_id in self.stage.sets)
 
-    def _stream(self, request: Request, channel: str, first: tuple[str, Any]) -> Response:
-        if self.streams >= MAX_STREAMS:
-            log.warning("web: refused an event stream: %d are open already", self.streams)
-            return PlainTextResponse("too many open pages; retrying\n", status_code=503, headers={"Retry-After": "5"})
-        self.streams += 1
-        sub = self.fanout.subscribe(channel)
+    def _stream(self, request: Request, channel: str, first: tuple[str, Any], known: bool) -> Response:
+        sub = Subscriber()
+        refused = self.streams.admit(request.client.host if request.client else "?", known, sub)
+        if refused is not None:
+            self._refused_streams += 1
+            if self._refused_streams in (1, 10, 100) or self._refused_streams % 1000 == 0:
+                log.warning("web: refused an event stream (%d so far): %s", self._refused_streams, refused)
+            return PlainTextResponse(f"{refused}\n", status_code=503, headers={"Retry-After": "5"})
+        self.fanout.add(channel, sub)
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -254,7 +258,7 @@ class WebApp:
                         yield b": keepalive\r\n\r\n"
             finally:
                 self.fanout.unsubscribe(channel, sub)
-                self.streams -= 1
+                self.streams.release(sub)
 
         return EventSourceResponse(events(), ping=None, headers={"Cache-Control": "no-store",
                                                                  "X-Accel-Buffering": "no"})
