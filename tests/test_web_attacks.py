@@ -251,3 +251,19 @@ def test_a_real_set_takes_the_place_of_an_unknown_one_when_every_place_is_taken(
         for s in socks:
             s.close()
         web.kill()
+
+
+def test_guessing_through_metrics_basic_auth_is_throttled_as_the_login_form(broker, tmp_path):
+    settings = web_settings(broker, tmp_path)
+    config = write_web_config(tmp_path / "web.toml", settings,
+                              **web_section(data_dir=tmp_path / "web", login_to_view=True))
+    web = WebProcess(config).start()
+    try:
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(lambda i: httpx.get(web.url + "/metrics", auth=("ad", f"guess {i}"),
+                                                        timeout=60).status_code, range(40)))
+        assert answers == [401] * 40
+    finally:
+        web.kill()
+    checked = [line for line in web.proc.stdout.read().decode().splitlines() if "failed login for 'ad'" in line]
+    assert len(checked) == 5, checked

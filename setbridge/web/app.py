@@ -36,6 +36,7 @@ from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, Subscriber, frame
+from .metrics import MetricsPage
 from .passwords import PasswordChecker, dummy_hash
 from .sessions import Logins
 from .streams import StreamGate
@@ -107,6 +108,7 @@ class WebApp:
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/set/{set_id}/{action}", self.control, methods=["POST"]),
+            Route("/metrics", MetricsPage(self.stage, web, self.user, self._metrics_password).page),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="setbridge",
@@ -275,27 +277,12 @@ class WebApp:
             return self.page(request, "login.html", status_code=403, next_url=next_url,
                              error=self.origin_problem(request) or "the form expired; reload the page and try again")
         name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
-        client = request.client.host if request.client else "?"
-        device = self.devices.device(request.cookies.get(DEVICE_COOKIE), name)
-        wait = self.throttle.admit(client, name, device)  # counted now, before the hash runs
-        if wait:
-            response = self.page(request, "login.html", status_code=429, next_url=next_url,
-                                 error=f"too many logins tried for this user from this address; wait "
-                                       f"{math.ceil(wait)} s (a device that has logged in as this user before "
-                                       "is not held back)")
-            response.headers["Retry-After"] = str(math.ceil(wait))
+        status, error, retry = await self.check_password(request, name, password)
+        if status != 200:
+            response = self.page(request, "login.html", status_code=status, next_url=next_url, error=error)
+            if retry:
+                response.headers["Retry-After"] = str(retry)
             return response
-        entry = self.settings.web.users.get(name)
-        good = await self.passwords.verify(password, entry.password_hash if entry else dummy_hash())
-        if good is None:
-            log.warning("web: refused a login for %r from %s: too many password checks queued", name, client)
-            return self.page(request, "login.html", status_code=503, next_url=next_url,
-                             error="the board is busy checking other logins; try again in a few seconds")
-        if not (entry and good):
-            log.warning("web: failed login for %r from %s", name, client)
-            return self.page(request, "login.html", status_code=401, next_url=next_url,
-                             error="wrong user name or password")
-        self.throttle.succeeded(client, name, device)
         self.logins.begin(request.session, name)
         self.csrf(request)  # a fresh token for the logged-in session
         log.info("web: %s logged in", name)
@@ -303,6 +290,29 @@ class WebApp:
         redirect.set_cookie(DEVICE_COOKIE, self.devices.issue(name), max_age=DEVICE_DAYS * 86400,
                             path="/login", httponly=True, samesite="strict", secure=self.settings.web.secure_cookies)
         return redirect
+
+    async def check_password(self, request: Request, name: str, password: str) -> tuple[int, str, int]:
+        """``name``'s password checked within the login throttle, one check at a time:
+        (200, "", 0) when right, else (HTTP status, why, seconds to wait or 0)."""
+        client = request.client.host if request.client else "?"
+        device = self.devices.device(request.cookies.get(DEVICE_COOKIE), name)
+        wait = self.throttle.admit(client, name, device)  # counted now, before the hash runs
+        if wait:
+            return (429, f"too many logins tried for this user from this address; wait {math.ceil(wait)} s "
+                         "(a device that has logged in as this user before is not held back)", math.ceil(wait))
+        entry = self.settings.web.users.get(name)
+        good = await self.passwords.verify(password, entry.password_hash if entry else dummy_hash())
+        if good is None:
+            log.warning("web: refused a login for %r from %s: too many password checks queued", name, client)
+            return 503, "the board is busy checking other logins; try again in a few seconds", 5
+        if not (entry and good):
+            log.warning("web: failed login for %r from %s", name, client)
+            return 401, "wrong user name or password", 0
+        self.throttle.succeeded(client, name, device)
+        return 200, "", 0
+
+    async def _metrics_password(self, request: Request, name: str, password: str) -> bool:
+        return (await self.check_password(request, name, password))[0] == 200
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
