@@ -274,7 +274,11 @@ class WebSettings(Section):
     secure_cookies: bool = False
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
-    """How long a login lasts."""
+    """How long a login lasts from when it began, however often it is used (logging out ends it at once)."""
+    max_streams: int = Field(1000, ge=10, le=100_000)
+    """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
+    streams_per_address: int = Field(8, ge=1, le=100_000)
+    """Open pages from one client address (raise it when phones reach the board through one NAT)."""
 
 
 class MetricsSettings(Section):
