@@ -126,7 +126,7 @@ class RunDetector:
         return changes
 
     def _samples_per_frame(self) -> float | None:
-        if self._best is None or self._best[2] < 3:
+        if self._best is None or self._best[2] < 2:
             return None
         first, last, count = self._best
         return (last.end - first.end) / (count - 1)
