@@ -9,7 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import make_settings, on
+from conftest import make_settings, on, wait_until
+from firmware_helpers import running_light
 from speech_helpers import RATE as SPEECH_RATE, say
 from timecode_helpers import quiet, write_wav
 
@@ -57,26 +58,43 @@ def test_recorder_rolls_overrules_a_voice_cut_cuts_and_an_unconfirmed_voice_roll
     at(voice, 6.0, calls["roll"])          # a roll call the recorder never follows
     hub = hub_with(broker, tmp_path, voice, ltc)
     probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
-    hub.start()
-    try:
-        _, roll, _ = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=20)
-        assert roll["changed"] and roll["state"] == "rolling"
-        assert roll["timecode"] in ("10:00:00:00", "10:00:00:01") and roll["fps"] == 25
-        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("recorder") == "recording")
-        assert status["timecode"] == "ok"
-        _, overruled, _ = probe.wait_for(on("/event", type="cut", cause="voice"))
-        assert overruled["overruled"] is True and overruled["changed"] is False
-        assert overruled["state"] == "rolling" and "recording" in overruled["reason"] and TC.match(overruled["timecode"])
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="timecode"))
-        assert cut["changed"] and cut["state"] == "idle" and cut["timecode"] in ("10:00:02:23", "10:00:02:24")
-        _, voice_roll, _ = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=10)
-        assert voice_roll["changed"] and voice_roll["state"] == "rolling"
-        _, revert, _ = probe.wait_for(on("/event", type="idle", cause="unconfirmed"), timeout=5)
-        assert revert["state"] == "idle" and "did not start within 1 s" in revert["reason"]
-        assert revert["ts"] - voice_roll["ts"] >= 1.0
-        assert hub.state == "idle"
-    finally:
-        hub.stop()
+    with running_light(hub.settings, tmp_path) as light:
+        hub.start()
+        try:
+            recorder_and_voice(hub, probe)
+            # red from the recorder's start to its stop (the overruled cut never darkened the door),
+            # then red for the unconfirmed voice roll, then idle again
+            wait_until(lambda: changes(light.shows()) == ["rolling", "idle", "rolling", "idle"],
+                       what=f"the light's red and idle; it showed {light.shows()}")
+        finally:
+            hub.stop()
+
+
+def changes(shows: list) -> list:
+    """What a light showed from its first red on, repeats left out."""
+    after = shows[shows.index("rolling"):] if "rolling" in shows else []
+    return [s for i, s in enumerate(after) if i == 0 or s != after[i - 1]]
+
+
+def recorder_and_voice(hub: Hub, probe) -> None:
+    """The recorder rolls, an actor's "cut" is overruled, the recorder's stop cuts, and a voice roll
+    the recorder never follows reverts."""
+    _, roll, _ = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=20)
+    assert roll["changed"] and roll["state"] == "rolling"
+    assert roll["timecode"] in ("10:00:00:00", "10:00:00:01") and roll["fps"] == 25
+    _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("recorder") == "recording")
+    assert status["timecode"] == "ok"
+    _, overruled, _ = probe.wait_for(on("/event", type="cut", cause="voice"))
+    assert overruled["overruled"] is True and overruled["changed"] is False
+    assert overruled["state"] == "rolling" and "recording" in overruled["reason"] and TC.match(overruled["timecode"])
+    _, cut, _ = probe.wait_for(on("/event", type="cut", cause="timecode"))
+    assert cut["changed"] and cut["state"] == "idle" and cut["timecode"] in ("10:00:02:23", "10:00:02:24")
+    _, voice_roll, _ = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=10)
+    assert voice_roll["changed"] and voice_roll["state"] == "rolling"
+    _, revert, _ = probe.wait_for(on("/event", type="idle", cause="unconfirmed"), timeout=5)
+    assert revert["state"] == "idle" and "did not start within 1 s" in revert["reason"]
+    assert revert["ts"] - voice_roll["ts"] >= 1.0
+    assert hub.state == "idle"
 
 
 def test_undecodable_signal_on_the_ltc_channel_is_a_fault_and_voice_acts_alone(broker, tmp_path, calls, probe_factory):
