@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import make_settings, on, wait_until
+from conftest import make_settings, on, wait_until, write_config
 from firmware_helpers import running_light
 from speech_helpers import RATE as SPEECH_RATE, say
 from timecode_helpers import quiet, write_wav
@@ -115,5 +117,10 @@ def test_undecodable_signal_on_the_ltc_channel_is_a_fault_and_voice_acts_alone(b
         assert cut["changed"] and cut["state"] == "idle" and "overruled" not in cut
         hub.submit("roll", cause="button")  # buttons act as always
         assert hub.state == "rolling"
+        cfg = write_config(tmp_path / "status.toml", hub.settings)
+        out = subprocess.run([sys.executable, "-m", "setbridge", "status", "--config", str(cfg)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1 and "timecode fault (recorder stopped)" in out.stdout
+        assert "hub hub-t: timecode: fault (timecode: signal on [timecode] channel 2 does not decode" in out.stderr
     finally:
         hub.stop()
