@@ -124,3 +124,24 @@ def test_undecodable_signal_on_the_ltc_channel_is_a_fault_and_voice_acts_alone(b
         assert "hub hub-t: timecode: fault (timecode: signal on [timecode] channel 2 does not decode" in out.stderr
     finally:
         hub.stop()
+
+
+def test_free_run_code_stamps_voice_events_and_never_triggers(broker, tmp_path, calls, probe_factory):
+    seconds = 7.0
+    voice = quiet(RATE, seconds)
+    at(voice, 2.5, calls["roll"])
+    at(voice, 5.0, calls["cut"])
+    ltc = LtcEncoder(RATE, 23.976, "14:00:00:00").encode(seconds)  # time-of-day code, all the time
+    hub = hub_with(broker, tmp_path, voice, ltc, mode="free-run")
+    probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
+    hub.start()
+    try:
+        _, roll, _ = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=20)
+        assert roll["changed"] and roll["timecode"].startswith("14:00:0") and roll["fps"] == 23.976
+        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="voice"), timeout=10)
+        assert cut["changed"] and cut["timecode"] > roll["timecode"] and "overruled" not in cut
+        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "ok")
+        assert "recorder" not in status  # free run says nothing about recording
+        assert not any(d and d.get("cause") == "timecode" for t, d, r in list(probe.seen))
+    finally:
+        hub.stop()
