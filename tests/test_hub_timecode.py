@@ -3,6 +3,8 @@ hearing espeak-ng's Korean on channel 1 of a 48 kHz stereo WAV and real libltc c
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import shutil
 import subprocess
@@ -17,6 +19,8 @@ from speech_helpers import RATE as SPEECH_RATE, say
 from timecode_helpers import quiet, write_wav
 
 from setbridge.hub import Hub
+from setbridge.messages import SetEvent
+from setbridge.web.takes import TakeLog
 from setbridge.recorder.ltc import LtcEncoder
 
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"),
@@ -70,6 +74,26 @@ def test_recorder_rolls_overrules_a_voice_cut_cuts_and_an_unconfirmed_voice_roll
                        what=f"the light's red and idle; it showed {light.shows()}")
         finally:
             hub.stop()
+    take_log_has_the_recorders_codes(hub, probe, tmp_path)
+
+
+def take_log_has_the_recorders_codes(hub: Hub, probe, tmp_path) -> None:
+    """The events as the bus carried them, in the take log (as ``setbridge web`` keeps it), read back
+    by ``setbridge takes --csv``: the recorder's take has its start and stop code."""
+    log = TakeLog(hub.settings.web_data_dir() / "takes.sqlite")
+    for topic, data, _ in list(probe.seen):
+        if topic.endswith("/event"):
+            log.record(hub.set_id, SetEvent.model_validate(data))
+    log.close()
+    cfg = write_config(tmp_path / "takes.toml", hub.settings)
+    out = subprocess.run([sys.executable, "-m", "setbridge", "takes", "--csv", "--config", str(cfg)],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    recorded, unconfirmed = rows
+    assert recorded["roll_by"] == "timecode" and recorded["cut_by"] == "timecode"
+    assert recorded["tc_in"] in ("10:00:00:00", "10:00:00:01") and recorded["tc_out"] in ("10:00:02:23", "10:00:02:24")
+    assert recorded["fps"] == "25.0"
+    assert unconfirmed["roll_by"] == "voice" and unconfirmed["cut_by"] == "unconfirmed"
 
 
 def changes(shows: list) -> list:
