@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
+import numpy as np
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
@@ -91,3 +92,86 @@ def test_a_take_log_from_before_timecode_gains_the_columns(tmp_path):
     [take] = log.takes(dt.date.today())
     assert (take.tc_in, take.tc_out) == (None, "01:00:00:00")
     log.close()
+
+
+class Calls:
+    """What a recorder source reported, thread-safe enough for wait_until."""
+
+    def __init__(self):
+        self.changes: list = []
+        self.health: list = []
+
+
+def ltc_input(mode: str, **settings):
+    from setbridge.config import TimecodeSettings
+    from setbridge.recorder.ltc_input import LtcInput
+
+    calls = Calls()
+    tc = TimecodeSettings(mode=mode, channel=2, **settings)
+    part = LtcInput(tc, calls.changes.append, lambda ok, why: calls.health.append((ok, why)))
+    part.start()
+    return part, calls
+
+
+def feed(part, pcm, rate: int = 48000) -> None:
+    tap = part.receiver()
+    for i in range(0, len(pcm), rate // 20):
+        tap(pcm[i:i + rate // 20].tobytes(), rate)
+
+
+def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
+    from timecode_helpers import quiet
+
+    from setbridge.recorder.ltc import LtcEncoder
+
+    part, calls = ltc_input("free-run", fault_s=0.5)
+    try:
+        enc = LtcEncoder(48000, 25, "08:00:00:00")
+        feed(part, enc.encode(1.0))
+        wait_until(lambda: calls.health == [(True, None)], what="ok")
+        feed(part, quiet(48000, 1.0))
+        wait_until(lambda: len(calls.health) == 2, what="the fault")
+        assert not calls.health[1][0] and "free-run code is expected" in calls.health[1][1]
+        feed(part, enc.encode(0.5))
+        wait_until(lambda: calls.health[-1] == (True, None), what="ok again")
+        assert calls.changes == []  # free run never starts or stops anything
+        assert part.stamp is not None and part.stamp.timecode.startswith("08:00:0")
+    finally:
+        part.stop()
+
+
+def test_rec_run_silence_is_no_fault_but_an_audio_fault_is():
+    from timecode_helpers import quiet
+
+    from setbridge.recorder.ltc import LtcEncoder
+
+    part, calls = ltc_input("rec-run", fault_s=0.5)
+    try:
+        feed(part, np.concatenate([LtcEncoder(48000, 24).encode(1.0), quiet(48000, 2.0)]))
+        wait_until(lambda: [c.recording for c in calls.changes] == [True, False], what="one run")
+        assert calls.health == [(True, None)]
+        part.audio_fault("microphone unplugged")
+        wait_until(lambda: len(calls.health) == 2, what="the fault")
+        assert "[audio] input is at fault" in calls.health[1][1]
+    finally:
+        part.stop()
+
+
+def test_a_tally_closed_too_long_is_reported_stuck(factory):
+    from setbridge.config import TimecodeSettings
+    from setbridge.recorder.tally import TallyInput
+
+    calls = Calls()
+    settings = TimecodeSettings(tally_pin=23, hold_off_s=0.1).model_copy(update={"tally_stuck_s": 0.3})
+    tally = TallyInput(settings, calls.changes.append, lambda ok, why: calls.health.append((ok, why)))
+    tally.start()
+    try:
+        factory.pin(23).drive_low()
+        wait_until(lambda: calls.changes == [True], what="recording")
+        wait_until(lambda: calls.health and not calls.health[-1][0], what="stuck")
+        assert "closed for more than 0.3 s" in calls.health[-1][1]
+        assert calls.changes == [True]  # stuck is a fault, never a cut
+        factory.pin(23).drive_high()
+        wait_until(lambda: calls.changes == [True, False] and calls.health[-1] == (True, None), what="stopped")
+    finally:
+        tally.stop()
