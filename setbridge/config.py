@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator,
+                      model_validator)
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
@@ -236,6 +237,38 @@ class GpioSettings(Section):
                    ("relay", "status_led", "buzzer", "roll_button", "cut_button", "toggle", "voice_off"))
 
 
+class TimecodeSettings(Section):
+    """The recorder as the authority: its LTC timecode and/or its record tally (see the README's
+    arbitration table). With neither configured, voice and buttons decide alone."""
+
+    mode: Literal["off", "rec-run", "free-run"] = "off"
+    """``rec-run``: code advancing means the recorder records (roll), code still or gone means it
+    stopped (cut); ``free-run``: the code only stamps events and takes; ``off``: no timecode."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """The channel of the ``[audio]`` input that carries LTC (1 = first); voice still listens to
+    ``[audio] channel``. Needed unless mode is off."""
+    hold_off_s: float = Field(0.5, ge=0.1, le=30)
+    """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
+    never cut a take."""
+    min_run_s: float = Field(0.0, ge=0, le=10)
+    """Code must advance this long before it rolls (0: two frames in a row); raise it for a device
+    that sends short bursts of running code when it stops."""
+    confirm_s: float = Field(3.0, ge=0.5, le=60)
+    """A voice roll the recorder has not confirmed within this many seconds reverts."""
+    fault_s: float = Field(2.0, ge=0.5, le=60)
+    """Signal that does not decode, or (free-run) code gone, this long: ``timecode: fault``."""
+    tally_pin: int | None = Field(None, ge=0, le=53)
+    """GPIO input (BCM) wired to the recorder's record tally or a contact closure: closed = recording."""
+    tally_pull_up: bool = True
+    """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
+    tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
+    """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+
+    def recorder(self) -> bool:
+        """A recorder source that starts and stops takes is configured (rec-run code or a tally)."""
+        return self.mode == "rec-run" or self.tally_pin is not None
+
+
 PASSWORD_HASH = r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
 
 
@@ -305,6 +338,24 @@ class Settings(BaseModel):
     gpio: GpioSettings = GpioSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+    timecode: TimecodeSettings = TimecodeSettings()
+
+    @model_validator(mode="after")
+    def _timecode_input(self) -> Settings:
+        tc = self.timecode
+        if tc.mode != "off" and tc.channel is None:
+            raise ValueError(f'[timecode] mode = "{tc.mode}" needs [timecode] channel, the [audio] input\'s '
+                             "channel that carries LTC (1 = first)")
+        if tc.mode != "off" and self.audio.source not in ("mic", "file"):
+            raise ValueError(f'[timecode] mode = "{tc.mode}" reads LTC from the [audio] input; set [audio] '
+                             'source to "mic" or "file"')
+        if tc.mode != "off" and self.audio.channel is None:
+            raise ValueError(f"[timecode] channel {tc.channel} carries LTC, so voice needs a channel of its own: "
+                             "set [audio] channel (else the LTC would be mixed into voice)")
+        if tc.mode != "off" and tc.channel == self.audio.channel:
+            raise ValueError(f"[timecode] channel {tc.channel} is also [audio] channel: voice and LTC need a "
+                             "channel each")
+        return self
 
     def web_data_dir(self) -> Path:
         """Where the web process keeps its take log and session key."""
