@@ -27,7 +27,7 @@ from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, Set
                         transaction_of)
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
-from .. import expiry
+from .. import expiry, lot
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
@@ -474,7 +474,8 @@ class Hub:
         if wanted is None:
             return ReplyRoute(shared, correlation), None
         allowed = shared + "/"
-        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted):
+        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted) or (
+                lot.answer_topic_allowed(self.topics.base, self.set_id, wanted)):  # a client at a lot's centre
             return ReplyRoute(wanted, correlation), None
         return ReplyRoute(shared, correlation), (
             f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")
