@@ -8,6 +8,7 @@ Nothing else in setbridge reads the environment.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
@@ -269,6 +270,17 @@ class WebSettings(Section):
     """How long a login lasts."""
 
 
+class MetricsSettings(Section):
+    """The hub's Prometheus metrics over HTTP (docs/deploy.md lists them)."""
+
+    enabled: bool = False
+    """Serve ``/metrics`` from the hub."""
+    host: str = "127.0.0.1"
+    """Address to listen on: this machine only by default; ``0.0.0.0`` lets a Prometheus elsewhere scrape it."""
+    port: int = Field(9853, ge=0, le=65535)
+    """TCP port of the hub's metrics (0: any free port, logged at start)."""
+
+
 class Settings(BaseModel):
     """All of setbridge's configuration."""
 
@@ -281,6 +293,7 @@ class Settings(BaseModel):
     offload: OffloadSettings = OffloadSettings()
     gpio: GpioSettings = GpioSettings()
     web: WebSettings = WebSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def web_data_dir(self) -> Path:
         """Where the web process keeps its take log and session key."""
@@ -313,6 +326,9 @@ def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
                 data = tomllib.load(f)
         except (ValueError, OSError) as exc:  # a TOML syntax error or an unreadable file
             raise ConfigError([f"{toml_file}: {exc}"]) from None
+    misspelt = misspelt_env(os.environ)
+    if misspelt:
+        raise ConfigError(misspelt)
     try:
         from_env = env_values(os.environ)
     except ValueError as exc:
@@ -349,6 +365,34 @@ def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
                 raise ValueError(f"{name}: not valid JSON ({value!r}); a list, table or section is given as "
                                  "JSON, e.g. '[\"a\", \"b\"]'") from None
     return out
+
+
+def misspelt_env(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``SETBRIDGE_`` variable that looks meant as a setting but names no section:
+    a misspelt section (``SETBRIDGE_MQT__PORT``) or one underscore where two belong
+    (``SETBRIDGE_MQTT_PORT``). Other ``SETBRIDGE_<NAME>`` variables (one word after the prefix,
+    or words not starting with a section, like ``SETBRIDGE_TEST_WORKERS``) are left alone."""
+    sections = list(Settings.model_fields)
+    lines = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        head, delimiter, tail = rest.partition(ENV_DELIMITER)
+        if head in sections:
+            continue
+        section = next((s for s in sections if head.startswith(s + "_")), None)
+        if section is not None:  # one underscore where two belong
+            meant: str | None = f"{ENV_PREFIX}{section}{ENV_DELIMITER}{rest[len(section) + 1:]}".upper()
+        elif delimiter:  # a misspelt section
+            guess = difflib.get_close_matches(head, sections, n=1, cutoff=0.6)
+            meant = f"{ENV_PREFIX}{guess[0]}{ENV_DELIMITER}{tail}".upper() if guess else None
+        else:
+            continue
+        hint = f"did you mean {meant}? " if meant else ""
+        lines.append(f"{name}: names no setting; {hint}a setting is {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY> "
+                     f"with a section of examples/setbridge.toml ({', '.join(sections)})")
+    return lines
 
 
 def env_names(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:

@@ -149,6 +149,10 @@ class Hub:
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
             self.add_component(GpioPanel(self.link(), settings.gpio))
+        if settings.metrics.enabled:
+            from .metrics import HubMetrics
+
+            self.add_component(HubMetrics(self, settings.metrics))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:

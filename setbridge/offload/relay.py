@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -91,6 +92,10 @@ class OffloadRelay:
         self.batch_size = settings.journal_batch
         self.journal: Journal | None = None
         self.health: tuple[str, str | None] = ("ok", None)
+        self.faults = 0
+        """Times the health went to fault (for the hub's metrics)."""
+        self.accepted: Counter[str] = Counter()
+        """Offload events accepted, by status (for the hub's metrics)."""
         self._inbox: queue.Queue[_Input] = queue.Queue(MAX_QUEUED)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -132,10 +137,17 @@ class OffloadRelay:
             self.journal.close()
             self.journal = None
 
+    @property
+    def queued_reports(self) -> int:
+        """Reports waiting for the journal."""
+        return self._inbox.qsize()
+
     # -- health -------------------------------------------------------------------------------
     def _set_health(self, state: str, reason: str | None = None) -> None:
         if (state, reason) == self.health:
             return
+        if state == "fault" and self.health[0] != "fault":
+            self.faults += 1
         self.health = (state, reason)
         if state == "fault":
             log.error("offload: fault: %s", reason)
@@ -282,6 +294,7 @@ class OffloadRelay:
                              event_id=report.event_id, source=item.origin, duplicate=True)
             elif outcome.events:
                 for event in outcome.events:
+                    self.accepted[event.status] += 1
                     log.info("offload %s: %s accepted (%s)", event.roll, event.status, event.event_id)
             else:
                 log.info("offload: %s", outcome.note)

@@ -36,6 +36,7 @@ from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
+from .metrics import MetricsPage
 from .passwords import dummy_hash, verify_password
 from .stage import Stage, dumps
 from .takes import TakeLog, as_dict, to_csv
@@ -102,6 +103,7 @@ class WebApp:
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/set/{set_id}/{action}", self.control, methods=["POST"]),
+            Route("/metrics", MetricsPage(self.stage, web, self.user).page),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         middleware = [Middleware(SessionMiddleware, secret_key=session_key(self.data_dir), session_cookie="setbridge",
