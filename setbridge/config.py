@@ -53,6 +53,9 @@ class HubSettings(Section):
     transaction_window_s: float = Field(600.0, ge=0, le=86400)
     """A request repeated with the same transaction within this many seconds gets its first
     answer and changes nothing (at most 10,000 answers are remembered, 2,500 per ``source``)."""
+    request_max_age_s: float = Field(5.0, gt=0, le=3600)
+    """A request sent (its ``sent_at``) longer ago than this is refused, never executed late; so is one
+    past its own ``deadline`` or MQTT 5 Message Expiry."""
 
 
 class TlsSettings(Section):

@@ -146,6 +146,12 @@ class SetRequest(Payload):
     action: Action
     transaction: Transaction | None = None
     source: str | None = Field(None, max_length=128)
+    sent_at: float | None = Field(None, allow_inf_nan=False)
+    """When the request was sent (seconds since the epoch): the hub refuses one older than
+    ``[hub] request_max_age_s``. (Not ``ts``: clients were told they may add a ``ts`` of their own.)"""
+    deadline: float | None = Field(None, allow_inf_nan=False)
+    """The request must not run after this (seconds since the epoch): the age limit of an MQTT 3.1.1
+    client, which has no Message Expiry."""
 
     @field_validator("transaction", mode="before")
     @classmethod
