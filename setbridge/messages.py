@@ -62,6 +62,13 @@ class HubStatus(Payload):
     """``fault`` while the offload journal cannot be used; set state and lights are unaffected."""
     offload_reason: str | None = None
     """Why offload is at fault, in one line."""
+    timecode: Literal["ok", "fault", "off"] = "off"
+    """The recorder source (LTC timecode, record tally): ``fault`` when it cannot be trusted (voice and
+    buttons then act alone), ``off`` when none is configured."""
+    timecode_reason: str | None = None
+    """Why the recorder source is at fault, in one line."""
+    recorder: Literal["recording", "stopped"] | None = None
+    """What the recorder source says, when one that starts and stops takes is configured."""
     ts: float = Field(default_factory=now)
 
 
@@ -109,6 +116,17 @@ class SetEvent(Payload):
     epoch: Counter
     seq: Counter
     take: Counter
+    timecode: str | None = None
+    """The recorder's code ``HH:MM:SS:FF`` when a timecode source is configured: its first code for a
+    roll and its last for a cut the recorder caused, else the latest code read."""
+    fps: float | None = None
+    """The timecode's frame rate (23.976, 24, 25, 29.97, 30)."""
+    drop_frame: bool | None = None
+    """True for drop-frame code (29.97 DF)."""
+    overruled: bool | None = None
+    """True for a voice action the recorder overruled (a cut while it records); the state did not change."""
+    reason: str | None = None
+    """Why the hub overruled or reverted an action, in one line."""
     ts: float = Field(default_factory=now)
 
 
@@ -128,6 +146,12 @@ class SetRequest(Payload):
     action: Action
     transaction: Transaction | None = None
     source: str | None = Field(None, max_length=128)
+    sent_at: float | None = Field(None, allow_inf_nan=False)
+    """When the request was sent (seconds since the epoch): the hub refuses one older than
+    ``[hub] request_max_age_s``. (Not ``ts``: clients were told they may add a ``ts`` of their own.)"""
+    deadline: float | None = Field(None, allow_inf_nan=False)
+    """The request must not run after this (seconds since the epoch): the age limit of an MQTT 3.1.1
+    client, which has no Message Expiry."""
 
     @field_validator("transaction", mode="before")
     @classmethod

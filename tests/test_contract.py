@@ -224,22 +224,34 @@ def test_v1_payload_bytes_are_unchanged():
     assert Heartbeat(epoch=1, seq=2, state="idle", ts=3.5).to_bytes() == b'{"v":1,"epoch":1,"seq":2,"state":"idle","ts":3.5}'
 
 
-V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic)
-    "integrator": {"topic read b/set/#", "topic read b/hub/+/status", "topic read b/light/+/status",
-                   "topic read b/light/+/state", "topic read b/light/+/alive", "topic read b/offload/#", "topic write b/set/+/request",
-                   "topic write b/offload/report", "topic write b/light/+/cmd"},
+HOME_ASSISTANT_ACL = {  # discovery: only a hub publishes it; Home Assistant (an integrator) reads it
+    "integrator": {"topic read homeassistant/#", "topic write homeassistant/status"},
+    "hub": {"topic readwrite homeassistant/device/+/config", "topic read homeassistant/status"},
+}
+SET_READ = {f"topic read b/set/+/{name}" for name in ("state", "heartbeat", "event", "response")}
+"""What integrators and monitors read of the set: no longer ``set/#``, which held everyone's private answers."""
+V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic, less others' answers)
+    "integrator": {*SET_READ, "topic readwrite b/set/+/request", "topic read b/hub/+/status",
+                   "topic read b/light/+/status", "topic read b/light/+/state", "topic read b/light/+/alive",
+                   "topic read b/offload/#", "topic write b/offload/report", "topic write b/light/+/cmd"},
     "light": {"topic readwrite b/light/u/status", "topic readwrite b/light/u/state", "topic write b/light/u/alive",
               "topic read b/light/u/cmd",
               "topic read b/set/+/state", "topic read b/set/+/heartbeat", "topic read b/hub/+/status"},
     "hub": {"topic readwrite b/#"},
-    "monitor": {"topic read b/#"},
+    "monitor": {*SET_READ, "topic read b/set/+/request", "topic read b/hub/+/status", "topic read b/light/#",
+                "topic read b/offload/#"},
 }
 
 
 @pytest.mark.parametrize("role", sorted(V1_ACL))
 def test_the_generated_acl_grants_what_v1_granted(role):
     lines = acl_text({"u": role}, base="b").split("user u\n")[1].strip().splitlines()
-    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role]
+    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role] | HOME_ASSISTANT_ACL.get(role, set())
+
+
+def test_every_user_reads_its_own_answers_only():
+    head = acl_text({"u": "integrator"}, base="b").split("user u\n")[0]
+    assert "pattern read b/set/+/response/%u/#" in head.splitlines()
 
 
 def test_the_hub_publishes_with_the_declared_qos_and_retain(hub, probe_factory):
