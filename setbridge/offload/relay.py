@@ -400,9 +400,14 @@ class OffloadRelay:
             due = journal.to_clear(s.max_cards, s.card_max_age_h * 3600, limit=self.batch_size)
             if not due:
                 return
-            sent = [(roll, seq, self.bus.publish(self.topics.offload_card(roll), b"", retain=True)) for roll, seq in due]
+            sent = []
+            for roll, seq in due:  # through the events' window, so clearing never crowds the set's messages
+                delivery = self._events.publish(self.topics.offload_card(roll), b"", self._stop)
+                if delivery is None:
+                    return  # stopping: cleared after the restart
+                sent.append((roll, seq, delivery))
             if any(d.error for _, _, d in sent):
-                return  # refused by the MQTT client (queue full): tried again at the next round
+                return  # refused by the MQTT client: tried again at the next round
             for _, _, delivery in sent:
                 while not delivery.wait(0.5):
                     if self._stop.is_set() or not self.bus.connected.is_set():
