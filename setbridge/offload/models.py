@@ -24,7 +24,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import PayloadError
-from ..messages import Payload, parse_payload
+from ..codec import one_line, parse_payload
+from ..messages import Payload
 
 Status = Literal["verified", "warnings", "failed", "cancelled"]
 CopyState = Literal["verified", "copied", "warnings", "failed", "cancelled"]
@@ -205,14 +206,6 @@ class ReportPayload(RootModel[OffloadReport | HedgeReport]):
 
 class _Envelope(Payload):
     model_config = ConfigDict(extra="allow")
-
-
-def one_line(exc: ValidationError) -> str:
-    """The first validation error as ``field: message (and N more)``."""
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "payload"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc}: {first['msg']}{more}"
 
 
 def parse_report(raw: bytes | str) -> OffloadReport | HedgeReport:

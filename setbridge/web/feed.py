@@ -28,7 +28,8 @@ from ..bus import Bus
 from ..config import MqttSettings, Settings
 from ..errors import PayloadError, SetbridgeError
 from ..expiry import expiring, expiry_properties
-from ..messages import SetEvent, SetResponse, parse_payload
+from ..codec import parse_payload
+from ..messages import SetEvent, SetResponse
 from ..topics import Topics
 from .stage import Change, Stage, dumps
 from .takes import TakeLog
