@@ -18,6 +18,9 @@ from .errors import PayloadError
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Inbound payloads larger than this are rejected unread."""
+MAX_DEPTH = 64
+"""Arrays and objects nested deeper than this are rejected (no payload of the contract needs more;
+the lights' firmware refuses them too, whatever its stack)."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -71,12 +74,26 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_float=_finit
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+def _depth(data: Any) -> int:
+    """How deeply arrays and objects nest in ``data`` (an object of scalars is 1)."""
+    deepest = 0
+    stack: list[tuple[int, Any]] = [(1, data)]
+    while stack:
+        depth, item = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((depth + 1, child) for child in children)
+    return deepest
+
+
 def decode_object(raw: bytes | str) -> dict[str, Any]:
     """Strictly decode ``raw`` as a v1 JSON object; raise :class:`PayloadError` with a one-line reason.
 
     Rejected: more than ``MAX_PAYLOAD_BYTES``, invalid UTF-8 or JSON, ``NaN``/``Infinity`` and
-    numbers out of range, duplicate keys, lone UTF-16 surrogates (``"\\ud800"``), anything but an
-    object, and a ``v`` that is not exactly the integer 1 (``true`` and ``1.0`` are not).
+    numbers out of range, duplicate keys, lone UTF-16 surrogates (``"\\ud800"``), nesting deeper than
+    ``MAX_DEPTH``, anything but an object, and a ``v`` that is not exactly the integer 1 (``true``
+    and ``1.0`` are not).
     """
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
@@ -97,6 +114,8 @@ def decode_object(raw: bytes | str) -> dict[str, Any]:
         raise PayloadError(f"payload is not valid JSON: {str(exc).splitlines()[0][:120]}") from None
     if not isinstance(data, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(data).__name__}")
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        raise PayloadError(f"payload is nested more than {MAX_DEPTH} deep; send a flatter object")
     # A surrogate can only come from a \\uD800-\\uDFFF escape (raw ones are invalid UTF-8): look only then.
     where = _surrogate_at(data) if _SURROGATE_ESCAPE.search(raw) else None
     if where is not None:
