@@ -45,6 +45,8 @@ class Health:
         for hub, s in online.items():
             if s.get("audio") == "fault":
                 out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
+            if s.get("conflict"):
+                out.append(f"hub {hub}: conflict: {s['conflict']}")
             if s.get("offload") == "fault":
                 out.append(f"hub {hub}: offload: fault ({s.get('offload_reason') or 'no reason given'}); "
                            "set state and lights are unaffected")

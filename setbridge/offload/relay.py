@@ -85,7 +85,7 @@ class _Input:
 class OffloadRelay:
     """``hub.add_component(OffloadRelay(bus, topics, settings.offload, state_dir, on_health))``.
 
-    Subscribes at once; journals and delivers from ``start()``.
+    Subscribes with :meth:`listen` (or at ``start()``); journals and delivers from ``start()``.
     """
 
     def __init__(self, bus: RelayBus, topics: Topics, settings: OffloadSettings, state_dir: Path,
@@ -124,12 +124,20 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        # a retained report never reaches _on_report: it is cleared and answered on the error topic
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+        self._listening = False
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Subscribe to reports (queued until ``start()``): the hub does it before its birth, once
+        it knows no other hub on the broker relays offload."""
+        if not self._listening:
+            self._listening = True
+            # a retained report never reaches _on_report: it is cleared and answered on the error topic
+            self.bus.subscribe(self.topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+
     def start(self) -> None:
+        self.listen()
         for target, name in ((self._intake_loop, "offload-intake"), (self._deliver_loop, "offload-delivery")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
