@@ -31,6 +31,15 @@ audio second) does.
     .venv/bin/python bench/speech.py --calls-only # skip the chatter hour (quick)
     .venv/bin/python bench/speech.py --rebuild    # render the corpus again
     .venv/bin/python bench/speech.py --tuning     # the tuning corpus: tune thresholds there, report here
+    .venv/bin/python bench/speech.py --days       # shooting days: what voice costs a set, per rule set and corpus
+
+With ``--days`` the bench plays shooting days (``bench/shootday.py``: idle crew talk, the roll call,
+a take of actors' dialogue, the cut call) through the detector gated by the set state as the hub
+holds it, in three corpora from independent generators (``--style``), and prints per corpus and
+condition: missed rolls, false rolls per idle hour, false cuts per hour of takes (and the takes
+that went dark), missed cuts, latency, and false triggers per hour ungated; for each rule set
+(``--rules``) beside the naive script and the model's ceiling. Decoded results are cached in
+bench/.corpus/days-v1/results/ (keyed by the day, the thresholds and the detector's source).
 
 ``--set KEY=VALUE`` changes any detector threshold (``--set fillers=`` turns the filler model off).
 Kaldi dithers its features, so Vosk scores the same audio slightly differently from run to run
@@ -40,6 +49,7 @@ Kaldi dithers its features, so Vosk scores the same audio slightly differently f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import subprocess
@@ -59,6 +69,8 @@ from setbridge.audio import WavFileSource  # noqa: E402
 from setbridge.audio.channels import to_mono  # noqa: E402
 from setbridge.speech import Detector, Tuning, load_model, resolve_model  # noqa: E402
 from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
+
+import shootday  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CORPUS_VERSION = 3
@@ -436,6 +448,146 @@ class Score:
         return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
 
 
+# -- shooting days ------------------------------------------------------------------------------
+DAYS = HERE / ".corpus" / "days-v1"
+DAY_SEEDS = {"stage": 1, "hall": 2, "location": 3}
+DAY_SETUPS = 4
+SHIPPED = {"onset_db": 9.0, "foreground_db": 6.0, "tail_drop_db": 9.0}
+"""The rules as the previous release shipped them (all three on)."""
+RULE_SETS: dict[str, dict[str, object]] = {
+    "off": {"onset_db": 0.0, "foreground_db": 0.0, "tail_drop_db": 0.0},
+    "onset": {"onset_db": 9.0, "foreground_db": 0.0, "tail_drop_db": 0.0},
+    "foreground": {"onset_db": 0.0, "foreground_db": 6.0, "tail_drop_db": 0.0},
+    "tail": {"onset_db": 0.0, "foreground_db": 0.0, "tail_drop_db": 9.0},
+    "shipped": SHIPPED,
+    "defaults": {},
+}
+"""Rule sets ``--rules`` can name; "defaults" is the detector's defaults today."""
+
+
+def day_files(styles: list[str], conditions: list[str]) -> list[tuple[str, str, Path]]:
+    """(style, condition, wav) of every day asked for, rendering those not yet on disk."""
+    out = []
+    for style in styles:
+        for condition in conditions:
+            wav = DAYS / style / f"{condition}.wav"
+            if not wav.is_file():
+                print(f"rendering the {style} {condition} day ...", file=sys.stderr)
+                day = shootday.render_day(shootday.STYLES[style], condition, DAY_SEEDS[style], DAY_SETUPS)
+                shootday.write_day(wav.parent, condition, day)
+            out.append((style, condition, wav))
+    return out
+
+
+def _source_hash() -> str:
+    root = HERE.parent / "setbridge" / "speech"
+    parts = [(root / name).read_bytes() for name in ("detector.py", "vad.py", "frontend.py", "model.py")]
+    parts.append((HERE / "shootday.py").read_bytes())
+    return hashlib.sha256(b"".join(parts)).hexdigest()[:12]
+
+
+def run_day(model: object, wav: Path, tuning: Tuning) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(fired, refused by the gate) through a day, gated by :class:`shootday.HubSim`; cached."""
+    key = hashlib.sha256(f"{_source_hash()} {wav} {tuning!r}".encode()).hexdigest()[:20]
+    cache = DAYS / "results" / f"{key}.json"
+    if cache.is_file():
+        saved = json.loads(cache.read_text())
+        return [tuple(f) for f in saved["fired"]], [tuple(f) for f in saved["refused"]]  # type: ignore[misc]
+    day = shootday.read_day(wav)
+    sim = shootday.HubSim(day.calls)
+    refused: list[tuple[str, float]] = []
+
+    def near_miss(miss: object) -> None:
+        if " not allowed while " in miss.reason:  # type: ignore[attr-defined]
+            refused.append((miss.action, miss.time))  # type: ignore[attr-defined]
+
+    fired: list[tuple[str, float]] = []
+    with WavFileSource(wav, realtime=False) as src:
+        det = Detector(model, src.rate, PHRASES, tuning, get_state=sim.get_state, on_near_miss=near_miss)
+        for block in src:
+            sim.advance(det.position)
+            for t in det.feed(block):
+                fired.append((t.action, t.time))
+                sim.apply(t.action, t.time)
+        fired += [(t.action, t.time) for t in det.flush()]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"fired": fired, "refused": refused}))
+    return fired, refused
+
+
+def gate(day: shootday.Day, triggers: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The triggers a hub would have acted on (the naive script has no gate of its own)."""
+    from setbridge.actions import voice_allowed
+
+    sim = shootday.HubSim(day.calls)
+    out = []
+    for action, at in sorted(triggers, key=lambda f: f[1]):
+        sim.advance(at)
+        if voice_allowed(action, sim.state):
+            out.append((action, at))
+            sim.apply(action, at)
+    return out
+
+
+def day_ceiling(model: object, grammar: str, wav: Path, day: shootday.Day, tuning: Tuning) -> list[tuple[str, float]]:
+    clip = Clip(str(wav), "call", "day", day.duration, [dict(c) for c in day.calls])  # type: ignore[misc]
+    hits = ceiling_hits(model, grammar, wav, clip, tuning)
+    return [(str(c["action"]), float(c["end"])) for c, hit in zip(day.calls, hits) if hit]  # type: ignore[arg-type]
+
+
+def _day_row(label: str, s: shootday.DayScore) -> str:
+    return (f"{label:22s}{s.missed_rolls:>3d}/{s.rolls:<3d}{s.false_rolls_per_idle_h():8.1f}"
+            f"{s.false_cuts_per_take_h():9.1f}{s.dark_takes:>5d}/{s.takes:<3d}{s.missed_cuts:>4d}/{s.cuts:<3d}"
+            f"{s.latency_ms(0.5):7.0f}{s.latency_ms(0.95):7.0f}{s.ungated_per_h():9.1f}")
+
+
+def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -> int:
+    styles = args.style or list(shootday.STYLES)
+    conditions = args.condition or list(shootday.CONDITIONS)
+    files = day_files(styles, conditions)
+    rule_names = args.rules or ["off", "shipped", "defaults"]
+    configs = {name: Tuning(**{"fillers": FILLERS, **RULE_SETS[name], **base}) for name in rule_names}
+    grammar = Detector(model, FRONT_END_RATE, PHRASES, configs[rule_names[0]]).grammar
+    table: dict[tuple[str, str, str], shootday.DayScore] = {}
+    hours = sum(shootday.read_day(w).duration for _, _, w in files) / 3600
+    print(f"shooting days: {len(files)} days ({', '.join(styles)} x {', '.join(conditions)}), "
+          f"{DAY_SETUPS} takes each, {hours * 60:.1f} min of audio")
+    for style, condition, wav in files:
+        day = shootday.read_day(wav)
+        rows: dict[str, shootday.DayScore] = {}
+        for name, tuning in configs.items():
+            fired, refused = run_day(model, wav, tuning)
+            rows[name] = shootday.score_day(day, fired, refused)
+        if not args.no_baseline:
+            raw = run_baseline(model, wav)
+            gated = gate(day, raw)
+            rows["baseline"] = shootday.score_day(day, gated, [f for f in raw if f not in gated])
+            rows["ceiling"] = shootday.score_day(day, day_ceiling(model, grammar, wav, day, configs[rule_names[0]]))
+        for name, s in rows.items():
+            table[(style, condition, name)] = s
+    names = list(dict.fromkeys(n for _, _, n in table))
+    header = (f"{'':22s}{'missed':>7s}{'false':>8s}{'false':>9s}{'dark':>9s}{'missed':>8s}{'p50':>7s}{'p95':>7s}"
+              f"{'ungated':>9s}\n{'corpus condition rules':22s}{'rolls':>7s}{'rolls/h':>8s}{'cuts/h':>9s}"
+              f"{'takes':>9s}{'cuts':>8s}{'ms':>7s}{'ms':>7s}{'false/h':>9s}")
+    print("(false rolls per idle hour, false cuts per hour of takes, takes with a false cut, ungated false "
+          "triggers per hour of the day)")
+    print(header)
+    for style in styles:
+        for condition in [*conditions, "all"]:
+            for name in names:
+                s = shootday.DayScore()
+                for c in conditions if condition == "all" else [condition]:
+                    s.add(table[(style, c, name)])
+                print(_day_row(f"{style} {condition} {name}", s))
+    print("every corpus, every condition:")
+    for name in names:
+        s = shootday.DayScore()
+        for v in (v for (st, c, n), v in table.items() if n == name):
+            s.add(v)
+        print(_day_row(f"all {name}", s))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rebuild", action="store_true", help="render the corpus again")
@@ -447,7 +599,19 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a detector threshold, e.g. --set trailing_silence_s=0.25")
     ap.add_argument("-v", "--verbose", action="store_true", help="list misses and false triggers")
+    ap.add_argument("--days", action="store_true", help="shooting days instead of isolated calls and chatter")
+    ap.add_argument("--style", action="append", choices=list(shootday.STYLES), default=[],
+                    help="with --days: the corpus (generator) to play, repeatable (default all)")
+    ap.add_argument("--rules", action="append", choices=list(RULE_SETS), default=[],
+                    help="with --days: a rule set to compare, repeatable (default off, shipped, defaults)")
+    ap.add_argument("--no-baseline", action="store_true", help="with --days: skip the naive script and the ceiling")
     args = ap.parse_args()
+    if args.days:
+        model = load_model(resolve_model(args.model))
+        base = {k: tuple(filter(None, v.split(","))) if isinstance(getattr(Tuning(), k), tuple)
+                else type(getattr(Tuning(), k))(float(v))
+                for k, v in (item.split("=", 1) for item in args.set)}
+        return run_days(args, model, base)
 
     folder = TUNING_CORPUS if args.tuning else CORPUS
     clips = load_corpus(args.rebuild, folder)

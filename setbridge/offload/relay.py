@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +47,8 @@ MAX_QUEUED = 20_000
 """Reports waiting for the journal; beyond this a report is answered ``busy`` (send it again)."""
 REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
+CLEAR_EVERY_S = 10.0
+"""How often cards past ``[offload] max_cards`` or ``card_max_age_h`` are looked for (and after each delivery)."""
 MARK_EVERY = 32
 """Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
 ANSWER_WINDOW = 100
@@ -98,6 +101,10 @@ class OffloadRelay:
         self.batch_size = settings.journal_batch
         self.journal: Journal | None = None
         self.health: tuple[str, str | None] = ("ok", None)
+        self.faults = 0
+        """Times the health went to fault (for the hub's metrics)."""
+        self.accepted: Counter[str] = Counter()
+        """Offload events accepted, by status (for the hub's metrics)."""
         self._inbox: queue.Queue[_Input] = queue.Queue(MAX_QUEUED)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -115,6 +122,8 @@ class OffloadRelay:
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
         self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
                                                "once (%(who)s)", level=logging.INFO)
+        self._conflicts = RateLimitedLog(log, "offload: refused %(n)d report(s) in %(s).1f s that reused an accepted "
+                                              "event_id with other content (%(who)s)", level=logging.ERROR)
         """Counted: a sender looping on a bad report cannot flood the log."""
         self.watcher = None
         if settings.watch:
@@ -155,10 +164,17 @@ class OffloadRelay:
             self.journal.close()
             self.journal = None
 
+    @property
+    def queued_reports(self) -> int:
+        """Reports waiting for the journal."""
+        return self._inbox.qsize()
+
     # -- health -------------------------------------------------------------------------------
     def _set_health(self, state: str, reason: str | None = None) -> None:
         if (state, reason) == self.health:
             return
+        if state == "fault" and self.health[0] != "fault":
+            self.faults += 1
         self.health = (state, reason)
         if state == "fault":
             log.error("offload: fault: %s", reason)
@@ -171,7 +187,7 @@ class OffloadRelay:
 
     def _open(self) -> bool:
         try:
-            journal, note = open_or_recover(self.state_dir)
+            journal, note = open_or_recover(self.state_dir, self.settings.cards_per_source_per_day)
         except JournalError as exc:
             self._set_health("fault", f"{exc}; offload reports are refused until it can be opened "
                                       f"(set [hub] state_dir to a directory this user owns)")
@@ -223,15 +239,17 @@ class OffloadRelay:
                          "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
-                source: str | None = None, duplicate: bool | None = None) -> None:
-        (self._duplicates if duplicate else self._rejections).count(reason[:160])
+                source: str | None = None, duplicate: bool | None = None, conflict: bool | None = None) -> None:
+        (self._duplicates if duplicate else self._conflicts if conflict else self._rejections).count(reason[:160])
         if not self.bus.connected.is_set():
             return
         self._send_shed_notice()
         rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
-        answer = OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source, duplicate=duplicate)
+        answer = OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source, duplicate=duplicate,
+                              conflict=conflict)
         if self._answers.offer(self.topics.offload_error(), answer) is None:
-            kind = "duplicate" if duplicate else "busy" if reason.startswith("busy") else "rejected"
+            kind = ("duplicate" if duplicate else "conflict" if conflict else "busy" if reason.startswith("busy")
+                    else "rejected")
             self._shed_log.count(kind)
             with self._shed_lock:
                 if not self._shed:
@@ -266,9 +284,8 @@ class OffloadRelay:
             try:
                 first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
-                self._rejections.flush()
-                self._duplicates.flush()
-                self._shed_log.flush()
+                for counted in (self._rejections, self._duplicates, self._conflicts, self._shed_log):
+                    counted.flush()
                 self._send_shed_notice()
                 if stopping:
                     return
@@ -330,11 +347,16 @@ class OffloadRelay:
         for item, report, outcome in outcomes:
             if isinstance(outcome, PayloadError):
                 self._refuse(item, str(outcome))
+            elif outcome.kind == "conflict":
+                self._reject(outcome.note, event_id=report.event_id, source=item.origin, conflict=True)
+                for event in outcome.events:
+                    log.warning("offload %s: put in doubt, no longer safe to wipe (%s)", event.roll, event.event_id)
             elif outcome.kind == "duplicate":
                 self._reject(f"duplicate event_id {report.event_id}: already accepted; published once",
                              event_id=report.event_id, source=item.origin, duplicate=True)
             elif outcome.events:
                 for event in outcome.events:
+                    self.accepted[event.status] += 1
                     log.info("offload %s: %s accepted (%s)", event.roll, event.status, event.event_id)
             else:
                 log.info("offload: %s", outcome.note)
@@ -356,11 +378,15 @@ class OffloadRelay:
 
     # -- delivery thread ----------------------------------------------------------------------
     def _deliver_loop(self) -> None:
+        next_clear = 0.0
         while not self._stop.is_set():
-            self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
+            woken = self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
             self._wake.clear()
             try:
                 self._deliver_pending()
+                if woken or time.monotonic() >= next_clear:
+                    self._clear_old_cards()
+                    next_clear = time.monotonic() + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
             except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
                 path = self.journal.path if self.journal is not None else self.state_dir
                 self._set_health("fault", f"could not write the offload journal {path} "
@@ -369,6 +395,26 @@ class OffloadRelay:
             except Exception:
                 log.exception("offload delivery failed; retrying")
                 self._stop.wait(1.0)
+
+    def _clear_old_cards(self) -> None:
+        """Clear the retained card of every card past ``max_cards`` (oldest first) or ``card_max_age_h``:
+        an empty retained message, recorded once the broker acknowledged it."""
+        s = self.settings
+        while not self._stop.is_set() and self.bus.connected.is_set() and (journal := self.journal) is not None:
+            due = journal.to_clear(s.max_cards, s.card_max_age_h * 3600, limit=self.batch_size)
+            if not due:
+                return
+            sent = [(roll, seq, self.bus.publish(self.topics.offload_card(roll), b"", retain=True)) for roll, seq in due]
+            if any(d.error for _, _, d in sent):
+                return  # refused by the MQTT client (queue full): tried again at the next round
+            for _, _, delivery in sent:
+                while not delivery.wait(0.5):
+                    if self._stop.is_set() or not self.bus.connected.is_set():
+                        return
+            journal.mark_cleared([(roll, seq) for roll, seq, _ in sent])
+            log.info("offload: cleared %d retained card(s) past [offload] max_cards = %d or card_max_age_h = %g "
+                     "(oldest first: %s%s)", len(sent), s.max_cards, s.card_max_age_h,
+                     ", ".join(roll for roll, _, _ in sent[:5]), ", ..." if len(sent) > 5 else "")
 
     def _deliver_pending(self) -> None:
         while not self._stop.is_set() and self.bus.connected.is_set():
