@@ -184,6 +184,9 @@ class SpeechSettings(Section):
 
 
 class OffloadSettings(Section):
+    enabled: bool = True
+    """Relay offload reports. Exactly one hub on a broker may: set false on every other hub (a hub
+    that finds another one relaying runs without offload and says so)."""
     watch: list[Path] = Field(default_factory=list)
     """Directories scanned for ASC MHL histories (any ``ascmhl/`` folder below them)."""
     copies_required: int = Field(2, ge=1, le=20)

@@ -34,10 +34,11 @@ STAGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 OUT: tuple[tuple[str, int], ...] = tuple(
     (spec.filter("")[1:], spec.qos) for spec in contract.TOPICS
-    if set(spec.writers) <= {"hub", "light"}
+    if set(spec.writers) <= {"hub", "light"} and not spec.owner
 ) + (("set/+/response/#", 1),)
 """(pattern below the base, QoS) of what flows from a stage to the centre: every topic only the
-stage's hub and lights write, and the MQTT 5 per-client answer topics."""
+stage's hub and lights write, and the MQTT 5 per-client answer topics of central clients (the
+last; the stage's own users' private answers stay on the stage)."""
 IN: tuple[tuple[str, int], ...] = ((contract.SET_REQUEST.filter("")[1:], 0),)
 """What flows from the centre to a stage: requests only, at QoS 0 (never queued, never re-sent)."""
 
@@ -115,8 +116,14 @@ def central_acl_lines(user: str, role: str, base: str) -> list[str]:
         return [f"topic {r.everything} {base}/#"]
     # Only requests cross into a stage: other writes (light commands, reports) would go nowhere.
     request = f"topic write {contract.SET_REQUEST.filter(stage_base(base, '+'))}"
-    lines = [line for line in contract.acl_lines(user, role, stage_base(base, "+"))
-             if not line.startswith("topic write") or line == request]
+    lines = []
+    for line in contract.acl_lines(user, role, stage_base(base, "+")):
+        if line.startswith("topic readwrite "):  # the reading stays; the writing only for requests
+            topic = line.split(" ", 2)[2]
+            lines.append(f"topic read {topic}")
+            line = f"topic write {topic}"
+        if not line.startswith("topic write") or line == request:
+            lines.append(line)
     return lines + [f"topic read {notification_topic(base, '+')}"]
 
 
