@@ -314,6 +314,9 @@ class WebSettings(Section):
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     """How long a login lasts from when it began, however often it is used (logging out ends it at once)."""
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    """A connection that has sent no complete request this long after it opened (or after its last
+    answer) is closed: slow and half-open connections cannot hold the server's open files."""
     max_streams: int = Field(1000, ge=10, le=100_000)
     """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
     streams_per_address: int = Field(8, ge=1, le=100_000)
