@@ -146,3 +146,10 @@ def test_cli_names_a_missing_channel_and_a_bad_file(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "channel 2 does not exist" in run.stderr and "bad.wav: cannot read as a WAV file" in run.stderr
+
+
+def test_a_file_that_ends_mid_run_stops_the_run_where_the_code_last_advanced(tmp_path):
+    rate = 48000
+    pcm = np.concatenate([quiet(rate, 0.5), LtcEncoder(rate, 24, "02:00:00:00").encode(1.0)])
+    [run], _ = read_runs(write_wav(tmp_path / "cut-short.wav", rate, pcm))
+    assert run.start_tc == "02:00:00:01" and run.stop_tc.startswith("02:00:00:2") and 1.3 < run.stop <= 1.5

@@ -16,6 +16,7 @@ from typing import Any
 from ..audio.base import AudioSource
 from ..config import TimecodeSettings
 from ..hub.component import Health, HubLink
+from ..hub.controller import Outcome
 from ..messages import SetEvent
 from .arbiter import Arbiter
 from .runs import RunChange
@@ -68,7 +69,7 @@ class Recorder:
             if part is not None:
                 part.stop()
 
-    def voice(self, action: str, cause: str = "voice", **detail: object) -> object:
+    def voice(self, action: str, cause: str = "voice", **detail: object) -> Outcome:
         """The voice listener's ``submit``: through the arbiter, stamped."""
         return self.arbiter.voice(action, cause, **detail)
 

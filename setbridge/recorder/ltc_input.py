@@ -121,10 +121,9 @@ class LtcInput(Worker):
         self._report()
 
     def _new_stream(self, rate: int) -> None:
-        if self._runs is not None and self._runs.recording and self.settings.mode == "rec-run":
-            change = self._runs.check(self._runs.last.end + self._runs.hold_off if self._runs.last else 0)
-            if change is not None:
-                self.on_change(change)
+        change = self._runs.end() if self._runs is not None else None
+        if change is not None and self.settings.mode == "rec-run":
+            self.on_change(change)  # a new rate is a new input: the recorder's run on the old one is over
         if self._decoder is not None:
             self._decoder.close()
         self.rate = rate

@@ -53,7 +53,7 @@ def read_runs(path: Path, channel: int | None = None, hold_off_s: float = 0.5,
             frames = list(decoder.write_s16(pcm))
             decoded += len(frames)
             changes += runs.feed(frames, decoder.position)
-        change = runs.check(decoder.position + runs.hold_off)  # the file ended: a run still open stops there
+        change = runs.end()  # the file ended: a run still open stops where its code last advanced
         if change is not None:
             changes.append(change)
         decoder.close()

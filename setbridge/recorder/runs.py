@@ -100,6 +100,10 @@ class RunDetector:
             return None
         return self._change(False, run.last, run.last.end)
 
+    def end(self) -> RunChange | None:
+        """The stream ended: the stop of a run still open, where its code last advanced."""
+        return self.check(self._run.last.end + self.hold_off) if self._run is not None else None
+
     def _frame(self, frame: DecodedFrame) -> list[RunChange]:
         previous, self.last = self.last, frame
         self.max_frame = max(self.max_frame, frame.frames)
