@@ -52,7 +52,10 @@ class HubSettings(Section):
     """After a cut, stay rolling this long (as sound recorders do)."""
     transaction_window_s: float = Field(600.0, ge=0, le=86400)
     """A request repeated with the same transaction within this many seconds gets its first
-    answer and changes nothing (at most 10,000 answers are remembered)."""
+    answer and changes nothing (at most 10,000 answers are remembered, 2,500 per ``source``)."""
+    request_max_age_s: float = Field(5.0, gt=0, le=3600)
+    """A request sent (its ``sent_at``) longer ago than this is refused, never executed late; so is one
+    past its own ``deadline`` or MQTT 5 Message Expiry."""
 
 
 class TlsSettings(Section):
@@ -89,6 +92,9 @@ class MqttSettings(Section):
     ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
+    client: Literal["fast", "paho"] = "fast"
+    """The MQTT client: ``fast`` (paho with a cheaper network loop for bursts; paho's own client
+    whenever the installed paho-mqtt is not the one it was written for) or ``paho`` (paho's own)."""
 
 
 class AudioSettings(Section):
@@ -196,6 +202,13 @@ class OffloadSettings(Section):
     """Events older than this (delivered late after an outage) do not flash lights."""
     journal_batch: int = Field(256, ge=1, le=10000)
     """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
+    max_cards: int = Field(300, ge=1, le=500)
+    """Cards kept retained on ``{base}/offload/card/{roll}``; beyond it the card with the oldest latest
+    event is cleared (the board holds at most 500)."""
+    card_max_age_h: float = Field(72.0, gt=0, le=24 * 90)
+    """A card without a new event for this many hours is cleared from the broker (the journal keeps it)."""
+    cards_per_source_per_day: int = Field(200, ge=1, le=100_000)
+    """New cards one sender (its ``source`` and ``host``) may start in 24 hours; more are refused."""
 
 
 class GpioSettings(Section):
@@ -297,7 +310,11 @@ class WebSettings(Section):
     secure_cookies: bool = False
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
-    """How long a login lasts."""
+    """How long a login lasts from when it began, however often it is used (logging out ends it at once)."""
+    max_streams: int = Field(1000, ge=10, le=100_000)
+    """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
+    streams_per_address: int = Field(8, ge=1, le=100_000)
+    """Open pages from one client address (raise it when phones reach the board through one NAT)."""
 
 
 class MetricsSettings(Section):

@@ -72,14 +72,21 @@ class HubStatus(Payload):
     ts: float = Field(default_factory=now)
 
 
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a JavaScript client (Node-RED's ``Date.now()``) holds exactly."""
+Counter = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+"""``epoch``, ``seq`` and ``take``: 0 to 2**53 - 1, so every reader of the bus (JavaScript pages,
+MicroPython lights, SQLite) holds the same number."""
+
+
 class SetState(Payload):
     """``{base}/set/{set}/state`` — retained, the set's current state."""
 
     set: Id
     state: SetStateName
-    epoch: int
-    seq: int
-    take: int
+    epoch: Counter
+    seq: Counter
+    take: Counter
     cause: str
     ts: float = Field(default_factory=now)
 
@@ -87,8 +94,8 @@ class SetState(Payload):
 class Heartbeat(Payload):
     """``{base}/set/{set}/heartbeat`` — QoS 0, every ``heartbeat_s``."""
 
-    epoch: int
-    seq: int
+    epoch: Counter
+    seq: Counter
     state: SetStateName
     ts: float = Field(default_factory=now)
 
@@ -106,9 +113,9 @@ class SetEvent(Payload):
     phrase: str | None = None
     confidence: float | None = None
     transaction: str | int | None = None
-    epoch: int
-    seq: int
-    take: int
+    epoch: Counter
+    seq: Counter
+    take: Counter
     timecode: str | None = None
     """The recorder's code ``HH:MM:SS:FF`` when a timecode source is configured: its first code for a
     roll and its last for a cut the recorder caused, else the latest code read."""
@@ -124,8 +131,6 @@ class SetEvent(Payload):
 
 
 MAX_TRANSACTION_CHARS = 128
-MAX_SAFE_INTEGER = 2**53 - 1
-"""The largest integer a JavaScript client (Node-RED's ``Date.now()``) holds exactly."""
 
 Transaction = Annotated[str, Field(min_length=1, max_length=MAX_TRANSACTION_CHARS)] | Annotated[
     int, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
@@ -141,6 +146,12 @@ class SetRequest(Payload):
     action: Action
     transaction: Transaction | None = None
     source: str | None = Field(None, max_length=128)
+    sent_at: float | None = Field(None, allow_inf_nan=False)
+    """When the request was sent (seconds since the epoch): the hub refuses one older than
+    ``[hub] request_max_age_s``. (Not ``ts``: clients were told they may add a ``ts`` of their own.)"""
+    deadline: float | None = Field(None, allow_inf_nan=False)
+    """The request must not run after this (seconds since the epoch): the age limit of an MQTT 3.1.1
+    client, which has no Message Expiry."""
 
     @field_validator("transaction", mode="before")
     @classmethod
@@ -166,7 +177,7 @@ class SetResponse(Payload):
     ok: bool
     error: str | None = None
     state: SetStateName | None = None
-    seq: int | None = None
+    seq: Counter | None = None
     changed: bool | None = None
     retry_after_s: float | None = None
     """Set on a "busy" refusal: send the request again (same transaction) after this many seconds."""
@@ -202,8 +213,8 @@ class LightState(Payload):
     """``{base}/light/{light}/state`` — retained, what the light shows."""
 
     showing: LightShowing
-    epoch: int | None = None
-    seq: int | None = None
+    epoch: Counter | None = None
+    seq: Counter | None = None
 
 
 class LightAlive(Payload):
@@ -212,8 +223,8 @@ class LightAlive(Payload):
     showing: LightShowing | Literal["flash"]
     every_s: float = Field(gt=0)
     """The light's own period; judge it not alive after 3 s (or 3 × ``every_s``, if longer) of silence."""
-    epoch: int | None = None
-    seq: int | None = None
+    epoch: Counter | None = None
+    seq: Counter | None = None
 
 
 class LightCommand(Payload):
@@ -236,6 +247,9 @@ class OffloadError(Payload):
     """The rejected report's ``event_id``, when it had one (so a sender can match the answer)."""
     duplicate: bool | None = None
     """True when the report was an already accepted ``event_id``: ignored, nothing is lost."""
+    conflict: bool | None = None
+    """True when the report reused an accepted ``event_id`` with other content: refused, and the card
+    it names is published again as not safe to wipe."""
     source: str | None = None
     """Where the rejected input came from: mqtt, cli, hedge or mhl."""
     ts: float = Field(default_factory=now)

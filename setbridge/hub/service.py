@@ -27,6 +27,7 @@ from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, Set
                         transaction_of)
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
+from .. import expiry, lot
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
@@ -70,6 +71,8 @@ class _Request:
     topic: str
     request: SetRequest
     route: "ReplyRoute"
+    expires_at: float | None = None
+    """When its MQTT 5 Message Expiry runs out (wall clock), if it has one."""
 
 
 class Hub:
@@ -380,7 +383,7 @@ class Hub:
             if not self._take_slot(source):
                 self._refuse_busy(request, route, f"this source has {SOURCE_SHARE} requests waiting")
                 return
-            if self.worker.offer(_Request(topic, request, route)):
+            if self.worker.offer(_Request(topic, request, route, expiry.expires_at(message))):
                 return
             self._release_slot(source)
         self._refuse_busy(request, route)
@@ -420,18 +423,34 @@ class Hub:
         """On the worker: local actions and queued requests, applied with one write to disk."""
         actions = [item if isinstance(item, Action) else None for item in items]
         requests: list[tuple[int, _Request]] = []
+        now = time.time()
         for i, item in enumerate(items):
             if isinstance(item, _Request):
-                requests.append((i, item))
                 r = item.request
                 self._release_slot(r.source or "")
+                late = expiry.refusal(r, item.expires_at, now, self.settings.hub.request_max_age_s)
+                if late:
+                    self._refuse_late(item, late)
+                    continue
+                requests.append((i, item))
                 actions[i] = Action(r.action, "request", {"source": r.source, "transaction": r.transaction})
         answered = self._repeats(requests)
         run = [a for i, a in enumerate(actions) if a is not None and i not in answered]
         outcomes = iter(self.controller.apply_many(run) if run else [])
-        results: list[Outcome | None] = [None if i in answered else next(outcomes) for i in range(len(items))]
+        results: list[Outcome | None] = [None if i in answered or actions[i] is None else next(outcomes)
+                                         for i in range(len(items))]
         self._answer_requests(requests, results, answered)
         return results
+
+    def _refuse_late(self, item: _Request, why: str) -> None:
+        """Answer an expired request; it changes nothing and its transaction stays free for a retry."""
+        r = item.request
+        self.refused.count(f"{r.action} from {r.source or 'no source'}: {why.split(':')[0]} expired")
+        if r.transaction is None and item.route.correlation is None:
+            return
+        s = self.controller.stored
+        self._respond(SetResponse(transaction=r.transaction, ok=False, error=why, state=s.state, seq=s.seq),
+                      item.route)
 
     def _repeats(self, requests: list[tuple[int, _Request]]) -> dict[int, int | SetResponse]:
         """Which requests repeat a transaction (answered from memory or from an earlier one in this batch)."""
@@ -472,7 +491,7 @@ class Hub:
             response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
                                    state=outcome.state, seq=outcome.seq, changed=outcome.changed)
             if tx is not None and not outcome.transient:
-                self.transactions.remember(tx, (r.action, r.source), response)
+                self.transactions.remember(tx, (r.action, r.source), response, source=r.source or "")
             built[i] = response
             self._respond(response, item.route)
 
@@ -485,7 +504,8 @@ class Hub:
         if wanted is None:
             return ReplyRoute(shared, correlation), None
         allowed = shared + "/"
-        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted):
+        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted) or (
+                lot.answer_topic_allowed(self.topics.base, self.set_id, wanted)):  # a client at a lot's centre
             return ReplyRoute(wanted, correlation), None
         return ReplyRoute(shared, correlation), (
             f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")

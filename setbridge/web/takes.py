@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import SetbridgeError
+from ..escape import terminal
 from ..messages import SetEvent
 
 SCHEMA = """
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 2), dt.date(9999, 12, 30)
+"""The days a take log can hold: its times are Unix timestamps, and each day is read with its neighbours."""
 ADDED_COLUMNS = {"timecode": "TEXT", "fps": "REAL", "overruled": "INTEGER"}
 """Columns added after the first schema (a log written before them gains them, empty)."""
 ENDS = ("cut", "idle")
@@ -144,7 +147,9 @@ class TakeLog:
 
     def takes(self, day: dt.date, set_id: str | None = None) -> list[Take]:
         """The takes rolled on ``day`` (local time), in order; a take rolling past midnight
-        belongs to the day it rolled."""
+        belongs to the day it rolled. Raises ValueError (see :func:`day_problem`) for a day out of range."""
+        if (problem := day_problem(day)) is not None:
+            raise ValueError(problem)
         start = dt.datetime.combine(day, dt.time()).timestamp()
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
         with self._lock:
@@ -153,6 +158,13 @@ class TakeLog:
                 "FROM events WHERE ts >= ? AND ts < ? AND NOT coalesce(overruled, 0) ORDER BY set_id, ts, epoch, seq", (start - 86400, end + 86400)).fetchall()
         takes = [t for t in _pair(rows) if start <= t.started < end and (set_id is None or t.set_id == set_id)]
         return sorted(takes, key=lambda t: t.started)
+
+
+def day_problem(day: dt.date) -> str | None:
+    """Why the take log cannot be read for ``day`` (one line), or None when it can."""
+    if FIRST_DAY <= day <= LAST_DAY:
+        return None
+    return f"date {day.isoformat()} is out of range: choose a day from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}"
 
 
 def _pair(rows: list[tuple[Any, ...]]) -> list[Take]:
@@ -199,11 +211,23 @@ def _iso(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds") if ts else ""
 
 
+FORMULA_STARTS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+"""What makes a spreadsheet read a cell as a formula (OWASP's list, and the full-width forms some
+spreadsheets read the same way); tab and CR before them never reach a cell (see :func:`_cell`)."""
+
+
 def _cell(value: object) -> object:
-    """A spreadsheet must not run a bus-supplied text as a formula."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return "" if value is None else value
+    """A cell that is safe in a spreadsheet and on a terminal: control characters of a bus-supplied
+    text written as visible escapes (as ``setbridge watch`` does), and a text a spreadsheet would run
+    as a formula (also after leading spaces) prefixed with ``'``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        return value
+    text = terminal(value)
+    if text.lstrip(" ")[:1] in FORMULA_STARTS:
+        return "'" + text
+    return text
 
 
 def to_csv(takes: list[Take]) -> str:
