@@ -175,3 +175,19 @@ def test_a_tally_closed_too_long_is_reported_stuck(factory):
         wait_until(lambda: calls.changes == [True, False] and calls.health[-1] == (True, None), what="stopped")
     finally:
         tally.stop()
+
+
+def test_watch_shows_the_recorder_and_an_overruled_cut():
+    from setbridge.topics import Topics
+    from setbridge.watch import describe
+
+    topics = Topics("sb")
+    status = {"v": 1, "state": "online", "hub": "h", "set": "s", "version": "1", "audio": "ok",
+              "timecode": "ok", "recorder": "recording"}
+    assert describe(topics, "sb/hub/h/status", status, b"").endswith("audio ok, timecode ok (recorder recording))")
+    event = {"v": 1, "type": "cut", "changed": False, "state": "rolling", "cause": "voice", "phrase": "컷",
+             "confidence": 0.9, "overruled": True, "reason": "the recorder is still recording",
+             "timecode": "10:00:01:02", "epoch": 1, "seq": 2, "take": 1}
+    line = describe(topics, "sb/set/s/event", event, b"")
+    assert line == ('set s: event cut OVERRULED by voice heard "컷" 0.90 at TC 10:00:01:02 '
+                    "(the recorder is still recording)")
