@@ -113,10 +113,11 @@ def ltc_input(mode: str, **settings):
     return part, calls
 
 
-def feed(part, pcm, rate: int = 48000) -> None:
+def feed(part, pcm, rate: int = 48000, block_s: float = 0.05) -> None:
     tap = part.receiver()
-    for i in range(0, len(pcm), rate // 20):
-        tap(pcm[i:i + rate // 20].tobytes(), rate)
+    block = int(rate * block_s)
+    for i in range(0, len(pcm), block):
+        tap(pcm[i:i + block].tobytes(), rate)
 
 
 def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
@@ -191,3 +192,25 @@ def test_watch_shows_the_recorder_and_an_overruled_cut():
     line = describe(topics, "sb/set/s/event", event, b"")
     assert line == ('set s: event cut OVERRULED by voice heard "컷" 0.90 at TC 10:00:01:02 '
                     "(the recorder is still recording)")
+
+
+def test_code_after_a_fault_is_healthy_before_its_start_counts():
+    """Noise on the LTC channel (a fault), then the recorder's code: the start must roll."""
+    from setbridge.config import TimecodeSettings
+    from setbridge.recorder.ltc import LtcEncoder
+    from setbridge.recorder.ltc_input import LtcInput
+
+    order: list = []
+    tc = TimecodeSettings(mode="rec-run", channel=2, fault_s=0.5)
+    part = LtcInput(tc, lambda change: order.append(("change", change.recording)),
+                    lambda ok, why: order.append(("health", ok)))
+    part.start()
+    try:
+        noise = np.random.default_rng(2).normal(0, 5000, 48000).astype(np.int16)
+        # blocks of 0.2 s: the first frames that decode and the start come in one block
+        feed(part, np.concatenate([noise, LtcEncoder(48000, 25).encode(0.5)]), block_s=0.2)
+        wait_until(lambda: ("change", True) in order, what="the start")
+        assert order[:3] == [("health", True), ("health", False), ("health", True)]
+        assert order.index(("change", True)) == 3
+    finally:
+        part.stop()

@@ -113,12 +113,12 @@ class LtcInput(Worker):
         last = self._runs.last
         if last is not None and frames:
             self.stamp = Stamp(last.timecode, self._runs.fps, last.drop_frame)
+        self._report()  # first: code that decodes again is healthy before its start counts
         if self.settings.mode == "rec-run":
             for change in changes:
                 log.info("timecode: recorder %s at %s (%g fps)", "started" if change.recording else "stopped",
                          change.timecode, change.fps)
                 self.on_change(change)
-        self._report()
 
     def _new_stream(self, rate: int) -> None:
         change = self._runs.end() if self._runs is not None else None
