@@ -153,7 +153,7 @@ def test_rec_run_silence_is_no_fault_but_an_audio_fault_is():
         assert calls.health == [(True, None)]
         part.audio_fault("microphone unplugged")
         wait_until(lambda: len(calls.health) == 2, what="the fault")
-        assert "[audio] input is at fault" in calls.health[1][1]
+        assert "its audio input is at fault (microphone unplugged)" in calls.health[1][1]
     finally:
         part.stop()
 

@@ -147,7 +147,7 @@ class Hub:
             from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
 
             self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
-                                     report=self.set_timecode_health)
+                                     report=self.set_timecode_health, reopen_s=settings.audio.reopen_s)
             self.add_component(self.recorder)
         if settings.audio.source != "none":
             from ..audio import open_source

@@ -31,12 +31,14 @@ class Recorder:
     health as ``report(state, reason, recorder)`` for the hub status."""
 
     def __init__(self, hub: HubLink, settings: TimecodeSettings, publish_event: Callable[[SetEvent], None],
-                 report: Callable[[str, str | None, str | None], None], pin_factory: Any = None):
+                 report: Callable[[str, str | None, str | None], None], pin_factory: Any = None,
+                 reopen_s: float = 3.0):
         self.settings = settings
         self.hub = hub
         self._report = report
         self.arbiter = Arbiter(hub.submit, hub.snapshot, publish_event, settings.confirm_s, on_change=self._changed)
         self.ltc: Any = None
+        self.ltc_audio: Any = None
         self.tally: Any = None
         self._reported: tuple[str, str | None, str | None] | None = None
         self._ltc_health: tuple[bool, str | None] = (True, None)
@@ -48,6 +50,10 @@ class Recorder:
             if settings.mode == "rec-run":
                 self.arbiter.add_source("timecode")
             self.ltc = LtcInput(settings, self._ltc_changed, self._ltc_health_changed)
+            if settings.own_input():
+                from .ltc_audio import LtcAudio
+
+                self.ltc_audio = LtcAudio(settings, self.ltc, reopen_s)
         if settings.tally_pin is not None:
             from .tally import TallyInput
 
@@ -58,14 +64,17 @@ class Recorder:
     def start(self) -> None:
         if self.ltc is not None:
             self.ltc.start()
-            self.hub.on_health(self._hub_health)
+            if self.ltc_audio is not None:
+                self.ltc_audio.start()
+            else:
+                self.hub.on_health(self._hub_health)
         if self.tally is not None:
             self.tally.start()
         self._changed()
 
     def stop(self) -> None:
         self.arbiter.stop()
-        for part in (self.tally, self.ltc):
+        for part in (self.tally, self.ltc_audio, self.ltc):
             if part is not None:
                 part.stop()
 
@@ -75,7 +84,7 @@ class Recorder:
 
     def tapped(self, source: AudioSource) -> AudioSource:
         """``source`` with the LTC channel handed to the timecode input."""
-        if self.ltc is not None and self.settings.channel is not None:
+        if self.ltc is not None and self.settings.channel is not None and not self.settings.own_input():
             source.tap(self.settings.channel, self.ltc.receiver())
         return source
 

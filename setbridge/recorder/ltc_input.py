@@ -136,7 +136,7 @@ class LtcInput(Worker):
         channel, position = self.settings.channel, self._decoder.position if self._decoder else 0
         limit = self.settings.fault_s * self.rate
         if self._audio_fault is not None:
-            healthy, reason = False, f"no LTC: the [audio] input is at fault ({self._audio_fault})"
+            healthy, reason = False, f"no LTC: its audio input is at fault ({self._audio_fault})"
         elif self.rate and position - max(self._last_frame, self._last_quiet) >= limit:
             healthy, reason = False, (f"signal on [timecode] channel {channel} does not decode as LTC "
                                       "(wrong channel, or not timecode?)")
