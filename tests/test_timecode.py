@@ -153,3 +153,14 @@ def test_a_file_that_ends_mid_run_stops_the_run_where_the_code_last_advanced(tmp
     pcm = np.concatenate([quiet(rate, 0.5), LtcEncoder(rate, 24, "02:00:00:00").encode(1.0)])
     [run], _ = read_runs(write_wav(tmp_path / "cut-short.wav", rate, pcm))
     assert run.start_tc == "02:00:00:01" and run.stop_tc.startswith("02:00:00:2") and 1.3 < run.stop <= 1.5
+
+
+def test_a_jump_in_the_code_mid_run_is_one_run(tmp_path):
+    rate = 48000
+    before = LtcEncoder(rate, 25, "10:00:00:00").encode(1.0)
+    after = LtcEncoder(rate, 25, "12:30:00:00").encode(1.0)  # re-jammed mid-take: the code jumps
+    pcm = np.concatenate([quiet(rate, 0.5), before, after, quiet(rate, 1.0)])
+    runs = RunDetector(rate, hold_off_s=0.5)
+    changes = runs.feed(decode(pcm, rate), len(pcm))
+    assert [c.recording for c in changes] == [True, False]
+    assert changes[1].timecode.startswith("12:30:00:2")

@@ -120,8 +120,8 @@ class RunDetector:
                 return changes
             assert previous is not None
             run = self._run = _Run(previous, frame)
-        elif _advance(run.last, frame, 2 * 32 + 32 * (frame.start - run.last.end) // self.rate):
-            run.last = frame
+        elif follows or _advance(run.last, frame, 2 * 32 + 32 * (frame.start - run.last.end) // self.rate):
+            run.last = frame  # running on, after a dropout, or from a new code (the recorder re-jammed)
         else:
             return changes  # still code, or code from elsewhere: the hold-off runs on
         if not run.started and run.last.end - run.first.start >= self.min_run:
