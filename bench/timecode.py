@@ -372,12 +372,21 @@ def main() -> None:
             block = (6000 * sig * gate).astype(np.int16)
             yield from (block[i:i + BLOCK] for i in range(0, len(block), BLOCK))
 
+    talk = day_audio(600.0)
+
+    def speech():  # a shooting day's talk, calls and dialogue (espeak-ng Korean), over and over
+        assert talk is not None
+        while True:
+            yield from (talk[i:i + BLOCK] for i in range(0, len(talk), BLOCK))
+
+    streams = [("free-run code", free_run), ("silence", silence), ("speech-like tones", tones), ("noise", noise)]
+    if talk is not None:
+        streams.insert(2, ("speech (a day, looped)", speech))
     print(f"\nrec-run starts in {args.minutes:g} min of each (goal: 1 for free-run code, its first; 0 for the others)")
     cpu_ltc = None
-    for name, gen in (("free-run code", free_run), ("silence", silence), ("speech-like tones", tones),
-                      ("noise", noise)):
+    for name, gen in streams:
         starts, cpu = count_starts(gen, seconds)
-        print(f"  {name:18} {starts:3d} starts   decode CPU {cpu / seconds * 1000:.3f} ms per channel-second")
+        print(f"  {name:22} {starts:3d} starts   decode CPU {cpu / seconds * 1000:.3f} ms per channel-second")
         if name == "free-run code":
             cpu_ltc = cpu / seconds
     assert cpu_ltc is not None
