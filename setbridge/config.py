@@ -338,6 +338,17 @@ class MetricsSettings(Section):
     """TCP port of the hub's metrics (0: any free port, logged at start)."""
 
 
+class HomeAssistantSettings(Section):
+    """Home Assistant MQTT discovery of each set (docs/mqtt.md, "Home Assistant")."""
+
+    enabled: bool = False
+    """Publish the set as a Home Assistant device; false removes a device published before."""
+    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "homeassistant"
+    """Home Assistant's discovery prefix (its birth message comes on ``{prefix}/status``)."""
+    device_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    """The device's name in Home Assistant; default ``setbridge <set>``."""
+
+
 class Settings(BaseModel):
     """All of setbridge's configuration."""
 
@@ -352,6 +363,7 @@ class Settings(BaseModel):
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
     timecode: TimecodeSettings = TimecodeSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @model_validator(mode="after")
     def _timecode_input(self) -> Settings:

@@ -185,13 +185,25 @@ def acl_patterns(base: str) -> list[str]:
     return lines
 
 
+HOME_ASSISTANT_PREFIX = "homeassistant"
+"""Home Assistant's default discovery prefix (``[homeassistant] prefix``)."""
+HOME_ASSISTANT_ACL: dict[str, tuple[tuple[Access, str], ...]] = {
+    "hub": (("readwrite", "device/+/config"), ("read", "status")),
+    "integrator": (("read", "#"), ("write", "status")),
+}
+"""Home Assistant's topics, below its prefix: only a hub publishes (and removes) discovery
+payloads; Home Assistant itself, an integrator, reads them and announces itself on ``status``."""
+
+
 def acl_lines(user: str, role: str, base: str) -> list[str]:
     """Mosquitto ACL ``topic`` lines for one user of ``role``, derived from the declarations
     (owned topics come from :func:`acl_patterns`)."""
     r = ROLES[role]
+    home_assistant = [f"topic {access} {HOME_ASSISTANT_PREFIX}/{pattern}"
+                      for access, pattern in HOME_ASSISTANT_ACL.get(role, ())]
     if r.everything:
-        return [f"topic {r.everything} {base}/#"]
-    lines: list[str] = []
+        return [f"topic {r.everything} {base}/#", *home_assistant]
+    lines: list[str] = home_assistant
     for group in dict.fromkeys(spec.pattern.split("/")[0] for spec in TOPICS):
         specs = [spec for spec in TOPICS if spec.pattern.startswith(group + "/")]
         # A role that reads every topic of a group reads ``group/#``, unless the group holds another

@@ -224,6 +224,10 @@ def test_v1_payload_bytes_are_unchanged():
     assert Heartbeat(epoch=1, seq=2, state="idle", ts=3.5).to_bytes() == b'{"v":1,"epoch":1,"seq":2,"state":"idle","ts":3.5}'
 
 
+HOME_ASSISTANT_ACL = {  # discovery: only a hub publishes it; Home Assistant (an integrator) reads it
+    "integrator": {"topic read homeassistant/#", "topic write homeassistant/status"},
+    "hub": {"topic readwrite homeassistant/device/+/config", "topic read homeassistant/status"},
+}
 SET_READ = {f"topic read b/set/+/{name}" for name in ("state", "heartbeat", "event", "response")}
 """What integrators and monitors read of the set: no longer ``set/#``, which held everyone's private answers."""
 V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic, less others' answers)
@@ -242,7 +246,7 @@ V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's a
 @pytest.mark.parametrize("role", sorted(V1_ACL))
 def test_the_generated_acl_grants_what_v1_granted(role):
     lines = acl_text({"u": role}, base="b").split("user u\n")[1].strip().splitlines()
-    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role]
+    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role] | HOME_ASSISTANT_ACL.get(role, set())
 
 
 def test_every_user_reads_its_own_answers_only():

@@ -28,6 +28,7 @@ from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, Set
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
 from .. import expiry, lot
+from .homeassistant import HomeAssistantDiscovery
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
@@ -164,6 +165,8 @@ class Hub:
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
             self.add_component(GpioPanel(self.link(), settings.gpio))
+        self.add_component(HomeAssistantDiscovery(self.bus, self.topics, settings.homeassistant, settings.hub.id,
+                                                  self.set_id))
         if settings.metrics.enabled:
             from .metrics import HubMetrics
 
