@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from setbridge.recorder.ltc import LtcDecoder, LtcEncoder  # noqa: E402
-from setbridge.recorder.runs import RunDetector  # noqa: E402
+from setbridge.recorder.ltc import LtcEncoder  # noqa: E402
+from setbridge.recorder.stream import LtcStream  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,7 +48,7 @@ def pct(values: list[float], p: float) -> float:
 def latency(fps: float, runs: int, seed: int) -> tuple[list[float], list[float]]:
     rng = np.random.default_rng(seed)
     enc = LtcEncoder(RATE, fps, "10:00:00:00", drop_frame=fps == 29.97, level_dbfs=-18)
-    decoder, detector = LtcDecoder(RATE), RunDetector(RATE, HOLD_OFF_S)
+    stream = LtcStream(RATE, HOLD_OFF_S)
     starts, stops, pcm_parts, t = [], [], [], 0
     for _ in range(runs):
         gap = int(rng.uniform(0.7, 1.5) * RATE)
@@ -63,20 +63,20 @@ def latency(fps: float, runs: int, seed: int) -> tuple[list[float], list[float]]
     pcm = np.concatenate(pcm_parts)
     on, off = [], []
     for i in range(0, len(pcm), BLOCK):
-        for change in detector.feed(decoder.write_s16(pcm[i:i + BLOCK]), decoder.position):
-            (on if change.recording else off).append(decoder.position)
+        for change in stream.feed(pcm[i:i + BLOCK]):
+            (on if change.recording else off).append(stream.position)
     assert len(on) == len(off) == runs, (fps, len(on), len(off))
     return ([(p - s) / RATE * 1000 for p, s in zip(on, starts)],
             [(p - s) / RATE * 1000 - HOLD_OFF_S * 1000 for p, s in zip(off, stops)])
 
 
 def count_starts(pcm_blocks, seconds: float) -> tuple[int, float]:
-    decoder, detector = LtcDecoder(RATE), RunDetector(RATE, HOLD_OFF_S)
+    stream = LtcStream(RATE, HOLD_OFF_S)
     starts, cpu = 0, 0.0
     done = 0
     for block in pcm_blocks():
         t0 = time.process_time()
-        starts += sum(c.recording for c in detector.feed(decoder.write_s16(block), decoder.position))
+        starts += sum(c.recording for c in stream.feed(block))
         cpu += time.process_time() - t0
         done += len(block)
         if done >= seconds * RATE:
