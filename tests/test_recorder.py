@@ -214,3 +214,22 @@ def test_code_after_a_fault_is_healthy_before_its_start_counts():
         assert order.index(("change", True)) == 3
     finally:
         part.stop()
+
+
+def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, factory):
+    from metrics_helpers import scrape, value
+
+    from setbridge.hub.metrics import HubMetrics
+
+    with running_hub(broker, tmp_path / "state", timecode={"tally_pin": 23},
+                     metrics={"enabled": True, "port": 0}) as hub:
+        factory.pin(23).drive_low()
+        wait_until(lambda: hub.state == "rolling")
+        assert hub.recorder is not None
+        hub.recorder.voice("cut", phrase="컷")
+        (metrics,) = [c for c in hub.components if isinstance(c, HubMetrics)]
+        families = scrape(f"http://127.0.0.1:{metrics.port}/metrics")
+    assert value(families, "setbridge_voice_overruled_total") == 1
+    assert value(families, "setbridge_voice_rolls_reverted_total") == 0
+    assert value(families, "setbridge_recorder_recording") == 1
+    assert value(families, "setbridge_timecode_fault") == 0

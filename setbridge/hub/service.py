@@ -201,6 +201,7 @@ class Hub:
         if (state, reason, recorder) != self.timecode_health:
             self.timecode_health = (state, reason, recorder)
             self._publish_status()
+            self._health_changed()
 
     def set_voice_enabled(self, enabled: bool) -> None:
         if enabled != self.voice_enabled:
@@ -215,7 +216,7 @@ class Hub:
         self._state_listeners.append(listener)
 
     def health(self) -> Health:
-        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status, timecode=self.timecode_health[0])
 
     def add_health_listener(self, listener: Callable[[Health], None]) -> None:
         """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""

@@ -10,7 +10,7 @@ arbitration with voice, and timecode on every event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..audio.base import AudioSource
@@ -24,6 +24,27 @@ from .runs import RunChange
 log = logging.getLogger(__name__)
 
 __all__ = ["Arbiter", "Recorder"]
+
+
+class RecorderStats:
+    """The recorder's counters as Prometheus metrics (read when scraped)."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
+        arbiter = self.recorder.arbiter
+        yield CounterMetricFamily("setbridge_voice_overruled", "Voice cuts overruled because the recorder was "
+                                  "recording", value=arbiter.overruled)
+        yield CounterMetricFamily("setbridge_voice_rolls_reverted", "Voice rolls the recorder did not confirm "
+                                  "within [timecode] confirm_s, reverted", value=arbiter.reverted)
+        if self.recorder.settings.recorder():
+            yield GaugeMetricFamily("setbridge_recorder_recording", "1 while the recorder source says it records",
+                                    value=1.0 if arbiter.recording() else 0.0)
+        if self.recorder.ltc is not None:
+            yield CounterMetricFamily("setbridge_timecode_frames", "LTC frames decoded", value=self.recorder.ltc.decoded)
 
 
 class Recorder:
@@ -60,6 +81,11 @@ class Recorder:
             self.arbiter.add_source("tally")
             self.tally = TallyInput(settings, self._tally_changed,
                                     lambda ok, why: self.arbiter.source_health("tally", ok, why), pin_factory)
+
+    @property
+    def stats(self) -> RecorderStats:
+        """For ``[metrics]``: what arbitration decided, counted since start."""
+        return RecorderStats(self)
 
     def start(self) -> None:
         if self.ltc is not None:
