@@ -164,3 +164,17 @@ def test_a_jump_in_the_code_mid_run_is_one_run(tmp_path):
     changes = runs.feed(decode(pcm, rate), len(pcm))
     assert [c.recording for c in changes] == [True, False]
     assert changes[1].timecode.startswith("12:30:00:2")
+
+
+def test_a_rec_run_that_resumes_where_it_stopped_rolls_on_its_first_frame():
+    from setbridge.recorder.stream import LtcStream
+
+    rate, block = 48000, 2400
+    enc = LtcEncoder(rate, 25, "01:00:00:00")
+    pcm = np.concatenate([quiet(rate, 0.5), enc.encode(1.0), quiet(rate, 1.0), enc.encode(1.0), quiet(rate, 1.0)])
+    stream, seen = LtcStream(rate, hold_off_s=0.5), []
+    for i in range(0, len(pcm), block):
+        seen += [(c.recording, c.timecode, c.at_s, stream.position) for c in stream.feed(pcm[i:i + block])]
+    recording, timecode, at_s, decided = seen[2]
+    assert recording and timecode == "01:00:01:00" and at_s == 2.5
+    assert decided - 2.5 * rate <= rate // 25 + block  # one frame, then the block it completed in
