@@ -260,7 +260,7 @@ class TimecodeSettings(Section):
     """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
     never cut a take."""
     min_run_s: float = Field(0.0, ge=0, le=10)
-    """Code must advance this long before it rolls (0: two frames in a row); raise it for a device
+    """Code must advance this long before it rolls (0: at once); raise it for a device
     that sends short bursts of running code when it stops."""
     confirm_s: float = Field(3.0, ge=0.5, le=60)
     """A voice roll the recorder has not confirmed within this many seconds reverts."""
