@@ -3,8 +3,9 @@ arbitration with voice, and timecode on every event.
 
 :class:`Recorder` is the hub component that holds them together::
 
-    recorder = Recorder(hub_link, settings.timecode, publish_event=...)
+    recorder = Recorder(hub.link(), settings.timecode, publish_event=..., report=hub.set_timecode_health)
     listener = VoiceListener(..., submit=recorder.voice, source_factory=lambda: recorder.tapped(src()))
+    event = recorder.stamp(event)       # every set event, as it is published
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Recorder:
                 part.stop()
 
     def voice(self, action: str, cause: str = "voice", **detail: object) -> Outcome:
-        """The voice listener's ``submit``: through the arbiter, stamped."""
+        """The voice listener's ``submit``: through the arbiter."""
         return self.arbiter.voice(action, cause, **detail)
 
     def tapped(self, source: AudioSource) -> AudioSource:

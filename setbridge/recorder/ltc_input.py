@@ -1,6 +1,7 @@
-"""The timecode input: the LTC channel of the ``[audio]`` input, decoded on a thread of its own.
+"""The timecode input: the LTC channel, decoded on a thread of its own.
 
-Blocks arrive from the audio source's tap (:meth:`LtcInput.receiver`) and are decoded by libltc;
+Blocks arrive from the ``[audio]`` source's tap or from an input of its own
+(:mod:`.ltc_audio`), both through :meth:`LtcInput.receiver`, and are decoded by libltc;
 rec runs go to ``on_change`` (rec-run mode only), the health (``ok``/``fault`` and why) to
 ``on_health``, and :attr:`LtcInput.stamp` is the latest code for stamping events.
 """
@@ -20,6 +21,7 @@ from .runs import RunChange
 from .stream import LtcStream
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Stamp:
