@@ -290,13 +290,14 @@ def canonical(item: OffloadReport | HedgeReport) -> bytes:
     """A report's content in one canonical form, to tell a retry from a different report that
     reuses its ``event_id``: the report as validated, without :data:`CANONICAL_EXCLUDED` and without
     fields that are null or absent, each destination's ``state`` filled from the report's status
-    as the event fills it, as JSON with sorted keys and no spaces (numbers as the model holds them:
-    ``5`` and ``5.0`` in a float field are the same)."""
-    data = item.model_dump(mode="json", exclude=set(CANONICAL_EXCLUDED), exclude_none=True)
-    if isinstance(item, OffloadReport):
-        for destination in data["destinations"]:
-            destination.setdefault("state", item.status)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    as the event fills it, as compact JSON in the model's field order (numbers as the model holds
+    them: ``5`` and ``5.0`` in a float field are the same); a Hedge event's own fields sorted."""
+    if isinstance(item, HedgeReport):
+        return json.dumps(item.hedge, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if any(d.state is None for d in item.destinations):
+        item = item.model_copy(update={"destinations": [d if d.state else d.model_copy(update={"state": item.status})
+                                                        for d in item.destinations]})
+    return item.model_dump_json(exclude=set(CANONICAL_EXCLUDED), exclude_none=True).encode()
 
 
 def content_digest(item: OffloadReport | HedgeReport) -> str:
