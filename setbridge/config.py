@@ -252,12 +252,18 @@ class TimecodeSettings(Section):
     stopped (cut); ``free-run``: the code only stamps events and takes; ``off``: no timecode."""
     channel: int | None = Field(None, ge=1, le=32)
     """The channel of the ``[audio]`` input that carries LTC (1 = first); voice still listens to
-    ``[audio] channel``. Needed unless mode is off."""
+    ``[audio] channel``. Needed unless mode is off; with ``device`` or ``file``, that input's channel
+    (default 1)."""
+    device: str | int | None = None
+    """LTC from an input device of its own (a name substring or index, as ``[audio] device``)
+    instead of a channel of the ``[audio]`` input."""
+    file: Path | None = None
+    """LTC replayed in real time from a 16-bit WAV file instead (a demo or a rehearsal)."""
     hold_off_s: float = Field(0.5, ge=0.1, le=30)
     """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
     never cut a take."""
     min_run_s: float = Field(0.0, ge=0, le=10)
-    """Code must advance this long before it rolls (0: two frames in a row); raise it for a device
+    """Code must advance this long before it rolls (0: at once); raise it for a device
     that sends short bursts of running code when it stops."""
     confirm_s: float = Field(3.0, ge=0.5, le=60)
     """A voice roll the recorder has not confirmed within this many seconds reverts."""
@@ -269,6 +275,10 @@ class TimecodeSettings(Section):
     """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
     tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
     """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+
+    def own_input(self) -> bool:
+        """LTC comes from an input of its own (``device`` or ``file``), not from the ``[audio]`` input."""
+        return self.device is not None or self.file is not None
 
     def recorder(self) -> bool:
         """A recorder source that starts and stops takes is configured (rec-run code or a tally)."""
@@ -364,16 +374,22 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _timecode_input(self) -> Settings:
         tc = self.timecode
-        if tc.mode != "off" and tc.channel is None:
+        if tc.mode == "off":
+            return self
+        if tc.device is not None and tc.file is not None:
+            raise ValueError("[timecode] device and file are both set; LTC comes from one input: keep one")
+        if tc.own_input():
+            return self
+        if tc.channel is None:
             raise ValueError(f'[timecode] mode = "{tc.mode}" needs [timecode] channel, the [audio] input\'s '
-                             "channel that carries LTC (1 = first)")
-        if tc.mode != "off" and self.audio.source not in ("mic", "file"):
+                             "channel that carries LTC (1 = first), or [timecode] device for an input of its own")
+        if self.audio.source not in ("mic", "file"):
             raise ValueError(f'[timecode] mode = "{tc.mode}" reads LTC from the [audio] input; set [audio] '
-                             'source to "mic" or "file"')
-        if tc.mode != "off" and self.audio.channel is None:
+                             'source to "mic" or "file", or [timecode] device for an input of its own')
+        if self.audio.channel is None:
             raise ValueError(f"[timecode] channel {tc.channel} carries LTC, so voice needs a channel of its own: "
                              "set [audio] channel (else the LTC would be mixed into voice)")
-        if tc.mode != "off" and tc.channel == self.audio.channel:
+        if tc.channel == self.audio.channel:
             raise ValueError(f"[timecode] channel {tc.channel} is also [audio] channel: voice and LTC need a "
                              "channel each")
         return self

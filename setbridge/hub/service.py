@@ -162,7 +162,7 @@ class Hub:
             from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
 
             self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
-                                     report=self.set_timecode_health)
+                                     report=self.set_timecode_health, reopen_s=settings.audio.reopen_s)
             self.add_component(self.recorder)
         if settings.audio.source != "none":
             from ..audio import open_source
@@ -215,6 +215,7 @@ class Hub:
         if (state, reason, recorder) != self.timecode_health:
             self.timecode_health = (state, reason, recorder)
             self._publish_status()
+            self._health_changed()
 
     def set_voice_enabled(self, enabled: bool) -> None:
         if enabled != self.voice_enabled:
@@ -229,7 +230,7 @@ class Hub:
         self._state_listeners.append(listener)
 
     def health(self) -> Health:
-        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status, timecode=self.timecode_health[0])
 
     def add_health_listener(self, listener: Callable[[Health], None]) -> None:
         """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
