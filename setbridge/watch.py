@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import contract as c
@@ -55,6 +56,8 @@ def describe(topics: Topics, topic: str, data: dict[str, Any] | None, raw: bytes
             return f"light {light}: {g('state')}" + (f" (fw {g('fw')}, set {g('set')})" if g("fw") else "")
         case (c.LIGHT_STATE, {"light": light}):
             return f"light {light}: shows {g('showing')}"
+        case (c.LIGHT_ALIVE, {"light": light}):
+            return f"light {light}: alive, shows {g('showing')}"
         case (c.LIGHT_CMD, {"light": light}):
             return f"light {light}: command {g('action')}"
         case (c.OFFLOAD_EVENT, _):
@@ -67,6 +70,71 @@ def describe(topics: Topics, topic: str, data: dict[str, Any] | None, raw: bytes
         case (c.OFFLOAD_REPORT, _):
             return f"offload report for {g('roll')}"
     return f"{where}: {json.dumps(data, ensure_ascii=False)[:200]}"
+
+
+ALIVE_TIMEOUT_S = 3.0
+"""A light silent this long (or 3 × its own ``every_s``, if longer) is not alive (docs/mqtt.md)."""
+
+
+@dataclass
+class _Seen:
+    showing: object
+    at: float
+    """When its last alive message came (monotonic)."""
+    timeout: float
+    alive: bool = True
+
+    @property
+    def deadline(self) -> float:
+        return self.at + self.timeout
+
+
+class LightLiveness:
+    """Turns each light's once-a-second ``alive`` messages into a line only when something changes:
+    a light first heard, what it shows, or its liveness (silent past its deadline, then back).
+
+    >>> lights = LightLiveness()
+    >>> lights.heard("door-1", {"showing": "idle", "every_s": 1}, now=0.0)
+    'light door-1: alive, shows idle'
+    >>> lights.heard("door-1", {"showing": "idle", "every_s": 1}, now=1.0) is None
+    True
+    >>> lights.silent(now=5.0)
+    ['light door-1: NOT ALIVE (no alive message for 4.0 s; last showed idle)']
+    """
+
+    def __init__(self) -> None:
+        self._lights: dict[str, _Seen] = {}
+
+    def heard(self, light: str, data: dict[str, Any] | None, now: float) -> str | None:
+        """A light's alive message arrived: the line to print, or None when nothing changed."""
+        data = data or {}
+        every = data.get("every_s")
+        period = float(every) if isinstance(every, (int, float)) and not isinstance(every, bool) and every > 0 else 1.0
+        showing = data.get("showing")
+        seen = self._lights.get(light)
+        self._lights[light] = _Seen(showing, now, max(ALIVE_TIMEOUT_S, 3 * period))
+        if seen is None:
+            return f"light {light}: alive, shows {showing}"
+        if not seen.alive:
+            return f"light {light}: alive again, shows {showing}"
+        if seen.showing != showing:
+            return f"light {light}: alive, shows {showing} (was {seen.showing})"
+        return None
+
+    def silent(self, now: float) -> list[str]:
+        """Lines for the lights that went silent since the last call (each said once)."""
+        lines = []
+        for light, seen in self._lights.items():
+            if seen.alive and now > seen.deadline:
+                seen.alive = False
+                lines.append(f"light {light}: NOT ALIVE (no alive message for {now - seen.at:.1f} s; "
+                             f"last showed {seen.showing})")
+        return lines
+
+    def next_deadline(self) -> float | None:
+        """The soonest moment a light still alive would turn silent, or None."""
+        pending = [s.deadline for s in self._lights.values() if s.alive]
+        return min(pending) if pending else None
 
 
 def stamp(t: float | None = None) -> str:

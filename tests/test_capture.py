@@ -71,6 +71,7 @@ def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
     """A roll the controller refuses, a roll another source overrules and a cut the set state refuses
     are kept with what happened to them, so a field check finds the calls the hub did not act on."""
     from setbridge.hub.controller import Outcome
+    from setbridge.messages import SetEvent
 
     roll = say("녹음 시작", tmp_path / "r.wav")
     take = write_wav(tmp_path / "take.wav", silence(0.8) + roll + silence(2.0) + roll + silence(2.0)
@@ -82,11 +83,10 @@ def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
                              hub={"state_dir": str(tmp_path / "state")})
     done = threading.Event()
 
-    class Overruled(Outcome):
-        overruled = True
-
+    overruled = SetEvent(type="roll", changed=False, state="idle", cause="voice", epoch=1, seq=1, take=0,
+                         overruled=True, reason="the recorder is stopped")
     outcomes = iter([Outcome(False, "idle", 1, error="the state could not be saved", transient=True),
-                     Overruled(False, "idle", 1, error="the recorder is stopped")])
+                     Outcome(False, "idle", 1, error="overruled: the recorder is stopped", event=overruled)])
     listener = VoiceListener(settings, lambda action, cause, **detail: next(outcomes), lambda: "idle",
                              lambda s: s == "off" and done.set(), source_factory=lambda: WavFileSource(take, realtime=False))
     listener.start()
@@ -97,7 +97,7 @@ def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
     metas = [json.loads(p.with_suffix(".json").read_text()) for p in sorted(clips.glob("*.wav"))]
     assert [(m["kind"], m["action"], m["reason"]) for m in metas] == [
         ("refused", "roll", "the state could not be saved"),
-        ("overruled", "roll", "the recorder is stopped"),
+        ("overruled", "roll", "overruled: the recorder is stopped"),
         ("refused", "cut", "cut not allowed while idle"),
     ]
 

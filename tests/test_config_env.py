@@ -59,3 +59,30 @@ def test_a_list_that_is_not_json_says_how_to_write_it(monkeypatch):
     with pytest.raises(ConfigError, match=r"SETBRIDGE_OFFLOAD__WATCH: not valid JSON .*given as JSON") as info:
         load_settings(None)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, meant", [
+    ("SETBRIDGE_MQT__PORT", "SETBRIDGE_MQTT__PORT"),       # a misspelt section
+    ("SETBRIDGE_MQTT_PORT", "SETBRIDGE_MQTT__PORT"),       # one underscore where two belong
+    ("SETBRIDGE_MQTT_TLS__CA", "SETBRIDGE_MQTT__TLS__CA"),
+    ("setbridge_web_data_dir", "SETBRIDGE_WEB__DATA_DIR"),
+    ("SETBRIDGE_XYZZY__PORT", None),                        # nothing close: no guess, still named
+])
+def test_a_misspelt_variable_is_named_not_ignored(monkeypatch, name, meant):
+    monkeypatch.setenv(name, "18830")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    (line,) = info.value.lines
+    assert line.startswith(f"{name}: names no setting"), line
+    assert (f"did you mean {meant}?" in line) if meant else "did you mean" not in line, line
+
+
+def test_config_check_names_a_misspelt_variable(monkeypatch, capsys):
+    from setbridge.cli import main
+
+    monkeypatch.setenv("SETBRIDGE_MQTT_PORT", "18830")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["config", "check"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "SETBRIDGE_MQTT_PORT: names no setting; did you mean SETBRIDGE_MQTT__PORT?" in err, err

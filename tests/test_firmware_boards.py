@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
-from setbridge.dev.lights_sim import FIRMWARE_DIR, find_micropython
+from setbridge.dev.lights_sim import FIRMWARE_DIR, FIRMWARE_PATH, find_micropython
 
 
 def board_calls() -> dict[str, list]:
     script = (FIRMWARE_DIR.parent.parent / "tests" / "mp_board_check.py").read_text()
-    out = subprocess.run([find_micropython(), "-c", f"import sys; sys.path.insert(0, {str(FIRMWARE_DIR)!r})\n" + script],
+    out = subprocess.run([find_micropython(), "-c", "import sys\n" + "".join(f"sys.path.insert(0, {str(p)!r})\n" for p in FIRMWARE_PATH) + script],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr + out.stdout
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import subprocess
 
-from setbridge.dev.lights_sim import FIRMWARE_DIR, find_micropython
+from setbridge.dev.lights_sim import FIRMWARE_DIR, FIRMWARE_LIB, find_micropython
 
 SCRIPT = """
 import sys, json
 sys.path.insert(0, %(fw)r)
+sys.path.insert(0, %(lib)r)
 asked = []
 class M: pass
 class WLAN:
@@ -42,7 +43,7 @@ print(json.dumps({"asked": asked, "logs": logs}))
 
 
 def run(cfg: dict, valid_from: int = 9999, fail: bool = False) -> dict:
-    script = SCRIPT % {"fw": str(FIRMWARE_DIR), "cfg": cfg, "valid_from": valid_from, "fail": fail}
+    script = SCRIPT % {"fw": str(FIRMWARE_DIR), "lib": str(FIRMWARE_LIB), "cfg": cfg, "valid_from": valid_from, "fail": fail}
     out = subprocess.run([find_micropython(), "-c", script], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])

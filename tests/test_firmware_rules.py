@@ -6,15 +6,16 @@ import sys
 
 import pytest
 
-from setbridge.dev.lights_sim import FIRMWARE_DIR
+from setbridge.dev.lights_sim import FIRMWARE_PATH
 
-sys.path.insert(0, str(FIRMWARE_DIR))
+sys.path[:0] = [str(p) for p in FIRMWARE_PATH]
 import mqtt  # noqa: E402
 import patterns  # noqa: E402
 import payloads  # noqa: E402
 import rules  # noqa: E402
 
-sys.path.remove(str(FIRMWARE_DIR))
+for _p in FIRMWARE_PATH:
+    sys.path.remove(str(_p))
 
 
 def state(name: str, epoch: int, seq: int) -> dict:
@@ -150,13 +151,14 @@ def test_link_lost_blinks_tell_which_link_is_missing(lost: str, blinks: int) -> 
 
 
 def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(monkeypatch) -> None:
-    sys.path.insert(0, str(FIRMWARE_DIR))
+    sys.path[:0] = [str(p) for p in FIRMWARE_PATH]
     try:
         import app
         import board_unix
         import clock
     finally:
-        sys.path.remove(str(FIRMWARE_DIR))
+        for p in FIRMWARE_PATH:
+            sys.path.remove(str(p))
     cfg = {"id": "door-1", "set": "main", "hub": "hub-1", "heartbeat_timeout_s": 2.5, "reconnect_max_s": 5, "alive_s": 1.0,
            "mqtt": {"host": "127.0.0.1", "port": 1, "base_topic": "t", "keepalive_s": 10},
            "output": {"type": "relay", "pin": 2}, "colors": {}}

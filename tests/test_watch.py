@@ -99,3 +99,28 @@ def test_status_prints_escaped_ids_and_fields(hub, settings, topics, tmp_path, p
         assert line.decode().isprintable(), f"raw control character reached the terminal: {line!r}"
     assert b"light door\\u202ex: online" in out.stdout and b"fw 1\\x1b]0;pwned\\x07" in out.stdout
     assert out.returncode == 1 and b"shows link-lost" in out.stderr
+
+
+def test_watch_prints_a_light_when_it_changes_not_every_alive_message(hub, settings, tmp_path):
+    """A real firmware light says "alive" every second; the watch prints it when it is first heard,
+    when what it shows changes and when it goes silent, not at every message (``--all`` does)."""
+    from firmware_helpers import running_light
+
+    cfg = write_config(tmp_path / "c.toml", settings)
+    quiet, every = Watch("--config", str(cfg)), Watch("--config", str(cfg), "--all")
+    try:
+        with running_light(settings, tmp_path, "door-w") as light:
+            light.wait_showing("idle", timeout=15)
+            quiet.until(b"light door-w: alive, shows idle")
+            hub.submit("roll", cause="test")
+            quiet.until(b"light door-w: alive, shows rolling (was idle)")
+            alive_lines = [line for line in every.until(b"light door-w: alive, shows rolling")
+                           + every.until(b"light door-w: alive, shows rolling") if b"door-w: alive" in line]
+            assert len(alive_lines) >= 2, "--all prints every alive message"
+            light.stop()
+        gone = quiet.until(b"light door-w: NOT ALIVE")
+    finally:
+        quiet.close()
+        every.close()
+    repeats = [line for line in gone if b"door-w: alive" in line]
+    assert repeats == [], f"an unchanged alive message was printed again: {repeats}"

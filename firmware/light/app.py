@@ -13,8 +13,8 @@ import patterns
 import payloads
 from mqtt import CLOSED, MQTTClient
 from rules import Follower
+from version import VERSION as FW_VERSION
 
-FW_VERSION = "0.1.0"
 BACKOFF_START_MS = 500
 MAX_SLEEP_MS = 100
 

@@ -2,6 +2,10 @@
 
 import sys
 
+if sys.platform not in ("esp32", "rp2"):  # a board has /lib on sys.path; here lib/ is inside or beside
+    for _lib in ("/lib", "/../lib"):     # the installed tree, or beside light/ in a source checkout
+        sys.path.append((sys.path[0] or ".") + _lib)
+
 
 def board_module():
     if sys.platform == "esp32":

