@@ -124,6 +124,32 @@ def _default_phrases() -> dict[Action, list[str]]:
     return {k: list(v) for k, v in DEFAULT_PHRASES.items()}
 
 
+class ActionRules(Section):
+    """One action's own voice thresholds (``[speech.roll]``, ``[speech.cut]``); unset = the ``[speech]`` value.
+
+    The costs are not symmetric: a false cut darkens the doors mid-take, a missed roll leaves them
+    dark during a take, a false roll lights red for nothing, a missed cut keeps red a few seconds.
+    """
+
+    pre_silence_s: float | None = Field(None, ge=0.0, le=5.0)
+    """Quiet required before the phrase."""
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    """Lowest confidence accepted."""
+    max_extra_sound_s: float | None = Field(None, ge=0.0, le=10.0)
+    """Sound in the utterance outside the phrase that is tolerated."""
+    min_filler_margin: float | None = Field(None, ge=-50.0, le=50.0)
+    """How much better than the fillers the phrase must fit, per syllable."""
+    onset_db: float | None = Field(None, ge=0.0, le=60.0)
+    """How far the phrase must rise above the sound just before it; 0 = off."""
+    rescue_db: float | None = Field(None, ge=0.0, le=40.0)
+    """A phrase inside longer sound still fires when it stands this far above the sound around it (a
+    call over chatter); 0 = never (the phrase must be said alone)."""
+
+
+ACTION_RULES = tuple(ActionRules.model_fields)
+"""The thresholds an action can set for itself."""
+
+
 class SpeechSettings(Section):
     model: str = "vosk-model-small-en-us-0.15"
     """A Vosk model directory, or the name of a model installed with ``setbridge model install``."""
@@ -163,6 +189,12 @@ class SpeechSettings(Section):
     """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
     onset_db: float = Field(9.0, ge=0.0, le=60.0)
     """A phrase must be this much louder than the sound just before it (a pause of its own); 0 = off."""
+    rescue_db: float = Field(6.0, ge=0.0, le=40.0)
+    """A phrase inside longer sound fires when it stands this far above the sound around it; 0 = never."""
+    roll: ActionRules = Field(default_factory=ActionRules)
+    """The roll call's own thresholds (``[speech.roll]``)."""
+    cut: ActionRules = Field(default_factory=ActionRules)
+    """The cut call's own thresholds (``[speech.cut]``)."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)
