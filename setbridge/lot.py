@@ -24,11 +24,21 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from . import contract
 from .errors import SetbridgeError
 
+if TYPE_CHECKING:  # the broker commands load this module without pydantic
+    from paho.mqtt.client import MQTTMessage
+
+    from .messages import SetRequest
+
 STAGE_LEVEL = "stage"
 """The topic level under the base at the centre: ``{base}/stage/{stage}/...``."""
+FROM_CENTRE_LEVEL = "lot"
+"""At a stage, requests from the centre arrive under ``{base}/lot/``: the hub knows they crossed the
+bridge (and takes them only with an age limit); no stage user may write there."""
 BRIDGE_ROLE = "bridge"
 STAGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -75,6 +85,25 @@ def stage_of(base: str, topic: str) -> tuple[str, str] | None:
         return None
     stage, _, rest = topic[len(prefix):].partition("/")
     return (stage, rest) if stage and rest else None
+
+
+def centre_request_topic(base: str, set_id: str) -> str:
+    """Where a request sent at the centre arrives at the stage (written by the bridge only)."""
+    return f"{base}/{FROM_CENTRE_LEVEL}/{contract.SET_REQUEST.topic('', set=set_id)[1:]}"
+
+
+def age_limit_missing(request: SetRequest, message: MQTTMessage) -> str | None:
+    """Why a request from the centre is refused for carrying no age limit, or None.
+
+    Across a bridge a request can be held (a short cut that TCP survives) and arrive long after
+    its sender gave up: without ``sent_at``, ``deadline`` or an MQTT 5 Message Expiry the hub cannot
+    tell, so it does not take it."""
+    from .expiry import expires_at
+
+    if request.sent_at is not None or request.deadline is not None or expires_at(message) is not None:
+        return None
+    return ("sent_at: a request from the lot's centre needs an age limit (sent_at, deadline or an MQTT 5 "
+            "Message Expiry), so that one held up on the way never runs late: nothing changed")
 
 
 def answer_topic_allowed(base: str, set_id: str, wanted: str) -> bool:
@@ -192,6 +221,7 @@ class Bridge:
         # Answers to a Response Topic a central client named under {remote}/: the hub publishes them
         # under that name on the stage, and they go out as they are.
         lines.append(f"topic {OUT[-1][0]} out {OUT[-1][1]} {remote}/ {remote}/")
+        # Requests from the centre arrive under {base}/lot/ (see centre_request_topic).
         for pattern, qos in IN:
-            lines.append(f"topic {pattern} in {qos} {base}/ {remote}/")
+            lines.append(f"topic {pattern} in {qos} {base}/{FROM_CENTRE_LEVEL}/ {remote}/")
         return lines

@@ -122,3 +122,63 @@ def test_the_same_light_id_on_two_stages_stays_two_lights_at_the_centre():
             assert office.wait_for(central("stage-a", "light/sim-1/state"), b'"rolling"')
             assert state_of(office, central("stage-b", "light/sim-1/state"))["showing"] == "idle"
             assert lb.shows()[-1] == "idle"
+
+
+def _events_at(user: User, stage: str) -> list[dict]:
+    return [json.loads(p) for t, p in user.received if t == central(stage, "set/main/event")]
+
+
+def test_a_cut_between_takes_runs_no_request_sent_during_it_and_catches_up_after():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "#"))
+        assert office.wait_for(central("stage-a", "bridge"), b"1")
+        a.link.cut()
+        # During the cut: the centre asks for a roll (as `send` does: 1 s to run, or never) and a
+        # contract v1 client with no age limit at all asks too. The stage goes on alone meanwhile.
+        request, _ = expiring("roll", "during-cut", "production-office", 1.0)
+        office.publish(central("stage-a", "set/main/request"), request.to_bytes().decode())
+        office.publish(central("stage-a", "set/main/request"),
+                       '{"v": 1, "action": "roll", "transaction": "v1-no-age", "source": "old-tool"}')
+        for action in ("roll", "cut", "roll", "cut"):
+            assert a.hub.submit(action, "button").ok
+        time.sleep(1.5)  # past the request's deadline, short of the bridge's keepalive: TCP holds the bytes
+        a.link.restore()
+        wait_until(lambda: len([e for e in _events_at(office, "stage-a") if e["cause"] == "button"]) >= 4, 10,
+                   "the stage's four takes at the centre")
+        time.sleep(1.0)  # anything held in the link has arrived by now
+        causes = [(e["type"], e["cause"]) for e in _events_at(office, "stage-a")]
+        assert causes.count(("roll", "button")) == 2 and causes.count(("cut", "button")) == 2
+        assert not [e for e in _events_at(office, "stage-a") if e["cause"] == "request"], causes
+        for t, p in office.received:  # whatever the link held and let through later was refused
+            if t == central("stage-a", "set/main/response"):
+                answer = json.loads(p)
+                assert answer["ok"] is False and answer["transaction"] in ("during-cut", "v1-no-age"), answer
+        assert a.hub.state == "idle"
+        # The centre's retained state is the stage hub's.
+        wall = the_lot.user("wall")
+        wall.subscribe(central("stage-a", "set/main/state"))
+        wait_until(lambda: state_of(wall, central("stage-a", "set/main/state")), 5, "the retained state")
+        got = state_of(wall, central("stage-a", "set/main/state"))
+        assert (got["state"], got["seq"]) == (a.hub.state, a.hub.controller.seq)
+
+
+def test_only_the_bridge_delivers_requests_from_the_centre_and_they_need_an_age_limit():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        crew = a.user("crew")
+        crew.subscribe("setbridge/set/main/response")
+        # A stage user cannot pose as the centre (the stage's ACL has no such topic)...
+        crew.publish("setbridge/lot/set/main/request", '{"v": 1, "action": "roll", "transaction": "fake", "sent_at": %f}'
+                     % time.time())
+        # ...and a request at the centre without an age limit is refused with a reason.
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "set/main/response"))
+        office.publish(central("stage-a", "set/main/request"), '{"v": 1, "action": "roll", "transaction": "no-age"}')
+        assert office.wait_for(central("stage-a", "set/main/response"), b"needs an age limit")
+        request, _ = expiring("roll", "aged", "production-office", 5.0)
+        office.publish(central("stage-a", "set/main/request"), request.to_bytes().decode())
+        assert office.wait_for(central("stage-a", "set/main/response"), b'"aged","ok":true')
+        assert not crew.wait_for("setbridge/set/main/response", b"fake", timeout=0.5)
+        assert a.hub.state == "rolling"

@@ -27,7 +27,8 @@ def test_only_what_the_stage_writes_goes_out_and_only_requests_come_in_at_qos_0(
               "--bridge-user", "stage-a", "--bridge-password", "pw")
     lines = (tmp_path / "setbridge.conf").read_text().splitlines()
     topics = [line.split() for line in lines if line.startswith("topic ")]
-    assert [t[1:4] for t in topics if t[2] == "in"] == [["set/+/request", "in", "0"]]
+    assert [t[1:] for t in topics if t[2] == "in"] == [["set/+/request", "in", "0", "setbridge/lot/",
+                                                         "setbridge/stage/stage-a/"]]
     assert not [t for t in topics if t[2] == "both"]
     out = {t[1] for t in topics if t[2] == "out"}
     for spec in contract.TOPICS:

@@ -130,6 +130,8 @@ class Hub:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
+        self.bus.subscribe(self._centre_request_topic, self._handle_request, commands=True, whole=True)
         # Light commands are not read here: a flood of them must never reach the hub. A light ignores
         # a retained one itself (docs/mqtt.md).
         self.bus.on_connect(self._announce)
@@ -347,6 +349,8 @@ class Hub:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
             return
+        if not route_error and topic == self._centre_request_topic:  # crossed a lot's bridge
+            route_error = lot.age_limit_missing(request, message)
         if route_error:
             log.warning("refused %s on %s: %s", request.action, topic, route_error)
             self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,
