@@ -182,3 +182,81 @@ def test_only_the_bridge_delivers_requests_from_the_centre_and_they_need_an_age_
         assert office.wait_for(central("stage-a", "set/main/response"), b'"aged","ok":true')
         assert not crew.wait_for("setbridge/set/main/response", b"fake", timeout=0.5)
         assert a.hub.state == "rolling"
+
+
+def _ids(events: list[dict]) -> list[str]:
+    return [e["event_id"] for e in events]
+
+
+def test_a_long_cut_during_a_take_is_seen_at_the_centre_and_caught_up_once_each():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "#"))
+        assert office.wait_for(central("stage-a", "bridge"), b"1")
+        assert a.hub.submit("roll", "button").ok
+        assert office.wait_for(central("stage-a", "set/main/state"), b'"rolling"')
+        time.sleep(0.3)  # the centre's acknowledgements are back (else QoS 1 sends the roll again)
+        a.link.cut()
+        a.link.drop()  # a router restarting: both ends see the connection go (a silent cut takes ~11 s)
+        # The centre learns the link is gone from the bridge's last will.
+        assert office.wait_for(central("stage-a", "bridge"), b"0", timeout=5)
+        before = len(_events_at(office, "stage-a"))
+        assert a.hub.submit("cut", "button").ok  # the stage goes on alone
+        assert a.hub.submit("roll", "button").ok
+        assert a.hub.submit("cut", "button").ok
+        a.link.restore()
+        wait_until(lambda: len(_events_at(office, "stage-a")) >= before + 3, 10, "the takes of the cut at the centre")
+        time.sleep(0.5)
+        events = _events_at(office, "stage-a")
+        assert len(set(_ids(events))) == len(events), "an event arrived twice"
+        assert [e["type"] for e in events[before:]] == ["cut", "roll", "cut"]
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)  # in order
+        got = state_of(office, central("stage-a", "set/main/state"))
+        assert (got["state"], got["seq"]) == ("idle", a.hub.controller.seq)
+        assert [p for t, p in office.received if t == central("stage-a", "bridge")][-1] == b"1"
+
+
+def test_a_stage_broker_restart_during_a_cut_loses_nothing_it_queued_for_the_centre():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "set/main/event"))
+        assert a.hub.submit("roll", "button").ok
+        assert office.wait_for(central("stage-a", "set/main/event"), b'"roll"')
+        a.link.cut()
+        a.link.drop()  # and every connection through it closed: the bridge queues from now on
+        assert a.hub.submit("cut", "button").ok
+        time.sleep(0.3)
+        a.broker.restart()  # persistence: the bridge's queue is on disk
+        assert a.hub.bus.wait_connected(10)
+        assert a.hub.submit("roll", "button").ok
+        a.link.restore()
+        wait_until(lambda: len(set(_ids(_events_at(office, "stage-a")))) >= 3, 10,
+                   "the events queued across the restart")
+        time.sleep(0.5)
+        # QoS 1 is at least once: an event whose acknowledgement the cut swallowed comes again, with
+        # its event_id, and a consumer (the board's take log) keeps it once.
+        once = {e["event_id"]: e for e in _events_at(office, "stage-a")}
+        assert [e["type"] for e in once.values() if e["cause"] == "button"] == ["roll", "cut", "roll"]
+
+
+def test_the_central_broker_restart_is_caught_up_and_the_state_is_the_stages():
+    with lot("stage-a", "stage-b") as the_lot:
+        a = the_lot.stages["stage-a"]
+        wall = the_lot.user("wall")
+        wall.subscribe(central("+", "bridge"))
+        assert wall.wait_for(central("stage-a", "bridge"), b"1") and wall.wait_for(central("stage-b", "bridge"), b"1")
+        the_lot.users.remove(wall)
+        wall.close()
+        started = time.monotonic()
+        the_lot.centre.restart()
+        assert a.hub.submit("roll", "button").ok  # while the centre is back but the bridge may not be
+        office = the_lot.user()
+        office.subscribe(central("+", "set/main/state"))
+        wait_until(lambda: (state_of(office, central("stage-a", "set/main/state")) or {}).get("state") == "rolling",
+                   10, "stage A's state at the restarted centre")
+        assert time.monotonic() - started < 8
+        assert office.wait_for(central("stage-b", "set/main/state"), b'"idle"')
+        got = state_of(office, central("stage-a", "set/main/state"))
+        assert got["seq"] == a.hub.controller.seq
