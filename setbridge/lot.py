@@ -14,7 +14,7 @@ centre.
 >>> stage_base("setbridge", "stage-a")
 'setbridge/stage/stage-a'
 >>> [p for p, _ in OUT][:3]
-['hub/+/status', 'set/+/state', 'set/+/heartbeat']
+['hub/+/status', 'set/+/state', 'set/+/event']
 """
 
 from __future__ import annotations
@@ -42,12 +42,21 @@ bridge (and takes them only with an age limit); no stage user may write there.""
 BRIDGE_ROLE = "bridge"
 STAGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
+_STAGE_WRITES = [spec for spec in contract.TOPICS if set(spec.writers) <= {"hub", "light"}]
 OUT: tuple[tuple[str, int], ...] = tuple(
-    (spec.filter("")[1:], spec.qos) for spec in contract.TOPICS
-    if set(spec.writers) <= {"hub", "light"}
-) + (("set/+/response/#", 1),)
-"""(pattern below the base, QoS) of what flows from a stage to the centre: every topic only the
-stage's hub and lights write, and the MQTT 5 per-client answer topics."""
+    (spec.filter("")[1:], spec.qos) for spec in _STAGE_WRITES if spec.qos == 1) + (("set/+/response/#", 1),)
+"""(pattern below the base, QoS) of what flows from a stage to the centre on the bridge's main
+connection: every QoS 1 topic only the stage's hub and lights write, and the MQTT 5 per-client
+answer topics."""
+BEATS: tuple[tuple[str, int], ...] = tuple((spec.filter("")[1:], spec.qos) for spec in _STAGE_WRITES if spec.qos == 0)
+"""The QoS 0 topics the stage writes (heartbeats, light alive), on a connection of their own.
+
+Mosquitto (up to 2.0.22 at least) sets no TCP_NODELAY on a bridge's outgoing socket: a QoS 0
+message, which the centre does not answer, stays unacknowledged until the centre's delayed ACK
+(40 ms on Linux), and Nagle's algorithm holds the next small packet (a roll) behind it. On a
+connection of their own the beats wait for nothing but each other, and every QoS 1 packet on the
+main connection is acknowledged at once by its PUBACK."""
+BEATS_SUFFIX = "-beats"
 IN: tuple[tuple[str, int], ...] = ((contract.SET_REQUEST.filter("")[1:], 0),)
 """What flows from the centre to a stage: requests only, at QoS 0 (never queued, never re-sent)."""
 
@@ -56,6 +65,11 @@ KEEPALIVE_S = 5
 RESTART_S = (1, 3)
 """Reconnect backoff (first, longest) in seconds. Two values: Mosquitto before 2.0.15 ignores a
 single ``restart_timeout`` and backs off up to 30 s (eclipse/mosquitto#2408)."""
+
+
+def beats_user(user: str) -> str:
+    """The centre's user of a stage bridge's second connection (heartbeats and light alive)."""
+    return user + BEATS_SUFFIX
 
 
 def check_stage(stage: str) -> str:
@@ -127,7 +141,7 @@ def bridge_acl_lines(stage: str, base: str) -> list[str]:
     """A stage's bridge user at the centre: it writes that stage's topics only, and reads that
     stage's requests only."""
     root = stage_base(base, stage)
-    lines = [f"topic write {root}/{pattern}" for pattern, _ in OUT]
+    lines = [f"topic write {root}/{pattern}" for pattern, _ in OUT + BEATS]
     lines += [f"topic read {root}/{pattern}" for pattern, _ in IN]
     lines.append(f"topic write {notification_topic(base, stage)}")
     return lines
@@ -224,4 +238,26 @@ class Bridge:
         # Requests from the centre arrive under {base}/lot/ (see centre_request_topic).
         for pattern, qos in IN:
             lines.append(f"topic {pattern} in {qos} {base}/{FROM_CENTRE_LEVEL}/ {remote}/")
+        lines += [
+            "",
+            "# Heartbeats and light alive (QoS 0) on a connection of their own: on the main one each would",
+            "# hold the next roll up to 40 ms (the bridge's socket has Nagle on; see setbridge/lot.py BEATS).",
+            "connection setbridge-lot-beats",
+            f"address {self.host}:{self.port}",
+            "bridge_protocol_version mqttv50",
+            f"remote_username {beats_user(self.user)}",
+            f"remote_password {self.password}",
+            f"remote_clientid {beats_user(self.user)}",
+            f"local_clientid setbridge-bridge-{self.stage}{BEATS_SUFFIX}",
+            "cleansession true",
+            "try_private true",
+            f"keepalive_interval {KEEPALIVE_S}",
+            f"restart_timeout {RESTART_S[0]} {RESTART_S[1]}",
+            "start_type automatic",
+            "notifications false",
+        ]
+        if self.cafile:
+            lines += [f"bridge_cafile {self.cafile}", "bridge_insecure false", "bridge_tls_version tlsv1.2"]
+        for pattern, qos in BEATS:
+            lines.append(f"topic {pattern} out {qos} {base}/ {remote}/")
         return lines
