@@ -260,3 +260,41 @@ def test_the_central_broker_restart_is_caught_up_and_the_state_is_the_stages():
         assert office.wait_for(central("stage-b", "set/main/state"), b'"idle"')
         got = state_of(office, central("stage-a", "set/main/state"))
         assert got["seq"] == a.hub.controller.seq
+
+
+def _status_lot(the_lot, tmp_path) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from setbridge.cli import main
+
+    cfg = tmp_path / "centre.toml"
+    cfg.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {the_lot.centre.port}\nusername = "wall"\n'
+                   f'password = "{password("wall")}"\n')
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["status", "--lot", "--config", str(cfg)])
+    return code, out.getvalue()
+
+
+def test_status_lot_tells_unreachable_hub_down_and_light_down_apart(tmp_path):
+    from firmware_helpers import running_light
+
+    with lot("stage-a", "stage-b", "stage-c") as the_lot:
+        a, b, c = (the_lot.stages[n] for n in ("stage-a", "stage-b", "stage-c"))
+        (a.dir / "light").mkdir()
+        with running_light(a.settings, a.dir / "light", "sim-1", light_password=password("sim-1")) as light:
+            light.wait_showing("idle", timeout=10)
+            code, out = _status_lot(the_lot, tmp_path)
+            assert code == 0, out
+            assert "stage-a: set main idle, take 0, 1 light(s)" in out and "all is well" in out
+            light.stop()  # its last will: offline
+            code, out = _status_lot(the_lot, tmp_path)
+            assert code == 5 and "DOWN: sim-1" in out, out
+        b.stop_hub()
+        code, out = _status_lot(the_lot, tmp_path)
+        assert code == 4 and "stage-b: set main hub down (hub offline)" in out, out
+        c.link.cut()
+        code, out = _status_lot(the_lot, tmp_path)
+        assert code == 3 and "stage-c: UNREACHABLE since" in out, out
+        c.link.restore()
