@@ -268,6 +268,9 @@ class WebSettings(Section):
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     """How long a login lasts."""
+    lot: bool = False
+    """The central board of a lot (docs/lot.md): ``/lot`` shows every stage under ``{base}/stage/+``
+    and ``/`` leads there."""
 
 
 class MetricsSettings(Section):

@@ -36,6 +36,7 @@ from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, frame
+from .lot_app import LotPages
 from .metrics import MetricsPage
 from .passwords import dummy_hash, verify_password
 from .stage import Stage, dumps
@@ -106,6 +107,10 @@ class WebApp:
             Route("/metrics", MetricsPage(self.stage, web, self.user).page),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
+        self.lot: LotPages | None = None
+        if web.lot:  # the central board of a lot
+            self.lot = LotPages(settings, self.feed.live, self.page, self.denied)
+            routes[:0] = self.lot.routes()
         middleware = [Middleware(SessionMiddleware, secret_key=session_key(self.data_dir), session_cookie="setbridge",
                                  max_age=int(web.session_hours * 3600), same_site="strict",
                                  https_only=web.secure_cookies)]
@@ -166,6 +171,8 @@ class WebApp:
     async def board(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
+        if self.lot is not None:
+            return RedirectResponse("/lot", status_code=303)
         user = self.user(request)
         board = self.stage.board()
         return self.page(request, "board.html", status_code=200 if board["broker"] else 503, board=board,

@@ -145,8 +145,8 @@ class LotBoard:
             takes = [t for t in record.takes.get(s["set"], []) if (t["end"] or now) >= midnight]
             entry["timeline"] = [{
                 "start": t["start"], "end": t["end"], "take": t["take"], "cause": t["cause"],
-                "left_pct": round(max(0.0, t["start"] - midnight) / 864, 3),
-                "width_pct": round(max(0.05, ((t["end"] or now) - max(t["start"], midnight)) / 864), 3),
+                "x": round(max(0.0, t["start"] - midnight)),  # seconds into the day: the timeline's axis
+                "w": max(60, round((t["end"] or now) - max(t["start"], midnight))),
                 "duration_s": round((t["end"] or now) - t["start"], 1)} for t in takes]
             out_sets.append(entry)
         return {"stage": record.name, "reachable": reachable, "since": since, "bridge": record.bridge,
