@@ -109,9 +109,15 @@ def _dir(root: Path, name: str) -> Path:
     return d
 
 
+def one_connection(text: str) -> str:
+    """The stage config with the QoS 0 topics back on the bridge's main connection (the baseline)."""
+    main, _, beats = text.partition("\n# Heartbeats and light alive")
+    return main + "\n" + "\n".join(line for line in beats.splitlines() if line.startswith("topic ")) + "\n"
+
+
 @contextmanager
 def lot(count: int, root: Path, linked: frozenset[int] = frozenset(), lights: bool = True,
-        heartbeat_s: float = 1.0) -> Iterator[tuple[PrivateBroker, list[Stage]]]:
+        heartbeat_s: float = 1.0, beats_apart: bool = True) -> Iterator[tuple[PrivateBroker, list[Stage]]]:
     """A centre and ``count`` stages; stage i in ``linked`` reaches the centre through a :class:`Link`."""
     names = [f"stage-{i}" for i in range(count)]
     with ExitStack() as stack:
@@ -132,6 +138,9 @@ def lot(count: int, root: Path, linked: frozenset[int] = frozenset(), lights: bo
                       f"127.0.0.1:{link.port if link else cport}", "--bridge-user", name, "--bridge-password", PW)
             for user, role in ((f"hub-{name}", "hub"), ("crew", "monitor"), ("sim-1", "light")):
                 setbridge("broker", "add-user", user, "--role", role, "--password", PW, "--dir", str(d))
+            if not beats_apart:
+                conf = d / "setbridge.conf"
+                conf.write_text(one_connection(conf.read_text()))
             broker = PrivateBroker(port=port, workdir=d, config_file=d / "setbridge.conf").start()
             stack.callback(broker.stop)
             state = d / "state"
@@ -171,8 +180,8 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def measure_rolls(count: int, rolls: int, root: Path) -> dict[str, float]:
-    with lot(count, root) as (centre, stages):
+def measure_rolls(count: int, rolls: int, root: Path, beats_apart: bool = True) -> dict[str, float]:
+    with lot(count, root, beats_apart=beats_apart) as (centre, stages):
         office = Listener(centre.port, "office", f"{BASE}/stage/+/#")
         try:
             deadline = time.monotonic() + 20
@@ -245,10 +254,13 @@ def main() -> None:
               "the baseline)")
         print(f"{'N':>3} {'stage p50':>10} {'stage p95':>10} {'centre p50':>11} {'centre p95':>11} "
               f"{'added p95':>10} {'centre CPU':>11} {'centre RSS':>11}")
-        for n in args.counts:
-            r = measure_rolls(n, args.rolls, _dir(root, f"n{n}"))
+        runs = [(n, True) for n in args.counts] + [(max(args.counts), False)]
+        for n, apart in runs:
+            r = measure_rolls(n, args.rolls, _dir(root, f"n{n}-{apart}"), beats_apart=apart)
+            note = "" if apart else "  <- heartbeats and alive on the main bridge connection (before)"
             print(f"{n:>3} {r['local_p50']:>10.1f} {r['local_p95']:>10.1f} {r['central_p50']:>11.1f} "
-                  f"{r['central_p95']:>11.1f} {r['added_p95']:>10.1f} {r['cpu_pct']:>10.1f}% {r['rss_mb']:>8.1f} MB")
+                  f"{r['central_p95']:>11.1f} {r['added_p95']:>10.1f} {r['cpu_pct']:>10.1f}% {r['rss_mb']:>8.1f} MB"
+                  f"{note}")
         c = measure_catch_up(args.cut_s, args.events, _dir(root, "cut"))
         print(f"\ncut {args.cut_s:g} s with {args.events} events at the stage: link back -> bridge up "
               f"{c['bridge_up_s']:.2f} s, -> every event at the centre {c['caught_up_s']:.2f} s; "
