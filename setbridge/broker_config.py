@@ -4,7 +4,8 @@ file and an ACL generated from a small users file (user → role).
 What each role may read and write comes from :mod:`setbridge.contract` (each topic's writers and
 readers): ``hub`` everything, ``light`` (user name = light id) its own status, state and alive plus
 the set, the hub and its own ``cmd``, ``integrator`` requests, reports and light commands plus reading
-the rest, ``monitor`` read only.
+the rest, ``monitor`` read only. Answers to MQTT 5 requests under ``{base}/set/{set}/response/{user}``
+are read by that user alone (a ``pattern`` line with ``%u``); the hub writes them.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ def config_text(files: BrokerFiles, listeners: Listeners | None = None, base: st
 def acl_text(users: dict[str, str], base: str = "setbridge", central: bool = False) -> str:
     """The ACL for every user by role; regenerated whole, so running it twice changes nothing.
     At a lot's centre every stage's contract lies under ``{base}/stage/{stage}`` (:mod:`setbridge.lot`)."""
-    out = ["# setbridge ACL, generated from setbridge.users.json by `setbridge broker add-user`."]
+    out = ["# setbridge ACL, generated from setbridge.users.json by `setbridge broker add-user`.", "",
+           "# Every user reads the answers to its own requests only (%u is the user name)."]
+    out += contract.acl_patterns(lot.stage_base(base, "+") if central else base)
     for name, role in sorted(users.items()):
         out += ["", f"user {name}"]
         if central and (role in contract.ROLES or role.startswith(lot.BRIDGE_ROLE + ":")):

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -28,12 +28,16 @@ from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, Set
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
 from .. import expiry, lot
+from .homeassistant import HomeAssistantDiscovery
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
 from .transactions import TransactionLog, key_of
 from .worker import ActionWorker
 from ..topics import Topics
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,9 @@ class Hub:
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
         self.offload_health: tuple[str, str | None] = ("ok", None)
+        self.timecode_health: tuple[str, str | None, str | None] = ("off", None, None)
+        """The recorder source: ok/fault/off, why it is at fault, recording/stopped."""
+        self.recorder: Recorder | None = None
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._health_listeners: list[Callable[[Health], None]] = []
@@ -139,18 +146,29 @@ class Hub:
         self.bus.on_disconnect(self._health_changed)
         self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
                                         on_health=self.set_offload_health))
+        if settings.timecode.mode != "off" or settings.timecode.tally_pin is not None:
+            from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
+
+            self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
+                                     report=self.set_timecode_health)
+            self.add_component(self.recorder)
         if settings.audio.source != "none":
+            from ..audio import open_source
             from ..speech.listener import VoiceListener  # loads Vosk and PortAudio only when voice is configured
 
+            recorder = self.recorder
             self.voice_enabled = settings.speech.enabled
             self.add_component(VoiceListener(
-                settings, submit=self.submit, get_state=lambda: self.state, set_audio_status=self.set_audio_status,
-                voice_enabled=lambda: bool(self.voice_enabled),
+                settings, submit=recorder.voice if recorder else self.submit, get_state=lambda: self.state,
+                set_audio_status=self.set_audio_status, voice_enabled=lambda: bool(self.voice_enabled),
+                source_factory=(lambda: recorder.tapped(open_source(settings.audio))) if recorder else None,
             ))
         if settings.gpio.any_pin():
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
             self.add_component(GpioPanel(self.link(), settings.gpio))
+        self.add_component(HomeAssistantDiscovery(self.bus, self.topics, settings.homeassistant, settings.hub.id,
+                                                  self.set_id))
         if settings.metrics.enabled:
             from .metrics import HubMetrics
 
@@ -177,6 +195,13 @@ class Hub:
         """Report offload as ok / fault (with a one-line reason); republished in the hub status."""
         if (state, reason) != self.offload_health:
             self.offload_health = (state, reason)
+            self._publish_status()
+
+    def set_timecode_health(self, state: str, reason: str | None, recorder: str | None) -> None:
+        """Report the recorder source as ok / fault / off (with a reason) and what it says; republished
+        in the hub status."""
+        if (state, reason, recorder) != self.timecode_health:
+            self.timecode_health = (state, reason, recorder)
             self._publish_status()
 
     def set_voice_enabled(self, enabled: bool) -> None:
@@ -285,9 +310,11 @@ class Hub:
     # -- publishing -------------------------------------------------------------------------
     def _status(self, state: Literal["online", "offline"]) -> HubStatus:
         offload, offload_reason = self.offload_health
+        timecode, timecode_reason, recorder = self.timecode_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
                          audio=self.audio_status, voice=self.voice_enabled, offload=offload,
-                         offload_reason=offload_reason)
+                         offload_reason=offload_reason, timecode=timecode, timecode_reason=timecode_reason,
+                         recorder=recorder)
 
     def _publish_status(self) -> None:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
@@ -304,6 +331,8 @@ class Hub:
                 self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
+        if self.recorder is not None:
+            event = self.recorder.stamp(event)
         self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:
@@ -469,7 +498,7 @@ class Hub:
             response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
                                    state=outcome.state, seq=outcome.seq, changed=outcome.changed)
             if tx is not None and not outcome.transient:
-                self.transactions.remember(tx, (r.action, r.source), response)
+                self.transactions.remember(tx, (r.action, r.source), response, source=r.source or "")
             built[i] = response
             self._respond(response, item.route)
 

@@ -61,6 +61,13 @@ class Subscriber:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def end(self) -> None:
+        """End this client's stream now (its place is needed); the browser may reconnect."""
+        self.dropped = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def next(self, timeout: float) -> bytes | None:
         """The next frame, or None after ``timeout`` seconds of quiet."""
         if not self.items and not self.dropped:
@@ -92,7 +99,9 @@ class Fanout:
         self.channels: dict[str, set[Subscriber]] = {}
 
     def subscribe(self, channel: str) -> Subscriber:
-        sub = Subscriber()
+        return self.add(channel, Subscriber())
+
+    def add(self, channel: str, sub: Subscriber) -> Subscriber:
         self.channels.setdefault(channel, set()).add(sub)
         return sub
 
