@@ -207,6 +207,8 @@ def measure_rolls(count: int, rolls: int, root: Path, beats_apart: bool = True) 
             return {"local_p50": statistics.median(local_ms), "local_p95": pct(local_ms, 95),
                     "central_p50": statistics.median(central_ms), "central_p95": pct(central_ms, 95),
                     "added_p95": pct([there - here for there, here in zip(central_ms, local_ms)], 95),
+                    "added_p99": pct([there - here for there, here in zip(central_ms, local_ms)], 99),
+                    "over_30": sum(there - here > 30 for there, here in zip(central_ms, local_ms)),
                     "cpu_pct": cpu, "rss_mb": rss_mb(centre.process.pid)}
         finally:
             office.close()
@@ -253,13 +255,14 @@ def main() -> None:
         print(f"roll -> set state, ms ({args.rolls} rolls spread over the stages; the stage's own subscriber is "
               "the baseline)")
         print(f"{'N':>3} {'stage p50':>10} {'stage p95':>10} {'centre p50':>11} {'centre p95':>11} "
-              f"{'added p95':>10} {'centre CPU':>11} {'centre RSS':>11}")
+              f"{'added p95':>10} {'added p99':>10} {'>30 ms':>7} {'centre CPU':>11} {'centre RSS':>11}")
         runs = [(n, True) for n in args.counts] + [(max(args.counts), False)]
         for n, apart in runs:
             r = measure_rolls(n, args.rolls, _dir(root, f"n{n}-{apart}"), beats_apart=apart)
             note = "" if apart else "  <- heartbeats and alive on the main bridge connection (before)"
             print(f"{n:>3} {r['local_p50']:>10.1f} {r['local_p95']:>10.1f} {r['central_p50']:>11.1f} "
-                  f"{r['central_p95']:>11.1f} {r['added_p95']:>10.1f} {r['cpu_pct']:>10.1f}% {r['rss_mb']:>8.1f} MB"
+                  f"{r['central_p95']:>11.1f} {r['added_p95']:>10.1f} {r['added_p99']:>10.1f} {r['over_30']:>7} "
+                  f"{r['cpu_pct']:>10.1f}% {r['rss_mb']:>8.1f} MB"
                   f"{note}")
         c = measure_catch_up(args.cut_s, args.events, _dir(root, "cut"))
         print(f"\ncut {args.cut_s:g} s with {args.events} events at the stage: link back -> bridge up "
