@@ -363,6 +363,9 @@ class WebSettings(Section):
     """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
     streams_per_address: int = Field(8, ge=1, le=100_000)
     """Open pages from one client address (raise it when phones reach the board through one NAT)."""
+    lot: bool = False
+    """The central board of a lot (docs/lot.md): ``/lot`` shows every stage under ``{base}/stage/+``
+    and ``/`` leads there."""
 
 
 class MetricsSettings(Section):

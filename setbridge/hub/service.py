@@ -145,6 +145,7 @@ class Hub:
         self.bus.subscribe(self.topics.set_heartbeat("+"), self.roster.on_heartbeat, qos=0)
         self._claimed = False
         """Start-up found no other hub serving this set: requests are taken and the birth is out."""
+        self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
         # Light commands are not read here: a flood of them must never reach the hub. A light ignores
         # a retained one itself (docs/mqtt.md).
         self.bus.on_connect(self._on_connect)
@@ -293,6 +294,7 @@ class Hub:
                         self.settings.mqtt.host, self.settings.mqtt.port, CLAIM_WAIT_S)
         self.roster.start_watching(relays_offload=self.relay is not None)
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        self.bus.subscribe(self._centre_request_topic, self._handle_request, commands=True, whole=True)
         if self.relay is not None:
             self.relay.listen()
         self._claimed = True
@@ -431,6 +433,8 @@ class Hub:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
             return
+        if not route_error and topic == self._centre_request_topic:  # crossed a lot's bridge
+            route_error = lot.age_limit_missing(request, message)
         if route_error:
             log.warning("refused %s on %s: %s", request.action, topic, route_error)
             self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,
