@@ -48,19 +48,18 @@ def diagnose(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> Problem:
             try:
                 sock.connect(address)
             except ConnectionRefusedError:
-                return Problem("unreachable", f"{host}:{port} refused the connection: nothing listens on port {port} "
+                return Problem("unreachable", f"refused the connection: nothing listens on port {port} "
                                               "(is the broker running? check [mqtt] port)")
             except TimeoutError:
                 last = TimeoutError(f"no answer within {timeout:g} s")
             except OSError as exc:
                 last = exc
             else:
-                return Problem("unreachable", f"{host}:{port} takes TCP connections but the MQTT connection failed "
-                                              "(TLS or a broker that closes at once? check [mqtt] port and [mqtt.tls])")
+                return Problem("unreachable", "it takes TCP connections but the MQTT connection failed (TLS, or a "
+                                              "broker that closes at once? check [mqtt] port and [mqtt.tls])")
     reason = last.strerror if last is not None and last.strerror else str(last)
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Problem("unreachable", f"no route to {where} ({reason}); check the network, the address and any "
-                                  "firewall between them")
+    return Problem("unreachable", f"no route to it ({reason}); check the network, the address and any firewall "
+                                  "between them")
 
 
 def refused(reason: str, mqtt5: bool) -> Problem:
@@ -78,10 +77,10 @@ def refused(reason: str, mqtt5: bool) -> Problem:
 def silent(host: str, port: int, waited_s: float, mqtt5: bool) -> Problem:
     """The broker took the TCP connection and never answered the MQTT CONNECT."""
     if mqtt5:
-        return Problem("protocol", f"{host}:{port} did not answer the MQTT 5 CONNECT within {waited_s:g} s; a broker "
-                                   "without MQTT 5 (amqtt) stays silent: set [mqtt] protocol = \"3.1.1\"")
-    return Problem("unreachable", f"{host}:{port} did not answer the MQTT CONNECT within {waited_s:g} s; is it an "
-                                  "MQTT broker (TLS port? check [mqtt] port and [mqtt.tls])?")
+        return Problem("protocol", f"it did not answer the MQTT 5 CONNECT within {waited_s:g} s; a broker without "
+                                   "MQTT 5 (amqtt) stays silent: set [mqtt] protocol = \"3.1.1\"")
+    return Problem("unreachable", f"it did not answer the MQTT CONNECT within {waited_s:g} s; is it an MQTT broker "
+                                  "(a TLS port? check [mqtt] port and [mqtt.tls])?")
 
 
 CONNACK_WAIT_S = 5.0
@@ -99,6 +98,8 @@ class ConnectionWatch:
     def __init__(self, host: str, port: int, mqtt5: bool, logger: logging.Logger):
         self.host, self.port, self.mqtt5 = host, port, mqtt5
         self.problem: Problem | None = None
+        self.quiet = False
+        """True: keep :attr:`problem` without logging it (a command-line tool reports it itself)."""
         self.log = RateLimitedLog(logger, f"cannot connect to the MQTT broker {host}:{port} (%(n)d attempt(s) in "
                                           "%(s).0f s): %(who)s", every_s=REPEAT_S, level=logging.ERROR)
         self._logger = logger
@@ -111,7 +112,7 @@ class ConnectionWatch:
 
     def report(self, problem: Problem) -> None:
         self.problem = problem
-        if not self._stopped:
+        if not (self._stopped or self.quiet):
             self.log.count(problem.text)
 
     def attempt(self) -> None:
