@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator,
+                      model_validator)
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
@@ -51,7 +52,10 @@ class HubSettings(Section):
     """After a cut, stay rolling this long (as sound recorders do)."""
     transaction_window_s: float = Field(600.0, ge=0, le=86400)
     """A request repeated with the same transaction within this many seconds gets its first
-    answer and changes nothing (at most 10,000 answers are remembered)."""
+    answer and changes nothing (at most 10,000 answers are remembered, 2,500 per ``source``)."""
+    request_max_age_s: float = Field(5.0, gt=0, le=3600)
+    """A request sent (its ``sent_at``) longer ago than this is refused, never executed late; so is one
+    past its own ``deadline`` or MQTT 5 Message Expiry."""
 
 
 class TlsSettings(Section):
@@ -88,6 +92,9 @@ class MqttSettings(Section):
     ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
+    client: Literal["fast", "paho"] = "fast"
+    """The MQTT client: ``fast`` (paho with a cheaper network loop for bursts; paho's own client
+    whenever the installed paho-mqtt is not the one it was written for) or ``paho`` (paho's own)."""
 
 
 class AudioSettings(Section):
@@ -195,6 +202,13 @@ class OffloadSettings(Section):
     """Events older than this (delivered late after an outage) do not flash lights."""
     journal_batch: int = Field(256, ge=1, le=10000)
     """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
+    max_cards: int = Field(300, ge=1, le=500)
+    """Cards kept retained on ``{base}/offload/card/{roll}``; beyond it the card with the oldest latest
+    event is cleared (the board holds at most 500)."""
+    card_max_age_h: float = Field(72.0, gt=0, le=24 * 90)
+    """A card without a new event for this many hours is cleared from the broker (the journal keeps it)."""
+    cards_per_source_per_day: int = Field(200, ge=1, le=100_000)
+    """New cards one sender (its ``source`` and ``host``) may start in 24 hours; more are refused."""
 
 
 class GpioSettings(Section):
@@ -224,6 +238,38 @@ class GpioSettings(Section):
     def any_pin(self) -> bool:
         return any(getattr(self, name) is not None for name in
                    ("relay", "status_led", "buzzer", "roll_button", "cut_button", "toggle", "voice_off"))
+
+
+class TimecodeSettings(Section):
+    """The recorder as the authority: its LTC timecode and/or its record tally (see the README's
+    arbitration table). With neither configured, voice and buttons decide alone."""
+
+    mode: Literal["off", "rec-run", "free-run"] = "off"
+    """``rec-run``: code advancing means the recorder records (roll), code still or gone means it
+    stopped (cut); ``free-run``: the code only stamps events and takes; ``off``: no timecode."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """The channel of the ``[audio]`` input that carries LTC (1 = first); voice still listens to
+    ``[audio] channel``. Needed unless mode is off."""
+    hold_off_s: float = Field(0.5, ge=0.1, le=30)
+    """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
+    never cut a take."""
+    min_run_s: float = Field(0.0, ge=0, le=10)
+    """Code must advance this long before it rolls (0: two frames in a row); raise it for a device
+    that sends short bursts of running code when it stops."""
+    confirm_s: float = Field(3.0, ge=0.5, le=60)
+    """A voice roll the recorder has not confirmed within this many seconds reverts."""
+    fault_s: float = Field(2.0, ge=0.5, le=60)
+    """Signal that does not decode, or (free-run) code gone, this long: ``timecode: fault``."""
+    tally_pin: int | None = Field(None, ge=0, le=53)
+    """GPIO input (BCM) wired to the recorder's record tally or a contact closure: closed = recording."""
+    tally_pull_up: bool = True
+    """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
+    tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
+    """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+
+    def recorder(self) -> bool:
+        """A recorder source that starts and stops takes is configured (rec-run code or a tally)."""
+        return self.mode == "rec-run" or self.tally_pin is not None
 
 
 PASSWORD_HASH = r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
@@ -264,7 +310,11 @@ class WebSettings(Section):
     secure_cookies: bool = False
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
-    """How long a login lasts."""
+    """How long a login lasts from when it began, however often it is used (logging out ends it at once)."""
+    max_streams: int = Field(1000, ge=10, le=100_000)
+    """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
+    streams_per_address: int = Field(8, ge=1, le=100_000)
+    """Open pages from one client address (raise it when phones reach the board through one NAT)."""
 
 
 class MetricsSettings(Section):
@@ -302,7 +352,25 @@ class Settings(BaseModel):
     gpio: GpioSettings = GpioSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+    timecode: TimecodeSettings = TimecodeSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+
+    @model_validator(mode="after")
+    def _timecode_input(self) -> Settings:
+        tc = self.timecode
+        if tc.mode != "off" and tc.channel is None:
+            raise ValueError(f'[timecode] mode = "{tc.mode}" needs [timecode] channel, the [audio] input\'s '
+                             "channel that carries LTC (1 = first)")
+        if tc.mode != "off" and self.audio.source not in ("mic", "file"):
+            raise ValueError(f'[timecode] mode = "{tc.mode}" reads LTC from the [audio] input; set [audio] '
+                             'source to "mic" or "file"')
+        if tc.mode != "off" and self.audio.channel is None:
+            raise ValueError(f"[timecode] channel {tc.channel} carries LTC, so voice needs a channel of its own: "
+                             "set [audio] channel (else the LTC would be mixed into voice)")
+        if tc.mode != "off" and tc.channel == self.audio.channel:
+            raise ValueError(f"[timecode] channel {tc.channel} is also [audio] channel: voice and LTC need a "
+                             "channel each")
+        return self
 
     def web_data_dir(self) -> Path:
         """Where the web process keeps its take log and session key."""

@@ -112,6 +112,17 @@ def test_made_up_ids_cannot_grow_the_process_without_bound(monkeypatch):
     assert len(s.sets) == 5 and len(s.lights) == 5
 
 
+def test_past_the_card_bound_the_newest_cards_are_kept_and_shown_first(monkeypatch):
+    monkeypatch.setattr(stage_module, "MAX_CARDS", 5)
+    s, _ = make()
+    card = lambda roll, ts: msg(roll=roll, status="verified", ts=ts, event_id=roll)  # noqa: E731
+    for i in range(50):
+        s.handle(T.offload_card(f"JUNK{i:02d}"), card(f"JUNK{i:02d}", 1000.0 + i))
+    s.handle(T.offload_card("OLD"), card("OLD", 10.0))  # older than every card shown: not shown
+    s.handle(T.offload_card("A001R1"), card("A001R1", 2000.0))
+    assert [c["roll"] for c in s.board()["cards"]] == ["A001R1", "JUNK49", "JUNK48", "JUNK47", "JUNK46"]
+
+
 def test_board_groups_lights_by_set_and_keeps_voice_triggers():
     s, _ = make()
     s.handle(T.light_status("door-1"), msg(state="online", fw="0.1", set="a"), retained=True)

@@ -37,6 +37,8 @@ class WavFileSource(AudioSource):
         self.rate = self._wav.getframerate()
         try:
             check_channel(self.channel, self._wav.getnchannels(), str(self.path))
+            for channel, _ in self.taps:
+                check_channel(channel, self._wav.getnchannels(), str(self.path), "[timecode] channel")
         except AudioError:
             self.close()
             raise
@@ -58,6 +60,8 @@ class WavFileSource(AudioSource):
             data = self._wav.readframes(frames)
             if not data:
                 return
+            if self.taps:
+                self._feed_taps(data, channels)
             data = to_mono(data, channels, self.channel)
             sent += len(data) // 2
             if self.realtime:

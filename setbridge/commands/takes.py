@@ -10,10 +10,15 @@ from ._common import add_config_arg, add_set_arg, settings_from
 
 
 def _date(text: str) -> dt.date:
+    from ..web.takes import day_problem
+
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-05-01") from None
+    if (problem := day_problem(day)) is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return day
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the takes; every text from the bus (a request's ``source``, a phrase) is escaped, as in
+    ``setbridge watch``, so a control character cannot rewrite the terminal or forge a line."""
+    from ..escape import terminal
     from ..web.takes import TakeLog, to_csv
 
     settings = settings_from(args)
@@ -43,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
         rolled = _clock(t.roll.at) if t.roll else "(before the log)"
         cut = _clock(t.cut.at) if t.cut else "ROLLING"
         duration = f"{t.duration_s:7.1f} s" if t.duration_s is not None else "      — "
-        print(f"{t.set_id} take {t.take:>3}  {rolled} → {cut}  {duration}  rolled by "
-              f"{t.roll.describe() if t.roll else '?'}; cut by {t.cut.describe() if t.cut else '—'}")
+        rate = f" @ {t.fps:g} fps" if t.fps else ""
+        tc = f"  TC {t.tc_in or '?'} → {t.tc_out or '?'}{rate}" if t.tc_in or t.tc_out else ""
+        print(terminal(f"{t.set_id} take {t.take:>3}  {rolled} → {cut}  {duration}  rolled by "
+                       f"{t.roll.describe() if t.roll else '?'}; cut by {t.cut.describe() if t.cut else '—'}{tc}"))
     return 0
 
 

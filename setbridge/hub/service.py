@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -27,6 +27,7 @@ from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, Set
                         transaction_of)
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
+from .. import expiry, lot
 from .homeassistant import HomeAssistantDiscovery
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
@@ -34,6 +35,9 @@ from .systemd import Notifier, Watchdog
 from .transactions import TransactionLog, key_of
 from .worker import ActionWorker
 from ..topics import Topics
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,8 @@ class _Request:
     topic: str
     request: SetRequest
     route: "ReplyRoute"
+    expires_at: float | None = None
+    """When its MQTT 5 Message Expiry runs out (wall clock), if it has one."""
 
 
 class Hub:
@@ -80,6 +86,9 @@ class Hub:
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
         self.offload_health: tuple[str, str | None] = ("ok", None)
+        self.timecode_health: tuple[str, str | None, str | None] = ("off", None, None)
+        """The recorder source: ok/fault/off, why it is at fault, recording/stopped."""
+        self.recorder: Recorder | None = None
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._health_listeners: list[Callable[[Health], None]] = []
@@ -135,13 +144,22 @@ class Hub:
         self.bus.on_disconnect(self._health_changed)
         self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
                                         on_health=self.set_offload_health))
+        if settings.timecode.mode != "off" or settings.timecode.tally_pin is not None:
+            from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
+
+            self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
+                                     report=self.set_timecode_health)
+            self.add_component(self.recorder)
         if settings.audio.source != "none":
+            from ..audio import open_source
             from ..speech.listener import VoiceListener  # loads Vosk and PortAudio only when voice is configured
 
+            recorder = self.recorder
             self.voice_enabled = settings.speech.enabled
             self.add_component(VoiceListener(
-                settings, submit=self.submit, get_state=lambda: self.state, set_audio_status=self.set_audio_status,
-                voice_enabled=lambda: bool(self.voice_enabled),
+                settings, submit=recorder.voice if recorder else self.submit, get_state=lambda: self.state,
+                set_audio_status=self.set_audio_status, voice_enabled=lambda: bool(self.voice_enabled),
+                source_factory=(lambda: recorder.tapped(open_source(settings.audio))) if recorder else None,
             ))
         if settings.gpio.any_pin():
             from .panel import GpioPanel  # gpiozero only when pins are configured
@@ -175,6 +193,13 @@ class Hub:
         """Report offload as ok / fault (with a one-line reason); republished in the hub status."""
         if (state, reason) != self.offload_health:
             self.offload_health = (state, reason)
+            self._publish_status()
+
+    def set_timecode_health(self, state: str, reason: str | None, recorder: str | None) -> None:
+        """Report the recorder source as ok / fault / off (with a reason) and what it says; republished
+        in the hub status."""
+        if (state, reason, recorder) != self.timecode_health:
+            self.timecode_health = (state, reason, recorder)
             self._publish_status()
 
     def set_voice_enabled(self, enabled: bool) -> None:
@@ -283,9 +308,11 @@ class Hub:
     # -- publishing -------------------------------------------------------------------------
     def _status(self, state: Literal["online", "offline"]) -> HubStatus:
         offload, offload_reason = self.offload_health
+        timecode, timecode_reason, recorder = self.timecode_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
                          audio=self.audio_status, voice=self.voice_enabled, offload=offload,
-                         offload_reason=offload_reason)
+                         offload_reason=offload_reason, timecode=timecode, timecode_reason=timecode_reason,
+                         recorder=recorder)
 
     def _publish_status(self) -> None:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
@@ -302,6 +329,8 @@ class Hub:
                 self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
+        if self.recorder is not None:
+            event = self.recorder.stamp(event)
         self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:
@@ -357,7 +386,7 @@ class Hub:
             if not self._take_slot(source):
                 self._refuse_busy(request, route, f"this source has {SOURCE_SHARE} requests waiting")
                 return
-            if self.worker.offer(_Request(topic, request, route)):
+            if self.worker.offer(_Request(topic, request, route, expiry.expires_at(message))):
                 return
             self._release_slot(source)
         self._refuse_busy(request, route)
@@ -397,18 +426,34 @@ class Hub:
         """On the worker: local actions and queued requests, applied with one write to disk."""
         actions = [item if isinstance(item, Action) else None for item in items]
         requests: list[tuple[int, _Request]] = []
+        now = time.time()
         for i, item in enumerate(items):
             if isinstance(item, _Request):
-                requests.append((i, item))
                 r = item.request
                 self._release_slot(r.source or "")
+                late = expiry.refusal(r, item.expires_at, now, self.settings.hub.request_max_age_s)
+                if late:
+                    self._refuse_late(item, late)
+                    continue
+                requests.append((i, item))
                 actions[i] = Action(r.action, "request", {"source": r.source, "transaction": r.transaction})
         answered = self._repeats(requests)
         run = [a for i, a in enumerate(actions) if a is not None and i not in answered]
         outcomes = iter(self.controller.apply_many(run) if run else [])
-        results: list[Outcome | None] = [None if i in answered else next(outcomes) for i in range(len(items))]
+        results: list[Outcome | None] = [None if i in answered or actions[i] is None else next(outcomes)
+                                         for i in range(len(items))]
         self._answer_requests(requests, results, answered)
         return results
+
+    def _refuse_late(self, item: _Request, why: str) -> None:
+        """Answer an expired request; it changes nothing and its transaction stays free for a retry."""
+        r = item.request
+        self.refused.count(f"{r.action} from {r.source or 'no source'}: {why.split(':')[0]} expired")
+        if r.transaction is None and item.route.correlation is None:
+            return
+        s = self.controller.stored
+        self._respond(SetResponse(transaction=r.transaction, ok=False, error=why, state=s.state, seq=s.seq),
+                      item.route)
 
     def _repeats(self, requests: list[tuple[int, _Request]]) -> dict[int, int | SetResponse]:
         """Which requests repeat a transaction (answered from memory or from an earlier one in this batch)."""
@@ -449,7 +494,7 @@ class Hub:
             response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
                                    state=outcome.state, seq=outcome.seq, changed=outcome.changed)
             if tx is not None and not outcome.transient:
-                self.transactions.remember(tx, (r.action, r.source), response)
+                self.transactions.remember(tx, (r.action, r.source), response, source=r.source or "")
             built[i] = response
             self._respond(response, item.route)
 
@@ -462,7 +507,8 @@ class Hub:
         if wanted is None:
             return ReplyRoute(shared, correlation), None
         allowed = shared + "/"
-        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted):
+        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted) or (
+                lot.answer_topic_allowed(self.topics.base, self.set_id, wanted)):  # a client at a lot's centre
             return ReplyRoute(wanted, correlation), None
         return ReplyRoute(shared, correlation), (
             f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")

@@ -14,9 +14,9 @@ import contextlib
 import datetime as dt
 import hmac
 import logging
+import math
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,11 +35,14 @@ from starlette.staticfiles import StaticFiles
 from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
-from .feed import BOARD, Fanout, Feed, frame
+from .feed import BOARD, Fanout, Feed, Subscriber, frame
 from .metrics import MetricsPage
-from .passwords import dummy_hash, verify_password
+from .passwords import PasswordChecker, dummy_hash
+from .sessions import Logins
+from .streams import StreamGate
 from .stage import Stage, dumps
-from .takes import TakeLog, as_dict, to_csv
+from .takes import TakeLog, as_dict, day_problem, to_csv
+from .throttle import DEVICE_COOKIE, DEVICE_DAYS, DeviceCookies, LoginThrottle
 
 if TYPE_CHECKING:
     from ..topics import Topics
@@ -48,10 +51,6 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 SET_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-MAX_STREAMS = 1000
-"""Open event streams the web process serves at once; more are answered 503 (the browser retries)."""
-LOGIN_FAILURES, LOGIN_WINDOW_S = 5, 60.0
-"""Failed logins per client address within the window before further tries are refused for a while."""
 KEEPALIVE_S = 10.0
 """An idle event stream sends a comment this often, so proxies and phones keep it open."""
 SECURITY_HEADERS = {
@@ -88,8 +87,14 @@ class WebApp:
         self.takes = TakeLog(self.data_dir / "takes.sqlite")
         self.feed = Feed(settings, self.stage, self.fanout, self.takes)
         self.connect = connect
-        self.streams = 0
-        self._failures: dict[str, list[float]] = {}
+        self.streams = StreamGate(web.max_streams, web.streams_per_address)
+        self._origin_warned = False
+        self._refused_streams = 0
+        self.throttle = LoginThrottle()
+        self.passwords = PasswordChecker()
+        secret = session_key(self.data_dir)
+        self.devices = DeviceCookies(secret)
+        self.logins = Logins(self.data_dir / "revoked-logins.json", lifetime_s=web.session_hours * 3600)
         self.env = Environment(loader=PackageLoader("setbridge.web", "templates"),
                                autoescape=select_autoescape(default=True, default_for_string=True))
         self.env.filters["clock"] = _clock
@@ -103,10 +108,10 @@ class WebApp:
             Route("/login", self.login, methods=["GET", "POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/set/{set_id}/{action}", self.control, methods=["POST"]),
-            Route("/metrics", MetricsPage(self.stage, web, self.user).page),
+            Route("/metrics", MetricsPage(self.stage, web, self.user, self._metrics_password).page),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        middleware = [Middleware(SessionMiddleware, secret_key=session_key(self.data_dir), session_cookie="setbridge",
+        middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="setbridge",
                                  max_age=int(web.session_hours * 3600), same_site="strict",
                                  https_only=web.secure_cookies)]
         self.app = Starlette(routes=routes, middleware=middleware, lifespan=self._lifespan)
@@ -122,11 +127,12 @@ class WebApp:
             self.feed.stop_timers()
             await run_in_threadpool(self.feed.stop)
             self.takes.close()
+            self.passwords.close()
 
     # -- helpers ---------------------------------------------------------------------------
     def user(self, request: Request) -> dict[str, Any] | None:
-        name = request.session.get("user")
-        entry = self.settings.web.users.get(name) if isinstance(name, str) else None
+        name = self.logins.user(request.session)
+        entry = self.settings.web.users.get(name) if name is not None else None
         return {"name": name, "control": entry.control} if entry else None
 
     def can_control(self, user: dict[str, Any] | None) -> bool:
@@ -139,11 +145,27 @@ class WebApp:
         return token
 
     def csrf_ok(self, request: Request, form_token: object) -> bool:
-        origin = request.headers.get("origin")
-        if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+        if self.origin_problem(request) is not None:
             return False
         token = request.session.get("csrf")
         return isinstance(token, str) and isinstance(form_token, str) and hmac.compare_digest(token, form_token)
+
+    def origin_problem(self, request: Request) -> str | None:
+        """Why the browser's ``Origin`` is not this board's own address (None when it is or is absent).
+
+        Behind a reverse proxy that passes neither ``Host`` nor ``X-Forwarded-Proto``, every form
+        looks cross-site: the message says so, and which headers to pass."""
+        origin = request.headers.get("origin")
+        here = f"{request.url.scheme}://{request.url.netloc}"
+        if not origin or origin == here:
+            return None
+        problem = (f"the form was sent from {origin[:100]!r}, but this board sees its own address as {here!r}: "
+                   "if a reverse proxy serves the board, it must pass the Host and X-Forwarded-Proto headers "
+                   "(docs/web.md, \"Behind a reverse proxy\"); otherwise open the board at its own address")
+        if not self._origin_warned:
+            self._origin_warned = True
+            log.warning("web: refused a form: %s", problem)
+        return problem
 
     def denied(self, request: Request) -> Response | None:
         """A redirect to the login page when viewing needs a login and nobody is logged in."""
@@ -184,19 +206,18 @@ class WebApp:
     async def takes_page(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
-        day = _day(request.query_params.get("date"))
+        day, problem = _day(request.query_params.get("date"))
         if day is None:
-            return self.page(request, "takes.html", status_code=400, takes=[], day=None,
-                             error="date must look like 2026-05-01")
+            return self.page(request, "takes.html", status_code=400, takes=[], day=None, error=problem)
         takes = await run_in_threadpool(self.takes.takes, day, request.query_params.get("set") or None)
         return self.page(request, "takes.html", takes=[as_dict(t) | {"obj": t} for t in takes], day=day, error=None)
 
     async def takes_csv(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
-        day = _day(request.query_params.get("date"))
+        day, problem = _day(request.query_params.get("date"))
         if day is None:
-            return PlainTextResponse("date must look like 2026-05-01\n", status_code=400)
+            return PlainTextResponse(f"{problem}\n", status_code=400)
         takes = await run_in_threadpool(self.takes.takes, day, request.query_params.get("set") or None)
         return Response(to_csv(takes), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="takes-{day.isoformat()}.csv"', **SECURITY_HEADERS})
@@ -205,7 +226,7 @@ class WebApp:
     async def board_events(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
-        return self._stream(request, BOARD, ("board", lambda: dumps(self.stage.board())))
+        return self._stream(request, BOARD, ("board", lambda: dumps(self.stage.board())), known=True)
 
     async def light_events(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
@@ -213,14 +234,18 @@ class WebApp:
         set_id = request.path_params["set_id"]
         if not SET_ID.match(set_id):
             return PlainTextResponse("a set id is lower-case letters, digits and dashes\n", status_code=404)
-        return self._stream(request, f"light:{set_id}", ("view", lambda: dumps(self.stage.light_view(set_id))))
+        return self._stream(request, f"light:{set_id}", ("view", lambda: dumps(self.stage.light_view(set_id))),
+                            known=set_id in self.stage.sets)
 
-    def _stream(self, request: Request, channel: str, first: tuple[str, Any]) -> Response:
-        if self.streams >= MAX_STREAMS:
-            log.warning("web: refused an event stream: %d are open already", self.streams)
-            return PlainTextResponse("too many open pages; retrying\n", status_code=503, headers={"Retry-After": "5"})
-        self.streams += 1
-        sub = self.fanout.subscribe(channel)
+    def _stream(self, request: Request, channel: str, first: tuple[str, Any], known: bool) -> Response:
+        sub = Subscriber()
+        refused = self.streams.admit(request.client.host if request.client else "?", known, sub)
+        if refused is not None:
+            self._refused_streams += 1
+            if self._refused_streams in (1, 10, 100) or self._refused_streams % 1000 == 0:
+                log.warning("web: refused an event stream (%d so far): %s", self._refused_streams, refused)
+            return PlainTextResponse(f"{refused}\n", status_code=503, headers={"Retry-After": "5"})
+        self.fanout.add(channel, sub)
 
         async def events() -> AsyncIterator[bytes]:
             try:
@@ -235,7 +260,7 @@ class WebApp:
                         yield b": keepalive\r\n\r\n"
             finally:
                 self.fanout.unsubscribe(channel, sub)
-                self.streams -= 1
+                self.streams.release(sub)
 
         return EventSourceResponse(events(), ping=None, headers={"Cache-Control": "no-store",
                                                                  "X-Accel-Buffering": "no"})
@@ -250,34 +275,49 @@ class WebApp:
         form = await request.form()
         if not self.csrf_ok(request, form.get("csrf")):
             return self.page(request, "login.html", status_code=403, next_url=next_url,
-                             error="the form expired; reload the page and try again")
+                             error=self.origin_problem(request) or "the form expired; reload the page and try again")
         name, password = str(form.get("user", ""))[:64], str(form.get("password", ""))[:1024]
-        client = request.client.host if request.client else "?"
-        now = time.monotonic()
-        recent = [t for t in self._failures.get(client, []) if now - t < LOGIN_WINDOW_S]
-        if len(recent) >= LOGIN_FAILURES:
-            return self.page(request, "login.html", status_code=429, next_url=next_url,
-                             error=f"too many failed logins from this device; wait {LOGIN_WINDOW_S:.0f} s")
-        entry = self.settings.web.users.get(name)
-        good = await run_in_threadpool(verify_password, password, entry.password_hash if entry else dummy_hash())
-        if not (entry and good):
-            log.warning("web: failed login for %r from %s", name, client)
-            if len(self._failures) > 10000:
-                self._failures.clear()
-            self._failures[client] = recent + [now]
-            return self.page(request, "login.html", status_code=401, next_url=next_url,
-                             error="wrong user name or password")
-        self._failures.pop(client, None)
-        request.session.clear()
-        request.session["user"] = name
+        status, error, retry = await self.check_password(request, name, password)
+        if status != 200:
+            response = self.page(request, "login.html", status_code=status, next_url=next_url, error=error)
+            if retry:
+                response.headers["Retry-After"] = str(retry)
+            return response
+        self.logins.begin(request.session, name)
         self.csrf(request)  # a fresh token for the logged-in session
         log.info("web: %s logged in", name)
-        return RedirectResponse(next_url, status_code=303)
+        redirect = RedirectResponse(next_url, status_code=303)
+        redirect.set_cookie(DEVICE_COOKIE, self.devices.issue(name), max_age=DEVICE_DAYS * 86400,
+                            path="/login", httponly=True, samesite="strict", secure=self.settings.web.secure_cookies)
+        return redirect
+
+    async def check_password(self, request: Request, name: str, password: str) -> tuple[int, str, int]:
+        """``name``'s password checked within the login throttle, one check at a time:
+        (200, "", 0) when right, else (HTTP status, why, seconds to wait or 0)."""
+        client = request.client.host if request.client else "?"
+        device = self.devices.device(request.cookies.get(DEVICE_COOKIE), name)
+        wait = self.throttle.admit(client, name, device)  # counted now, before the hash runs
+        if wait:
+            return (429, f"too many logins tried for this user from this address; wait {math.ceil(wait)} s "
+                         "(a device that has logged in as this user before is not held back)", math.ceil(wait))
+        entry = self.settings.web.users.get(name)
+        good = await self.passwords.verify(password, entry.password_hash if entry else dummy_hash())
+        if good is None:
+            log.warning("web: refused a login for %r from %s: too many password checks queued", name, client)
+            return 503, "the board is busy checking other logins; try again in a few seconds", 5
+        if not (entry and good):
+            log.warning("web: failed login for %r from %s", name, client)
+            return 401, "wrong user name or password", 0
+        self.throttle.succeeded(client, name, device)
+        return 200, "", 0
+
+    async def _metrics_password(self, request: Request, name: str, password: str) -> bool:
+        return (await self.check_password(request, name, password))[0] == 200
 
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         if self.csrf_ok(request, form.get("csrf")):
-            request.session.clear()
+            self.logins.end(request.session)
         return RedirectResponse("/", status_code=303)
 
     async def control(self, request: Request) -> Response:
@@ -290,7 +330,8 @@ class WebApp:
             return PlainTextResponse("you may not control the set; log in as a user with control = true\n",
                                      status_code=403)
         if not self.csrf_ok(request, form.get("csrf")):
-            return PlainTextResponse("the request lacks this session's CSRF token; reload the page\n", status_code=403)
+            problem = self.origin_problem(request) or "the request lacks this session's CSRF token; reload the page"
+            return PlainTextResponse(f"{problem}\n", status_code=403)
         assert user is not None
         response = await self.feed.request(set_id, action, source=f"web:{user['name']}")
         if response is None:
@@ -312,13 +353,16 @@ def _topics(settings: Settings) -> Topics:
     return Topics(settings.mqtt.base_topic)
 
 
-def _day(text: str | None) -> dt.date | None:
+def _day(text: str | None) -> tuple[dt.date | None, str]:
+    """The day a ``?date=`` asks for, or None and why not."""
     if not text:
-        return dt.date.today()
+        return dt.date.today(), ""
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
-        return None
+        return None, "date must look like 2026-05-01"
+    problem = day_problem(day)
+    return (None, problem) if problem else (day, "")
 
 
 def _clock(ts: float | None) -> str:

@@ -27,7 +27,8 @@ from .. import contract as c
 from ..bus import Bus
 from ..config import MqttSettings, Settings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import SetEvent, SetRequest, SetResponse, parse_payload
+from ..expiry import expiring, expiry_properties
+from ..messages import SetEvent, SetResponse, parse_payload
 from ..topics import Topics
 from .stage import Change, Stage, dumps
 from .takes import TakeLog
@@ -56,6 +57,13 @@ class Subscriber:
             self.dropped = True  # too slow: end its stream; the browser reconnects and gets a snapshot
         else:
             self.items.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def end(self) -> None:
+        """End this client's stream now (its place is needed); the browser may reconnect."""
+        self.dropped = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -91,7 +99,9 @@ class Fanout:
         self.channels: dict[str, set[Subscriber]] = {}
 
     def subscribe(self, channel: str) -> Subscriber:
-        sub = Subscriber()
+        return self.add(channel, Subscriber())
+
+    def add(self, channel: str, sub: Subscriber) -> Subscriber:
         self.channels.setdefault(channel, set()).add(sub)
         return sub
 
@@ -275,8 +285,9 @@ class Feed:
         future: asyncio.Future[SetResponse] = asyncio.get_running_loop().create_future()
         self._pending[tx] = future
         try:
-            self.control.publish(self.topics.set_request(set_id),
-                                 SetRequest(action=action, transaction=tx, source=source))
+            # It expires before the board gives up, so an answer to one run at its deadline still arrives.
+            request, expiry_s = expiring(action, tx, source, max(0.5, timeout - 0.5))
+            self.control.publish(self.topics.set_request(set_id), request, properties=expiry_properties(expiry_s))
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             return None

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import GaugeMetricFamily, InfoMetricFamily, Metric
@@ -22,7 +22,6 @@ from starlette.responses import PlainTextResponse, Response
 
 from .. import __version__
 from ..config import WebSettings
-from .passwords import dummy_hash, verify_password
 from .stage import Stage
 
 SET_STATES = ("idle", "standby", "rolling")
@@ -117,15 +116,18 @@ def stage_registry(stage: Stage) -> CollectorRegistry:
 class MetricsPage:
     """``GET /metrics``. Open when the board is; when ``[web] login_to_view`` is true it needs a
     logged-in session or HTTP Basic credentials of a ``[web] users`` entry (what Prometheus'
-    ``basic_auth`` sends). A verified credential is remembered for a while, so a scrape every
-    15 s costs one scrypt per ``REMEMBER_S``, not one per scrape."""
+    ``basic_auth`` sends), checked by ``verify`` (the login form's throttle and one-at-a-time
+    checks, so guessing here costs what it costs there). A verified credential is remembered for a
+    while, so a scrape every 15 s costs one scrypt per ``REMEMBER_S``, not one per scrape."""
 
     REMEMBER_S = 600.0
 
-    def __init__(self, stage: Stage, settings: WebSettings, session_user: Callable[[Request], object]):
+    def __init__(self, stage: Stage, settings: WebSettings, session_user: Callable[[Request], object],
+                 verify: Callable[[Request, str, str], Awaitable[bool]]):
         self.registry = stage_registry(stage)
         self.settings = settings
         self.session_user = session_user
+        self.verify = verify
         self._verified: dict[bytes, float] = {}
 
     async def page(self, request: Request) -> Response:
@@ -148,8 +150,7 @@ class MetricsPage:
         now = time.monotonic()
         if user is not None and self._verified.get(key, 0.0) > now:
             return True
-        stored = user.password_hash if user is not None else dummy_hash()  # the same time for an unknown name
-        if not await run_in_threadpool(verify_password, password, stored) or user is None:
+        if not await self.verify(request, name, password) or user is None:
             return False
         if len(self._verified) > 100:
             self._verified.clear()

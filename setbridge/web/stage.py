@@ -43,7 +43,8 @@ TEXT_KEPT = 128
 ALIVE_WINDOW_S = 3.0
 """A light without an ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
 MAX_SETS, MAX_LIGHTS, MAX_CARDS = 200, 2000, 500
-"""Bounds, so a flood of made-up ids cannot grow the web process without limit."""
+"""Bounds, so a flood of made-up ids cannot grow the web process without limit (past ``MAX_CARDS``
+the card with the oldest ``ts`` makes room: the board shows the newest)."""
 
 
 class CardCopies(BaseModel):
@@ -208,9 +209,13 @@ class Stage:
             case (c.OFFLOAD_CARD, {"roll": roll}):
                 if not payload:
                     return Change(None) if self.cards.pop(roll, None) is not None else None
+                card = parse_payload(CardView, payload).model_dump(mode="json", exclude={"v"})
                 if roll not in self.cards and len(self.cards) >= MAX_CARDS:
-                    return None
-                self.cards[roll] = parse_payload(CardView, payload).model_dump(mode="json", exclude={"v"})
+                    oldest = min(self.cards, key=lambda r: self.cards[r].get("ts") or 0)
+                    if (self.cards[oldest].get("ts") or 0) > (card.get("ts") or 0):
+                        return None  # older than every card shown: the newest are kept
+                    del self.cards[oldest]
+                self.cards[roll] = card
                 return Change(None)
         return None
 

@@ -76,7 +76,7 @@
     facts.append(el("dt", {}, "Last change"), el("dd", { "data-ago": s.changed_ts || "", "data-suffix": s.cause ? ` (${s.cause})` : "" }));
     if (!s.hubs.length) fact("Hub", "none announced");
     for (const h of s.hubs) {
-      fact(`Hub ${h.id}`, `${h.state}, audio ${h.audio}${h.voice === null || h.voice === undefined ? "" : `, voice ${h.voice ? "on" : "off"}`}`);
+      fact(`Hub ${h.id}`, `${h.state}, audio ${h.audio}${h.voice === null || h.voice === undefined ? "" : `, voice ${h.voice ? "on" : "off"}`}${h.timecode ? `, timecode ${h.timecode}${h.recorder ? ` (recorder ${h.recorder})` : ""}` : ""}`);
     }
     facts.append(el("dt", {}, "Heartbeat"), el("dd", { "data-beat": s.set }));
     card.append(facts);
