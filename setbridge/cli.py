@@ -23,6 +23,7 @@ COMMANDS = [
     "offload",
     "broker",
     "status",
+    "forget",
     "web",
     "takes",
     "timecode",
