@@ -38,7 +38,7 @@ def connect(settings: Settings, role: str, timeout: float = 5.0) -> Bus:
         bus.stop()
         m = settings.mqtt
         if problem is not None:
-            raise BrokerUnreachable(f"cannot connect to the MQTT broker at {m.host}:{m.port}: {problem.text}",
+            raise BrokerUnreachable(f"cannot reach the MQTT broker at {m.host}:{m.port}: {problem.text}",
                                     problem.kind)
         raise BrokerUnreachable(f"cannot reach the MQTT broker at {m.host}:{m.port} within {timeout:g} s; "
                                 "is it running and are [mqtt] host/port/username right?", "unreachable")

@@ -71,7 +71,7 @@ def test_unreachable_broker_is_one_line(tmp_path):
     cfg.write_text('[mqtt]\nhost = "127.0.0.1"\nport = 1\n')
     out = status(cfg, "--timeout", "1")
     assert out.returncode == codes.BROKER_UNREACHABLE and len(out.stderr.strip().splitlines()) == 1
-    assert "broker at 127.0.0.1:1: refused the connection: nothing listens on port 1" in out.stderr
+    assert "cannot reach the MQTT broker at 127.0.0.1:1: refused the connection: nothing listens on port 1" in out.stderr
 
 
 def test_a_name_that_does_not_resolve_is_said(tmp_path):
