@@ -7,7 +7,8 @@ long a scrape of ``/metrics`` takes at a large stage.
    hits all three). Figure: the hub's CPU milliseconds per answered request (median of the
    rounds). Goal: on ≤ 3 % above off.
 2. lights: the hub with ``--lights`` simulated lights (the real firmware under the MicroPython
-   Unix port) and a request every ``--pace`` seconds for ``--seconds``, off and on: CPU % and RSS.
+   Unix port) and a request every ``--pace`` seconds for ``--seconds``, in the same three modes:
+   CPU %, CPU per request (heartbeats included) and RSS.
 3. scrape: ``setbridge web`` fed by a publisher that plays ``--board-sets`` hubs and sets (state,
    heartbeats) and ``--board-lights`` lights (alive once a second) and 20 offload cards; the time
    of a GET of ``/metrics`` (median, p95 of 100) beside a GET of a static file from the same
@@ -126,9 +127,10 @@ def burst_round(broker: PrivateBroker, tmp: Path, mode: str, n: int) -> dict:
         hub.wait(15)
 
 
-def lights_round(broker: PrivateBroker, tmp: Path, metrics: bool, lights: int, seconds: float, pace: float) -> dict:
+def lights_round(broker: PrivateBroker, tmp: Path, mode: str, lights: int, seconds: float, pace: float) -> dict:
     set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
     topics = Topics(base)
+    metrics, every_s = MODES[mode]
     mport = free_port() if metrics else None
     hub, _ = start_hub(broker.port, tmp / uuid.uuid4().hex[:6], base, set_id, mport)
     url = f"http://127.0.0.1:{mport}/metrics" if mport else None
@@ -142,7 +144,7 @@ def lights_round(broker: PrivateBroker, tmp: Path, metrics: bool, lights: int, s
             wait_metrics(url)
         with LightsSim(settings, lights, set_id, prefix="door"):
             time.sleep(5)  # the lights connect and settle
-            with Scraper(url) as scraper:
+            with Scraper(url if every_s else None, every_s or 1.0) as scraper:
                 cpu0, t0, i = cpu_seconds(hub.pid), time.monotonic(), 0
                 while time.monotonic() - t0 < seconds:
                     action = ("roll", "cut")[i % 2]
@@ -151,7 +153,8 @@ def lights_round(broker: PrivateBroker, tmp: Path, metrics: bool, lights: int, s
                     time.sleep(pace)
                 elapsed = time.monotonic() - t0
                 cpu = (cpu_seconds(hub.pid) - cpu0) / elapsed * 100
-        return {"metrics": "on" if metrics else "off", "lights": lights, "requests": i, "cpu %": cpu,
+        return {"metrics": mode, "lights": lights, "requests": i, "cpu %": cpu,
+                "cpu_ms_per_req": cpu / 100 * elapsed / i * 1000 if i else float("nan"),
                 "rss MiB": rss_mib(hub.pid), "peak MiB": rss_mib(hub.pid, "VmHWM"), "scrapes": len(scraper.times)}
     finally:
         client.disconnect()
@@ -326,11 +329,11 @@ def main() -> None:
                       f"(goal <= +3 %: {'met' if on <= off * 1.03 else 'NOT met'})")
             print()
         if "lights" not in args.skip:
-            rows = [lights_round(broker, tmp, metrics, args.lights, args.seconds, args.pace) for metrics in (False, True)]
-            print(f"2. {args.lights} lights, a request every {args.pace:g} s for {args.seconds:g} s; with metrics on, "
-                  "/metrics scraped every second")
-            table(rows, ["metrics", "lights", "requests", "cpu %", "rss MiB", "peak MiB", "scrapes"],
-                  {"cpu %": "{:.2f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"})
+            rows = [lights_round(broker, tmp, mode, args.lights, args.seconds, args.pace) for mode in MODES]
+            print(f"2. {args.lights} lights, a request every {args.pace:g} s for {args.seconds:g} s; metrics off, on, "
+                  "and on with /metrics scraped every second")
+            table(rows, ["metrics", "lights", "requests", "cpu %", "cpu_ms_per_req", "rss MiB", "peak MiB", "scrapes"],
+                  {"cpu %": "{:.2f}", "cpu_ms_per_req": "{:.3f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"})
             print()
         if "scrape" not in args.skip:
             rows = scrape_bench(broker, tmp, args.board_sets, args.board_lights)
