@@ -29,10 +29,30 @@ Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_lengt
 """An identifier used in MQTT topics: lower-case letters, digits and dashes."""
 
 
+SYSTEM_STATE_DIR = Path("/var/lib/setbridge")
+
+
+def default_state_dir(environ: Mapping[str, str], euid: int, home: Path,
+                      system_dir: Path = SYSTEM_STATE_DIR) -> Path:
+    """Where state lives unless ``[hub] state_dir`` says: the service's ``StateDirectory`` (systemd
+    passes it as ``STATE_DIRECTORY``), else ``/var/lib/setbridge`` for root and for the user that
+    owns it (the ``setbridge`` system user, also when the installer runs a command as it), else
+    ``~/.local/state/setbridge``."""
+    from_systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if from_systemd:
+        return Path(from_systemd)
+    if euid == 0:
+        return system_dir
+    try:
+        if system_dir.stat().st_uid == euid:
+            return system_dir
+    except OSError:
+        pass
+    return home / ".local" / "state" / "setbridge"
+
+
 def _default_state_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/setbridge")
-    return Path.home() / ".local" / "state" / "setbridge"
+    return default_state_dir(os.environ, os.geteuid(), Path.home())
 
 
 class Section(BaseModel):
