@@ -22,11 +22,9 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
+from .ids import Id
 
 DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
-
-Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
-"""An identifier used in MQTT topics: lower-case letters, digits and dashes."""
 
 
 SYSTEM_STATE_DIR = Path("/var/lib/setbridge")

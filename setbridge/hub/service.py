@@ -23,8 +23,8 @@ from ..bus import Bus
 from ..config import Settings
 from .controller import Action, Outcome, SetController
 from ..errors import PayloadError, SetbridgeError
-from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
-                        transaction_of)
+from ..codec import MISSING, parse_payload, transaction_of
+from ..messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
 from .roster import Roster

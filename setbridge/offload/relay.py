@@ -29,12 +29,13 @@ from typing import Protocol
 from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import LightCommand, OffloadError, Payload
+from ..messages import OffloadError, Payload
 from ..ratelog import RateLimitedLog
 from ..topics import Topics
+from .flash import LightFlash
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
-from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
+from .models import HedgeReport, OffloadReport, event_id_of, parse_report
 from .outbox import Outbox
 from .watcher import MhlWatcher
 
@@ -120,6 +121,8 @@ class OffloadRelay:
         self._known: dict[bytes, str] = {}
         """Digest of a journaled report's bytes → its event_id (intake thread only; emptied when the
         journal is opened again or a report conflicts with an accepted one)."""
+        self.flash = LightFlash(bus, topics, settings)
+        """Flashes the set's lights for delivered offload results."""
         self._answers = Outbox(bus, ANSWER_WINDOW)
         self._events = Outbox(bus, EVENT_WINDOW)
         self._shed_lock = threading.Lock()
@@ -507,21 +510,8 @@ class OffloadRelay:
         except (sqlite3.Error, OSError):
             self._unmarked.update(acked)  # kept until the journal takes the mark, never published again
             raise
-        if self.settings.flash_lights:
-            for _, data in acked:
-                self._flash(OffloadEvent.model_validate_json(data))
-
-    def _flash(self, event: OffloadEvent) -> None:
-        s = self.settings
-        if not s.flash_lights or event.status not in ("verified", "failed"):
-            return
-        if time.time() - event.ts > s.flash_max_age_s:
-            return
-        command = LightCommand(action="flash", duration_s=s.flash_s,
-                               color="green" if event.status == "verified" else "red",
-                               pattern="slow" if event.status == "verified" else "fast")
-        for light in s.flash_lights:
-            self.bus.publish(self.topics.light_cmd(light), command)
+        for _, data in acked:
+            self.flash.delivered(data)
 
 
 def _digest(raw: bytes) -> bytes:
