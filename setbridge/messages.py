@@ -53,10 +53,13 @@ class HubStatus(Payload):
     audio: Literal["ok", "fault", "off"] = "off"
     voice: bool | None = None
     """Voice triggers enabled (False when a "voice off" switch is on)."""
-    offload: Literal["ok", "fault"] = "ok"
-    """``fault`` while the offload journal cannot be used; set state and lights are unaffected."""
+    offload: Literal["ok", "fault", "off"] = "ok"
+    """``fault`` while the offload journal cannot be used (set state and lights are unaffected);
+    ``off`` when this hub does not relay offload reports (another hub on the broker does)."""
     offload_reason: str | None = None
-    """Why offload is at fault, in one line."""
+    """Why offload is at fault or off, in one line."""
+    conflict: str | None = None
+    """Another hub serves this set, or relays offload while this one does, in one line."""
     timecode: Literal["ok", "fault", "off"] = "off"
     """The recorder source (LTC timecode, record tally): ``fault`` when it cannot be trusted (voice and
     buttons then act alone), ``off`` when none is configured."""
