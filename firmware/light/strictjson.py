@@ -92,33 +92,30 @@ def _string(raw, i, n):
     _fail("unterminated string", i)
 
 
+def _digits(raw, i, n, start):
+    """The index after one or more digits at ``raw[i]``; fail (for the number at ``start``) if none."""
+    if i >= n or raw[i] not in _DIGITS:
+        _fail("bad number", start)
+    while i < n and raw[i] in _DIGITS:
+        i += 1
+    return i
+
+
 def _number(raw, i, n):
+    """The index after the number at ``raw[i]``: ``-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?``, finite."""
     start = i
     if raw[i] == 0x2D:  # -
         i += 1
-    if i < n and raw[i] == 0x30:  # a leading 0 stands alone
-        i += 1
-    elif i < n and raw[i] in _DIGITS:
-        while i < n and raw[i] in _DIGITS:
-            i += 1
-    else:
-        _fail("bad number", start)
+    i = i + 1 if i < n and raw[i] == 0x30 else _digits(raw, i, n, start)  # a leading 0 stands alone
     fraction = i < n and raw[i] == 0x2E
     if fraction:
-        i += 1
-        if i >= n or raw[i] not in _DIGITS:
-            _fail("bad number", start)
-        while i < n and raw[i] in _DIGITS:
-            i += 1
+        i = _digits(raw, i + 1, n, start)
     exponent = i < n and raw[i] in b"eE"
     if exponent:
         i += 1
         if i < n and raw[i] in b"+-":
             i += 1
-        if i >= n or raw[i] not in _DIGITS:
-            _fail("bad number", start)
-        while i < n and raw[i] in _DIGITS:
-            i += 1
+        i = _digits(raw, i, n, start)
     if (fraction or exponent) and float(raw[start:i].decode()) in (float("inf"), float("-inf")):
         _fail("number out of range", start)
     return i
