@@ -89,7 +89,11 @@ RAW = [  # BODY: the fields of the topic's valid payload; DUPLICATE: its first r
     b'{BODY, "x": ' + b"[" * 64 + b"]" * 64 + b"}",
     b'{BODY, "x": ' + b"[" * 900 + b"]" * 900 + b"}",
     b"[]", b'"idle"', b"1", b"null", b"", b"{", b"{}", b'{"v": 1}',
-]
+] + [b'{BODY, "num": ' + number + b"}" for number in (
+    b"1.7976931348623157e308", b"1.7976931348623158e308", b"1.8e308", b"0.001e312", b"18e307", b"1e-400", b"0.0e999",
+    b"%d.0" % ((1 << 1024) - (1 << 970)), b"%d.0" % ((1 << 1024) - (1 << 970) - 1), b"-1e309", b"3.5e38")]
+"""Numbers at a double's edge: the hub refuses what a double rounds to infinity (from the smallest
+such number, 2**1024 - 2**970, up)."""
 
 
 def _rows() -> list[tuple[str, bytes]]:

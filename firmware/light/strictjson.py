@@ -116,9 +116,27 @@ def _number(raw, i, n):
         if i < n and raw[i] in b"+-":
             i += 1
         i = _digits(raw, i, n, start)
-    if (fraction or exponent) and float(raw[start:i].decode()) in (float("inf"), float("-inf")):
+    if (fraction or exponent) and _out_of_range(raw[start:i]):
         _fail("number out of range", start)
     return i
+
+
+_ROUNDS_TO_INF = str((1 << 1024) - (1 << 970)).encode()
+"""The digits of the smallest number a double rounds up to infinity (309 digits, no trailing zero)."""
+
+
+def _out_of_range(text):
+    """Whether the number ``text`` (with a fraction or exponent) is beyond a double, as the hub refuses
+    it. Judged from the digits: boards with single-precision floats overflow above 3.4e38, and
+    MicroPython's float() does not round as exactly as the hub's at the very edge."""
+    mantissa, _, exp = text.lower().lstrip(b"-").partition(b"e")
+    whole, _, frac = mantissa.partition(b".")
+    digits = (whole + frac).lstrip(b"0")
+    if not digits:
+        return False
+    # the power of ten of the first significant digit
+    power = int(exp or b"0") + (len(whole.lstrip(b"0")) - 1 if whole.lstrip(b"0") else -(len(frac) - len(digits)) - 1)
+    return power > 308 or (power == 308 and digits.rstrip(b"0") >= _ROUNDS_TO_INF)
 
 
 def _key(raw, i, n, keys):
