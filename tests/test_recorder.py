@@ -232,4 +232,5 @@ def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, fa
     assert value(families, "setbridge_voice_overruled_total") == 1
     assert value(families, "setbridge_voice_rolls_reverted_total") == 0
     assert value(families, "setbridge_recorder_recording") == 1
-    assert value(families, "setbridge_timecode_fault") == 0
+    assert value(families, "setbridge_timecode_status", status="ok") == 1
+    assert value(families, "setbridge_timecode_status", status="fault") == 0
