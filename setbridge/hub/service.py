@@ -23,8 +23,8 @@ from ..bus import Bus
 from ..config import Settings
 from .controller import Action, Outcome, SetController
 from ..errors import PayloadError, SetbridgeError
-from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
-                        transaction_of)
+from ..codec import MISSING, parse_payload, transaction_of
+from ..messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
 from .roster import Roster
@@ -147,6 +147,7 @@ class Hub:
         """Start-up found no other hub serving this set: requests are taken and the birth is out."""
         self._early_events: list[SetEvent] = []
         """Events of local actions taken before then, published once it is (dropped if it refuses)."""
+        self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
         # Light commands are not read here: a flood of them must never reach the hub. A light ignores
         # a retained one itself (docs/mqtt.md).
         self.bus.on_connect(self._on_connect)
@@ -164,7 +165,7 @@ class Hub:
             from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
 
             self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
-                                     report=self.set_timecode_health)
+                                     report=self.set_timecode_health, reopen_s=settings.audio.reopen_s)
             self.add_component(self.recorder)
         if settings.audio.source != "none":
             from ..audio import open_source
@@ -217,6 +218,7 @@ class Hub:
         if (state, reason, recorder) != self.timecode_health:
             self.timecode_health = (state, reason, recorder)
             self._publish_status()
+            self._health_changed()
 
     def set_voice_enabled(self, enabled: bool) -> None:
         if enabled != self.voice_enabled:
@@ -231,7 +233,7 @@ class Hub:
         self._state_listeners.append(listener)
 
     def health(self) -> Health:
-        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status, timecode=self.timecode_health[0])
 
     def add_health_listener(self, listener: Callable[[Health], None]) -> None:
         """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
@@ -294,6 +296,7 @@ class Hub:
                         self.settings.mqtt.host, self.settings.mqtt.port, CLAIM_WAIT_S)
         self.roster.start_watching(relays_offload=self.relay is not None)
         self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        self.bus.subscribe(self._centre_request_topic, self._handle_request, commands=True, whole=True)
         if self.relay is not None:
             self.relay.listen()
         with self._state_lock:
@@ -440,6 +443,8 @@ class Hub:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
             return
+        if not route_error and topic == self._centre_request_topic:  # crossed a lot's bridge
+            route_error = lot.age_limit_missing(request, message)
         if route_error:
             log.warning("refused %s on %s: %s", request.action, topic, route_error)
             self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,

@@ -29,12 +29,13 @@ from typing import Protocol
 from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import LightCommand, OffloadError, Payload
+from ..messages import OffloadError, Payload
 from ..ratelog import RateLimitedLog
 from ..topics import Topics
+from .flash import LightFlash
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
-from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
+from .models import HedgeReport, OffloadReport, event_id_of, parse_report
 from .outbox import Outbox
 from .watcher import MhlWatcher
 
@@ -50,6 +51,8 @@ REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
 CLEAR_EVERY_S = 10.0
 """How often cards past ``[offload] max_cards`` or ``card_max_age_h`` are looked for (and after each delivery)."""
+CLEAR_SOON_S = 0.5
+"""After a delivery, cards are looked at again no sooner than this (a large ingest delivers many rounds)."""
 MARK_EVERY = 32
 """Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
 ANSWER_WINDOW = 100
@@ -121,6 +124,8 @@ class OffloadRelay:
         self._known: dict[bytes, str] = {}
         """Digest of a journaled report's bytes → its event_id (intake thread only; emptied when the
         journal is opened again or a report conflicts with an accepted one)."""
+        self.flash = LightFlash(bus, topics, settings)
+        """Flashes the set's lights for delivered offload results."""
         self._answers = Outbox(bus, ANSWER_WINDOW, rate=ANSWER_RATE)
         self._events = Outbox(bus, EVENT_WINDOW)
         self._shed_lock = threading.Lock()
@@ -413,15 +418,17 @@ class OffloadRelay:
 
     # -- delivery thread ----------------------------------------------------------------------
     def _deliver_loop(self) -> None:
-        next_clear = 0.0
+        next_clear = last_clear = 0.0
         while not self._stop.is_set():
             woken = self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
             self._wake.clear()
             try:
                 self._deliver_pending()
-                if woken or time.monotonic() >= next_clear:
+                now = time.monotonic()
+                if now >= next_clear or (woken and now >= last_clear + CLEAR_SOON_S):
                     self._clear_old_cards()
-                    next_clear = time.monotonic() + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
+                    last_clear = time.monotonic()
+                    next_clear = last_clear + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
             except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
                 path = self.journal.path if self.journal is not None else self.state_dir
                 self._set_health("fault", f"could not write the offload journal {path} "
@@ -439,9 +446,14 @@ class OffloadRelay:
             due = journal.to_clear(s.max_cards, s.card_max_age_h * 3600, limit=self.batch_size)
             if not due:
                 return
-            sent = [(roll, seq, self.bus.publish(self.topics.offload_card(roll), b"", retain=True)) for roll, seq in due]
+            sent = []
+            for roll, seq in due:  # through the events' window, so clearing never crowds the set's messages
+                delivery = self._events.publish(self.topics.offload_card(roll), b"", self._stop)
+                if delivery is None:
+                    return  # stopping: cleared after the restart
+                sent.append((roll, seq, delivery))
             if any(d.error for _, _, d in sent):
-                return  # refused by the MQTT client (queue full): tried again at the next round
+                return  # refused by the MQTT client: tried again at the next round
             for _, _, delivery in sent:
                 while not delivery.wait(0.5):
                     if self._stop.is_set() or not self.bus.connected.is_set():
@@ -507,21 +519,8 @@ class OffloadRelay:
         except (sqlite3.Error, OSError):
             self._unmarked.update(acked)  # kept until the journal takes the mark, never published again
             raise
-        if self.settings.flash_lights:
-            for _, data in acked:
-                self._flash(OffloadEvent.model_validate_json(data))
-
-    def _flash(self, event: OffloadEvent) -> None:
-        s = self.settings
-        if not s.flash_lights or event.status not in ("verified", "failed"):
-            return
-        if time.time() - event.ts > s.flash_max_age_s:
-            return
-        command = LightCommand(action="flash", duration_s=s.flash_s,
-                               color="green" if event.status == "verified" else "red",
-                               pattern="slow" if event.status == "verified" else "fast")
-        for light in s.flash_lights:
-            self.bus.publish(self.topics.light_cmd(light), command)
+        for _, data in acked:
+            self.flash.delivered(data)
 
 
 def _digest(raw: bytes) -> bytes:
