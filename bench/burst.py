@@ -20,7 +20,10 @@ The requests come from ``mosquitto_pub`` processes and the answers are counted b
 The broker's send window is the generated config's (``max_inflight_messages 100``);
 ``--broker-inflight 20`` measures with Mosquitto's default, where the hub waits for an
 acknowledgement every 20 publishes, and ``0`` with none.
-Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000] [--broker-inflight 100]``
+``--client fast paho`` runs every phase with the hub on each MQTT client in turn (``[mqtt] client``:
+the fast client, then paho's own), side by side in one table.
+Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000] [--broker-inflight 100]
+[--client fast paho]``
 """
 
 from __future__ import annotations
@@ -61,11 +64,13 @@ def refused_in_log(log: Path) -> int:
     return sum(int(m.group(1)) for m in re.finditer(r"paho refused (\d+) publish", log.read_text(errors="replace")))
 
 
-def start_hub(port: int, workdir: Path, base: str, set_id: str) -> tuple[subprocess.Popen, Path]:
+def start_hub(port: int, workdir: Path, base: str, set_id: str, client: str = "fast") -> tuple[subprocess.Popen, Path]:
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "setbridge.toml"
     config.write_text("\n".join([
         "[hub]", 'id = "bench"', f'set = "{set_id}"', f'state_dir = "{workdir / "state"}"', "heartbeat_s = 1.0",
         "[mqtt]", 'host = "127.0.0.1"', f"port = {port}", f'base_topic = "{base}"', "reconnect_max_s = 1",
+        f'client = "{client}"',
     ]) + "\n")
     log = workdir / "hub.log"
     proc = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config", str(config)],
@@ -149,30 +154,36 @@ def main() -> None:
     ap.add_argument("--broker-inflight", type=int, default=MAX_INFLIGHT, metavar="N",
                     help=f"the broker's max_inflight_messages: the hub's send window (default {MAX_INFLIGHT}, the "
                          "generated config's; Mosquitto's own is 20; 0: none)")
+    ap.add_argument("--client", nargs="+", choices=["fast", "paho"], default=["fast"],
+                    help="the hub's [mqtt] client; several run one after the other, side by side in the table")
     args = ap.parse_args()
-    set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
-    topics = Topics(base)
+    rows: list[dict] = []
+    notes: list[str] = []
     with PrivateBroker(extra_config=f"max_inflight_messages {args.broker_inflight}") as broker, \
             tempfile.TemporaryDirectory(prefix="setbridge-burst-") as tmp:
         baseline = bare_rate(broker.port)
-        hub, log = start_hub(broker.port, Path(tmp), base, set_id)
-        try:
-            beats = Heartbeats(broker.port, topics.set_heartbeat(set_id))
-            with Collector(broker.port, topics, set_id) as seen:
-                wait_online(seen)
-                rows = [phase(f"{c} client{'s' if c > 1 else ''}", broker.port, topics, set_id, seen, hub.pid, log,
-                              args.requests, c, args.window, beats) for c in args.clients]
-                rows.append(phase("burst 10k/5s", broker.port, topics, set_id, seen, hub.pid, log,
-                                  10_000, 5, args.window, beats, rate=2000))
-            beats.close()
-        finally:
-            hub.terminate()
-            hub.wait(15)
-        notes = [line for line in log.read_text(errors="replace").splitlines()
-                 if re.search(r"late|busy|refused|shed|watchdog", line)]
+        for kind in args.client:
+            set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
+            topics = Topics(base)
+            hub, log = start_hub(broker.port, Path(tmp) / kind, base, set_id, kind)
+            try:
+                beats = Heartbeats(broker.port, topics.set_heartbeat(set_id))
+                with Collector(broker.port, topics, set_id) as seen:
+                    wait_online(seen)
+                    mine = [phase(f"{c} client{'s' if c > 1 else ''}", broker.port, topics, set_id, seen, hub.pid,
+                                  log, args.requests, c, args.window, beats) for c in args.clients]
+                    mine.append(phase("burst 10k/5s", broker.port, topics, set_id, seen, hub.pid, log,
+                                      10_000, 5, args.window, beats, rate=2000))
+                beats.close()
+            finally:
+                hub.terminate()
+                hub.wait(15)
+            rows += [{"mqtt client": kind, **row} for row in mine]
+            notes += [f"{kind}: {line}" for line in log.read_text(errors="replace").splitlines()
+                      if re.search(r"late|busy|refused|shed|watchdog|paho's own client", line)]
     print(f"baseline: a bare paho client publishes {baseline:,.0f} QoS 1 messages/s to one subscriber "
           f"on this broker (max_inflight_messages {args.broker_inflight}); load generators: mosquitto_pub/_sub\n")
-    cols = ["phase", "answered/s", "executed", "busy", "unanswered", "twice", "states", "in order", "final ok",
+    cols = ["mqtt client", "phase", "answered/s", "executed", "busy", "unanswered", "twice", "states", "in order", "final ok",
             "refused", "hb gap", "hb lag", "cpu %", "rss MiB", "peak MiB"]
     fmt = {"answered/s": "{:,.0f}", "hb gap": "{:.2f} s", "hb lag": "{:.2f} s", "cpu %": "{:.0f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"}
     table = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
@@ -180,12 +191,15 @@ def main() -> None:
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
     for row in table:
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
-    worst = min(r["answered/s"] for r in rows[:-1]) if rows[:-1] else 0
-    ok = all(r["twice"] == 0 and r["unanswered"] == 0 and r["final ok"] and r["refused"] == 0 and r["hb gap"] <= 1.5
-             for r in rows)
-    print(f"\ngoal >= 2,000 answered/s exactly once, nothing refused, hb gap <= 1.5 s: "
-          f"{'met' if ok and worst >= 2000 else 'NOT met'} (slowest {worst:,.0f}/s; "
-          f"{worst / baseline:.0%} of the bare paho rate)")
+    print()
+    for kind in args.client:
+        mine = [r for r in rows if r["mqtt client"] == kind]
+        worst = min(r["answered/s"] for r in mine[:-1]) if mine[:-1] else 0
+        ok = all(r["twice"] == 0 and r["unanswered"] == 0 and r["final ok"] and r["refused"] == 0
+                 and r["hb gap"] <= 1.5 for r in mine)
+        print(f"{kind}: goal >= 2,000 answered/s exactly once, nothing refused, hb gap <= 1.5 s: "
+              f"{'met' if ok and worst >= 2000 else 'NOT met'} (slowest {worst:,.0f}/s; "
+              f"{worst / baseline:.0%} of the bare paho rate)")
     print(f"\nthe hub's own log lines about load ({len(notes)}):")
     for line in notes[:8]:
         print("  " + line[:160])

@@ -21,7 +21,7 @@ WEB_UNIT=/etc/systemd/system/setbridge-web.service
 SET_ID=main
 MODEL=vosk-model-small-en-us-0.15
 DRY=0
-APT_PACKAGES=(python3-venv python3-dev mosquitto mosquitto-clients libportaudio2 alsa-utils)
+APT_PACKAGES=(python3-venv python3-dev mosquitto mosquitto-clients libportaudio2 libltc11 alsa-utils)
 
 usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do

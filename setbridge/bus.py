@@ -8,19 +8,20 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import ConnectFlags, DisconnectFlags
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
-from .bus_client import BufferedClient
+from .bus_clients import MqttClient, make_client
 from .config import MqttSettings
 from .messages import Payload
 from .ratelog import RateLimitedLog
@@ -117,15 +118,12 @@ class Bus:
         self.settings = settings
         self.mqtt5 = settings.protocol == "5" if mqtt5 is None else mqtt5
         self.persistent = persistent
-        if self.mqtt5:
-            self._client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        else:
-            self._client = BufferedClient(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
+        self._client: MqttClient = make_client(settings.client, client_id, self.mqtt5, persistent)
         self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(settings.reconnect_max_s)))
         # paho refuses publishes beyond this queue; the hub bounds what it queues itself (busy
         # answers), so state and heartbeats are never refused here.
         self._client.max_queued_messages_set(0)
-        self._client.max_inflight_messages_set(INFLIGHT)
+        self._client.limit_inflight(INFLIGHT)
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else None
             self._client.username_pw_set(settings.username, password)
@@ -156,11 +154,18 @@ class Bus:
         """Message id → the ordinal of the broker's latest acknowledgement of that id."""
         self._ack_count = 0
         self._acks_changed = threading.Condition()
+        self._unacked: deque[tuple[int, int]] = deque()
+        """(message id, acknowledgements counted before it) of each QoS 1 publish, oldest first,
+        until :attr:`backlog` sees its acknowledgement."""
+        self._unacked_lock = threading.Lock()
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
         self._client.on_connect_fail = self._handle_connect_fail
+        self._client.on_subscribe = self._handle_subscribe
+        self._unacked_subscriptions: set[int] = set()
+        """Message ids of SUBSCRIBE packets sent on this connection that the broker has not acknowledged."""
         self.last_activity = time.monotonic()
         """When paho's network thread last ran one of our callbacks (monotonic)."""
         self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
@@ -193,9 +198,27 @@ class Bus:
 
     def _subscribe(self, topic_filter: str, qos: int, commands: bool) -> None:
         if self.mqtt5:  # retain-as-published: a live retained command carries its flag too
-            self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=commands))
+            _, mid = self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=commands))
         else:
-            self._client.subscribe(topic_filter, qos)
+            _, mid = self._client.subscribe(topic_filter, qos)
+        if mid is not None:
+            with self._acks_changed:
+                self._unacked_subscriptions.add(mid)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker acknowledged every subscription sent on this connection so far.
+        The broker sends a subscription's retained messages before it handles the next packet, so
+        once a later subscription is acknowledged, the QoS 0 retained messages of earlier ones are in."""
+        with self._acks_changed:
+            return self._acks_changed.wait_for(lambda: self.connected.is_set() and not self._unacked_subscriptions,
+                                               timeout)
+
+    def _handle_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                          properties: Properties | None) -> None:
+        self.last_activity = time.monotonic()
+        with self._acks_changed:
+            self._unacked_subscriptions.discard(mid)
+            self._acks_changed.notify_all()
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         self._on_connect_hooks.append(hook)
@@ -259,6 +282,10 @@ class Bus:
         # NO_CONN is not a refusal: paho keeps QoS 1 messages for the next connection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             self.refused.count(f"{topic.rsplit('/', 1)[-1]}: {mqtt.error_string(info.rc)}")
+        elif qos:
+            self._unacked.append((info.mid, after))
+            if len(self._unacked) > 64:
+                _ = self.backlog  # drops what was acknowledged, also where nothing asks for the backlog
         return Delivery(self, topic, qos, retain, info, after)
 
     def _acked_after(self, mid: int, after: int) -> bool:
@@ -266,8 +293,13 @@ class Bus:
 
     @property
     def backlog(self) -> int:
-        """QoS 1/2 publishes paho holds that the broker has not acknowledged yet."""
-        return len(self._client._out_messages)  # paho has no public accessor for its queue length
+        """QoS 1 publishes the client holds that the broker has not acknowledged yet (counted by
+        the bus: paho has no public accessor for its queue). The broker acknowledges in order."""
+        unacked, acks = self._unacked, self._acks
+        with self._unacked_lock:
+            while unacked and acks.get(unacked[0][0], -1) > unacked[0][1]:
+                unacked.popleft()
+            return len(unacked)
 
     @property
     def send_window(self) -> int:
@@ -312,6 +344,8 @@ class Bus:
         self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
+        with self._acks_changed:
+            self._unacked_subscriptions.clear()  # sent again on the next connection
         if was_connected and not self._stopping:
             if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
                 log.error("another connection logged in as MQTT user %s and replaced this one; give every program "

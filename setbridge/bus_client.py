@@ -4,8 +4,11 @@ paho reads a packet with three or more ``recv`` calls (command byte, each length
 writes each packet with its own ``send``, and wakes its loop with one byte on a socket pair for
 every packet another thread queues. Under a burst of requests that is a dozen system calls per
 request. :class:`BufferedClient` reads the socket in chunks, writes what is waiting in one
-``send``, and wakes the loop once per batch; the MQTT behaviour is paho's own. Each override
-falls back to paho's code when paho's internals differ from what it expects.
+``send``, and wakes the loop once per batch; the MQTT behaviour is paho's own.
+
+It overrides paho's private packet handling, so :func:`setbridge.bus_clients.make_client` builds it
+only on the paho-mqtt minor it was written against, with every private name it touches present
+(:data:`setbridge.bus_clients.CLIENT_INTERNALS`); otherwise the bus uses paho's own client.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from .bus_guard import GuardedClient
 
 READ_BURST = 50
 """Packets read before what is waiting (acknowledgements, answers, heartbeats) is written."""
@@ -42,8 +47,6 @@ _NO_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-unty
 """Shared by received messages that carry no properties (handlers only read them)."""
 _INCOMING = mqtt.MQTTMessageInfo(0)
 """Shared by received messages: paho never uses an incoming QoS 0/1 message's delivery info."""
-_INTERNALS = ("_mid_generate", "_raise_for_invalid_topic", "_max_queued_messages", "_send_publish", "_in_packet", "_protocol", "_manual_ack", "_send_puback", "_handle_on_message", "_logger", "_out_message_mutex", "_do_on_publish", "_sock", "_packet_read", "_loop_rc_handle", "_out_packet", "_sockpairW", "_thread", "_sock_send",
-              "_sock_recv", "_msgtime_mutex", "_out_messages", "_inflight_messages", "_max_inflight_messages")
 
 
 class _Receipt(mqtt.MQTTMessageInfo):
@@ -79,12 +82,11 @@ class _Receipt(mqtt.MQTTMessageInfo):
             time.sleep(0.005)
 
 
-class BufferedClient(mqtt.Client):
+class BufferedClient(GuardedClient):
     """A paho client whose network loop makes few system calls per message."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._tuned = all(hasattr(self, name) for name in _INTERNALS)
         self._rdata = b""
         self._rpos = 0
         self._rsock: object = None
@@ -99,13 +101,11 @@ class BufferedClient(mqtt.Client):
         """Send at most ``most`` QoS 1/2 publishes unacknowledged: what the broker announced in its
         CONNACK (MQTT 5 Receive Maximum). paho's setter refuses a connected client, so this runs
         from ``on_connect``, before paho resends what is waiting."""
-        if hasattr(self, "_max_inflight_messages") and most > 0:
+        if most > 0:
             self._max_inflight_messages = most
 
     # -- reading --------------------------------------------------------------------------
     def _sock_recv(self, bufsize: int) -> bytes:
-        if not self._tuned:
-            return super()._sock_recv(bufsize)
         if self._rsock is not self._sock:  # a new connection: nothing of the old one is kept
             self._rsock, self._rdata, self._rpos = self._sock, b"", 0
         data, pos = self._rdata, self._rpos
@@ -122,7 +122,7 @@ class BufferedClient(mqtt.Client):
     def _packet_read(self) -> MQTTErrorCode:
         """A packet that lies whole in the buffer is handled from there; a packet arriving in parts,
         or before the buffer holds anything, is read by paho's own code (through the buffer)."""
-        if not self._tuned or self._in_packet["command"] != 0 or self._rsock is not self._sock:
+        if self._in_packet["command"] != 0 or self._rsock is not self._sock:
             return super()._packet_read()
         data, start = self._rdata, self._rpos
         size, i, length, shift = len(data), start + 1, 0, 0
@@ -162,8 +162,6 @@ class BufferedClient(mqtt.Client):
         ``READ_BURST`` of them, so acknowledgements and heartbeats never wait behind a burst.
 
         It returns only with nothing read but unhandled, so that select() sees what is left."""
-        if not self._tuned:
-            return super().loop_read(max_packets)
         count = 0
         while True:
             if self._sock is None:
@@ -185,7 +183,7 @@ class BufferedClient(mqtt.Client):
                 properties: Properties | None = None) -> mqtt.MQTTMessageInfo:
         """paho's publish; a QoS 1 message of bytes is queued without paho's per-message lock and
         with its topic checked once. Everything else is paho's own path."""
-        if not self._tuned or qos != 1 or not topic or not isinstance(payload, bytes) or len(payload) > 268_435_455:
+        if qos != 1 or not topic or not isinstance(payload, bytes) or len(payload) > 268_435_455:
             return super().publish(topic, payload, qos, retain, properties)
         topic_bytes = self._topics.get(topic)
         if topic_bytes is None:
@@ -224,7 +222,7 @@ class BufferedClient(mqtt.Client):
         thread needs one byte per batch: the loop clears ``_wake_sent`` before it writes, so a
         packet queued after that wakes it again."""
         thread = self._thread
-        if not self._tuned or thread is None:
+        if thread is None:
             return super()._packet_queue(command, packet, mid, qos, info)
         self._out_packet.append({"command": command, "mid": mid, "qos": qos, "pos": 0, "to_process": len(packet),
                                  "packet": packet, "info": info})
@@ -243,8 +241,6 @@ class BufferedClient(mqtt.Client):
 
     def _packet_write(self) -> MQTTErrorCode:
         """Write waiting packets, many at once; a DISCONNECT is left to paho's own writer."""
-        if not self._tuned:
-            return super()._packet_write()
         self._wake_sent = False
         out = self._out_packet
         if self._urgent:
@@ -333,7 +329,7 @@ class BufferedClient(mqtt.Client):
     def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
         """A PUBACK without properties (a message id, perhaps a reason code such as "no matching
         subscribers") is handled with shared reason-code objects instead of decoding new ones."""
-        packet = self._in_packet["packet"] if self._tuned else b""
+        packet = self._in_packet["packet"]
         if cmd != "PUBACK" or not 2 <= len(packet) <= 3:
             return super()._handle_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
@@ -349,7 +345,7 @@ class BufferedClient(mqtt.Client):
         """A received QoS 0/1 PUBLISH without properties, decoded in place. paho builds the same
         message with a new delivery info (and its lock) that nothing uses; anything else
         (QoS 2, properties, a malformed packet, paho's logging on) is left to paho."""
-        if not self._tuned or self._logger is not None or self.on_log is not None:
+        if self._logger is not None or self.on_log is not None:
             return super()._handle_publish()
         header, packet = self._in_packet["command"], self._in_packet["packet"]
         qos, size = (header & 0x06) >> 1, len(packet)
@@ -375,6 +371,6 @@ class BufferedClient(mqtt.Client):
     def _update_inflight(self) -> MQTTErrorCode:
         """paho looks through every unacknowledged message after each acknowledgement; when none
         is waiting for a free slot there is nothing to look for."""
-        if self._tuned and len(self._out_messages) <= self._inflight_messages:
+        if len(self._out_messages) <= self._inflight_messages:
             return MQTTErrorCode.MQTT_ERR_SUCCESS
         return super()._update_inflight()

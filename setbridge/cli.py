@@ -24,6 +24,7 @@ COMMANDS = [
     "status",
     "web",
     "takes",
+    "timecode",
 ]
 """Modules under ``setbridge.commands``; each has ``register(subparsers)``."""
 

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator,
+                      model_validator)
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
@@ -51,7 +52,10 @@ class HubSettings(Section):
     """After a cut, stay rolling this long (as sound recorders do)."""
     transaction_window_s: float = Field(600.0, ge=0, le=86400)
     """A request repeated with the same transaction within this many seconds gets its first
-    answer and changes nothing (at most 10,000 answers are remembered)."""
+    answer and changes nothing (at most 10,000 answers are remembered, 2,500 per ``source``)."""
+    request_max_age_s: float = Field(5.0, gt=0, le=3600)
+    """A request sent (its ``sent_at``) longer ago than this is refused, never executed late; so is one
+    past its own ``deadline`` or MQTT 5 Message Expiry."""
 
 
 class TlsSettings(Section):
@@ -88,6 +92,9 @@ class MqttSettings(Section):
     ``{base}/set/{set}/response``)."""
     reconnect_max_s: float = Field(10.0, gt=0, le=300)
     """Longest wait between reconnect attempts (backoff starts at 0.5 s)."""
+    client: Literal["fast", "paho"] = "fast"
+    """The MQTT client: ``fast`` (paho with a cheaper network loop for bursts; paho's own client
+    whenever the installed paho-mqtt is not the one it was written for) or ``paho`` (paho's own)."""
 
 
 class AudioSettings(Section):
@@ -115,6 +122,32 @@ DEFAULT_PHRASES: dict[Action, list[str]] = {
 
 def _default_phrases() -> dict[Action, list[str]]:
     return {k: list(v) for k, v in DEFAULT_PHRASES.items()}
+
+
+class ActionRules(Section):
+    """One action's own voice thresholds (``[speech.roll]``, ``[speech.cut]``); unset = the ``[speech]`` value.
+
+    The costs are not symmetric: a false cut darkens the doors mid-take, a missed roll leaves them
+    dark during a take, a false roll lights red for nothing, a missed cut keeps red a few seconds.
+    """
+
+    pre_silence_s: float | None = Field(None, ge=0.0, le=5.0)
+    """Quiet required before the phrase."""
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    """Lowest confidence accepted."""
+    max_extra_sound_s: float | None = Field(None, ge=0.0, le=10.0)
+    """Sound in the utterance outside the phrase that is tolerated."""
+    min_filler_margin: float | None = Field(None, ge=-50.0, le=50.0)
+    """How much better than the fillers the phrase must fit, per syllable."""
+    onset_db: float | None = Field(None, ge=0.0, le=60.0)
+    """How far the phrase must rise above the sound just before it; 0 = off."""
+    rescue_db: float | None = Field(None, ge=0.0, le=40.0)
+    """A phrase inside longer sound still fires when it stands this far above the sound around it (a
+    call over chatter); 0 = never (the phrase must be said alone)."""
+
+
+ACTION_RULES = tuple(ActionRules.model_fields)
+"""The thresholds an action can set for itself."""
 
 
 class SpeechSettings(Section):
@@ -156,6 +189,12 @@ class SpeechSettings(Section):
     """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
     onset_db: float = Field(9.0, ge=0.0, le=60.0)
     """A phrase must be this much louder than the sound just before it (a pause of its own); 0 = off."""
+    rescue_db: float = Field(6.0, ge=0.0, le=40.0)
+    """A phrase inside longer sound fires when it stands this far above the sound around it; 0 = never."""
+    roll: ActionRules = Field(default_factory=ActionRules)
+    """The roll call's own thresholds (``[speech.roll]``)."""
+    cut: ActionRules = Field(default_factory=ActionRules)
+    """The cut call's own thresholds (``[speech.cut]``)."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)
@@ -177,6 +216,9 @@ class SpeechSettings(Section):
 
 
 class OffloadSettings(Section):
+    enabled: bool = True
+    """Relay offload reports. Exactly one hub on a broker may: set false on every other hub (a hub
+    that finds another one relaying runs without offload and says so)."""
     watch: list[Path] = Field(default_factory=list)
     """Directories scanned for ASC MHL histories (any ``ascmhl/`` folder below them)."""
     copies_required: int = Field(2, ge=1, le=20)
@@ -195,6 +237,13 @@ class OffloadSettings(Section):
     """Events older than this (delivered late after an outage) do not flash lights."""
     journal_batch: int = Field(256, ge=1, le=10000)
     """Reports journaled per commit and events in flight per delivery round (1: one at a time)."""
+    max_cards: int = Field(300, ge=1, le=500)
+    """Cards kept retained on ``{base}/offload/card/{roll}``; beyond it the card with the oldest latest
+    event is cleared (the board holds at most 500)."""
+    card_max_age_h: float = Field(72.0, gt=0, le=24 * 90)
+    """A card without a new event for this many hours is cleared from the broker (the journal keeps it)."""
+    cards_per_source_per_day: int = Field(200, ge=1, le=100_000)
+    """New cards one sender (its ``source`` and ``host``) may start in 24 hours; more are refused."""
 
 
 class GpioSettings(Section):
@@ -224,6 +273,48 @@ class GpioSettings(Section):
     def any_pin(self) -> bool:
         return any(getattr(self, name) is not None for name in
                    ("relay", "status_led", "buzzer", "roll_button", "cut_button", "toggle", "voice_off"))
+
+
+class TimecodeSettings(Section):
+    """The recorder as the authority: its LTC timecode and/or its record tally (see the README's
+    arbitration table). With neither configured, voice and buttons decide alone."""
+
+    mode: Literal["off", "rec-run", "free-run"] = "off"
+    """``rec-run``: code advancing means the recorder records (roll), code still or gone means it
+    stopped (cut); ``free-run``: the code only stamps events and takes; ``off``: no timecode."""
+    channel: int | None = Field(None, ge=1, le=32)
+    """The channel of the ``[audio]`` input that carries LTC (1 = first); voice still listens to
+    ``[audio] channel``. Needed unless mode is off; with ``device`` or ``file``, that input's channel
+    (default 1)."""
+    device: str | int | None = None
+    """LTC from an input device of its own (a name substring or index, as ``[audio] device``)
+    instead of a channel of the ``[audio]`` input."""
+    file: Path | None = None
+    """LTC replayed in real time from a 16-bit WAV file instead (a demo or a rehearsal)."""
+    hold_off_s: float = Field(0.5, ge=0.1, le=30)
+    """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
+    never cut a take."""
+    min_run_s: float = Field(0.0, ge=0, le=10)
+    """Code must advance this long before it rolls (0: at once); raise it for a device
+    that sends short bursts of running code when it stops."""
+    confirm_s: float = Field(3.0, ge=0.5, le=60)
+    """A voice roll the recorder has not confirmed within this many seconds reverts."""
+    fault_s: float = Field(2.0, ge=0.5, le=60)
+    """Signal that does not decode, or (free-run) code gone, this long: ``timecode: fault``."""
+    tally_pin: int | None = Field(None, ge=0, le=53)
+    """GPIO input (BCM) wired to the recorder's record tally or a contact closure: closed = recording."""
+    tally_pull_up: bool = True
+    """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
+    tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
+    """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+
+    def own_input(self) -> bool:
+        """LTC comes from an input of its own (``device`` or ``file``), not from the ``[audio]`` input."""
+        return self.device is not None or self.file is not None
+
+    def recorder(self) -> bool:
+        """A recorder source that starts and stops takes is configured (rec-run code or a tally)."""
+        return self.mode == "rec-run" or self.tally_pin is not None
 
 
 PASSWORD_HASH = r"^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
@@ -272,6 +363,9 @@ class WebSettings(Section):
     """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
     streams_per_address: int = Field(8, ge=1, le=100_000)
     """Open pages from one client address (raise it when phones reach the board through one NAT)."""
+    lot: bool = False
+    """The central board of a lot (docs/lot.md): ``/lot`` shows every stage under ``{base}/stage/+``
+    and ``/`` leads there."""
 
 
 class MetricsSettings(Section):
@@ -283,6 +377,17 @@ class MetricsSettings(Section):
     """Address to listen on: this machine only by default; ``0.0.0.0`` lets a Prometheus elsewhere scrape it."""
     port: int = Field(9853, ge=0, le=65535)
     """TCP port of the hub's metrics (0: any free port, logged at start)."""
+
+
+class HomeAssistantSettings(Section):
+    """Home Assistant MQTT discovery of each set (docs/mqtt.md, "Home Assistant")."""
+
+    enabled: bool = False
+    """Publish the set as a Home Assistant device; false removes a device published before."""
+    prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "homeassistant"
+    """Home Assistant's discovery prefix (its birth message comes on ``{prefix}/status``)."""
+    device_name: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    """The device's name in Home Assistant; default ``setbridge <set>``."""
 
 
 class Settings(BaseModel):
@@ -298,6 +403,31 @@ class Settings(BaseModel):
     gpio: GpioSettings = GpioSettings()
     web: WebSettings = WebSettings()
     metrics: MetricsSettings = MetricsSettings()
+    timecode: TimecodeSettings = TimecodeSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+
+    @model_validator(mode="after")
+    def _timecode_input(self) -> Settings:
+        tc = self.timecode
+        if tc.mode == "off":
+            return self
+        if tc.device is not None and tc.file is not None:
+            raise ValueError("[timecode] device and file are both set; LTC comes from one input: keep one")
+        if tc.own_input():
+            return self
+        if tc.channel is None:
+            raise ValueError(f'[timecode] mode = "{tc.mode}" needs [timecode] channel, the [audio] input\'s '
+                             "channel that carries LTC (1 = first), or [timecode] device for an input of its own")
+        if self.audio.source not in ("mic", "file"):
+            raise ValueError(f'[timecode] mode = "{tc.mode}" reads LTC from the [audio] input; set [audio] '
+                             'source to "mic" or "file", or [timecode] device for an input of its own')
+        if self.audio.channel is None:
+            raise ValueError(f"[timecode] channel {tc.channel} carries LTC, so voice needs a channel of its own: "
+                             "set [audio] channel (else the LTC would be mixed into voice)")
+        if tc.channel == self.audio.channel:
+            raise ValueError(f"[timecode] channel {tc.channel} is also [audio] channel: voice and LTC need a "
+                             "channel each")
+        return self
 
     def web_data_dir(self) -> Path:
         """Where the web process keeps its take log and session key."""

@@ -41,7 +41,7 @@ ROLES: dict[str, Role] = {r.name: r for r in (
     Role("hub", everything="readwrite", summary="the hub and the CLI on the Pi: everything"),
     Role("light", own="light", summary="a recording light (user name = light id): its own topics, the set and the hub"),
     Role("integrator", summary="carts, editorial, Node-RED: read most, ask through requests and reports"),
-    Role("monitor", everything="read", summary="wall displays and dashboards: read only"),
+    Role("monitor", summary="wall displays and dashboards: read only (never another user's private answers)"),
 )}
 
 _PARAM = re.compile(r"\{(\w+)\}")
@@ -60,6 +60,9 @@ class TopicSpec:
     retain: bool
     writers: tuple[RoleName, ...]
     readers: tuple[RoleName, ...]
+    owner: str | None = None
+    """The placeholder that names a user: every user reads that topic (and the levels below it)
+    under its own name only, and no role reads anyone else's (Mosquitto ACL ``pattern`` with ``%u``)."""
     params: tuple[str, ...] = field(init=False)
     levels: tuple[str, ...] = field(init=False, repr=False)
 
@@ -80,13 +83,14 @@ class TopicSpec:
         return f"{base}/{self.pattern.format(**ids)}"
 
     def filter(self, base: str, **ids: str) -> str:
-        """A subscription filter: placeholders not given become ``+``."""
-        return f"{base}/{self.pattern.format(**{p: ids.get(p, '+') for p in self.params})}"
+        """A subscription filter: placeholders not given become ``+`` (and ``/#`` follows an owned topic)."""
+        deep = "/#" if self.owner else ""
+        return f"{base}/{self.pattern.format(**{p: ids.get(p, '+') for p in self.params})}{deep}"
 
     def match(self, levels: list[str]) -> dict[str, str] | None:
-        """The ids when ``levels`` (below the base) is this topic, else None."""
+        """The ids when ``levels`` (below the base) is this topic (or, owned, below it), else None."""
         mine = self.levels
-        if len(mine) != len(levels):
+        if len(mine) != len(levels) and not (self.owner and len(levels) > len(mine)):
             return None
         ids: dict[str, str] = {}
         for want, got in zip(mine, levels):
@@ -111,6 +115,8 @@ SET_REQUEST = TopicSpec("set_request", "set/{set}/request", "setbridge.messages:
                         writers=("integrator",), readers=("hub", "integrator", "monitor"))
 SET_RESPONSE = TopicSpec("set_response", "set/{set}/response", "setbridge.messages:SetResponse", 1, False,
                          writers=("hub",), readers=("integrator", "monitor"))
+SET_REPLY = TopicSpec("set_reply", "set/{set}/response/{user}", "setbridge.messages:SetResponse", 1, False,
+                      writers=("hub",), readers=("integrator",), owner="user")
 LIGHT_STATUS = TopicSpec("light_status", "light/{light}/status", "setbridge.messages:LightStatus", 1, True,
                          writers=("light",), readers=("light", "hub", "integrator", "monitor"))
 LIGHT_STATE = TopicSpec("light_state", "light/{light}/state", "setbridge.messages:LightState", 1, True,
@@ -129,7 +135,7 @@ OFFLOAD_ERROR = TopicSpec("offload_error", "offload/error", "setbridge.messages:
                           writers=("hub",), readers=("integrator", "monitor"))
 
 TOPICS: tuple[TopicSpec, ...] = (
-    HUB_STATUS, SET_STATE, SET_HEARTBEAT, SET_EVENT, SET_REQUEST, SET_RESPONSE,
+    HUB_STATUS, SET_STATE, SET_HEARTBEAT, SET_EVENT, SET_REQUEST, SET_RESPONSE, SET_REPLY,
     LIGHT_STATUS, LIGHT_STATE, LIGHT_ALIVE, LIGHT_CMD, OFFLOAD_REPORT, OFFLOAD_EVENT, OFFLOAD_CARD, OFFLOAD_ERROR,
 )
 """Every topic setbridge speaks, in the order ``docs/mqtt.md`` lists them."""
@@ -169,19 +175,46 @@ def filters(base: str, **ids: str) -> list[str]:
     return list(dict.fromkeys(spec.filter(base, **ids) for spec in TOPICS))
 
 
+def acl_patterns(base: str) -> list[str]:
+    """Mosquitto ACL ``pattern`` lines, for every user: each reads its own owned topics only."""
+    lines = []
+    for spec in TOPICS:
+        if spec.owner:
+            levels = {p: "%u" if p == spec.owner else "+" for p in spec.params}
+            lines.append(f"pattern read {base}/{spec.pattern.format(**levels)}/#")
+    return lines
+
+
+HOME_ASSISTANT_PREFIX = "homeassistant"
+"""Home Assistant's default discovery prefix (``[homeassistant] prefix``)."""
+HOME_ASSISTANT_ACL: dict[str, tuple[tuple[Access, str], ...]] = {
+    "hub": (("readwrite", "device/+/config"), ("read", "status")),
+    "integrator": (("read", "#"), ("write", "status")),
+}
+"""Home Assistant's topics, below its prefix: only a hub publishes (and removes) discovery
+payloads; Home Assistant itself, an integrator, reads them and announces itself on ``status``."""
+
+
 def acl_lines(user: str, role: str, base: str) -> list[str]:
-    """Mosquitto ACL ``topic`` lines for one user of ``role``, derived from the declarations."""
+    """Mosquitto ACL ``topic`` lines for one user of ``role``, derived from the declarations
+    (owned topics come from :func:`acl_patterns`)."""
     r = ROLES[role]
+    home_assistant = [f"topic {access} {HOME_ASSISTANT_PREFIX}/{pattern}"
+                      for access, pattern in HOME_ASSISTANT_ACL.get(role, ())]
     if r.everything:
-        return [f"topic {r.everything} {base}/#"]
-    lines: list[str] = []
+        return [f"topic {r.everything} {base}/#", *home_assistant]
+    lines: list[str] = home_assistant
     for group in dict.fromkeys(spec.pattern.split("/")[0] for spec in TOPICS):
         specs = [spec for spec in TOPICS if spec.pattern.startswith(group + "/")]
-        # A role that reads every topic of a group reads ``group/#``: wildcard subscriptions keep working.
-        whole = len(specs) > 1 and not r.own and all(r.name in spec.readers for spec in specs)
+        # A role that reads every topic of a group reads ``group/#``, unless the group holds another
+        # user's private topics (a wildcard subscription still works: the broker filters each message).
+        whole = (len(specs) > 1 and not r.own and all(r.name in spec.readers for spec in specs)
+                 and not any(spec.owner for spec in specs))
         if whole:
             lines.append(f"topic read {base}/{group}/#")
         for spec in specs:
+            if spec.owner:
+                continue
             write, read = r.name in spec.writers, r.name in spec.readers and not whole
             if not (write or read):
                 continue

@@ -58,11 +58,28 @@ class HubStatus(Payload):
     audio: Literal["ok", "fault", "off"] = "off"
     voice: bool | None = None
     """Voice triggers enabled (False when a "voice off" switch is on)."""
-    offload: Literal["ok", "fault"] = "ok"
-    """``fault`` while the offload journal cannot be used; set state and lights are unaffected."""
+    offload: Literal["ok", "fault", "off"] = "ok"
+    """``fault`` while the offload journal cannot be used (set state and lights are unaffected);
+    ``off`` when this hub does not relay offload reports (another hub on the broker does)."""
     offload_reason: str | None = None
-    """Why offload is at fault, in one line."""
+    """Why offload is at fault or off, in one line."""
+    conflict: str | None = None
+    """Another hub serves this set, or relays offload while this one does, in one line."""
+    timecode: Literal["ok", "fault", "off"] = "off"
+    """The recorder source (LTC timecode, record tally): ``fault`` when it cannot be trusted (voice and
+    buttons then act alone), ``off`` when none is configured."""
+    timecode_reason: str | None = None
+    """Why the recorder source is at fault, in one line."""
+    recorder: Literal["recording", "stopped"] | None = None
+    """What the recorder source says, when one that starts and stops takes is configured."""
     ts: float = Field(default_factory=now)
+
+
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer a JavaScript client (Node-RED's ``Date.now()``) holds exactly."""
+Counter = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+"""``epoch``, ``seq`` and ``take``: 0 to 2**53 - 1, so every reader of the bus (JavaScript pages,
+MicroPython lights, SQLite) holds the same number."""
 
 
 class SetState(Payload):
@@ -70,9 +87,9 @@ class SetState(Payload):
 
     set: Id
     state: SetStateName
-    epoch: int
-    seq: int
-    take: int
+    epoch: Counter
+    seq: Counter
+    take: Counter
     cause: str
     ts: float = Field(default_factory=now)
 
@@ -80,8 +97,8 @@ class SetState(Payload):
 class Heartbeat(Payload):
     """``{base}/set/{set}/heartbeat`` — QoS 0, every ``heartbeat_s``."""
 
-    epoch: int
-    seq: int
+    epoch: Counter
+    seq: Counter
     state: SetStateName
     ts: float = Field(default_factory=now)
 
@@ -99,15 +116,24 @@ class SetEvent(Payload):
     phrase: str | None = None
     confidence: float | None = None
     transaction: str | int | None = None
-    epoch: int
-    seq: int
-    take: int
+    epoch: Counter
+    seq: Counter
+    take: Counter
+    timecode: str | None = None
+    """The recorder's code ``HH:MM:SS:FF`` when a timecode source is configured: its first code for a
+    roll and its last for a cut the recorder caused, else the latest code read."""
+    fps: float | None = None
+    """The timecode's frame rate (23.976, 24, 25, 29.97, 30)."""
+    drop_frame: bool | None = None
+    """True for drop-frame code (29.97 DF)."""
+    overruled: bool | None = None
+    """True for a voice action the recorder overruled (a cut while it records); the state did not change."""
+    reason: str | None = None
+    """Why the hub overruled or reverted an action, in one line."""
     ts: float = Field(default_factory=now)
 
 
 MAX_TRANSACTION_CHARS = 128
-MAX_SAFE_INTEGER = 2**53 - 1
-"""The largest integer a JavaScript client (Node-RED's ``Date.now()``) holds exactly."""
 
 Transaction = Annotated[str, Field(min_length=1, max_length=MAX_TRANSACTION_CHARS)] | Annotated[
     int, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
@@ -123,6 +149,12 @@ class SetRequest(Payload):
     action: Action
     transaction: Transaction | None = None
     source: str | None = Field(None, max_length=128)
+    sent_at: float | None = Field(None, allow_inf_nan=False)
+    """When the request was sent (seconds since the epoch): the hub refuses one older than
+    ``[hub] request_max_age_s``. (Not ``ts``: clients were told they may add a ``ts`` of their own.)"""
+    deadline: float | None = Field(None, allow_inf_nan=False)
+    """The request must not run after this (seconds since the epoch): the age limit of an MQTT 3.1.1
+    client, which has no Message Expiry."""
 
     @field_validator("transaction", mode="before")
     @classmethod
@@ -148,7 +180,7 @@ class SetResponse(Payload):
     ok: bool
     error: str | None = None
     state: SetStateName | None = None
-    seq: int | None = None
+    seq: Counter | None = None
     changed: bool | None = None
     retry_after_s: float | None = None
     """Set on a "busy" refusal: send the request again (same transaction) after this many seconds."""
@@ -184,8 +216,8 @@ class LightState(Payload):
     """``{base}/light/{light}/state`` — retained, what the light shows."""
 
     showing: LightShowing
-    epoch: int | None = None
-    seq: int | None = None
+    epoch: Counter | None = None
+    seq: Counter | None = None
 
 
 class LightAlive(Payload):
@@ -194,8 +226,8 @@ class LightAlive(Payload):
     showing: LightShowing | Literal["flash"]
     every_s: float = Field(gt=0)
     """The light's own period; judge it not alive after 3 s (or 3 × ``every_s``, if longer) of silence."""
-    epoch: int | None = None
-    seq: int | None = None
+    epoch: Counter | None = None
+    seq: Counter | None = None
 
 
 class LightCommand(Payload):
@@ -218,6 +250,9 @@ class OffloadError(Payload):
     """The rejected report's ``event_id``, when it had one (so a sender can match the answer)."""
     duplicate: bool | None = None
     """True when the report was an already accepted ``event_id``: ignored, nothing is lost."""
+    conflict: bool | None = None
+    """True when the report reused an accepted ``event_id`` with other content: refused, and the card
+    it names is published again as not safe to wipe."""
     source: str | None = None
     """Where the rejected input came from: mqtt, cli, hedge or mhl."""
     ts: float = Field(default_factory=now)

@@ -45,6 +45,11 @@ class Health:
         for hub, s in online.items():
             if s.get("audio") == "fault":
                 out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
+            if s.get("conflict"):
+                out.append(f"hub {hub}: conflict: {s['conflict']}")
+            if s.get("timecode") == "fault":
+                out.append(f"hub {hub}: timecode: fault ({s.get('timecode_reason') or 'no reason given'}); voice and "
+                           "buttons act alone until it is back")
             if s.get("offload") == "fault":
                 out.append(f"hub {hub}: offload: fault ({s.get('offload_reason') or 'no reason given'}); "
                            "set state and lights are unaffected")
@@ -127,7 +132,10 @@ def render(health: Health) -> list[str]:
         if s.get("set") == health.set_id:
             voice = "" if s.get("voice") is None else f", voice {'on' if s['voice'] else 'off'}"
             offload = f", offload {s['offload']}" if s.get("offload") else ""
-            lines.append(f"hub {hub}: {s.get('state')} (v{s.get('version')}, audio {s.get('audio')}{voice}{offload})")
+            recorder = f" (recorder {s['recorder']})" if s.get("recorder") else ""
+            timecode = f", timecode {s['timecode']}{recorder}" if s.get("timecode") else ""
+            lines.append(f"hub {hub}: {s.get('state')} (v{s.get('version')}, audio {s.get('audio')}{voice}{offload}"
+                         f"{timecode})")
     if health.state:
         st = health.state
         age = f", {time.time() - st['ts']:.0f} s ago" if isinstance(st.get("ts"), (int, float)) else ""

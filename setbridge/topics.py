@@ -31,6 +31,10 @@ class Topics:
     def set_response(self, set_id: str) -> str:
         return c.SET_RESPONSE.topic(self.base, set=set_id)
 
+    def set_reply(self, set_id: str, user: str) -> str:
+        """Where ``user``'s own answers go (an MQTT 5 Response Topic at or below it); only it reads them."""
+        return c.SET_REPLY.topic(self.base, set=set_id, user=user)
+
     def light_status(self, light: str) -> str:
         return c.LIGHT_STATUS.topic(self.base, light=light)
 

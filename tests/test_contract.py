@@ -17,7 +17,8 @@ from setbridge.broker_config import acl_text
 from setbridge.contract import TOPICS
 from setbridge.dev.lights_sim import FIRMWARE_DIR
 from setbridge.errors import PayloadError
-from setbridge.messages import CONTRACT, Heartbeat, SetRequest, SetResponse, SetState, parse_payload
+from setbridge.messages import (CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState,
+                                parse_payload)
 from setbridge.topics import Topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
@@ -84,6 +85,18 @@ def test_bad_requests_are_rejected_with_a_reason(raw, reason):
     with pytest.raises(PayloadError, match=reason) as info:
         parse_payload(SetRequest, raw)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("model, field", [(m, f) for m in (SetState, Heartbeat, SetEvent) for f in ("epoch", "seq")]
+                         + [(LightState, "seq"), (LightAlive, "epoch"), (SetState, "take")])
+def test_epoch_seq_and_take_stay_within_what_every_json_reader_holds(model, field):
+    base = {"set": "main", "state": "idle", "epoch": 1, "seq": 1, "take": 1, "cause": "test", "type": "roll",
+            "changed": True, "showing": "idle", "every_s": 1.0}
+    fields = {k: v for k, v in base.items() if k in model.model_fields}
+    parse_payload(model, json.dumps({"v": 1, **fields, field: 2**53 - 1}))
+    for too_big in (2**53, 10**23):
+        with pytest.raises(PayloadError, match=field):
+            parse_payload(model, json.dumps({"v": 1, **fields, field: too_big}))
 
 
 def test_a_leading_byte_order_mark_is_ignored():
@@ -211,22 +224,34 @@ def test_v1_payload_bytes_are_unchanged():
     assert Heartbeat(epoch=1, seq=2, state="idle", ts=3.5).to_bytes() == b'{"v":1,"epoch":1,"seq":2,"state":"idle","ts":3.5}'
 
 
-V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic)
-    "integrator": {"topic read b/set/#", "topic read b/hub/+/status", "topic read b/light/+/status",
-                   "topic read b/light/+/state", "topic read b/light/+/alive", "topic read b/offload/#", "topic write b/set/+/request",
-                   "topic write b/offload/report", "topic write b/light/+/cmd"},
+HOME_ASSISTANT_ACL = {  # discovery: only a hub publishes it; Home Assistant (an integrator) reads it
+    "integrator": {"topic read homeassistant/#", "topic write homeassistant/status"},
+    "hub": {"topic readwrite homeassistant/device/+/config", "topic read homeassistant/status"},
+}
+SET_READ = {f"topic read b/set/+/{name}" for name in ("state", "heartbeat", "event", "response")}
+"""What integrators and monitors read of the set: no longer ``set/#``, which held everyone's private answers."""
+V1_ACL = {  # what the hand-written ACL granted each role (v1 plus the light's alive topic, less others' answers)
+    "integrator": {*SET_READ, "topic readwrite b/set/+/request", "topic read b/hub/+/status",
+                   "topic read b/light/+/status", "topic read b/light/+/state", "topic read b/light/+/alive",
+                   "topic read b/offload/#", "topic write b/offload/report", "topic write b/light/+/cmd"},
     "light": {"topic readwrite b/light/u/status", "topic readwrite b/light/u/state", "topic write b/light/u/alive",
               "topic read b/light/u/cmd",
               "topic read b/set/+/state", "topic read b/set/+/heartbeat", "topic read b/hub/+/status"},
     "hub": {"topic readwrite b/#"},
-    "monitor": {"topic read b/#"},
+    "monitor": {*SET_READ, "topic read b/set/+/request", "topic read b/hub/+/status", "topic read b/light/#",
+                "topic read b/offload/#"},
 }
 
 
 @pytest.mark.parametrize("role", sorted(V1_ACL))
 def test_the_generated_acl_grants_what_v1_granted(role):
     lines = acl_text({"u": role}, base="b").split("user u\n")[1].strip().splitlines()
-    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role]
+    assert len(lines) == len(set(lines)) and set(lines) == V1_ACL[role] | HOME_ASSISTANT_ACL.get(role, set())
+
+
+def test_every_user_reads_its_own_answers_only():
+    head = acl_text({"u": "integrator"}, base="b").split("user u\n")[0]
+    assert "pattern read b/set/+/response/%u/#" in head.splitlines()
 
 
 def test_the_hub_publishes_with_the_declared_qos_and_retain(hub, probe_factory):

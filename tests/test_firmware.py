@@ -80,6 +80,22 @@ def test_a_new_hub_epoch_is_accepted_even_with_a_lower_seq(scripted: ScriptedHub
         assert (event.data["epoch"], event.data["seq"]) == (8, 2)
 
 
+def test_an_epoch_or_seq_no_json_consumer_can_hold_is_refused(scripted: ScriptedHub, settings: Settings,
+                                                              tmp_path: Path) -> None:
+    """Above 2**53 - 1 a JavaScript page reads another number than the light: such a state never wins."""
+    scripted.state("rolling", epoch=4, seq=10)
+    with running_light(settings, tmp_path) as light:
+        light.wait_showing("rolling")
+        before = len(light.logs())
+        scripted.state("idle", epoch=10**23, seq=1, beat=False)
+        scripted.state("idle", epoch=4, seq=2**53, beat=False)
+        scripted.state("standby", epoch=2**53 - 1, seq=2**53 - 1)  # the largest safe integers are fine
+        event = light.wait_showing("standby")
+        assert (event.data["epoch"], event.data["seq"]) == (2**53 - 1, 2**53 - 1)
+        assert light.shows()[-2:] == ["rolling", "standby"]
+        assert sum("ignored" in line and "2**53" in line for line in light.logs()[before:]) >= 2
+
+
 def test_a_missed_state_is_taken_from_the_heartbeat(scripted: ScriptedHub, settings: Settings,
                                                     tmp_path: Path) -> None:
     scripted.state("idle", epoch=1, seq=1)

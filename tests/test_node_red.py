@@ -9,6 +9,7 @@ import queue
 import shutil
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,6 +102,9 @@ def test_the_flows_messages_roll_and_cut_and_match_their_answers(flow, stage, tm
             ask = follow(flow, inject, "function")
             msg = funcs.run(ask["id"], {"payload": flow[inject]["payload"]})
             assert msg is not None and isinstance(msg["payload"]["transaction"], int)  # Date.now()
+            sent = msg["payload"]["sent_at"]  # it expires: never run after 5 s
+            assert abs(sent - time.time()) < 5 and msg["payload"]["deadline"] == pytest.approx(sent + 5)
+            assert msg["messageExpiryInterval"] == 5
             out = follow(flow, ask["id"], "mqtt out")
             answers.publish(out["topic"] or msg["topic"], msg["payload"])
             tx = msg["payload"]["transaction"]

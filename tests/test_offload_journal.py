@@ -91,6 +91,68 @@ def test_a_corrupt_journal_is_moved_aside_and_the_hub_keeps_the_set(kind, broker
     assert list_cards(settings, tmp_path).stdout.split("\n")[1].split()[2] == "A001"
 
 
+def other_programs_database(path: Path, app_id: int, schema: str) -> bytes:
+    db = sqlite3.connect(path)
+    db.executescript(f"PRAGMA application_id = {app_id}; PRAGMA user_version = 7; {schema}")
+    db.execute("INSERT INTO notes (body) VALUES ('keep me')") if "notes" in schema else None
+    db.commit()
+    db.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("app_id, schema", [
+    (0, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"),
+    (0x4D6F7A21, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT);"),
+    (0, "CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT); CREATE TABLE notes (id INTEGER, body TEXT);"),
+    (0, ""),  # an empty file of another program's making is still a database of no one: taken
+], ids=["plain", "marked", "events-table", "empty"])
+def test_another_programs_database_is_refused_and_never_written_into(app_id, schema, broker, tmp_path,
+                                                                     probe_factory):
+    state = tmp_path / "state"
+    state.mkdir()
+    before = other_programs_database(state / FILE_NAME, app_id, schema)
+    settings = make_settings(broker, state)
+    base = settings.mqtt.base_topic
+    probe = probe_factory(f"{base}/#")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        assert hub.bus.wait_connected(5)
+        roll_is_answered(probe, base, settings.hub.set)
+        probe.publish(f"{base}/offload/report", report("A003", "into-foreign"))
+        if not schema:
+            probe.wait_for(on("/offload/event", event_id="into-foreign"), timeout=10)
+            return
+        _, status, _ = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10)
+        reason = status["offload_reason"]
+        assert "another program's SQLite database" in reason and "\n" not in reason and "untouched" in reason
+        _, error, _ = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=10)
+        assert "fault" in error["reason"]
+    finally:
+        hub.stop()
+    assert (state / FILE_NAME).read_bytes() == before, "never written into"
+    assert not [p for p in state.iterdir() if ".corrupt-" in p.name], "never moved"
+    listed = list_cards(settings, tmp_path)
+    assert listed.returncode == 1 and listed.stderr.count("\n") == 1 and "another program" in listed.stderr
+
+
+def test_a_journal_from_before_the_mark_is_taken_and_marked(tmp_path):
+    state = tmp_path / "state"
+    a_journal_with_events(state, n=3)
+    db = sqlite3.connect(state / FILE_NAME)
+    db.execute("PRAGMA application_id = 0")
+    db.execute("DROP TABLE cards")  # as a journal from before cards were bounded
+    db.commit()
+    db.close()
+    journal = Journal(state)
+    assert len(journal.latest()) == 3
+    journal.close()
+    db = sqlite3.connect(state / FILE_NAME)
+    assert db.execute("PRAGMA application_id").fetchone()[0] == 0x53424F4A
+    assert db.execute("SELECT COUNT(*) FROM cards").fetchone()[0] == 3
+    db.close()
+
+
 def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(broker, tmp_path, probe_factory,
                                                                            monkeypatch):
     monkeypatch.setattr(relay, "REOPEN_S", 0.5)  # the hub tries again every 5 s; the test need not wait that long

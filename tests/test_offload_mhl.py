@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from conftest import make_settings, on
 from offload_helpers import CARD, age, make_card, seal
 
 from setbridge.hub import Hub
@@ -138,4 +140,47 @@ def test_hub_relays_mhl_generations(broker, tmp_path, probe_factory):
         events = [d["event_id"] for t, d, r in probe.seen if t.endswith("/event")]
         assert len(events) == len(set(events)) == 3
     finally:
+        hub.stop()
+
+
+def test_a_fifo_in_a_history_is_skipped_with_a_reason_and_the_watcher_goes_on(broker, tmp_path, probe_factory):
+    """A FIFO where the chain or a manifest should be would block a reader for ever: never opened."""
+    watch = tmp_path / "cards"
+    settings = make_settings(broker, tmp_path / "state", offload={"watch": [str(watch)], "poll_s": 0.1, "settle_s": 0})
+    base = settings.mqtt.base_topic
+    fifos = []
+    for name, target in (("A000", "ascmhl_chain.xml"), ("A001", None)):
+        card = make_card(watch / name, CARD)
+        assert seal(card) == 0
+        if target is None:
+            target = next((card / "ascmhl").glob("0001_*.mhl")).name
+        (card / "ascmhl" / target).unlink()
+        os.mkfifo(card / "ascmhl" / target)
+        fifos.append(card / "ascmhl" / target)
+    outside = make_card(watch / "A002", CARD)  # its chain names a manifest out of its folder, a FIFO
+    assert seal(outside) == 0
+    chain = outside / "ascmhl" / "ascmhl_chain.xml"
+    chain.write_text(re.sub(r"<path>[^<]*</path>", "<path>../../lure.mhl</path>", chain.read_text()))
+    os.mkfifo(watch / "lure.mhl")
+    fifos.append(watch / "lure.mhl")
+    good = make_card(watch / "B002", CARD)
+    assert seal(good) == 0
+    probe = probe_factory(f"{base}/offload/#")
+    hub = Hub(settings)
+    hub.start()
+    try:
+        for name in ("A000", "A001", "A002"):
+            _, error, _ = probe.wait_for(lambda t, d, r, n=name: t.endswith("/error") and f"/{n} skipped" in d["reason"],
+                                         timeout=10)
+            assert "is a FIFO, not a regular file" in error["reason"] and "\n" not in error["reason"]
+        probe.wait_for(on("/offload/event", roll="B002", status="verified"), timeout=10)
+        time.sleep(0.5)  # several scans: each skip is said once
+        assert len([d for t, d, r in probe.seen if t.endswith("/error")]) == 3
+        assert not [d for t, d, r in probe.seen if t.endswith("/event") and d["roll"] != "B002"]
+    finally:
+        for fifo in fifos:  # a reader blocked on a FIFO (without the fix) gets its end of file
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
         hub.stop()

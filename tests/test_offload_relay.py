@@ -91,6 +91,53 @@ def test_duplicate_event_id_is_published_once(offload_hub, probe_factory):
     assert [d["event_id"] for t, d, r in probe.seen if t.endswith("/event")] == ["same", "next"]
 
 
+def test_a_reused_event_id_with_other_content_is_refused_and_puts_the_card_in_doubt(offload_hub, probe_factory, caplog):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    copies = [copy("/raid/A001R2EC"), copy("/shuttle/A001R2EC")]
+    probe.publish(f"{base}/offload/report", report(event_id="v1", destinations=copies, ts=1795399600.0))
+    probe.wait_for(on("/offload/event", event_id="v1", safe_to_wipe=True))
+    # a retry: the same content, sent again with another ts and the defaults spelled out, is a duplicate
+    probe.publish(f"{base}/offload/report", report(event_id="v1", ts=1795399999.5, camera=None, source="mqtt",
+                                                    destinations=[dict(c, state="verified") for c in copies]))
+    probe.wait_for(on("/offload/error", event_id="v1", duplicate=True))
+    # the same id saying the card failed: refused loudly, and the card is no longer safe to wipe
+    probe.publish(f"{base}/offload/report", report(event_id="v1", status="failed", destinations=copies))
+    _, error, _ = probe.wait_for(on("/offload/error", event_id="v1", conflict=True))
+    assert "already accepted with other content" in error["reason"] and "new event_id" in error["reason"]
+    assert not error.get("duplicate") and "\n" not in error["reason"]
+    _, doubt, _ = probe.wait_for(on("/offload/event", roll="A001R2EC", safe_to_wipe=False))
+    assert doubt["event_id"] != "v1" and doubt["status"] == "verified"
+    assert any("reusing event_id v1" in why for why in doubt["why_not_safe"])
+    late = probe_factory(f"{base}/offload/card/+")
+    _, card, retained = late.wait_for(on("/offload/card/A001R2EC"))
+    assert retained and card["safe_to_wipe"] is False and card["event_id"] == doubt["event_id"]
+    assert any("reused an accepted event_id" in r.getMessage() for r in caplog.records)
+    # a verified report reusing a failed one's id never upgrades it; repeated, it changes nothing more
+    probe.publish(f"{base}/offload/report", report(roll="B002", event_id="f1", status="failed"))
+    probe.wait_for(on("/offload/event", event_id="f1", safe_to_wipe=False))
+    for _ in range(2):
+        probe.publish(f"{base}/offload/report", report(roll="B002", event_id="f1", destinations=copies))
+    probe.wait_for(lambda t, d, r: t.endswith("/error") and d["event_id"] == "f1" and d.get("conflict")
+                   and sum(1 for t2, d2, _ in probe.seen if t2.endswith("/error") and d2["event_id"] == "f1") == 2)
+    probe.publish(f"{base}/offload/report", report(roll="C003", event_id="after"))
+    probe.wait_for(on("/offload/event", event_id="after"))
+    b002 = [d for t, d, _ in probe.seen if t.endswith("/offload/event") and d["roll"] == "B002"]
+    assert len(b002) == 2 and not any(d["safe_to_wipe"] for d in b002)  # the failure, then one doubt
+
+
+@pytest.mark.parametrize("roll", ["NO_NAME", "NONAME", "NO  NAME", "ＮＯ ＮＡＭＥ", "no.name", "Untitled-3",
+                                  "EOS DIGITAL", "NIKON D850", "Ｕｎｔｉｔｌｅｄ"])
+def test_a_generic_volume_name_in_any_spelling_is_never_safe_to_wipe(offload_hub, probe_factory, roll):
+    base = offload_hub.topics.base
+    probe = probe_factory(f"{base}/offload/#")
+    copies = [copy(f"/raid/{roll}"), copy(f"/shuttle/{roll}")]
+    probe.publish(f"{base}/offload/report", report(roll=roll, event_id="generic", destinations=copies))
+    _, event, _ = probe.wait_for(on("/offload/event", event_id="generic"))
+    assert event["safe_to_wipe"] is False and event["copies"]["verified"] == 2
+    assert any("generic volume name" in why for why in event["why_not_safe"]), event["why_not_safe"]
+
+
 def hedge_copy(dest: str, state: str = "Success", verified: str = "YES") -> dict:
     return {"event": "FileCopyCompleted", "sourcePath": "/Volumes/A002R1", "destinationPath": dest,
             "bytesCopied": 2048, "duration": 30, "startedAt": "20260101120000", "verified": verified, "state": state,
@@ -137,11 +184,12 @@ def cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
 
 def test_cli_report_is_acknowledged_by_the_hub(offload_hub, tmp_path, probe_factory):
     config = write_config(tmp_path / "setbridge.toml", offload_hub.settings)
-    done = cli(config, "report", "--roll", "A003", "--status", "verified", "--files", "12", "--bytes", "4096",
-               "--camera", "A", "--destination", "/raid/A003", "--event-id", "cli-1")
+    args = ("report", "--roll", "A003", "--status", "verified", "--files", "12", "--bytes", "4096",
+            "--camera", "A", "--destination", "/raid/A003", "--event-id", "cli-1")
+    done = cli(config, *args)
     assert done.returncode == 0, done.stderr
     assert "A003: verified, 1/2 copies, not safe to wipe: 1 of 2 required copies are verified by hash" in done.stdout
-    again = cli(config, "report", "--roll", "A003", "--status", "verified", "--event-id", "cli-1")
+    again = cli(config, *args)  # a retry: the same content under the same event_id
     assert again.returncode == 0 and "already accepted" in again.stdout
     body = json.dumps(report(roll="A004", destinations=[copy("/a"), copy("/b")]))
     piped = cli(config, "report", "--json-file", "-", stdin=body)

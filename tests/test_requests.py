@@ -108,7 +108,7 @@ def test_42_and_the_string_42_are_different_transactions(hub, topics, probe_fact
 
 def test_answers_are_forgotten_after_the_window_and_memory_is_bounded():
     clock = [0.0]
-    log = TransactionLog(window_s=600, capacity=3, clock=lambda: clock[0])
+    log = TransactionLog(window_s=600, capacity=3, share=3, clock=lambda: clock[0])
     answer = SetResponse(transaction="a", ok=True, state="rolling", seq=3)
     log.remember("a", ("roll", None), answer)
     clock[0] = 599
@@ -120,3 +120,14 @@ def test_answers_are_forgotten_after_the_window_and_memory_is_bounded():
     assert len(log) == 3 and log.recall(0, ("roll", None)) is None and log.recall(9, ("roll", None)) is not None
     refused = log.recall(9, ("cut", None))
     assert refused is not None and refused.ok is False and json.loads(refused.to_bytes())["transaction"] == 9
+
+
+def test_one_source_forgets_its_own_oldest_answers_never_another_sources():
+    log = TransactionLog(window_s=600, capacity=8, share=2)
+    first = SetResponse(transaction="cut-1", ok=True, state="idle", seq=2)
+    log.remember("cut-1", ("cut", "editorial"), first, source="editorial")
+    for i in range(100):
+        log.remember(f"noop-{i}", ("idle", "script"), SetResponse(transaction=f"noop-{i}", ok=True), source="script")
+    assert log.recall("cut-1", ("cut", "editorial")) is first
+    assert log.held_by("script") == 2 and log.recall("noop-97", ("idle", "script")) is None
+    assert log.recall("noop-99", ("idle", "script")) is not None

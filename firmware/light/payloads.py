@@ -9,6 +9,8 @@ import json
 SET_STATES = ("idle", "standby", "rolling")
 COLORS = {"green": (0, 255, 0), "red": (255, 0, 0), "white": (255, 255, 255), "amber": (255, 120, 0)}
 MAX_BYTES = 2048
+MAX_INT = 9007199254740991
+"""2**53 - 1: the largest integer every JSON reader of the bus (JavaScript, MicroPython, SQLite) holds exactly."""
 
 # The topics a light uses: name -> (levels below the base topic, QoS, retained). The firmware cannot
 # import setbridge, so it keeps this copy; a test checks it against setbridge/contract.py.
@@ -55,6 +57,8 @@ def _int(data, key):
     value = data.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError("%s must be a non-negative integer" % key)
+    if value > MAX_INT:
+        raise ValueError("%s is above 2**53 - 1, the largest integer every reader holds exactly" % key)
     return value
 
 

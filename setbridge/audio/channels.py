@@ -7,11 +7,11 @@ import numpy as np
 from ..errors import AudioError
 
 
-def check_channel(channel: int | None, channels: int, what: str) -> None:
-    """Refuse ``[audio] channel`` beyond what the input has, with a one-line reason."""
+def check_channel(channel: int | None, channels: int, what: str, key: str = "[audio] channel") -> None:
+    """Refuse a channel (``[audio] channel``, or ``key``) beyond what the input has, with a one-line reason."""
     if channel is not None and not 1 <= channel <= channels:
         raise AudioError(f"{what} has {channels} channel{'s' if channels != 1 else ''}; "
-                         f"[audio] channel {channel} does not exist (1 is the first, left)")
+                         f"{key} {channel} does not exist (1 is the first, left)")
 
 
 def to_mono(data: bytes, channels: int, channel: int | None) -> bytes:

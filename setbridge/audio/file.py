@@ -37,6 +37,8 @@ class WavFileSource(AudioSource):
         self.rate = self._wav.getframerate()
         try:
             check_channel(self.channel, self._wav.getnchannels(), str(self.path))
+            for channel, _ in self.taps:
+                check_channel(channel, self._wav.getnchannels(), str(self.path), "[timecode] channel")
         except AudioError:
             self.close()
             raise
@@ -58,11 +60,13 @@ class WavFileSource(AudioSource):
             data = self._wav.readframes(frames)
             if not data:
                 return
-            data = to_mono(data, channels, self.channel)
-            sent += len(data) // 2
+            mono = to_mono(data, channels, self.channel)
+            sent += len(mono) // 2
             if self.realtime:
                 delay = started + sent / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            yield data
+            if self.taps:  # at the same moment as the block itself, as a microphone hands both out
+                self._feed_taps(data, channels)
+            yield mono
 

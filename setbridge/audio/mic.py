@@ -81,7 +81,10 @@ class MicSource(AudioSource):
         self.rate = int(info["default_samplerate"])
         available = int(info["max_input_channels"])
         check_channel(self.channel, available, f"microphone {info['name']!r}")
+        for channel, _ in self.taps:
+            check_channel(channel, available, f"microphone {info['name']!r}", "[timecode] channel")
         self.channels = self.channel if self.channel is not None else min(2, available)
+        self.channels = max([self.channels, *(channel for channel, _ in self.taps)])
         try:
             self._stream = sd.RawInputStream(device=index, samplerate=self.rate, channels=self.channels, dtype="int16",
                                              blocksize=int(self.rate * BLOCK_S), callback=self._callback)
@@ -94,6 +97,8 @@ class MicSource(AudioSource):
     def _callback(self, data: Any, frames: int, time: Any, status: Any) -> None:
         if status and status.input_overflow:
             self.overflows += 1
+        if self.taps:
+            self._feed_taps(bytes(data), self.channels)
         try:
             self._queue.put_nowait(to_mono(bytes(data), self.channels, self.channel))
         except queue.Full:

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import SetbridgeError
+from ..lot import Bridge
 from ..broker_config import (
     DEFAULT_DIR,
     ROLES,
@@ -39,11 +41,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cfg.add_argument("--certfile", type=Path, help="server certificate for the TLS listener")
     cfg.add_argument("--keyfile", type=Path, help="server key for the TLS listener")
     cfg.add_argument("--base-topic", default="setbridge", help="base topic the ACL grants (default setbridge)")
+    lot = cfg.add_argument_group("a studio lot (docs/lot.md)")
+    lot.add_argument("--central", action="store_true",
+                     help="the lot's central broker: every stage appears under {base}/stage/STAGE; "
+                          "add each stage's bridge with add-user --role bridge --stage STAGE")
+    lot.add_argument("--bridge", metavar="HOST:PORT", help="bridge this stage's broker to the lot's central broker")
+    lot.add_argument("--bridge-user", metavar="NAME", help="the bridge's user at the centre")
+    lot.add_argument("--bridge-password", metavar="PW", help="the bridge's password at the centre")
+    lot.add_argument("--bridge-ca", type=Path, metavar="FILE",
+                     help="the lot's CA certificate: the bridge runs over TLS (required unless HOST is loopback)")
+    lot.add_argument("--stage", help="this stage's name at the centre (default: --bridge-user)")
     cfg.set_defaults(func=run_config)
 
     add = actions.add_parser("add-user", help="add or update a broker user with a role")
     add.add_argument("name", help="user name; a light uses its light id")
-    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--role", required=True, choices=(*ROLES, "bridge"),
+                     help="bridge: a stage's bridge at a lot's central broker (with --stage)")
+    add.add_argument("--stage", help="with --role bridge: the stage whose topics this bridge may write")
     add.add_argument("--password", help="password (default: a random one, printed once)")
     add.add_argument("--dir", type=Path, help="the folder given to `broker config --out` (default /etc/mosquitto)")
     add.add_argument("--base-topic", default="setbridge", help="base topic the ACL grants (default setbridge)")
@@ -79,19 +93,29 @@ def run_config(args: argparse.Namespace) -> int:
     files = BrokerFiles(args.out or DEFAULT_DIR, standalone=args.out is not None)
     listeners = Listeners(port=args.port, bind=args.bind, tls_port=args.tls_port, tls_bind=args.tls_bind,
                           cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile, tls_only=args.tls_only)
-    written = write_config(files, args.base_topic, listeners)
+    bridge = None
+    if args.bridge or args.bridge_user or args.bridge_password or args.bridge_ca:
+        if not args.bridge:
+            raise SetbridgeError("--bridge-user, --bridge-password and --bridge-ca go with --bridge HOST:PORT")
+        bridge = Bridge.parse(args.bridge, args.bridge_user, args.bridge_password, args.stage, args.bridge_ca)
+    elif args.stage:
+        raise SetbridgeError("--stage goes with --bridge HOST:PORT")
+    written = write_config(files, args.base_topic, listeners, bridge=bridge, central=args.central)
     for path in written:
         print(f"wrote {path}")
     if not args.tls_only and args.bind not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: plain MQTT on {args.bind}:{args.port} carries every password in clear text on the network; "
               "prefer --tls-only (see docs/deploy.md)", file=sys.stderr)
+    if bridge is not None and bridge.loopback and bridge.cafile is None:
+        print(f"warning: the bridge to {args.bridge} is plain MQTT (allowed on loopback only, for tests); "
+              "give --bridge-ca on a real lot", file=sys.stderr)
     print(reload_hint(files))
     return 0
 
 
 def run_add_user(args: argparse.Namespace) -> int:
     files = _files(args.dir)
-    password = add_user(files, args.name, args.role, args.password, args.base_topic)
+    password = add_user(files, args.name, args.role, args.password, args.base_topic, stage=args.stage)
     print(f"user {args.name} ({args.role}) saved in {files.passwords} and {files.acl}")
     if not args.password:
         print(f"password: {password}")

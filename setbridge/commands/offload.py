@@ -147,7 +147,7 @@ def _to_journal(settings: Settings, item: OffloadReport | HedgeReport) -> int:
     from ..offload.journal import JournalError
 
     try:
-        journal = Journal(settings.hub.state_dir)
+        journal = Journal(settings.hub.state_dir, new_cards_per_day=settings.offload.cards_per_source_per_day)
     except JournalError as exc:
         raise SetbridgeError(f"{exc}; run this on the hub's machine as the hub's user, or drop --journal") from None
     try:
@@ -163,6 +163,8 @@ def _to_journal(settings: Settings, item: OffloadReport | HedgeReport) -> int:
         print(f"journaled {_describe(outcome.event)}; the hub publishes it when the broker is reachable")
     elif outcome.kind == "duplicate":
         print(f"already accepted: event {item.event_id}")
+    elif outcome.kind == "conflict":
+        raise SetbridgeError(f"report refused: {outcome.note}")
     else:
         print(f"journaled: {outcome.note}")
     return 0

@@ -11,13 +11,18 @@ import uuid
 from ..actions import ACTIONS
 from ._common import add_config_arg, add_set_arg, settings_from
 
+ANSWER_GRACE_S = 1.0
+"""How long past the request's deadline an answer is still awaited."""
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("send", help="ask the hub to roll, cut, standby or idle and print the result")
     p.add_argument("action", choices=ACTIONS)
     add_set_arg(p)
     add_config_arg(p)
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub's answer (default 5)")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="seconds to wait for the hub's answer (default 5); the request expires then, so it never "
+                        "runs later")
     p.add_argument("--source", default="cli", help="who is asking (shown in the event)")
     p.set_defaults(func=run)
 
@@ -25,7 +30,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..client import collect, connect
     from ..escape import terminal
-    from ..messages import SetRequest, SetResponse, parse_payload
+    from ..expiry import expiring, expiry_properties
+    from ..messages import SetResponse, parse_payload
     from ..topics import Topics
 
     settings = settings_from(args)
@@ -36,9 +42,10 @@ def run(args: argparse.Namespace) -> int:
         responses = collect(bus, topics.set_response(set_id))
         time.sleep(0.05)  # let the subscription reach the broker before asking
         tx = uuid.uuid4().hex
-        request = SetRequest(action=args.action, transaction=tx, source=args.source)
-        bus.publish(topics.set_request(set_id), request)
-        deadline = time.monotonic() + args.timeout
+        request, expiry_s = expiring(args.action, tx, args.source, args.timeout)
+        bus.publish(topics.set_request(set_id), request, properties=expiry_properties(expiry_s))
+        # A request run just before its deadline is answered a moment after it.
+        deadline = time.monotonic() + args.timeout + ANSWER_GRACE_S
         while (left := deadline - time.monotonic()) > 0:
             try:
                 _, payload = responses.get(timeout=left)
@@ -56,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
             note = "" if response.changed else " (unchanged)"
             print(f"{set_id}: {response.state}{note} seq={response.seq}")
             return 0
-        print(f"setbridge: no answer from a hub for set {set_id!r} within {args.timeout:g} s; "
-              "is `setbridge hub` running for that set?", file=sys.stderr)
+        print(f"setbridge: no answer from a hub for set {set_id!r} within {args.timeout:g} s, and the request "
+              "has expired: it will not run later; is `setbridge hub` running for that set?", file=sys.stderr)
         return 2
     finally:
         bus.stop()

@@ -51,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
         rolled = _clock(t.roll.at) if t.roll else "(before the log)"
         cut = _clock(t.cut.at) if t.cut else "ROLLING"
         duration = f"{t.duration_s:7.1f} s" if t.duration_s is not None else "      — "
+        rate = f" @ {t.fps:g} fps" if t.fps else ""
+        tc = f"  TC {t.tc_in or '?'} → {t.tc_out or '?'}{rate}" if t.tc_in or t.tc_out else ""
         print(terminal(f"{t.set_id} take {t.take:>3}  {rolled} → {cut}  {duration}  rolled by "
-                       f"{t.roll.describe() if t.roll else '?'}; cut by {t.cut.describe() if t.cut else '—'}"))
+                       f"{t.roll.describe() if t.roll else '?'}; cut by {t.cut.describe() if t.cut else '—'}{tc}"))
     return 0
 
 

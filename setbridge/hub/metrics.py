@@ -86,9 +86,15 @@ class HubMetrics:
 
     # -- counted as it happens (the hub's listeners; a few per take) ------------------------
     def _on_state(self, state: SetState) -> None:
+        """On the controller's thread, once per change: one dictionary update (a new key takes the lock,
+        so a scrape copying the dictionary never sees it grow)."""
+        key = (state.state, state.cause)
+        n = self.transitions.get(key)
+        if n is not None:
+            self.transitions[key] = n + 1
+            return
         with self._lock:
-            key = (state.state, state.cause)
-            if key not in self.transitions and len(self.transitions) >= MAX_CAUSES * len(SET_STATES):
+            if len(self.transitions) >= MAX_CAUSES * len(SET_STATES):
                 key = (state.state, "other")
             self.transitions[key] += 1
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Literal, NamedTuple, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -27,12 +27,18 @@ from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, Set
                         transaction_of)
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
+from .roster import Roster
+from .. import expiry, lot
+from .homeassistant import HomeAssistantDiscovery
 from .state_store import StateStore
 from ..ratelog import RateLimitedLog
 from .systemd import Notifier, Watchdog
 from .transactions import TransactionLog, key_of
 from .worker import ActionWorker
 from ..topics import Topics
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ class ReplyRoute(NamedTuple):
 
 READY_WAIT_S = 10.0
 """How long start-up waits for the broker before telling systemd it is ready anyway."""
+CLAIM_WAIT_S = 3.0
+"""How long start-up waits for the broker to look for other hubs first (then it starts anyway)."""
 REQUEST_QUEUE = 2000
 """Requests waiting for the controller at most; more are answered busy."""
 SOURCE_SHARE = REQUEST_QUEUE // 4
@@ -67,6 +75,8 @@ class _Request:
     topic: str
     request: SetRequest
     route: "ReplyRoute"
+    expires_at: float | None = None
+    """When its MQTT 5 Message Expiry runs out (wall clock), if it has one."""
 
 
 class Hub:
@@ -78,7 +88,10 @@ class Hub:
         self.set_id = settings.hub.set
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
-        self.offload_health: tuple[str, str | None] = ("ok", None)
+        self.offload_health: tuple[str, str | None] = ("ok", None) if settings.offload.enabled else ("off", None)
+        self.timecode_health: tuple[str, str | None, str | None] = ("off", None, None)
+        """The recorder source: ok/fault/off, why it is at fault, recording/stopped."""
+        self.recorder: Recorder | None = None
         self.components: list[Component] = []
         self._state_listeners: list[Callable[[SetState], None]] = []
         self._health_listeners: list[Callable[[Health], None]] = []
@@ -110,6 +123,7 @@ class Hub:
         self._state_topic = self.topics.set_state(self.set_id)
         self._event_topic = self.topics.set_event(self.set_id)
         self._response_topic = self.topics.set_response(self.set_id)
+        self.roster = Roster(settings.hub.id, self.set_id, settings.offload.enabled, on_change=self._roster_changed)
         self.bus = Bus(
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
@@ -126,26 +140,48 @@ class Hub:
         except OSError as exc:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
-        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        # Other hubs first: their retained statuses are in once a later subscription is acknowledged.
+        self.bus.subscribe(self.topics.hub_status("+"), self.roster.on_status, qos=0)
+        self.bus.subscribe(self.topics.set_heartbeat("+"), self.roster.on_heartbeat, qos=0)
+        self._claimed = False
+        """Start-up found no other hub serving this set: requests are taken and the birth is out."""
+        self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
         # Light commands are not read here: a flood of them must never reach the hub. A light ignores
         # a retained one itself (docs/mqtt.md).
-        self.bus.on_connect(self._announce)
+        self.bus.on_connect(self._on_connect)
         self.bus.on_connect(self._health_changed)
         self.bus.on_disconnect(self._health_changed)
-        self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
-                                        on_health=self.set_offload_health))
+        self.relay: OffloadRelay | None = None
+        if settings.offload.enabled:
+            self.relay = OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
+                                      on_health=self.set_offload_health)
+            self.add_component(self.relay)
+        elif settings.offload.watch:
+            raise SetbridgeError("[offload] watch is set but [offload] enabled = false; enable offload on this hub "
+                                 "or empty watch")
+        if settings.timecode.mode != "off" or settings.timecode.tally_pin is not None:
+            from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
+
+            self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
+                                     report=self.set_timecode_health, reopen_s=settings.audio.reopen_s)
+            self.add_component(self.recorder)
         if settings.audio.source != "none":
+            from ..audio import open_source
             from ..speech.listener import VoiceListener  # loads Vosk and PortAudio only when voice is configured
 
+            recorder = self.recorder
             self.voice_enabled = settings.speech.enabled
             self.add_component(VoiceListener(
-                settings, submit=self.submit, get_state=lambda: self.state, set_audio_status=self.set_audio_status,
-                voice_enabled=lambda: bool(self.voice_enabled),
+                settings, submit=recorder.voice if recorder else self.submit, get_state=lambda: self.state,
+                set_audio_status=self.set_audio_status, voice_enabled=lambda: bool(self.voice_enabled),
+                source_factory=(lambda: recorder.tapped(open_source(settings.audio))) if recorder else None,
             ))
         if settings.gpio.any_pin():
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
             self.add_component(GpioPanel(self.link(), settings.gpio))
+        self.add_component(HomeAssistantDiscovery(self.bus, self.topics, settings.homeassistant, settings.hub.id,
+                                                  self.set_id))
         if settings.metrics.enabled:
             from .metrics import HubMetrics
 
@@ -174,6 +210,14 @@ class Hub:
             self.offload_health = (state, reason)
             self._publish_status()
 
+    def set_timecode_health(self, state: str, reason: str | None, recorder: str | None) -> None:
+        """Report the recorder source as ok / fault / off (with a reason) and what it says; republished
+        in the hub status."""
+        if (state, reason, recorder) != self.timecode_health:
+            self.timecode_health = (state, reason, recorder)
+            self._publish_status()
+            self._health_changed()
+
     def set_voice_enabled(self, enabled: bool) -> None:
         if enabled != self.voice_enabled:
             self.voice_enabled = enabled
@@ -187,7 +231,7 @@ class Hub:
         self._state_listeners.append(listener)
 
     def health(self) -> Health:
-        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status, timecode=self.timecode_health[0])
 
     def add_health_listener(self, listener: Callable[[Health], None]) -> None:
         """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
@@ -211,6 +255,7 @@ class Hub:
         self.controller.restore()
         self.worker.start()
         self.bus.start()
+        self._claim()
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat_thread.start()
         started: list[Component] = []
@@ -223,6 +268,46 @@ class Hub:
             self.stop()
             raise
         log.info("hub %s started for set %s (epoch %d)", self.settings.hub.id, self.set_id, self.controller.epoch)
+
+    def _claim(self) -> None:
+        """Look for other hubs before taking requests or saying online: refuse to start when another
+        hub serves this set; run without offload when another hub relays it. Raises SetbridgeError."""
+        if self.bus.wait_connected(CLAIM_WAIT_S) and self.bus.wait_subscribed(CLAIM_WAIT_S):
+            same_set, offload = self.roster.rivals()
+            if same_set is not None:
+                self.worker.stop()
+                self.controller.close()
+                self.bus.stop()
+                raise SetbridgeError(
+                    f"hub {same_set.hub} already serves set {self.set_id} on this broker (its status is online and "
+                    "its heartbeats arrive); refusing to start, two hubs would interleave the set's state: stop "
+                    "it, or give this hub another [hub] set")
+            if offload is not None and self.relay is not None:
+                self.components.remove(self.relay)
+                self.relay = None
+                reason = (f"hub {offload.hub} relays offload reports on this broker; this hub does not (set "
+                          "[offload] enabled = false on every hub but one)")
+                log.error("offload: off: %s", reason)
+                self.offload_health = ("off", reason)
+        else:
+            log.warning("could not look for other hubs on the broker %s:%d within %.0f s; starting anyway",
+                        self.settings.mqtt.host, self.settings.mqtt.port, CLAIM_WAIT_S)
+        self.roster.start_watching(relays_offload=self.relay is not None)
+        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        self.bus.subscribe(self._centre_request_topic, self._handle_request, commands=True, whole=True)
+        if self.relay is not None:
+            self.relay.listen()
+        self._claimed = True
+        if self.bus.connected.is_set():
+            self._announce()
+
+    def _on_connect(self) -> None:
+        if self._claimed:
+            self._announce()
+
+    def _roster_changed(self) -> None:
+        if self._claimed and self.bus.connected.is_set():
+            self._publish_status()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -280,9 +365,11 @@ class Hub:
     # -- publishing -------------------------------------------------------------------------
     def _status(self, state: Literal["online", "offline"]) -> HubStatus:
         offload, offload_reason = self.offload_health
+        timecode, timecode_reason, recorder = self.timecode_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
                          audio=self.audio_status, voice=self.voice_enabled, offload=offload,
-                         offload_reason=offload_reason)
+                         offload_reason=offload_reason, conflict=self.roster.conflict, timecode=timecode,
+                         timecode_reason=timecode_reason, recorder=recorder)
 
     def _publish_status(self) -> None:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
@@ -299,6 +386,8 @@ class Hub:
                 self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
+        if self.recorder is not None:
+            event = self.recorder.stamp(event)
         self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:
@@ -344,6 +433,8 @@ class Hub:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
             return
+        if not route_error and topic == self._centre_request_topic:  # crossed a lot's bridge
+            route_error = lot.age_limit_missing(request, message)
         if route_error:
             log.warning("refused %s on %s: %s", request.action, topic, route_error)
             self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,
@@ -354,7 +445,7 @@ class Hub:
             if not self._take_slot(source):
                 self._refuse_busy(request, route, f"this source has {SOURCE_SHARE} requests waiting")
                 return
-            if self.worker.offer(_Request(topic, request, route)):
+            if self.worker.offer(_Request(topic, request, route, expiry.expires_at(message))):
                 return
             self._release_slot(source)
         self._refuse_busy(request, route)
@@ -394,18 +485,34 @@ class Hub:
         """On the worker: local actions and queued requests, applied with one write to disk."""
         actions = [item if isinstance(item, Action) else None for item in items]
         requests: list[tuple[int, _Request]] = []
+        now = time.time()
         for i, item in enumerate(items):
             if isinstance(item, _Request):
-                requests.append((i, item))
                 r = item.request
                 self._release_slot(r.source or "")
+                late = expiry.refusal(r, item.expires_at, now, self.settings.hub.request_max_age_s)
+                if late:
+                    self._refuse_late(item, late)
+                    continue
+                requests.append((i, item))
                 actions[i] = Action(r.action, "request", {"source": r.source, "transaction": r.transaction})
         answered = self._repeats(requests)
         run = [a for i, a in enumerate(actions) if a is not None and i not in answered]
         outcomes = iter(self.controller.apply_many(run) if run else [])
-        results: list[Outcome | None] = [None if i in answered else next(outcomes) for i in range(len(items))]
+        results: list[Outcome | None] = [None if i in answered or actions[i] is None else next(outcomes)
+                                         for i in range(len(items))]
         self._answer_requests(requests, results, answered)
         return results
+
+    def _refuse_late(self, item: _Request, why: str) -> None:
+        """Answer an expired request; it changes nothing and its transaction stays free for a retry."""
+        r = item.request
+        self.refused.count(f"{r.action} from {r.source or 'no source'}: {why.split(':')[0]} expired")
+        if r.transaction is None and item.route.correlation is None:
+            return
+        s = self.controller.stored
+        self._respond(SetResponse(transaction=r.transaction, ok=False, error=why, state=s.state, seq=s.seq),
+                      item.route)
 
     def _repeats(self, requests: list[tuple[int, _Request]]) -> dict[int, int | SetResponse]:
         """Which requests repeat a transaction (answered from memory or from an earlier one in this batch)."""
@@ -446,7 +553,7 @@ class Hub:
             response = SetResponse(transaction=tx, ok=outcome.ok, error=outcome.error,
                                    state=outcome.state, seq=outcome.seq, changed=outcome.changed)
             if tx is not None and not outcome.transient:
-                self.transactions.remember(tx, (r.action, r.source), response)
+                self.transactions.remember(tx, (r.action, r.source), response, source=r.source or "")
             built[i] = response
             self._respond(response, item.route)
 
@@ -459,7 +566,8 @@ class Hub:
         if wanted is None:
             return ReplyRoute(shared, correlation), None
         allowed = shared + "/"
-        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted):
+        if wanted.startswith(allowed) and len(wanted) > len(allowed) and not set("+#\0") & set(wanted) or (
+                lot.answer_topic_allowed(self.topics.base, self.set_id, wanted)):  # a client at a lot's centre
             return ReplyRoute(wanted, correlation), None
         return ReplyRoute(shared, correlation), (
             f"response topic {wanted[:80]!r} is not under {allowed}; name one below it (answered here instead)")

@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..messages import MAX_SAFE_INTEGER
+
 log = logging.getLogger(__name__)
 
 
@@ -28,10 +30,10 @@ class StoredState(BaseModel):
     """What survives a restart. Immutable: a change is a new object, saved before it is used."""
 
     model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
-    epoch: int = Field(0, ge=0)
-    seq: int = Field(0, ge=0)
+    epoch: int = Field(0, ge=0, le=MAX_SAFE_INTEGER)
+    seq: int = Field(0, ge=0, le=MAX_SAFE_INTEGER)
     state: Literal["idle", "standby", "rolling"] = "idle"
-    take: int = Field(0, ge=0)
+    take: int = Field(0, ge=0, le=MAX_SAFE_INTEGER)
 
 
 def recovery_state(clock: float | None = None) -> StoredState:

@@ -8,16 +8,18 @@ from typing import Any, Literal
 
 from ..errors import PayloadError
 from . import hedge
-from .journal import Journal, Tx
-from .models import HedgeReport, OffloadEvent, OffloadReport, Source
+from .journal import EventIdConflict, Journal, Tx
+from .models import HedgeReport, OffloadEvent, OffloadReport, Source, content_digest
 
 
 @dataclass(frozen=True)
 class Accepted:
     """What became of an input: new ``events`` (usually one), a ``duplicate`` (already journaled),
-    a Hedge copy ``held`` for its source's DiskIdle, or an ``ignored`` Hedge event."""
+    a Hedge copy ``held`` for its source's DiskIdle, an ``ignored`` Hedge event, or a ``conflict``:
+    refused for reusing an accepted ``event_id`` with other content (``note`` says so in one line;
+    ``events`` put the cards it names in doubt)."""
 
-    kind: Literal["event", "duplicate", "held", "ignored"]
+    kind: Literal["event", "duplicate", "held", "ignored", "conflict"]
     events: tuple[OffloadEvent, ...] = ()
     note: str = ""
 
@@ -49,15 +51,39 @@ def accept_in(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, s
         return _accept(tx, item, copies_required, source)
 
 
+def _conflict(tx: Tx, item: OffloadReport | HedgeReport, stored: OffloadEvent, source: Source) -> Accepted:
+    """Refuse ``item`` loudly, and put the cards both name in doubt: never safe to wipe until a new report."""
+    said = f"{item.roll} {item.status}" if isinstance(item, OffloadReport) else "a Hedge event"
+    note = (f"conflict: event_id {item.event_id} was already accepted with other content ({stored.roll} "
+            f"{stored.status}, safe_to_wipe {str(stored.safe_to_wipe).lower()}; this report: {said}); refused, "
+            "nothing of it was kept and the card is no longer safe to wipe: check the card and send the report "
+            "again with a new event_id")
+    doubt = (f"a different report reusing event_id {item.event_id} was refused; check the card, then report it "
+             "again with a new event_id")
+    rolls = dict.fromkeys([stored.roll] + ([item.roll] if isinstance(item, OffloadReport) else []))
+    events = tuple(e for e in (tx.doubt(roll, doubt, source) for roll in rolls) if e is not None)
+    return Accepted("conflict", events, note=note)
+
+
 def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
     duplicate = f"duplicate event_id {item.event_id}: already accepted; published once"
-    if isinstance(item, OffloadReport):  # append() finds a known event_id itself
+    digest = content_digest(item)
+    if item.event_id:
+        try:
+            if isinstance(item, OffloadReport):
+                known = tx.recall(item.event_id, digest, item.roll, item.status)
+            else:
+                known = tx.recall(item.event_id, digest)
+        except EventIdConflict as exc:
+            return _conflict(tx, item, exc.stored, item.source if isinstance(item, OffloadReport) and item.source
+                             else source)
+        if known is not None:
+            return Accepted("duplicate", note=duplicate)
+    if isinstance(item, OffloadReport):
         if item.source is None:
             item = item.model_copy(update={"source": source})
-        event, new = tx.append(item, copies_required)
-        return Accepted("event", (event,)) if new else Accepted("duplicate", note=duplicate)
-    if item.event_id and tx.contains(item.event_id):
-        return Accepted("duplicate", note=duplicate)
+        event, _ = tx.append(item, copies_required, digest, recalled=True)
+        return Accepted("event", (event,))
     name = hedge.event_name(item.hedge)
     if name == hedge.COPY_EVENT:
         copy = hedge.parse_copy(item.hedge)
@@ -85,7 +111,7 @@ def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, sou
         events = _incomplete(tx, [c for g in older for c in g],
                              f"transfer incomplete: another card's transfer from {idle.path} finished after it",
                              copies_required) if older else []
-        event, new = tx.append(hedge.combine(current, idle, item.event_id), copies_required)
+        event, new = tx.append(hedge.combine(current, idle, item.event_id), copies_required, digest)
         tx.drop_hedge_copies(idle.path)
         return Accepted("event" if new else "duplicate", (*events, event))
     if name in hedge.MOUNT_EVENTS:

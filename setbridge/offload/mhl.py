@@ -8,7 +8,9 @@ for the whole folder.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,47 @@ _NAME_TIME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{6})Z$")
 
 class MhlError(Exception):
     """The history could not be read or does not match its chain; ``str()`` says why."""
+
+
+class NotAFile(Exception):
+    """Something in the ``ascmhl`` folder is not a regular file (a FIFO, a device, a socket): reading it
+    could block for ever or never end, so the history is skipped; ``str()`` says which, in one line."""
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular(root: Path) -> None:
+    """Raise :class:`NotAFile` unless everything below ``root/ascmhl`` (the chain, the manifests, anything
+    the library might open) is a regular file or a folder; symbolic links count as what they point to."""
+    folder = root / FOLDER
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            _check_file(root, Path(dirpath) / name)
+    # the chain names the manifests it expects; a name may lead out of the folder ("../x.mhl")
+    from ascmhl import chain_xml_parser  # imported late: it pulls in lxml
+
+    try:
+        chain = chain_xml_parser.parse(str(folder / CHAIN))
+    except Exception:  # any parse error: the library says it when the history is read
+        return
+    for generation in chain.generations or []:
+        manifest = getattr(generation, "ascmhl_filename", None)
+        if manifest:
+            _check_file(root, folder / str(manifest))
+
+
+def _check_file(root: Path, path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # a dangling link or a file gone meanwhile: the library reports what it misses
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        raise NotAFile(f"ASC MHL history {root} skipped: {shown} is {kind}, not a regular file (only regular "
+                       "files are read); replace it with the file the offload tool wrote")
 
 
 def _load(root: Path) -> Any:
@@ -56,8 +99,10 @@ def _process(hash_list: Any) -> str | None:
 def generation_reports(root: Path, since: float = 0.0) -> list[OffloadReport]:
     """One report per generation of the history at ``root`` created at or after ``since``.
 
-    Raises :class:`MhlError` when the history is unreadable or its chain does not match.
+    Raises :class:`MhlError` when the history is unreadable or its chain does not match, and
+    :class:`NotAFile` (before reading anything) when its folder holds anything but regular files.
     """
+    check_regular(root)
     history = _load(root)
     chain_hashes = {int(g.generation_number): g.hash_string for g in (history.chain.generations if history.chain else [])}
     reports = []

@@ -12,6 +12,7 @@ modes) is a copy, not a verified one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -245,19 +246,63 @@ def event_id_of(raw: bytes) -> str | None:
 
 
 GENERIC_VOLUME_NAMES = frozenset({
-    "no name", "untitled", "eos_digital", "canon_dc", "nikon", "nikon d", "sony", "dcim", "card", "sd card",
-    "sdcard", "cf card", "cfexpress", "new volume", "removable disk", "usb disk", "volume", "disk", "lumix",
-    "gopro", "xdcam", "private", "camera", "memory card", "recorder", "msdos", "fat32", "exfat", "data",
-    "panasonic", "fujifilm", "olympus", "dji", "blackmagic", "atomos", "untitled folder", "backup",
+    # what operating systems and formatting tools name a volume they were given no name for
+    "noname", "untitled", "untitledfolder", "newvolume", "localdisk", "removabledisk", "removable", "usbdisk",
+    "usbdrive", "usb", "disk", "volume", "drive", "card", "memorycard", "sdcard", "sd", "sdhc", "sdxc", "microsd",
+    "cfcard", "cf", "cfast", "cfexpress", "xqd", "sxs", "msdos", "fat", "fat32", "exfat", "ntfs", "hfs", "apfs",
+    "data", "backup", "media", "storage", "boot", "recovery",
+    # what cameras and recorders name every card they format
+    "eosdigital", "canondc", "canon", "nikon", "nikond", "nikonz", "sony", "private", "xdcam", "avchd", "dcim",
+    "lumix", "panasonic", "camsd", "gopro", "hero", "dji", "fujifilm", "olympus", "omsystem", "leica", "ricoh",
+    "pentax", "sigma", "hasselblad", "insta360", "kodak", "zcam", "blackmagic", "bmpcc", "atomos", "ninja", "shogun",
+    "red", "redmag", "arri", "codex", "camera", "recorder", "zoom", "tascam", "mixpre", "sounddevices",
+    # what card makers name a card before it is formatted
+    "sandisk", "lexar", "kingston", "samsung", "transcend", "prograde", "angelbird", "delkin", "toshiba", "kioxia",
+    "pny", "sonytough",
 })
-"""Volume names cameras and operating systems give every card; they identify no card."""
-_COUNTER = re.compile(r"[\s_-]*\(?\d{1,3}\)?$")
+"""Volume names, in :func:`name_key` form, that cameras, recorders, operating systems and card makers
+give every card; they identify no card."""
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_TRAILING_DIGITS = re.compile(r"\d+$")
+
+
+def name_key(name: str) -> str:
+    """``name`` as it is compared with :data:`GENERIC_VOLUME_NAMES`: NFKC (full-width letters become
+    plain ones), case-folded, without spaces, underscores or punctuation (``NO_NAME``, ``NO  NAME``,
+    ``ＮＯ ＮＡＭＥ`` and ``no.name`` are all ``noname``)."""
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", name).casefold())
 
 
 def generic_name(name: str) -> bool:
-    """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``, ``EOS_DIGITAL``)."""
-    base = _COUNTER.sub("", name.strip()).strip().lower()
-    return base in GENERIC_VOLUME_NAMES
+    """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``,
+    ``EOS_DIGITAL``, ``NIKON D850``): its :func:`name_key`, with or without a trailing number
+    (a counter or a model number), is a generic name, or nothing is left of it."""
+    key = name_key(name)
+    return not key or key in GENERIC_VOLUME_NAMES or _TRAILING_DIGITS.sub("", key) in GENERIC_VOLUME_NAMES
+
+
+CANONICAL_EXCLUDED = frozenset({"v", "event_id", "ts", "source"})
+"""Fields that are not a report's content: its version, its id, the sender's informative ``ts``
+and ``source`` (which the hub fills in from the input it came by)."""
+
+
+def canonical(item: OffloadReport | HedgeReport) -> bytes:
+    """A report's content in one canonical form, to tell a retry from a different report that
+    reuses its ``event_id``: the report as validated, without :data:`CANONICAL_EXCLUDED` and without
+    fields that are null or absent, each destination's ``state`` filled from the report's status
+    as the event fills it, as compact JSON in the model's field order (numbers as the model holds
+    them: ``5`` and ``5.0`` in a float field are the same); a Hedge event's own fields sorted."""
+    if isinstance(item, HedgeReport):
+        return json.dumps(item.hedge, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if any(d.state is None for d in item.destinations):
+        item = item.model_copy(update={"destinations": [d if d.state else d.model_copy(update={"state": item.status})
+                                                        for d in item.destinations]})
+    return item.model_dump_json(exclude=set(CANONICAL_EXCLUDED), exclude_none=True).encode()
+
+
+def content_digest(item: OffloadReport | HedgeReport) -> str:
+    """SHA-256 of :func:`canonical`, as the journal keeps it beside each event."""
+    return hashlib.sha256(canonical(item)).hexdigest()
 
 
 def transfer_key(report: OffloadReport, event_id: str) -> str:

@@ -14,6 +14,7 @@ offload at fault (``on_health``) and the rest of the hub runs on; a corrupt one 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import queue
@@ -34,6 +35,7 @@ from ..topics import Topics
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
 from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
+from .outbox import Outbox
 from .watcher import MhlWatcher
 
 log = logging.getLogger(__name__)
@@ -46,8 +48,21 @@ MAX_QUEUED = 20_000
 """Reports waiting for the journal; beyond this a report is answered ``busy`` (send it again)."""
 REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
+CLEAR_EVERY_S = 10.0
+"""How often cards past ``[offload] max_cards`` or ``card_max_age_h`` are looked for (and after each delivery)."""
+CLEAR_SOON_S = 0.5
+"""After a delivery, cards are looked at again no sooner than this (a large ingest delivers many rounds)."""
 MARK_EVERY = 32
 """Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
+ANSWER_WINDOW = 100
+"""Answers on ``{base}/offload/error`` waiting for the broker at most; beyond, answers are shed
+(counted, logged, and summed up in one answer once there is room): a flood of reports never
+fills the hub's send queue ahead of the set's messages."""
+KNOWN_REPORTS = 4096
+"""Reports remembered by their bytes once journaled: the same bytes again are answered duplicate
+without being parsed or looked up (a script repeating one report costs a hash per copy)."""
+EVENT_WINDOW = 64
+"""Event and card publishes waiting for the broker at most (the delivery thread waits for room)."""
 
 Handler = Callable[[str, bytes], None]
 Health = Callable[[str, "str | None"], None]
@@ -79,7 +94,7 @@ class _Input:
 class OffloadRelay:
     """``hub.add_component(OffloadRelay(bus, topics, settings.offload, state_dir, on_health))``.
 
-    Subscribes at once; journals and delivers from ``start()``.
+    Subscribes with :meth:`listen` (or at ``start()``); journals and delivers from ``start()``.
     """
 
     def __init__(self, bus: RelayBus, topics: Topics, settings: OffloadSettings, state_dir: Path,
@@ -102,9 +117,22 @@ class OffloadRelay:
         self._threads: list[threading.Thread] = []
         self._unmarked: dict[int, bytes] = {}
         """Events the broker acknowledged whose delivery the journal could not record yet (a full disk)."""
+        self._known: dict[bytes, str] = {}
+        """Digest of a journaled report's bytes → its event_id (intake thread only; emptied when the
+        journal is opened again or a report conflicts with an accepted one)."""
+        self._answers = Outbox(bus, ANSWER_WINDOW)
+        self._events = Outbox(bus, EVENT_WINDOW)
+        self._shed_lock = threading.Lock()
+        self._shed: dict[str, int] = {}
+        """Answers not sent since the last shed notice, by kind (duplicate, busy, rejected)."""
+        self._shed_since = 0.0
+        self._shed_log = RateLimitedLog(log, "offload: shed %(n)d answer(s) on offload/error in %(s).1f s, the "
+                                             f"broker had {ANSWER_WINDOW} unacknowledged (%(who)s)")
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
         self._duplicates = RateLimitedLog(log, "offload: %(n)d duplicate report(s) in %(s).1f s, each published "
                                                "once (%(who)s)", level=logging.INFO)
+        self._conflicts = RateLimitedLog(log, "offload: refused %(n)d report(s) in %(s).1f s that reused an accepted "
+                                              "event_id with other content (%(who)s)", level=logging.ERROR)
         """Counted: a sender looping on a bad report cannot flood the log."""
         self.watcher = None
         if settings.watch:
@@ -114,12 +142,20 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        # a retained report never reaches _on_report: it is cleared and answered on the error topic
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+        self._listening = False
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Subscribe to reports (queued until ``start()``): the hub does it before its birth, once
+        it knows no other hub on the broker relays offload."""
+        if not self._listening:
+            self._listening = True
+            # a retained report never reaches _on_report: it is cleared and answered on the error topic
+            self.bus.subscribe(self.topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+
     def start(self) -> None:
+        self.listen()
         for target, name in ((self._intake_loop, "offload-intake"), (self._deliver_loop, "offload-delivery")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -160,19 +196,25 @@ class OffloadRelay:
 
     def _open(self) -> bool:
         try:
-            journal, note = open_or_recover(self.state_dir)
+            journal, note = open_or_recover(self.state_dir, self.settings.cards_per_source_per_day)
         except JournalError as exc:
             self._set_health("fault", f"{exc}; offload reports are refused until it can be opened "
                                       f"(set [hub] state_dir to a directory this user owns)")
             return False
         if note:
             self._reject(note, source="journal")
+        self._known.clear()
         self.journal = journal
         self._set_health("ok")
         pruned = journal.prune(KEEP_DAYS)
         if pruned:
             log.info("offload journal: forgot %d delivered events older than %d days", pruned, KEEP_DAYS)
         return True
+
+    @property
+    def waiting(self) -> int:
+        """Reports queued for the journal."""
+        return self._inbox.qsize()
 
     def _is_known(self, event_id: str) -> bool:
         journal = self.journal
@@ -207,13 +249,36 @@ class OffloadRelay:
                          "seconds (a repeated event_id is published once)", raw=raw, event_id=event_id, source=item.origin)
 
     def _reject(self, reason: str, raw: bytes | None = None, event_id: str | None = None,
-                source: str | None = None, duplicate: bool | None = None) -> None:
-        (self._duplicates if duplicate else self._rejections).count(reason[:160])
+                source: str | None = None, duplicate: bool | None = None, conflict: bool | None = None) -> None:
+        (self._duplicates if duplicate else self._conflicts if conflict else self._rejections).count(reason[:160])
         if not self.bus.connected.is_set():
             return
+        self._send_shed_notice()
         rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
-        self.bus.publish(self.topics.offload_error(), OffloadError(reason=reason, rejected=rejected, event_id=event_id,
-                                                                  source=source, duplicate=duplicate))
+        answer = OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source, duplicate=duplicate,
+                              conflict=conflict)
+        if self._answers.offer(self.topics.offload_error(), answer) is None:
+            kind = ("duplicate" if duplicate else "conflict" if conflict else "busy" if reason.startswith("busy")
+                    else "rejected")
+            self._shed_log.count(kind)
+            with self._shed_lock:
+                if not self._shed:
+                    self._shed_since = time.monotonic()
+                self._shed[kind] = self._shed.get(kind, 0) + 1
+
+    def _send_shed_notice(self) -> None:
+        """Say on ``{base}/offload/error`` how many answers were shed, once there is room for it."""
+        with self._shed_lock:
+            if not self._shed or self._answers.waiting >= ANSWER_WINDOW:
+                return
+            shed, self._shed = self._shed, {}
+            covered = time.monotonic() - self._shed_since
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(shed.items()))
+        reason = (f"shed: {sum(shed.values())} answers on {self.topics.offload_error()} were not sent in the last "
+                  f"{covered:.1f} s ({kinds}): reports arrived faster than the broker took the answers; a "
+                  "duplicate was published once, a busy or rejected report was not kept: send again every report "
+                  f"whose event did not appear on {self.topics.offload_event()}")
+        self.bus.publish(self.topics.offload_error(), OffloadError(reason=reason))
 
     # -- intake thread ------------------------------------------------------------------------
     def _intake_loop(self) -> None:
@@ -229,8 +294,9 @@ class OffloadRelay:
             try:
                 first = self._inbox.get_nowait() if stopping else self._inbox.get(timeout=0.5)
             except queue.Empty:
-                self._rejections.flush()
-                self._duplicates.flush()
+                for counted in (self._rejections, self._duplicates, self._conflicts, self._shed_log):
+                    counted.flush()
+                self._send_shed_notice()
                 if stopping:
                     return
                 continue
@@ -260,10 +326,15 @@ class OffloadRelay:
     def _journal_batch(self, batch: list[_Input]) -> None:
         parsed: list[tuple[_Input, OffloadReport | HedgeReport]] = []
         for item in batch:
+            time.sleep(0)  # hands the interpreter lock to the set's threads between reports
             if item.report is not None:
                 parsed.append((item, item.report))
                 continue
             assert item.raw is not None
+            known = self._known.get(_digest(item.raw))
+            if known is not None:
+                self._answer_duplicate(known, item.origin)
+                continue
             try:
                 parsed.append((item, parse_report(item.raw)))
             except PayloadError as exc:
@@ -277,6 +348,7 @@ class OffloadRelay:
         try:
             with journal.batch() as tx:
                 for item, report in parsed:
+                    time.sleep(0)
                     try:
                         outcomes.append((item, report, accept_in(tx, report, copies, source=item.origin)))  # type: ignore[arg-type]
                     except PayloadError as exc:
@@ -289,16 +361,34 @@ class OffloadRelay:
         for item, report, outcome in outcomes:
             if isinstance(outcome, PayloadError):
                 self._refuse(item, str(outcome))
+            elif outcome.kind == "conflict":
+                self._known.clear()
+                self._reject(outcome.note, event_id=report.event_id, source=item.origin, conflict=True)
+                for event in outcome.events:
+                    log.warning("offload %s: put in doubt, no longer safe to wipe (%s)", event.roll, event.event_id)
             elif outcome.kind == "duplicate":
-                self._reject(f"duplicate event_id {report.event_id}: already accepted; published once",
-                             event_id=report.event_id, source=item.origin, duplicate=True)
+                self._remember(item, report)
+                self._answer_duplicate(report.event_id, item.origin)
             elif outcome.events:
+                self._remember(item, report)
                 for event in outcome.events:
                     self.accepted[event.status] += 1
                     log.info("offload %s: %s accepted (%s)", event.roll, event.status, event.event_id)
             else:
                 log.info("offload: %s", outcome.note)
         self._wake.set()
+
+    def _answer_duplicate(self, event_id: str | None, origin: str) -> None:
+        self._reject(f"duplicate event_id {event_id}: already accepted; published once",
+                     event_id=event_id, source=origin, duplicate=True)
+
+    def _remember(self, item: _Input, report: OffloadReport | HedgeReport) -> None:
+        """Remember a journaled plain report's bytes (a Hedge event may mean something new again)."""
+        if item.raw is None or not isinstance(report, OffloadReport) or report.event_id is None:
+            return
+        if len(self._known) >= KNOWN_REPORTS:
+            del self._known[next(iter(self._known))]
+        self._known[_digest(item.raw)] = report.event_id
 
     def _journal_failed(self, exc: BaseException, items: list[_Input]) -> None:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -316,11 +406,17 @@ class OffloadRelay:
 
     # -- delivery thread ----------------------------------------------------------------------
     def _deliver_loop(self) -> None:
+        next_clear = last_clear = 0.0
         while not self._stop.is_set():
-            self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
+            woken = self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
             self._wake.clear()
             try:
                 self._deliver_pending()
+                now = time.monotonic()
+                if now >= next_clear or (woken and now >= last_clear + CLEAR_SOON_S):
+                    self._clear_old_cards()
+                    last_clear = time.monotonic()
+                    next_clear = last_clear + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
             except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
                 path = self.journal.path if self.journal is not None else self.state_dir
                 self._set_health("fault", f"could not write the offload journal {path} "
@@ -329,6 +425,31 @@ class OffloadRelay:
             except Exception:
                 log.exception("offload delivery failed; retrying")
                 self._stop.wait(1.0)
+
+    def _clear_old_cards(self) -> None:
+        """Clear the retained card of every card past ``max_cards`` (oldest first) or ``card_max_age_h``:
+        an empty retained message, recorded once the broker acknowledged it."""
+        s = self.settings
+        while not self._stop.is_set() and self.bus.connected.is_set() and (journal := self.journal) is not None:
+            due = journal.to_clear(s.max_cards, s.card_max_age_h * 3600, limit=self.batch_size)
+            if not due:
+                return
+            sent = []
+            for roll, seq in due:  # through the events' window, so clearing never crowds the set's messages
+                delivery = self._events.publish(self.topics.offload_card(roll), b"", self._stop)
+                if delivery is None:
+                    return  # stopping: cleared after the restart
+                sent.append((roll, seq, delivery))
+            if any(d.error for _, _, d in sent):
+                return  # refused by the MQTT client: tried again at the next round
+            for _, _, delivery in sent:
+                while not delivery.wait(0.5):
+                    if self._stop.is_set() or not self.bus.connected.is_set():
+                        return
+            journal.mark_cleared([(roll, seq) for roll, seq, _ in sent])
+            log.info("offload: cleared %d retained card(s) past [offload] max_cards = %d or card_max_age_h = %g "
+                     "(oldest first: %s%s)", len(sent), s.max_cards, s.card_max_age_h,
+                     ", ".join(roll for roll, _, _ in sent[:5]), ", ..." if len(sent) > 5 else "")
 
     def _deliver_pending(self) -> None:
         while not self._stop.is_set() and self.bus.connected.is_set():
@@ -354,8 +475,11 @@ class OffloadRelay:
         after its restart. Either way the broker may see an event twice, with the same ``event_id``."""
         sent: list[tuple[int, bytes, Delivery, Delivery]] = []
         for seq, roll, _, data in batch:
-            sent.append((seq, data, self.bus.publish(self.topics.offload_event(), data),
-                         self.bus.publish(self.topics.offload_card(roll), data)))
+            event = self._events.publish(self.topics.offload_event(), data, self._stop)
+            card = self._events.publish(self.topics.offload_card(roll), data, self._stop)
+            if event is None or card is None:  # stopping: what was sent is resent after the restart
+                break
+            sent.append((seq, data, event, card))
         refused = [d.error for _, _, *ds in sent for d in ds if d.error]
         if refused:
             log.warning("offload delivery: the MQTT client refused %d publishes (%s); retrying shortly",
@@ -398,3 +522,7 @@ class OffloadRelay:
                                pattern="slow" if event.status == "verified" else "fast")
         for light in s.flash_lights:
             self.bus.publish(self.topics.light_cmd(light), command)
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()

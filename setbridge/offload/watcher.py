@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import PayloadError
-from .mhl import CHAIN, FOLDER, MhlError, broken_history_report, generation_reports
+from .mhl import CHAIN, FOLDER, MhlError, NotAFile, broken_history_report, check_regular, generation_reports
 from .models import OffloadReport
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ class MhlWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[Path] = set()
+        self._skipped: dict[Path, str] = {}
+        """Histories skipped for a file that is not a regular file, with the reason already given."""
 
     @property
     def started(self) -> bool:
@@ -99,7 +101,17 @@ class MhlWatcher:
         if self._done.get(root) == signature or time.time() - st.st_mtime < self.settle_s:
             return
         try:
+            check_regular(root)
+        except NotAFile as exc:  # never opened: skipped, said once, and looked at again at every scan
+            if self._skipped.get(root) != str(exc):
+                self._skipped[root] = str(exc)
+                self.on_error(str(exc))
+            return
+        self._skipped.pop(root, None)
+        try:
             reports = generation_reports(root, since=self.since)
+        except NotAFile:
+            return  # became one since the check above: looked at again at the next scan
         except MhlError as exc:
             reason = f"ASC MHL history {root} is broken: {exc}"
             self._done[root] = signature

@@ -27,7 +27,8 @@ from .. import contract as c
 from ..bus import Bus
 from ..config import MqttSettings, Settings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import SetEvent, SetRequest, SetResponse, parse_payload
+from ..expiry import expiring, expiry_properties
+from ..messages import SetEvent, SetResponse, parse_payload
 from ..topics import Topics
 from .stage import Change, Stage, dumps
 from .takes import TakeLog
@@ -284,8 +285,9 @@ class Feed:
         future: asyncio.Future[SetResponse] = asyncio.get_running_loop().create_future()
         self._pending[tx] = future
         try:
-            self.control.publish(self.topics.set_request(set_id),
-                                 SetRequest(action=action, transaction=tx, source=source))
+            # It expires before the board gives up, so an answer to one run at its deadline still arrives.
+            request, expiry_s = expiring(action, tx, source, max(0.5, timeout - 0.5))
+            self.control.publish(self.topics.set_request(set_id), request, properties=expiry_properties(expiry_s))
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             return None

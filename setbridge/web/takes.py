@@ -46,6 +46,8 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
 FIRST_DAY, LAST_DAY = dt.date(1970, 1, 2), dt.date(9999, 12, 30)
 """The days a take log can hold: its times are Unix timestamps, and each day is read with its neighbours."""
+ADDED_COLUMNS = {"timecode": "TEXT", "fps": "REAL", "overruled": "INTEGER"}
+"""Columns added after the first schema (a log written before them gains them, empty)."""
 ENDS = ("cut", "idle")
 """Actions that end a take (with post-roll, the take ends when the post-roll runs out)."""
 
@@ -59,6 +61,8 @@ class Trigger:
     phrase: str | None = None
     confidence: float | None = None
     source: str | None = None
+    timecode: str | None = None
+    fps: float | None = None
 
     def describe(self) -> str:
         if self.cause == "voice" and self.phrase:
@@ -78,6 +82,11 @@ class Take:
     cut: Trigger | None = None
     ended_at: float | None = None
     """When the set left rolling (after the post-roll); None while still rolling."""
+    tc_in: str | None = None
+    """The recorder's first code of the take (its start), else the code when the take rolled."""
+    tc_out: str | None = None
+    """The recorder's last code of the take (its stop), else the code when the take was cut."""
+    fps: float | None = None
 
     @property
     def started(self) -> float:
@@ -108,6 +117,10 @@ class TakeLog:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(SCHEMA)
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+                for column, kind in ADDED_COLUMNS.items():
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
             raise SetbridgeError(f"take log {path} is unreadable ({exc}); move it aside and restart "
                                  "`setbridge web` to start a new one") from None
@@ -120,9 +133,12 @@ class TakeLog:
     def record(self, set_id: str, event: SetEvent) -> bool:
         """Store ``event`` (committed when this returns); False when its ``event_id`` is known."""
         row = (event.event_id, set_id, event.type, int(event.changed), event.state, event.cause, event.source,
-               event.phrase, event.confidence, event.transaction, event.take, event.epoch, event.seq, event.ts)
+               event.phrase, event.confidence, event.transaction, event.take, event.epoch, event.seq, event.ts,
+               event.timecode, event.fps, int(bool(event.overruled)))
         with self._lock:
-            cur = self._db.execute("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            cur = self._db.execute("INSERT OR IGNORE INTO events (event_id, set_id, type, changed, state, cause, "
+                                   "source, phrase, confidence, txn, take, epoch, seq, ts, timecode, fps, overruled) "
+                                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         return cur.rowcount == 1
 
     def count(self) -> int:
@@ -138,8 +154,8 @@ class TakeLog:
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
         with self._lock:
             rows = self._db.execute(
-                "SELECT set_id, type, changed, state, cause, source, phrase, confidence, take, ts FROM events "
-                "WHERE ts >= ? AND ts < ? ORDER BY set_id, ts, epoch, seq", (start - 86400, end + 86400)).fetchall()
+                "SELECT set_id, type, changed, state, cause, source, phrase, confidence, take, ts, timecode, fps "
+                "FROM events WHERE ts >= ? AND ts < ? AND NOT coalesce(overruled, 0) ORDER BY set_id, ts, epoch, seq", (start - 86400, end + 86400)).fetchall()
         takes = [t for t in _pair(rows) if start <= t.started < end and (set_id is None or t.set_id == set_id)]
         return sorted(takes, key=lambda t: t.started)
 
@@ -156,20 +172,28 @@ def _pair(rows: list[tuple[Any, ...]]) -> list[Take]:
     leaving rolling closes it."""
     out: list[Take] = []
     open_take: dict[str, Take] = {}
-    for set_id, kind, changed, state, cause, source, phrase, confidence, take_no, ts in rows:
-        trigger = Trigger(at=ts, cause=cause, phrase=phrase, confidence=confidence, source=source)
+    for set_id, kind, changed, state, cause, source, phrase, confidence, take_no, ts, timecode, fps in rows:
+        trigger = Trigger(at=ts, cause=cause, phrase=phrase, confidence=confidence, source=source, timecode=timecode,
+                          fps=fps)
         current = open_take.get(set_id)
         if kind == "roll" and changed and state == "rolling":
-            current = open_take[set_id] = Take(set_id, take_no, trigger)
+            current = open_take[set_id] = Take(set_id, take_no, trigger, tc_in=timecode, fps=fps)
             out.append(current)
             continue
         if current is None and kind in ENDS and state != "rolling" and changed:
-            out.append(Take(set_id, take_no, None, trigger, ts))  # the roll happened before the log began
+            out.append(Take(set_id, take_no, None, trigger, ts, tc_out=timecode, fps=fps))  # rolled before the log
             continue
         if current is None:
             continue
+        if cause == "timecode" and timecode:  # the recorder's own start and stop codes win
+            if kind == "roll":
+                current.tc_in, current.fps = timecode, fps
+            elif kind in ENDS:
+                current.tc_out, current.fps = timecode, fps or current.fps
         if kind in ENDS and current.cut is None:
             current.cut = trigger
+            if current.tc_out is None or cause == "timecode":
+                current.tc_out = timecode or current.tc_out
         if changed and state != "rolling":
             current.ended_at = ts
             if current.cut is None:
@@ -179,7 +203,8 @@ def _pair(rows: list[tuple[Any, ...]]) -> list[Take]:
 
 
 CSV_FIELDS = ["set", "take", "rolled_at", "roll_by", "roll_phrase", "roll_confidence", "roll_source",
-              "cut_at", "cut_by", "cut_phrase", "cut_confidence", "cut_source", "ended_at", "duration_s"]
+              "cut_at", "cut_by", "cut_phrase", "cut_confidence", "cut_source", "ended_at", "duration_s",
+              "tc_in", "tc_out", "fps"]
 
 
 def _iso(ts: float | None) -> str:
@@ -215,7 +240,7 @@ def to_csv(takes: list[Take]) -> str:
             t.set_id, t.take, _iso(r.at if r else None), r.cause if r else None, r.phrase if r else None,
             r.confidence if r else None, r.source if r else None, _iso(c.at if c else None), c.cause if c else None,
             c.phrase if c else None, c.confidence if c else None, c.source if c else None, _iso(t.ended_at),
-            t.duration_s)])
+            t.duration_s, t.tc_in, t.tc_out, t.fps)])
     return buf.getvalue()
 
 
