@@ -216,7 +216,8 @@ def phone_light(driver, url: str, hub: Hub, loads: int) -> tuple[list[float], li
 
 
 def logins(url: str, sources: list[str], seconds: float) -> tuple[int, int, int, int]:
-    """40 logins at once with wrong passwords, again and again: (checked 401, refused 429, busy 503, other)."""
+    """40 logins at once with wrong passwords, again and again: (checked 401, refused 429, busy 503, other
+    answers and transport errors)."""
     counts = {401: 0, 429: 0, 503: 0, 0: 0}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -228,7 +229,10 @@ def logins(url: str, sources: list[str], seconds: float) -> tuple[int, int, int,
             marker = 'name="csrf" value="'
             token = text[text.index(marker) + len(marker):].split('"', 1)[0]
             while time.monotonic() < deadline:
-                status = c.post("/login", data={"user": "ad", "password": f"guess {i}", "csrf": token}).status_code
+                try:
+                    status = c.post("/login", data={"user": "ad", "password": f"guess {i}", "csrf": token}).status_code
+                except httpx.TransportError:  # a keep-alive connection the server had just closed, or a timeout
+                    status = 0
                 with lock:
                     counts[status if status in counts else 0] += 1
 
