@@ -298,3 +298,26 @@ def test_status_lot_tells_unreachable_hub_down_and_light_down_apart(tmp_path):
         code, out = _status_lot(the_lot, tmp_path)
         assert code == 3 and "stage-c: UNREACHABLE since" in out, out
         c.link.restore()
+
+
+def test_offload_cards_reported_during_a_cut_reach_the_centre_once_it_returns():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "offload/#"))
+        a.link.cut()
+        a.link.drop()
+        cart = a.user("crew")  # the data cart reports on the stage while the office is cut off
+        cart.subscribe("setbridge/offload/card/+")
+        for roll in ("A001R1AA", "A002R1AA"):
+            cart.publish("setbridge/offload/report",
+                         json.dumps({"v": 1, "event_id": f"ev-{roll}", "roll": roll, "status": "verified"}))
+            assert cart.wait_for(f"setbridge/offload/card/{roll}", b'"verified"')
+        a.link.restore()
+        for roll in ("A001R1AA", "A002R1AA"):
+            assert office.wait_for(central("stage-a", f"offload/card/{roll}"), b'"verified"', timeout=10)
+        events = [json.loads(p)["event_id"] for t, p in office.received if t == central("stage-a", "offload/event")]
+        assert sorted(set(events)) == ["ev-A001R1AA", "ev-A002R1AA"]
+        wall = the_lot.user("wall")  # a client arriving later gets the cards as retained messages
+        wall.subscribe(central("stage-a", "offload/card/+"))
+        assert wall.wait_for(central("stage-a", "offload/card/A002R1AA"), b'"verified"')
