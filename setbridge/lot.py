@@ -44,10 +44,11 @@ STAGE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 _STAGE_WRITES = [spec for spec in contract.TOPICS if set(spec.writers) <= {"hub", "light"}]
 OUT: tuple[tuple[str, int], ...] = tuple(
-    (spec.filter("")[1:], spec.qos) for spec in _STAGE_WRITES if spec.qos == 1) + (("set/+/response/#", 1),)
+    (spec.filter("")[1:], spec.qos) for spec in _STAGE_WRITES if spec.qos == 1 and not spec.owner
+) + (("set/+/response/#", 1),)
 """(pattern below the base, QoS) of what flows from a stage to the centre on the bridge's main
 connection: every QoS 1 topic only the stage's hub and lights write, and the MQTT 5 per-client
-answer topics."""
+answer topics of central clients (the last; the stage's own users' private answers stay on the stage)."""
 BEATS: tuple[tuple[str, int], ...] = tuple((spec.filter("")[1:], spec.qos) for spec in _STAGE_WRITES if spec.qos == 0)
 """The QoS 0 topics the stage writes (heartbeats, light alive), on a connection of their own.
 
@@ -158,8 +159,14 @@ def central_acl_lines(user: str, role: str, base: str) -> list[str]:
         return [f"topic {r.everything} {base}/#"]
     # Only requests cross into a stage: other writes (light commands, reports) would go nowhere.
     request = f"topic write {contract.SET_REQUEST.filter(stage_base(base, '+'))}"
-    lines = [line for line in contract.acl_lines(user, role, stage_base(base, "+"))
-             if not line.startswith("topic write") or line == request]
+    lines = []
+    for line in contract.acl_lines(user, role, stage_base(base, "+")):
+        if line.startswith("topic readwrite "):  # the reading stays; the writing only for requests
+            topic = line.split(" ", 2)[2]
+            lines.append(f"topic read {topic}")
+            line = f"topic write {topic}"
+        if not line.startswith("topic write") or line == request:
+            lines.append(line)
     return lines + [f"topic read {notification_topic(base, '+')}"]
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import status_codes as codes
 from .bus import Bus
 from .web.lot import LotBoard
 from .web.stage import ALIVE_WINDOW_S
 
-EXIT = {"unreachable": 3, "hub down": 4, "light down": 5, "ok": 0}
+EXIT = {"unreachable": codes.STAGE_UNREACHABLE, "hub down": codes.HUB_DOWN, "light down": codes.LIGHT_NOT_ALIVE,
+        "ok": codes.OK}
+"""``setbridge status --lot``'s exit code per stage condition (the codes of :mod:`setbridge.status_codes`)."""
 LISTEN_S = ALIVE_WINDOW_S + 0.5
 """Long enough to see every heartbeat and every light's alive (they come each second)."""
 

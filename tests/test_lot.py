@@ -290,13 +290,13 @@ def test_status_lot_tells_unreachable_hub_down_and_light_down_apart(tmp_path):
             assert "stage-a: set main idle, take 0, 1 light(s)" in out and "all is well" in out
             light.stop()  # its last will: offline
             code, out = _status_lot(the_lot, tmp_path)
-            assert code == 5 and "DOWN: sim-1" in out, out
+            assert code == 7 and "DOWN: sim-1" in out, out
         b.stop_hub()
         code, out = _status_lot(the_lot, tmp_path)
-        assert code == 4 and "stage-b: set main hub down (hub offline)" in out, out
+        assert code == 5 and "stage-b: set main hub down (hub offline)" in out, out
         c.link.cut()
         code, out = _status_lot(the_lot, tmp_path)
-        assert code == 3 and "stage-c: UNREACHABLE since" in out, out
+        assert code == 9 and "stage-c: UNREACHABLE since" in out, out
         c.link.restore()
 
 

@@ -46,6 +46,13 @@ def test_the_hub_counts_requests_by_outcome_and_transitions_by_cause(broker, tmp
         assert value(before, "setbridge_mqtt_connections_total") == 1
         assert value(before, "setbridge_state_dir_free_bytes") > 0
         assert value(before, "setbridge_offload_journal_fault") == 0
+        assert value(before, "setbridge_timecode_status", status="off") == 1
+        hub.set_timecode_health("fault", "no LTC", None)
+        hub.set_audio_status("fault")
+        faulty = scrape(url(hub))
+        assert value(faulty, "setbridge_timecode_status", status="fault") == 1
+        assert value(faulty, "setbridge_audio_status", status="fault") == 1
+        assert value(faulty, "setbridge_audio_faults_total") == 1
         topics = hub.topics
         answers = Probe(broker.port, topics.set_response("stage-t"))
         try:

@@ -268,3 +268,23 @@ def test_a_journal_from_before_digests_compares_roll_and_status(tmp_path):
     with pytest.raises(EventIdConflict):
         journal.append(parse_report(json.dumps({"v": 1, "event_id": "old", "roll": "A001", "status": "failed"})), 2)
     journal.close()
+
+
+def test_the_safe_to_wipe_rule_has_one_home_and_names_every_reason():
+    """``offload/policy.py`` alone decides: hash-verified copies holding the source's files and bytes,
+    enough of them, a known card, and no conflict."""
+    from setbridge.offload.models import Destination
+    from setbridge.offload.policy import assess, generic_name
+
+    def dest(path: str, **kw: object) -> Destination:
+        return Destination(**{"path": path, "state": "verified", "verified_by": "hash", "files": 3, "bytes": 10, **kw})
+
+    two = [dest("/raid"), dest("/shuttle")]
+    assert assess("verified", "A001", 3, 10, None, two, 2, []) == (2, [])
+    assert assess("verified", "A001", 3, 10, None, two, 2, ["the reports disagree"]) == (2, ["the reports disagree"])
+    good, why = assess("verified", "A001", 3, 10, None, [dest("/raid"), dest("/shuttle", verified_by="size")], 2, [])
+    assert good == 1 and why == ["copy /shuttle: it was verified by file size only",
+                                 "1 of 2 required copies are verified by hash"]
+    assert assess("verified", "A001", None, 10, None, two, 2, [])[1][0] == "the source's file count is not reported"
+    assert "generic volume name" in assess("verified", "ＮＯ ＮＡＭＥ", 3, 10, None, two, 2, [])[1][0]
+    assert generic_name("NIKON D850") and generic_name("Untitled 2") and not generic_name("A002R2EC")

@@ -14,6 +14,7 @@ offload at fault (``on_health``) and the rest of the hub runs on; a corrupt one 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import queue
@@ -28,12 +29,13 @@ from typing import Protocol
 from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import LightCommand, OffloadError, Payload
+from ..messages import OffloadError, Payload
 from ..ratelog import RateLimitedLog
 from ..topics import Topics
+from .flash import LightFlash
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
-from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
+from .models import HedgeReport, OffloadReport, event_id_of, parse_report
 from .outbox import Outbox
 from .watcher import MhlWatcher
 
@@ -57,6 +59,9 @@ ANSWER_WINDOW = 100
 """Answers on ``{base}/offload/error`` waiting for the broker at most; beyond, answers are shed
 (counted, logged, and summed up in one answer once there is room): a flood of reports never
 fills the hub's send queue ahead of the set's messages."""
+KNOWN_REPORTS = 4096
+"""Reports remembered by their bytes once journaled: the same bytes again are answered duplicate
+without being parsed or looked up (a script repeating one report costs a hash per copy)."""
 EVENT_WINDOW = 64
 """Event and card publishes waiting for the broker at most (the delivery thread waits for room)."""
 
@@ -90,7 +95,7 @@ class _Input:
 class OffloadRelay:
     """``hub.add_component(OffloadRelay(bus, topics, settings.offload, state_dir, on_health))``.
 
-    Subscribes at once; journals and delivers from ``start()``.
+    Subscribes with :meth:`listen` (or at ``start()``); journals and delivers from ``start()``.
     """
 
     def __init__(self, bus: RelayBus, topics: Topics, settings: OffloadSettings, state_dir: Path,
@@ -113,6 +118,11 @@ class OffloadRelay:
         self._threads: list[threading.Thread] = []
         self._unmarked: dict[int, bytes] = {}
         """Events the broker acknowledged whose delivery the journal could not record yet (a full disk)."""
+        self._known: dict[bytes, str] = {}
+        """Digest of a journaled report's bytes → its event_id (intake thread only; emptied when the
+        journal is opened again or a report conflicts with an accepted one)."""
+        self.flash = LightFlash(bus, topics, settings)
+        """Flashes the set's lights for delivered offload results."""
         self._answers = Outbox(bus, ANSWER_WINDOW)
         self._events = Outbox(bus, EVENT_WINDOW)
         self._shed_lock = threading.Lock()
@@ -135,12 +145,20 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        # a retained report never reaches _on_report: it is cleared and answered on the error topic
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+        self._listening = False
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Subscribe to reports (queued until ``start()``): the hub does it before its birth, once
+        it knows no other hub on the broker relays offload."""
+        if not self._listening:
+            self._listening = True
+            # a retained report never reaches _on_report: it is cleared and answered on the error topic
+            self.bus.subscribe(self.topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+
     def start(self) -> None:
+        self.listen()
         for target, name in ((self._intake_loop, "offload-intake"), (self._deliver_loop, "offload-delivery")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -188,6 +206,7 @@ class OffloadRelay:
             return False
         if note:
             self._reject(note, source="journal")
+        self._known.clear()
         self.journal = journal
         self._set_health("ok")
         pruned = journal.prune(KEEP_DAYS)
@@ -315,6 +334,10 @@ class OffloadRelay:
                 parsed.append((item, item.report))
                 continue
             assert item.raw is not None
+            known = self._known.get(_digest(item.raw))
+            if known is not None:
+                self._answer_duplicate(known, item.origin)
+                continue
             try:
                 parsed.append((item, parse_report(item.raw)))
             except PayloadError as exc:
@@ -342,19 +365,33 @@ class OffloadRelay:
             if isinstance(outcome, PayloadError):
                 self._refuse(item, str(outcome))
             elif outcome.kind == "conflict":
+                self._known.clear()
                 self._reject(outcome.note, event_id=report.event_id, source=item.origin, conflict=True)
                 for event in outcome.events:
                     log.warning("offload %s: put in doubt, no longer safe to wipe (%s)", event.roll, event.event_id)
             elif outcome.kind == "duplicate":
-                self._reject(f"duplicate event_id {report.event_id}: already accepted; published once",
-                             event_id=report.event_id, source=item.origin, duplicate=True)
+                self._remember(item, report)
+                self._answer_duplicate(report.event_id, item.origin)
             elif outcome.events:
+                self._remember(item, report)
                 for event in outcome.events:
                     self.accepted[event.status] += 1
                     log.info("offload %s: %s accepted (%s)", event.roll, event.status, event.event_id)
             else:
                 log.info("offload: %s", outcome.note)
         self._wake.set()
+
+    def _answer_duplicate(self, event_id: str | None, origin: str) -> None:
+        self._reject(f"duplicate event_id {event_id}: already accepted; published once",
+                     event_id=event_id, source=origin, duplicate=True)
+
+    def _remember(self, item: _Input, report: OffloadReport | HedgeReport) -> None:
+        """Remember a journaled plain report's bytes (a Hedge event may mean something new again)."""
+        if item.raw is None or not isinstance(report, OffloadReport) or report.event_id is None:
+            return
+        if len(self._known) >= KNOWN_REPORTS:
+            del self._known[next(iter(self._known))]
+        self._known[_digest(item.raw)] = report.event_id
 
     def _journal_failed(self, exc: BaseException, items: list[_Input]) -> None:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -473,18 +510,9 @@ class OffloadRelay:
         except (sqlite3.Error, OSError):
             self._unmarked.update(acked)  # kept until the journal takes the mark, never published again
             raise
-        if self.settings.flash_lights:
-            for _, data in acked:
-                self._flash(OffloadEvent.model_validate_json(data))
+        for _, data in acked:
+            self.flash.delivered(data)
 
-    def _flash(self, event: OffloadEvent) -> None:
-        s = self.settings
-        if not s.flash_lights or event.status not in ("verified", "failed"):
-            return
-        if time.time() - event.ts > s.flash_max_age_s:
-            return
-        command = LightCommand(action="flash", duration_s=s.flash_s,
-                               color="green" if event.status == "verified" else "red",
-                               pattern="slow" if event.status == "verified" else "fast")
-        for light in s.flash_lights:
-            self.bus.publish(self.topics.light_cmd(light), command)
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()

@@ -26,7 +26,8 @@ from typing import Any
 
 from .. import lot
 from ..errors import PayloadError
-from ..messages import SetEvent, parse_payload
+from ..codec import parse_payload
+from ..messages import SetEvent
 from ..topics import Topics
 from .stage import Stage
 from .takes import TakeLog
