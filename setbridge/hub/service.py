@@ -288,6 +288,11 @@ class Hub:
             notifier.send(STOPPING=1)
             self.stop()
 
+    @property
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the heartbeat loop last ran (about ``heartbeat_s``; more: the hub is short of CPU)."""
+        return time.monotonic() - self._heartbeat_progress
+
     def healthy(self) -> bool:
         """True while the bus loop, the controller and the heartbeat all make progress."""
         return not self.stalled()
