@@ -22,11 +22,9 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
+from .ids import Id
 
 DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
-
-Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
-"""An identifier used in MQTT topics: lower-case letters, digits and dashes."""
 
 
 SYSTEM_STATE_DIR = Path("/var/lib/setbridge")
@@ -144,6 +142,32 @@ def _default_phrases() -> dict[Action, list[str]]:
     return {k: list(v) for k, v in DEFAULT_PHRASES.items()}
 
 
+class ActionRules(Section):
+    """One action's own voice thresholds (``[speech.roll]``, ``[speech.cut]``); unset = the ``[speech]`` value.
+
+    The costs are not symmetric: a false cut darkens the doors mid-take, a missed roll leaves them
+    dark during a take, a false roll lights red for nothing, a missed cut keeps red a few seconds.
+    """
+
+    pre_silence_s: float | None = Field(None, ge=0.0, le=5.0)
+    """Quiet required before the phrase."""
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    """Lowest confidence accepted."""
+    max_extra_sound_s: float | None = Field(None, ge=0.0, le=10.0)
+    """Sound in the utterance outside the phrase that is tolerated."""
+    min_filler_margin: float | None = Field(None, ge=-50.0, le=50.0)
+    """How much better than the fillers the phrase must fit, per syllable."""
+    onset_db: float | None = Field(None, ge=0.0, le=60.0)
+    """How far the phrase must rise above the sound just before it; 0 = off."""
+    rescue_db: float | None = Field(None, ge=0.0, le=40.0)
+    """A phrase inside longer sound still fires when it stands this far above the sound around it (a
+    call over chatter); 0 = never (the phrase must be said alone)."""
+
+
+ACTION_RULES = tuple(ActionRules.model_fields)
+"""The thresholds an action can set for itself."""
+
+
 class SpeechSettings(Section):
     model: str = "vosk-model-small-en-us-0.15"
     """A Vosk model directory, or the name of a model installed with ``setbridge model install``."""
@@ -183,6 +207,12 @@ class SpeechSettings(Section):
     """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
     onset_db: float = Field(9.0, ge=0.0, le=60.0)
     """A phrase must be this much louder than the sound just before it (a pause of its own); 0 = off."""
+    rescue_db: float = Field(6.0, ge=0.0, le=40.0)
+    """A phrase inside longer sound fires when it stands this far above the sound around it; 0 = never."""
+    roll: ActionRules = Field(default_factory=ActionRules)
+    """The roll call's own thresholds (``[speech.roll]``)."""
+    cut: ActionRules = Field(default_factory=ActionRules)
+    """The cut call's own thresholds (``[speech.cut]``)."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)
@@ -204,6 +234,9 @@ class SpeechSettings(Section):
 
 
 class OffloadSettings(Section):
+    enabled: bool = True
+    """Relay offload reports. Exactly one hub on a broker may: set false on every other hub (a hub
+    that finds another one relaying runs without offload and says so)."""
     watch: list[Path] = Field(default_factory=list)
     """Directories scanned for ASC MHL histories (any ``ascmhl/`` folder below them)."""
     copies_required: int = Field(2, ge=1, le=20)
@@ -269,12 +302,18 @@ class TimecodeSettings(Section):
     stopped (cut); ``free-run``: the code only stamps events and takes; ``off``: no timecode."""
     channel: int | None = Field(None, ge=1, le=32)
     """The channel of the ``[audio]`` input that carries LTC (1 = first); voice still listens to
-    ``[audio] channel``. Needed unless mode is off."""
+    ``[audio] channel``. Needed unless mode is off; with ``device`` or ``file``, that input's channel
+    (default 1)."""
+    device: str | int | None = None
+    """LTC from an input device of its own (a name substring or index, as ``[audio] device``)
+    instead of a channel of the ``[audio]`` input."""
+    file: Path | None = None
+    """LTC replayed in real time from a 16-bit WAV file instead (a demo or a rehearsal)."""
     hold_off_s: float = Field(0.5, ge=0.1, le=30)
     """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
     never cut a take."""
     min_run_s: float = Field(0.0, ge=0, le=10)
-    """Code must advance this long before it rolls (0: two frames in a row); raise it for a device
+    """Code must advance this long before it rolls (0: at once); raise it for a device
     that sends short bursts of running code when it stops."""
     confirm_s: float = Field(3.0, ge=0.5, le=60)
     """A voice roll the recorder has not confirmed within this many seconds reverts."""
@@ -286,6 +325,10 @@ class TimecodeSettings(Section):
     """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
     tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
     """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+
+    def own_input(self) -> bool:
+        """LTC comes from an input of its own (``device`` or ``file``), not from the ``[audio]`` input."""
+        return self.device is not None or self.file is not None
 
     def recorder(self) -> bool:
         """A recorder source that starts and stops takes is configured (rec-run code or a tally)."""
@@ -331,10 +374,16 @@ class WebSettings(Section):
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     """How long a login lasts from when it began, however often it is used (logging out ends it at once)."""
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    """A connection that has sent no complete request this long after it opened (or after its last
+    answer) is closed: slow and half-open connections cannot hold the server's open files."""
     max_streams: int = Field(1000, ge=10, le=100_000)
     """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
     streams_per_address: int = Field(8, ge=1, le=100_000)
     """Open pages from one client address (raise it when phones reach the board through one NAT)."""
+    lot: bool = False
+    """The central board of a lot (docs/lot.md): ``/lot`` shows every stage under ``{base}/stage/+``
+    and ``/`` leads there."""
 
 
 class MetricsSettings(Section):
@@ -378,16 +427,22 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _timecode_input(self) -> Settings:
         tc = self.timecode
-        if tc.mode != "off" and tc.channel is None:
+        if tc.mode == "off":
+            return self
+        if tc.device is not None and tc.file is not None:
+            raise ValueError("[timecode] device and file are both set; LTC comes from one input: keep one")
+        if tc.own_input():
+            return self
+        if tc.channel is None:
             raise ValueError(f'[timecode] mode = "{tc.mode}" needs [timecode] channel, the [audio] input\'s '
-                             "channel that carries LTC (1 = first)")
-        if tc.mode != "off" and self.audio.source not in ("mic", "file"):
+                             "channel that carries LTC (1 = first), or [timecode] device for an input of its own")
+        if self.audio.source not in ("mic", "file"):
             raise ValueError(f'[timecode] mode = "{tc.mode}" reads LTC from the [audio] input; set [audio] '
-                             'source to "mic" or "file"')
-        if tc.mode != "off" and self.audio.channel is None:
+                             'source to "mic" or "file", or [timecode] device for an input of its own')
+        if self.audio.channel is None:
             raise ValueError(f"[timecode] channel {tc.channel} carries LTC, so voice needs a channel of its own: "
                              "set [audio] channel (else the LTC would be mixed into voice)")
-        if tc.mode != "off" and tc.channel == self.audio.channel:
+        if tc.channel == self.audio.channel:
             raise ValueError(f"[timecode] channel {tc.channel} is also [audio] channel: voice and LTC need a "
                              "channel each")
         return self

@@ -46,6 +46,8 @@ class Health:
         for hub, s in online.items():
             if s.get("audio") == "fault":
                 out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
+            if s.get("conflict"):
+                out.append(f"hub {hub}: conflict: {s['conflict']}")
             if s.get("timecode") == "fault":
                 out.append(f"hub {hub}: timecode: fault ({s.get('timecode_reason') or 'no reason given'}); voice and "
                            "buttons act alone until it is back")

@@ -18,6 +18,8 @@ LIGHT_NOT_ALIVE = 7
 """A light is offline, silent (frozen), or shows link lost."""
 OFFLOAD_FAULT = 8
 """The hub's offload journal is at fault (set state and lights are unaffected)."""
+STAGE_UNREACHABLE = 9
+"""``status --lot`` at a lot's centre: a stage's bridge or heartbeats are gone."""
 
 BY_CONNECT_PROBLEM = {"unreachable": BROKER_UNREACHABLE, "login": LOGIN_REFUSED, "protocol": LOGIN_REFUSED}
 

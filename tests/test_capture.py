@@ -66,6 +66,42 @@ def test_the_listener_keeps_a_clip_per_trigger_and_near_miss_and_publishes_nothi
     assert stat.S_IMODE(clips.stat().st_mode) == 0o700
 
 
+@needs_speech
+def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
+    """A roll the controller refuses, a roll another source overrules and a cut the set state refuses
+    are kept with what happened to them, so a field check finds the calls the hub did not act on."""
+    from setbridge.hub.controller import Outcome
+    from setbridge.messages import SetEvent
+
+    roll = say("녹음 시작", tmp_path / "r.wav")
+    take = write_wav(tmp_path / "take.wav", silence(0.8) + roll + silence(2.0) + roll + silence(2.0)
+                     + say("컷", tmp_path / "c.wav") + silence(1.5))
+    clips = tmp_path / "clips"
+    settings = load_settings(None, audio={"source": "file", "file": str(take)},
+                             speech={"model": str(steady_model(tmp_path)), "capture_dir": str(clips),
+                                     "phrases": {"roll": ["녹음 시작"], "cut": ["컷"]}, "refractory_s": 0.5},
+                             hub={"state_dir": str(tmp_path / "state")})
+    done = threading.Event()
+
+    overruled = SetEvent(type="roll", changed=False, state="idle", cause="voice", epoch=1, seq=1, take=0,
+                         overruled=True, reason="the recorder is stopped")
+    outcomes = iter([Outcome(False, "idle", 1, error="the state could not be saved", transient=True),
+                     Outcome(False, "idle", 1, error="overruled: the recorder is stopped", event=overruled)])
+    listener = VoiceListener(settings, lambda action, cause, **detail: next(outcomes), lambda: "idle",
+                             lambda s: s == "off" and done.set(), source_factory=lambda: WavFileSource(take, realtime=False))
+    listener.start()
+    try:
+        assert done.wait(60)
+    finally:
+        listener.stop()
+    metas = [json.loads(p.with_suffix(".json").read_text()) for p in sorted(clips.glob("*.wav"))]
+    assert [(m["kind"], m["action"], m["reason"]) for m in metas] == [
+        ("refused", "roll", "the state could not be saved"),
+        ("overruled", "roll", "overruled: the recorder is stopped"),
+        ("refused", "cut", "cut not allowed while idle"),
+    ]
+
+
 def test_the_folder_stays_within_its_bounds_oldest_first_and_foreign_files_are_kept(tmp_path):
     folder = tmp_path / "clips"
     folder.mkdir()

@@ -22,7 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from setbridge.config import HomeAssistantSettings
 from setbridge.dev.lights_sim import SimLight
 from setbridge.hub.homeassistant import discovery_payload
-from setbridge.messages import SetRequest, parse_payload
+from setbridge.codec import parse_payload
+from setbridge.messages import SetRequest
 from setbridge.provision import light_config
 from setbridge.topics import Topics
 

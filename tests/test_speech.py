@@ -300,7 +300,60 @@ def test_a_phrase_must_rise_above_the_sound_just_before_it(model, clips, tmp_pat
         lead = (talk * 10 ** (gain_db / 20)).astype("<i2").tobytes()
         return write_wav(tmp_path / f"after_talk_{-gain_db:.0f}.wav", silence(0.8) + lead + silence(0.1) + roll)
 
-    close = after_talk(-6.0)
-    assert "roll" in [t.action for t in detect(model, close, tuning=Tuning(onset_db=0))]
-    assert "roll" not in [t.action for t in detect(model, close)]
+    close = after_talk(-6.0)  # no pause before the call: it fires only as standing out of the talk (rescue_db)
+    assert "roll" in [t.action for t in detect(model, close, tuning=Tuning(onset_db=0, rescue_db=3.0))]
+    assert "roll" not in [t.action for t in detect(model, close, tuning=Tuning(rescue_db=3.0))]
     assert "roll" in [t.action for t in detect(model, after_talk(-12.0))]
+
+
+def test_a_sentence_split_by_the_foreground_or_tail_rule_does_not_look_said_alone(model, tmp_path):
+    """One talker's sentences and short words, some bent into a phrase by the grammar: the foreground
+    rule (whose background was the talker's own speech) and the tail rule (which ends an utterance
+    when a sentence goes quieter) once cut them into pieces that looked said alone."""
+    gap = silence(0.3)
+    texts = ["다음 컷은 클로즈업이야", "그만해", "컷 편집은 내일 해요", "오케이", "컷 편집은 내일 해요", "잠깐만", "잠깐만",
+             "잠깐만", "아니", "다시", "조명 좀 올려 주세요", "컷 편집은 내일 해요", "잠깐만", "카메라 준비 됐어요"]
+    said = {text: say(text, tmp_path / f"s{i}.wav") for i, text in enumerate(dict.fromkeys(texts))}
+    talk = gap.join(said[text] for text in texts)
+    clip = write_wav(tmp_path / "sentences.wav", silence(0.8) + talk + silence(1.5))
+    for rule in (dict(foreground_db=6.0, rescue_db=6.0), dict(tail_drop_db=9.0)):
+        tuning = Tuning(**{"onset_db": 0.0, "foreground_db": 0.0, "tail_drop_db": 0.0, "rescue_db": 0.0, **rule})
+        assert detect(model, clip, tuning=tuning) == [], rule
+
+
+def test_each_action_has_its_own_thresholds(model, clips):
+    """``[speech.cut]`` and ``[speech.roll]`` judge their own phrases; the other action keeps ``[speech]``."""
+    from setbridge.config import load_settings
+    from setbridge.speech import tuning_from
+
+    def fired(**speech: object) -> list[str]:
+        tuning = tuning_from(load_settings(None, speech=speech).speech)
+        return [t.action for t in detect(model, clips["take"], tuning=tuning)]
+
+    assert fired() == ["roll", "cut"]
+    assert fired(cut={"onset_db": 60.0}) == ["roll"]  # a sure cut: this one is not loud enough for it
+    assert fired(roll={"min_confidence": 1.0, "onset_db": 60.0}) == ["cut"]
+    assert fired(onset_db=60.0, roll={"onset_db": 0.0}) == ["roll"]  # the action's own value wins
+
+
+def test_detect_labels_reports_false_cuts_inside_takes_and_false_rolls_while_idle(model_dir, clips, tmp_path,
+                                                                                   capsys):
+    roll, cut, lookalike = (_pcm(clips[n])[int(0.8 * RATE) * 2:-int(1.2 * RATE) * 2] for n in ("roll", "cut", "lookalike"))
+    day = silence(0.8) + roll + silence(1.5) + lookalike + silence(1.5) + cut + silence(3.0) + roll + silence(1.5)
+    write_wav(tmp_path / "day.wav", day)
+    roll_end = 0.8 + len(roll) / 2 / RATE
+    cut_end = roll_end + 3.0 + (len(lookalike) + len(cut)) / 2 / RATE
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"file,action,time\nday.wav,roll,{roll_end:.2f}\nday.wav,cut,{cut_end:.2f}\n")
+    assert main(["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷",
+                 "--labels", str(labels), "--json", str(tmp_path / "day.wav")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["calls"], report["hits"]) == (2, 2)
+    assert (report["takes"], report["false_cuts_in_takes"], report["dark_takes"]) == (1, 1, 1)  # "가자" mid-take
+    assert report["take_hours"] == pytest.approx((cut_end - roll_end) / 3600, abs=1e-4)
+    assert report["false_cuts_per_take_hour"] == pytest.approx(3600 / (cut_end - roll_end), rel=0.01)
+    assert report["false_rolls_idle"] == 1  # the roll said after the cut was never labelled
+    assert main(["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷",
+                 "--labels", str(labels), str(tmp_path / "day.wav")]) == 0
+    text = capsys.readouterr().out
+    assert "1 of 1 takes went dark" in text and "1 false rolls while idle" in text

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..audio import WavFileSource
     from ..speech import Detector, load_model, resolve_model, tuning_from
-    from ..speech.fieldcheck import Fired, file_key, load_labels, score
+    from ..speech.fieldcheck import Fired, file_key, labelled_state, load_labels, score
 
     settings = settings_from(args)
     speech = settings.speech
@@ -66,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
     for path in args.files:
         with WavFileSource(path, realtime=False, channel=channel) as source:
             detector = Detector(model, source.rate, phrases, tuning, gated=not args.ungated, model_name=model_name)
+            labelled = [c for c in calls or [] if c.file == file_key(path, names)]
             samples = 0
             for block in source:
                 samples += len(block) // 2
+                if labelled and (state := labelled_state(labelled, detector.position)) is not None:
+                    detector.state = state  # gated by the set state the labels say, as the hub would be
                 triggers = detector.feed(block)
                 fired += [Fired(file_key(path, names), t.action, t.time, t.phrase) for t in triggers]
                 _report(path, triggers, args.json, quiet=calls is not None)
@@ -111,6 +114,13 @@ def _print_report(report: "Report") -> None:
           f"{fmt(report.false_per_hour, '.1f')} per hour")
     print(f"latency    p50 {fmt(report.latency_ms(0.5), '.0f')} ms, p95 {fmt(report.latency_ms(0.95), '.0f')} ms "
           f"after the labelled end of the call")
+    if report.takes:
+        print(f"takes      {len(report.takes)} labelled ({report.take_s / 3600:.2f} h); "
+              f"{len(report.false_cuts_in_takes)} false cuts inside takes = "
+              f"{fmt(report.false_cuts_per_take_hour(), '.1f')} per hour of takes; "
+              f"{report.dark_takes} of {len(report.takes)} takes went dark")
+        print(f"idle       {len(report.false_rolls_idle)} false rolls while idle = "
+              f"{fmt(report.false_rolls_per_idle_hour(), '.1f')} per idle hour")
     for call in report.misses:
         print(f"missed     {call.file} {call.time:8.2f} s  {call.action}")
     for f in report.false:

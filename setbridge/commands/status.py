@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from ._common import add_config_arg, settings_from
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,6 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to reach the broker (default 5)")
+    p.add_argument("--lot", action="store_true",
+                   help="at a lot's central broker: one line per stage; exit 9 a stage unreachable, 5 a hub down, "
+                        "7 a light down (3 and 4 as above, for the central broker)")
     p.set_defaults(func=run)
 
 
@@ -31,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from ..topics import Topics
 
     settings = settings_from(args)
+    if args.lot:
+        return run_lot(args, settings)
     every_set = args.set_id == "all"
     set_id = settings.hub.set if every_set or not args.set_id else args.set_id
     topics = Topics(settings.mqtt.base_topic)
@@ -65,4 +74,34 @@ def run(args: argparse.Namespace) -> int:
         print("all is well" if not problems else f"{len(problems)} problem(s):")
     for problem in problems:
         print(terminal(f"problem: {problem}"), file=sys.stderr)
+    return code
+
+
+def run_lot(args: argparse.Namespace, settings: Settings) -> int:
+    from .. import status_codes as codes
+    from ..client import connect
+    from ..errors import BrokerUnreachable, SetbridgeError
+    from ..escape import json_line, terminal
+    from ..lot_status import collect, exit_code, render
+
+    try:
+        bus = connect(settings, "status", timeout=args.timeout)
+    except SetbridgeError as exc:
+        print(f"setbridge: {exc}", file=sys.stderr)
+        return codes.BY_CONNECT_PROBLEM.get(exc.kind, codes.OTHER) if isinstance(exc, BrokerUnreachable) else codes.OTHER
+    try:
+        snapshot = collect(bus, settings.mqtt.base_topic)
+    finally:
+        bus.stop()
+    code = exit_code(snapshot)
+    if args.json:
+        print(json_line(snapshot))
+    else:
+        for line in render(snapshot):
+            print(terminal(line))  # everything from the bus is printed escaped
+        if not snapshot["stages"]:
+            print(f"setbridge: no stage heard under {settings.mqtt.base_topic}/stage/; is this a lot's central "
+                  "broker, and are the stages' bridges configured (docs/lot.md)?", file=sys.stderr)
+        elif code == 0:
+            print("all is well")
     return code

@@ -29,7 +29,8 @@ from typing import Any
 from .. import __version__
 from ..bus import Bus
 from ..config import HomeAssistantSettings
-from ..messages import LightStatus, parse_payload
+from ..codec import parse_payload
+from ..messages import LightStatus
 from ..errors import PayloadError
 from ..topics import Topics
 

@@ -82,7 +82,7 @@ def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, sou
     if isinstance(item, OffloadReport):
         if item.source is None:
             item = item.model_copy(update={"source": source})
-        event, _ = tx.append(item, copies_required, digest)
+        event, _ = tx.append(item, copies_required, digest, recalled=True)
         return Accepted("event", (event,))
     name = hedge.event_name(item.hedge)
     if name == hedge.COPY_EVENT:

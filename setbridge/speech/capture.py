@@ -1,6 +1,7 @@
 """Keep short clips of the audio around every voice trigger and near miss, for a field check.
 
-Opt-in with ``[speech] capture_dir``. Set audio is sensitive, so the folder is private to the
+Opt-in with ``[speech] capture_dir``. Triggers the hub refused or overruled are kept too, as
+such, so that a field check finds the calls the hub did not act on. Set audio is sensitive, so the folder is private to the
 hub's user, bounded by ``capture_max_clips`` and ``capture_max_mb`` (oldest clips deleted
 first), and nothing of it ever goes on the bus. The listener's thread only copies audio into
 memory; a worker thread writes the files, so a slow or full disk never holds up listening::
@@ -39,7 +40,7 @@ AFTER_S = 1.0
 """Audio kept after it."""
 QUEUE_CLIPS = 8
 """Clips waiting for the writer; beyond that a clip is dropped with a log line."""
-NAME = re.compile(r"^\d{8}T\d{6}_\d{3}_(trigger|near-miss)_[a-z-]+\.wav$")
+NAME = re.compile(r"^\d{8}T\d{6}_\d{3}_(trigger|near-miss|refused|overruled)_[a-z-]+\.wav$")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ class ClipCapture:
 
     def mark(self, kind: str, action: str, phrase: str, at: float, phrase_end: float,
              reason: str = "", confidence: float | None = None) -> None:
-        """A trigger (``kind`` "trigger") or near miss ("near-miss") decided at ``at`` s of audio."""
+        """A trigger decided at ``at`` s of audio: ``kind`` "trigger" (the hub acted on it), "refused"
+        (the set state, voice off or the controller refused it), "overruled" (another source
+        overruled it) or "near-miss" (a trigger word that did not fire); ``reason`` says why."""
         centre = int(at * self.rate)
         first = max(0, centre - self.before)
         now = datetime.now(timezone.utc)

@@ -15,7 +15,7 @@ about a second of silence before it ends an utterance. So the detector
   the phrase fits the sound better than they do (a filler model);
 * accepts an utterance when it is exactly one phrase said alone (a pause before it, no other
   speech in the same stretch of sound, the filler model satisfied), or when it holds a phrase
-  that stands ``foreground_db`` above the sound just before and after it (a call over chatter;
+  that stands ``rescue_db`` above the sound just before and after it (a call over chatter;
   a trigger word inside one's own sentence does not), in both cases with plausible syllable
   timing, confident words and, with ``onset_db``, a phrase that rises that far above the sound
   just before it (the talker's own pause, not merely a quieter stretch of the same sentence);
@@ -33,11 +33,11 @@ import logging
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ..actions import next_state, voice_allowed
-from ..config import SpeechSettings
+from ..config import ACTION_RULES, SpeechSettings
 from . import frontend
 from .model import UNK, Phrases, check_vocabulary, has_word
 from .vad import EnergyVad
@@ -47,12 +47,17 @@ log = logging.getLogger(__name__)
 STEP_S = 0.05
 """Audio is handed to Vosk in steps of this length."""
 
-NOT_ALONE = ("not a phrase alone", "no pause before it", "phrase covers")
+NOT_ALONE = ("not a phrase alone", "no pause before it", "no pause after it", "phrase covers")
 """Rejections that a phrase standing out of the sound around it overrides."""
 CONTEXT_S = 0.6
-"""How much sound before and after a phrase it must stand out from (with ``foreground_db``)."""
+"""How much sound before and after a phrase it must stand out from (with ``rescue_db``)."""
 GUARD_S = 0.08
 """Margin between a phrase's word times and its context, for Vosk's imprecise word edges."""
+LEAD_S = 0.15
+"""Sound just before a phrase's first word that still counts as the phrase's own (Vosk's word edges)."""
+AFTER_SHARE = 0.5
+"""A phrase is not said alone when more than this share of the time from its end to the decision holds
+sound (the talker goes on)."""
 ONSET_S = 0.3
 """How much sound just before a phrase it must rise above (with ``onset_db``)."""
 
@@ -93,6 +98,14 @@ class Tuning:
     """Common short words of the model's language for a second recognizer, the filler model."""
     min_filler_margin: float = _setting("min_filler_margin")
     onset_db: float = _setting("onset_db")
+    rescue_db: float = _setting("rescue_db")
+    per_action: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    """Per action, the thresholds it sets for itself (``[speech.roll]``, ``[speech.cut]``)."""
+
+    def for_action(self, action: str) -> Tuning:
+        """The thresholds that judge a phrase of ``action``: these, with the action's own on top."""
+        own: dict[str, Any] = dict(dict(self.per_action).get(action, ()))
+        return replace(self, **own) if own else self
 
 
 SETTABLE = tuple(f.name for f in fields(Tuning) if f.name in SpeechSettings.model_fields)
@@ -357,8 +370,7 @@ class Detector:
         action = self.by_text.get(text)
         near = action is not None or any(w.word in self.trigger_words for w in words)
         reason = self._reject_reason(action, text, words, previous_end, segment_start, segment_end, margin)
-        if reason.startswith(NOT_ALONE) and self.tuning.foreground_db > 0 and \
-                (found := self._foreground(words, alternatives)):
+        if reason.startswith(NOT_ALONE) and (found := self._foreground(words, alternatives)):
             words, text, action = found  # the phrase stands out from the talk around it
             reason = self._reject_common(action, text, words)
         if reason:
@@ -378,7 +390,7 @@ class Detector:
         """A phrase inside a longer utterance that stands out from the sound around it, if any.
 
         Under crew chatter the utterance holds more than the call; the call still counts as said
-        alone when it is ``foreground_db`` louder than the sound just before and just after it
+        alone when it is ``rescue_db`` (of its action) louder than the sound just before and just after it
         (a word inside one's own sentence is not). Its confidence is the share of Vosk's
         hypotheses that contain it.
         """
@@ -392,7 +404,8 @@ class Detector:
                 inside = self.vad.level_db(start, end)
                 around = max(self.vad.level_db(start - CONTEXT_S, start - GUARD_S),
                              self.vad.level_db(end + GUARD_S, end + CONTEXT_S))
-                if inside - around < self.tuning.foreground_db:
+                rescue_db = self.tuning.for_action(action).rescue_db
+                if rescue_db <= 0 or inside - around < rescue_db:
                     continue
                 share = sum(p for text, p in alternatives if f" {phrase} " in f" {text} ")
                 kept = [_Word(w.word, w.start, w.end, min(1.0, share)) for w in words[i:i + size]]
@@ -401,14 +414,19 @@ class Detector:
 
     def _reject_reason(self, action: str | None, text: str, words: list[_Word], previous_end: float,
                        segment_start: float | None, segment_end: float | None, margin: float) -> str:
-        t = self.tuning
         if action is None:
             return "not a phrase alone"
+        t = self.tuning.for_action(action)
         gap = words[0].start - previous_end
-        if segment_start is not None:
-            gap = min(gap, segment_start - self._segment_gap_from)
+        run_start, quiet = self.vad.pause_before(words[0].start)
+        if words[0].start - run_start > LEAD_S:
+            quiet = 0.0  # the sound before the phrase runs into it: the talker was already speaking
+        gap = min(gap, quiet)
         if gap < t.pre_silence_s:
             return f"no pause before it ({gap:.2f} s < {t.pre_silence_s} s)"
+        after = self.vad.sound_share(words[-1].end + GUARD_S, self.position)
+        if after > AFTER_SHARE:
+            return f"no pause after it ({after:.0%} of the time since it ended holds sound)"
         low = min(w.conf for w in words)
         if low < t.min_confidence:
             return f"confidence {low:.2f} < {t.min_confidence}"
@@ -428,7 +446,7 @@ class Detector:
 
     def _reject_common(self, action: str, text: str, words: list[_Word]) -> str:
         """The checks every phrase passes, said alone or standing out of chatter."""
-        t = self.tuning
+        t = self.tuning.for_action(action)
         low = min(w.conf for w in words)
         if low < t.min_confidence:
             return f"confidence {low:.2f} < {t.min_confidence}"
@@ -455,4 +473,10 @@ def tuning_from(speech: SpeechSettings) -> Tuning:
     for name in SETTABLE:
         value = getattr(speech, name)
         values[name] = tuple(value) if isinstance(value, list) else value
-    return Tuning(**values)
+    per_action = []
+    for action in ("roll", "cut"):
+        rules = getattr(speech, action)
+        own = tuple((name, getattr(rules, name)) for name in ACTION_RULES if getattr(rules, name) is not None)
+        if own:
+            per_action.append((action, own))
+    return Tuning(**values, per_action=tuple(per_action))

@@ -11,6 +11,11 @@ A recording given to ``detect`` with no line in the labels holds no call: every 
 is a false trigger. A trigger matches a call of its action when it fires from ``EARLY_S`` before
 the labelled end to ``LATE_S`` after it (a labeller's ear is not exact); latency is the trigger's
 time minus the labelled end.
+
+When the labels mark takes (a roll followed by a cut in the same recording), the report also
+says what a set feels: false cuts inside takes (the doors go dark mid-take) per hour of takes,
+the takes that went dark, and false rolls while idle per idle hour. Gated as the hub runs, the
+set state is the labelled one, and around each call the detector's own (:func:`labelled_state`).
 """
 
 from __future__ import annotations
@@ -93,6 +98,38 @@ class Report:
     misses: list[Call] = field(default_factory=list)
     false: list[Fired] = field(default_factory=list)
 
+    takes: list[tuple[str, float, float]] = field(default_factory=list)
+    """(file, roll, cut) of every labelled take: from a roll call to the next cut call."""
+
+    @property
+    def take_s(self) -> float:
+        return sum(cut - roll for _file, roll, cut in self.takes)
+
+    def _in_take(self, f: Fired) -> tuple[str, float, float] | None:
+        return next((t for t in self.takes if t[0] == f.file and t[1] < f.time <= t[2]), None)
+
+    @property
+    def false_cuts_in_takes(self) -> list[Fired]:
+        """False cuts that fired inside a labelled take."""
+        return [f for f in self.false if f.action == "cut" and self._in_take(f) is not None]
+
+    @property
+    def dark_takes(self) -> int:
+        """Takes with at least one false cut."""
+        return len({self._in_take(f) for f in self.false_cuts_in_takes})
+
+    @property
+    def false_rolls_idle(self) -> list[Fired]:
+        """False rolls outside every labelled take."""
+        return [f for f in self.false if f.action == "roll" and self._in_take(f) is None]
+
+    def false_cuts_per_take_hour(self) -> float:
+        return len(self.false_cuts_in_takes) / (self.take_s / 3600) if self.take_s else math.nan
+
+    def false_rolls_per_idle_hour(self) -> float:
+        idle = self.audio_s - self.take_s
+        return len(self.false_rolls_idle) / (idle / 3600) if self.takes and idle > 0 else math.nan
+
     @property
     def recall(self) -> float:
         return self.hits / self.calls if self.calls else math.nan
@@ -113,12 +150,41 @@ class Report:
                 "hours": round(self.audio_s / 3600, 4), "false_triggers": len(self.false),
                 "false_per_hour": num(self.false_per_hour, 2),
                 "latency_p50_ms": num(self.latency_ms(0.5), 0), "latency_p95_ms": num(self.latency_ms(0.95), 0),
+                "takes": len(self.takes), "take_hours": round(self.take_s / 3600, 4),
+                "false_cuts_in_takes": len(self.false_cuts_in_takes),
+                "false_cuts_per_take_hour": num(self.false_cuts_per_take_hour(), 2), "dark_takes": self.dark_takes,
+                "false_rolls_idle": len(self.false_rolls_idle),
+                "false_rolls_per_idle_hour": num(self.false_rolls_per_idle_hour(), 2),
                 "misses": [c.__dict__ for c in self.misses], "false": [f.__dict__ for f in self.false]}
+
+
+def takes(calls: list[Call]) -> list[tuple[str, float, float]]:
+    """(file, roll, cut) for every roll call followed by a cut call in the same recording."""
+    out = []
+    ordered = sorted(calls, key=lambda c: (c.file, c.time))
+    for call, after in zip(ordered, ordered[1:]):
+        if call.file == after.file and call.action == "roll" and after.action == "cut":
+            out.append((call.file, call.time, after.time))
+    return out
+
+
+def labelled_state(calls: list[Call], at: float) -> str | None:
+    """The set state at ``at`` s of a recording by its labelled calls: rolling after a roll, idle after
+    a cut; ``None`` from ``EARLY_S`` before a call to ``LATE_S`` after it, where the detector's own
+    triggers decide (gated as the hub runs, with a button or the recorder putting a missed call or
+    a false trigger right by the end of that window)."""
+    state = "idle"
+    for call in sorted(calls, key=lambda c: c.time):
+        if call.time - EARLY_S <= at <= call.time + LATE_S:
+            return None
+        if call.time < at and call.action in ("roll", "cut"):
+            state = "rolling" if call.action == "roll" else "idle"
+    return state
 
 
 def score(calls: list[Call], fired: list[Fired], audio_s: float) -> Report:
     """Match triggers to labelled calls, earliest first; what is left over is false."""
-    report = Report(calls=len(calls), audio_s=audio_s)
+    report = Report(calls=len(calls), audio_s=audio_s, takes=takes(calls))
     unused = sorted(fired, key=lambda f: (f.file, f.time))
     for call in sorted(calls, key=lambda c: (c.file, c.time)):
         match = next((f for f in unused if f.file == call.file and f.action == call.action

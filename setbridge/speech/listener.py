@@ -117,10 +117,12 @@ class VoiceListener:
         if speech.capture_dir is not None:
             capture = ClipCapture(speech.capture_dir, source.rate, speech.capture_max_clips, speech.capture_max_mb)
             capture.start()
+
         def near_miss(miss: NearMiss) -> None:
             self.stats.near_miss(miss.reason)
             if capture is not None:
-                capture.mark("near-miss", miss.action or "none", miss.phrase, miss.time, miss.phrase_end, miss.reason)
+                capture.mark("refused" if GATED in miss.reason else "near-miss", miss.action or "none",
+                             miss.phrase, miss.time, miss.phrase_end, miss.reason)
 
         detector = Detector(self.model, source.rate, speech.phrases, tuning_from(speech),
                             get_state=self.get_state, model_name=speech.model, on_near_miss=near_miss)
@@ -147,15 +149,35 @@ class VoiceListener:
 
     def _fire(self, trigger: Any, capture: ClipCapture | None = None) -> None:
         self.stats.trigger(trigger.action, trigger.time - trigger.phrase_end)
-        if capture is not None:
-            capture.mark("trigger", trigger.action, trigger.phrase, trigger.time, trigger.phrase_end,
-                         confidence=trigger.confidence)
+        kind, reason = "trigger", ""
         if not self.voice_enabled():
             log.info("voice off: ignoring %s (%r)", trigger.action, trigger.phrase)
-            return
-        log.info("voice: %s (%r, confidence %.2f, at %.2f s)", trigger.action, trigger.phrase,
-                 trigger.confidence, trigger.time)
-        try:
-            self.submit(trigger.action, cause="voice", phrase=trigger.phrase, confidence=trigger.confidence)
-        except Exception:  # noqa: BLE001 - the controller's problem, not the listener's
-            log.exception("submitting %s failed", trigger.action)
+            kind, reason = "refused", "voice off"
+        else:
+            log.info("voice: %s (%r, confidence %.2f, at %.2f s)", trigger.action, trigger.phrase,
+                     trigger.confidence, trigger.time)
+            try:
+                outcome = self.submit(trigger.action, cause="voice", phrase=trigger.phrase,
+                                      confidence=trigger.confidence)
+            except Exception as exc:  # noqa: BLE001 - the controller's problem, not the listener's
+                log.exception("submitting %s failed", trigger.action)
+                kind, reason = "refused", f"submitting failed: {exc}"
+            else:
+                kind, reason = _outcome(outcome)
+        if capture is not None:
+            capture.mark(kind, trigger.action, trigger.phrase, trigger.time, trigger.phrase_end, reason,
+                         confidence=trigger.confidence)
+
+
+GATED = " not allowed while "
+"""In a near miss's reason: the detector's own gate refused the phrase (the set state)."""
+
+
+def _outcome(outcome: object) -> tuple[str, str]:
+    """(clip kind, reason) of what the hub did with a voice trigger: an overruled or refused trigger
+    is kept as such, so that a field check finds the calls the hub did not act on."""
+    if getattr(getattr(outcome, "event", None), "overruled", False):
+        return "overruled", str(getattr(outcome, "error", None) or "overruled")
+    if getattr(outcome, "ok", True) is False:
+        return "refused", str(getattr(outcome, "error", None) or "refused")
+    return "trigger", ""

@@ -15,7 +15,6 @@ over 30 ms, and compared with three levels; a frame is speech only when it is ab
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
 
 import numpy as np
@@ -26,8 +25,13 @@ FLOOR_WINDOW_S = 3.0
 BACKGROUND_WINDOW_S = 4.0
 FLOOR_MIN_DB = -75.0
 PRE_EMPHASIS = 0.95
+BACKGROUND_QUANTILE = 0.2
+"""Which level of the last few seconds is the background: one talker's pauses and dips fill more
+than this share of them, babble and steady noise do not."""
 HISTORY_S = 12.0
 """Frame levels kept for :meth:`EnergyVad.level_db`."""
+MIN_GAP_S = 0.12
+"""Quiet shorter than this between two stretches of sound joins them (the dip between two words)."""
 TAIL_DECAY_DB_S = 40.0
 """After an utterance, how fast its tail threshold falls (a reverberant room decays faster)."""
 
@@ -56,6 +60,8 @@ class EnergyVad:
         self._minima: deque[float] = deque(maxlen=max(1, int(FLOOR_WINDOW_S / FRAME_S / 10)))
         self._levels: deque[float] = deque(maxlen=max(1, int(BACKGROUND_WINDOW_S / FRAME_S / 10)))
         self._history: deque[tuple[float, float]] = deque(maxlen=int(HISTORY_S / FRAME_S))
+        self._plain: deque[bool] = deque(maxlen=int(HISTORY_S / FRAME_S))
+        """Per frame of ``_history``: above the noise floor plus ``margin_db`` (sound of any talker)."""
         self._block_min = math.inf
         self._block_sum = 0.0
         self._frames = 0
@@ -68,7 +74,10 @@ class EnergyVad:
     @property
     def background_db(self) -> float:
         """Median level of the last few seconds (the floor until there is a history)."""
-        return statistics.median(self._levels) if self._levels else self.floor_db
+        if not self._levels:
+            return self.floor_db
+        levels = sorted(self._levels)
+        return levels[int(BACKGROUND_QUANTILE * (len(levels) - 1))]
 
     def threshold_db(self) -> float:
         """The level a frame must exceed to count as speech now."""
@@ -96,6 +105,7 @@ class EnergyVad:
             db = 10 * math.log10(sum(self._recent) / len(self._recent) / (32768.0 ** 2) + 1e-12)
             self.position += len(chunk) / self.rate
             self._history.append((self.position, db))
+            self._plain.append(db > self.floor_db + self.margin_db)
             self._block_min = min(self._block_min, db)
             self._block_sum += db
             self._frames += 1
@@ -119,6 +129,40 @@ class EnergyVad:
         if not levels:
             return self.floor_db
         return 10 * math.log10(sum(10 ** (db / 10) for db in levels) / len(levels))
+
+    def pause_before(self, at: float) -> tuple[float, float]:
+        """(where the run of sound that holds ``at`` began, how long the quiet before that run lasted),
+        in the plain view: sound is anything above the noise floor plus ``margin_db``, whoever speaks.
+
+        Unlike the utterances ``feed`` finds, this does not end when a talker drops below the
+        background or below their own loudest part, so a word in the middle of one talker's sentence
+        never seems to follow a pause. A gap shorter than ``MIN_GAP_S`` does not break a run (the dip
+        between two words).
+        """
+        frames = list(zip(self._history, self._plain))
+        i = next((k for k in range(len(frames) - 1, -1, -1) if frames[k][0][0] <= at), None)
+        if i is None:
+            return at, math.inf
+        run_start, quiet_from = at, None
+        quiet = 0
+        while i >= 0:
+            (when, _db), sound = frames[i]
+            if sound:
+                if quiet_from is not None and quiet * FRAME_S >= MIN_GAP_S:
+                    return run_start, quiet * FRAME_S
+                quiet, quiet_from = 0, None
+                run_start = when - FRAME_S
+            else:
+                quiet += 1
+                quiet_from = when
+            i -= 1
+        return run_start, math.inf
+
+    def sound_share(self, start: float, end: float) -> float:
+        """Share of the frames between ``start`` and ``end`` s that hold sound in the plain view
+        (above the noise floor plus ``margin_db``); 0 when there are none."""
+        flags = [sound for (at, _db), sound in zip(self._history, self._plain) if start < at <= end + FRAME_S]
+        return sum(flags) / len(flags) if flags else 0.0
 
     def silence_s(self) -> float:
         """Seconds since the last speech frame (infinite before any speech)."""
