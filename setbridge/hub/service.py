@@ -337,8 +337,10 @@ class Hub:
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        problem = self.bus.watch.problem
+        why = f" ({problem.text})" if problem is not None and not connected else ""
         notifier.send(READY=1, STATUS=f"set {self.set_id}: {self.state}; broker {broker} "
-                                      f"{'connected' if connected else 'unreachable, retrying'}")
+                                      f"{'connected' if connected else 'unreachable, retrying'}{why}")
         try:
             Watchdog(notifier, self.stalled).run(stop)
         finally:
