@@ -323,8 +323,10 @@ class TimecodeSettings(Section):
     """GPIO input (BCM) wired to the recorder's record tally or a contact closure: closed = recording."""
     tally_pull_up: bool = True
     """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
-    tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
-    """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+    stuck_s: float = Field(3600.0, ge=60, le=86400)
+    """A recorder source recording longer than this counts as stuck, ``timecode: fault`` (a tally
+    stuck closed, or code that never stops: a recorder in free run). A fault never cuts; voice then
+    acts alone."""
 
     def own_input(self) -> bool:
         """LTC comes from an input of its own (``device`` or ``file``), not from the ``[audio]`` input."""
