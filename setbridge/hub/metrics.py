@@ -2,8 +2,8 @@
 
 Almost everything is read from the hub's public state when Prometheus scrapes (a collector), so
 the request path does no extra work: requests by outcome come from the counts the hub keeps for
-its logs anyway. Only set transitions, audio faults and journal faults are counted as they
-happen, from the hub's listeners (a few per take). Labels are bounded: a set, a state, a cause
+its logs anyway. Only set transitions and audio faults are counted here as they happen, from
+the hub's listeners (a few per take); the offload relay counts its events and journal faults. Labels are bounded: a set, a state, a cause
 from the hub's own code, an outcome, a reason class; never a transaction or a phrase.
 
 >>> hub.add_component(HubMetrics(hub, settings.metrics))   # serves http://127.0.0.1:9853/metrics
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -163,9 +162,8 @@ class _HubCollector:
             if stats is not None and hasattr(stats, "collect"):
                 yield from stats.collect()
 
-        beat_age = time.monotonic() - hub._heartbeat_progress
         yield _gauge("setbridge_heartbeat_age_seconds", "Seconds since the hub's heartbeat loop last ran",
-                     beat_age, {"set": set_id})
+                     hub.heartbeat_age_s, {"set": set_id})
         yield _counter("setbridge_heartbeats_late", "Heartbeats sent more than half a period late (the hub is "
                        "short of CPU)", hub.late_beats.total, {"set": set_id})
         yield _gauge("setbridge_hub_stalled_loops", "The hub's loops (network, controller, heartbeat) that made "

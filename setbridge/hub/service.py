@@ -343,13 +343,20 @@ class Hub:
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        problem = self.bus.watch.problem
+        why = f" ({problem.text})" if problem is not None and not connected else ""
         notifier.send(READY=1, STATUS=f"set {self.set_id}: {self.state}; broker {broker} "
-                                      f"{'connected' if connected else 'unreachable, retrying'}")
+                                      f"{'connected' if connected else 'unreachable, retrying'}{why}")
         try:
             Watchdog(notifier, self.stalled).run(stop)
         finally:
             notifier.send(STOPPING=1)
             self.stop()
+
+    @property
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the heartbeat loop last ran (about ``heartbeat_s``; more: the hub is short of CPU)."""
+        return time.monotonic() - self._heartbeat_progress
 
     def healthy(self) -> bool:
         """True while the bus loop, the controller and the heartbeat all make progress."""
