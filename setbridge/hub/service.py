@@ -183,7 +183,7 @@ class Hub:
 
             self.add_component(GpioPanel(self.link(), settings.gpio))
         self.add_component(HomeAssistantDiscovery(self.bus, self.topics, settings.homeassistant, settings.hub.id,
-                                                  self.set_id))
+                                                  self.set_id, settings.timecode))
         if settings.metrics.enabled:
             from .metrics import HubMetrics
 
