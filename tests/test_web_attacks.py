@@ -326,3 +326,15 @@ def test_a_request_never_finished_is_closed_and_an_open_stream_is_not(broker, tm
         stream.close()
     finally:
         web.kill()
+
+
+def test_an_unreadable_logout_list_ends_every_earlier_login(broker, tmp_path, caplog):
+    settings = web_settings(broker, tmp_path)
+    with serving(settings) as url, Client(base_url=url) as ad:
+        assert ad.login("ad").status_code == 303 and "Log out ad" in ad.get("/").text
+        kept = dict(ad.cookies)
+    (tmp_path / "web" / "revoked-logins.json").write_text("{not json")
+    with serving(settings) as url, Client(base_url=url, cookies=kept) as ad:
+        assert "Log out ad" not in ad.get("/").text  # the logged-out ids are lost: nobody keeps a login
+        assert ad.login("ad").status_code == 303 and "Log out ad" in ad.get("/").text
+    assert "revoked-logins.json is unreadable" in caplog.text
