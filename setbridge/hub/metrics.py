@@ -202,15 +202,12 @@ class _HubCollector:
             audio.add_metric([name], 1.0 if hub.audio_status == name else 0.0)
         yield audio
         yield _counter("setbridge_audio_faults", "Times the audio source went to fault", audio_faults)
-        timecode, _, recorder = hub.timecode_health
+        timecode = hub.timecode_health[0]  # whether it records comes with the recorder's own stats
         tc = GaugeMetricFamily("setbridge_timecode_status", "1 for the recorder source's status (LTC timecode "
                                "or record tally: ok, fault, off)", labels=["status"])
         for name in AUDIO_STATES:
             tc.add_metric([name], 1.0 if timecode == name else 0.0)
         yield tc
-        if recorder is not None:
-            yield _gauge("setbridge_recorder_recording", "1 while the recorder source says it records",
-                         1.0 if recorder == "recording" else 0.0)
 
         bus = hub.bus
         yield _gauge("setbridge_mqtt_connected", "1 while the hub is connected to its MQTT broker",
