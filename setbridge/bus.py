@@ -21,6 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
+from .broker_diagnosis import ConnectionWatch
 from .bus_clients import MqttClient, make_client
 from .config import MqttSettings
 from .messages import Payload
@@ -166,6 +167,9 @@ class Bus:
         self._client.on_subscribe = self._handle_subscribe
         self._unacked_subscriptions: set[int] = set()
         """Message ids of SUBSCRIBE packets sent on this connection that the broker has not acknowledged."""
+        self.watch = ConnectionWatch(settings.host, settings.port, self.mqtt5, log)
+        """Why connecting fails, said at once then at a limited rate; ``watch.problem`` for status."""
+        self._client.on_pre_connect = lambda client, userdata: self.watch.attempt()
         self.last_activity = time.monotonic()
         """When paho's network thread last ran one of our callbacks (monotonic)."""
         self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
@@ -248,6 +252,7 @@ class Bus:
     def stop(self, final: tuple[str, bytes, bool] | None = None) -> None:
         """Publish ``final`` (topic, payload, retain) if connected, then disconnect cleanly."""
         self._stopping = True
+        self.watch.stop()
         if final and self.connected.is_set():
             self.publish(final[0], final[1], retain=final[2]).wait(2)
         self._client.disconnect()
@@ -313,16 +318,15 @@ class Bus:
     # -- paho callbacks -------------------------------------------------------------------
     def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         self.last_activity = time.monotonic()
+        self.watch.failed()
 
     def _handle_connect(self, client: mqtt.Client, userdata: object, flags: ConnectFlags, reason_code: ReasonCode,
                         properties: Properties | None) -> None:
         self.last_activity = time.monotonic()
         if reason_code.is_failure:
-            hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
-                    else "check [mqtt] username/password")
-            log.error("MQTT broker %s:%d refused the connection: %s (%s)",
-                      self.settings.host, self.settings.port, reason_code, hint)
+            self.watch.refused(str(reason_code))
             return
+        self.watch.connected()
         window = getattr(properties, "ReceiveMaximum", None) if self.mqtt5 else None
         self._client.limit_inflight(min(INFLIGHT, window) if isinstance(window, int) and window > 0 else INFLIGHT)
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)

@@ -22,17 +22,35 @@ from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
 from .errors import ConfigError
+from .ids import Id
 
 DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
 
-Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
-"""An identifier used in MQTT topics: lower-case letters, digits and dashes."""
+
+SYSTEM_STATE_DIR = Path("/var/lib/setbridge")
+
+
+def default_state_dir(environ: Mapping[str, str], euid: int, home: Path,
+                      system_dir: Path = SYSTEM_STATE_DIR) -> Path:
+    """Where state lives unless ``[hub] state_dir`` says: the service's ``StateDirectory`` (systemd
+    passes it as ``STATE_DIRECTORY``), else ``/var/lib/setbridge`` for root and for the user that
+    owns it (the ``setbridge`` system user, also when the installer runs a command as it), else
+    ``~/.local/state/setbridge``."""
+    from_systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if from_systemd:
+        return Path(from_systemd)
+    if euid == 0:
+        return system_dir
+    try:
+        if system_dir.stat().st_uid == euid:
+            return system_dir
+    except OSError:
+        pass
+    return home / ".local" / "state" / "setbridge"
 
 
 def _default_state_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/setbridge")
-    return Path.home() / ".local" / "state" / "setbridge"
+    return default_state_dir(os.environ, os.geteuid(), Path.home())
 
 
 class Section(BaseModel):
@@ -193,8 +211,9 @@ class SpeechSettings(Section):
     """A phrase inside longer sound fires when it stands this far above the sound around it; 0 = never."""
     roll: ActionRules = Field(default_factory=ActionRules)
     """The roll call's own thresholds (``[speech.roll]``)."""
-    cut: ActionRules = Field(default_factory=ActionRules)
-    """The cut call's own thresholds (``[speech.cut]``)."""
+    cut: ActionRules = Field(default_factory=lambda: ActionRules(min_confidence=0.8))
+    """The cut call's own thresholds (``[speech.cut]``): a sure cut, since a false one darkens the doors
+    mid-take while a missed one keeps red a few seconds."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)
@@ -305,8 +324,10 @@ class TimecodeSettings(Section):
     """GPIO input (BCM) wired to the recorder's record tally or a contact closure: closed = recording."""
     tally_pull_up: bool = True
     """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
-    tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
-    """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+    stuck_s: float = Field(3600.0, ge=60, le=86400)
+    """A recorder source recording longer than this counts as stuck, ``timecode: fault`` (a tally
+    stuck closed, or code that never stops: a recorder in free run). A fault never cuts; voice then
+    acts alone."""
 
     def own_input(self) -> bool:
         """LTC comes from an input of its own (``device`` or ``file``), not from the ``[audio]`` input."""

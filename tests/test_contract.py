@@ -17,8 +17,8 @@ from setbridge.broker_config import acl_text
 from setbridge.contract import TOPICS
 from setbridge.dev.lights_sim import FIRMWARE_DIR
 from setbridge.errors import PayloadError
-from setbridge.messages import (CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState,
-                                parse_payload)
+from setbridge.codec import parse_payload
+from setbridge.messages import CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState
 from setbridge.topics import Topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
@@ -125,7 +125,7 @@ def test_a_transaction_is_a_string_or_a_safe_integer(tx):
     (b'{"v": 1, "action": "roll", "transaction": null}', None),
 ])
 def test_the_transaction_of_a_rejected_request_is_found_exactly(raw, expected):
-    from setbridge.messages import MISSING, transaction_of
+    from setbridge.codec import MISSING, transaction_of
 
     found = transaction_of(raw)
     assert (None if found is MISSING else found) == expected
@@ -171,7 +171,8 @@ def test_the_docs_topic_table_is_the_declaration():
         assert named == set(t.writers), f"{t.pattern}: docs name writers {writer!r}, declared {t.writers}"
 
 
-def test_the_firmware_copy_matches_the_declaration():
+def test_the_firmware_copy_matches_the_declaration(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIRMWARE_DIR))  # payloads.py imports its neighbour strictjson.py
     spec = importlib.util.spec_from_file_location("firmware_payloads", FIRMWARE_DIR / "payloads.py")
     assert spec and spec.loader
     payloads = importlib.util.module_from_spec(spec)

@@ -144,7 +144,7 @@ def test_undecodable_signal_on_the_ltc_channel_is_a_fault_and_voice_acts_alone(b
         cfg = write_config(tmp_path / "status.toml", hub.settings)
         out = subprocess.run([sys.executable, "-m", "setbridge", "status", "--config", str(cfg)],
                              capture_output=True, text=True, timeout=60)
-        assert out.returncode == 1 and "timecode fault (recorder stopped)" in out.stdout
+        assert out.returncode == 6 and "timecode fault (recorder stopped)" in out.stdout  # 6: audio or timecode fault
         assert "hub hub-t: timecode: fault (timecode: signal on [timecode] channel 2 does not decode" in out.stderr
     finally:
         hub.stop()

@@ -163,7 +163,7 @@ def test_a_tally_closed_too_long_is_reported_stuck(factory):
     from setbridge.recorder.tally import TallyInput
 
     calls = Calls()
-    settings = TimecodeSettings(tally_pin=23, hold_off_s=0.1).model_copy(update={"tally_stuck_s": 0.3})
+    settings = TimecodeSettings(tally_pin=23, hold_off_s=0.1).model_copy(update={"stuck_s": 0.3})
     tally = TallyInput(settings, calls.changes.append, lambda ok, why: calls.health.append((ok, why)))
     tally.start()
     try:
@@ -232,4 +232,25 @@ def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, fa
     assert value(families, "setbridge_voice_overruled_total") == 1
     assert value(families, "setbridge_voice_rolls_reverted_total") == 0
     assert value(families, "setbridge_recorder_recording") == 1
-    assert value(families, "setbridge_timecode_fault") == 0
+    assert value(families, "setbridge_timecode_status", status="ok") == 1
+    assert value(families, "setbridge_timecode_status", status="fault") == 0
+
+
+def test_code_that_never_stops_in_rec_run_is_reported_as_a_recorder_in_free_run():
+    from timecode_helpers import quiet
+
+    from setbridge.config import TimecodeSettings
+    from setbridge.recorder.ltc import LtcEncoder
+    from setbridge.recorder.ltc_input import LtcInput
+
+    calls = Calls()
+    tc = TimecodeSettings(mode="rec-run", channel=2).model_copy(update={"stuck_s": 0.5})
+    part = LtcInput(tc, calls.changes.append, lambda ok, why: calls.health.append((ok, why)))
+    part.start()
+    try:
+        feed(part, np.concatenate([LtcEncoder(48000, 25).encode(1.5), quiet(48000, 1.0)]))
+        wait_until(lambda: len(calls.changes) == 2, what="the run's start and stop")
+        assert [ok for ok, _ in calls.health] == [True, False, True]
+        assert "is the recorder in free run?" in calls.health[1][1]
+    finally:
+        part.stop()

@@ -24,6 +24,7 @@ from web_helpers import PASSWORD, WebProcess, serving, web_section, write_web_co
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -246,7 +247,8 @@ def test_the_board_shows_what_each_light_was_told_beside_what_it_says(browser, b
         with running_light(hub_settings, tmp_path, "door-1") as door, serving(settings) as url:
             door.wait_showing("idle")
             browser.get(url + "/")
-            wait = WebDriverWait(browser, 5)
+            # the board redraws a row at each update: an element found just before may be gone
+            wait = WebDriverWait(browser, 5, ignored_exceptions=(StaleElementReferenceException,))
             wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-set="stage-t"] tr[data-light="door-1"]'))
             # it says rolling, having applied the set's own idle state: flagged at once
             wait.until(lambda d: light_row(d, "liar") == ("rolling", "idle ≠", "yes"))
@@ -259,7 +261,7 @@ def test_the_board_shows_what_each_light_was_told_beside_what_it_says(browser, b
             door.wait_showing("idle")
             # stuck at an older seq: a light may lag a moment, not for good
             wait.until(lambda d: light_row(d, "liar") == ("rolling", "idle ≠", "yes"))
-            assert light_row(browser, "door-1") == ("idle", "idle", "no")
+            wait.until(lambda d: light_row(d, "door-1") == ("idle", "idle", "no"))
     finally:
         probe.publish(f"{liar}/state", b"", retain=True)
         probe.publish(f"{liar}/status", b"", retain=True)

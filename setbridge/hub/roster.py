@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 
 from ..errors import PayloadError
-from ..messages import HubStatus, parse_payload
+from ..codec import parse_payload
+from ..messages import HubStatus
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import PayloadError
 from .models import OffloadEvent, OffloadReport, content_digest, normalize, transfer_key
+from .policy import in_doubt
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +174,10 @@ class Tx:
                                (roll,)).fetchone()
         if row is None:
             return None
-        latest = _event(*row)
-        if reason in latest.why_not_safe:
-            return None
         now = time.time()
-        event = latest.model_copy(update={"event_id": uuid.uuid4().hex, "ts": round(now, 3), "reported_ts": None,
-                                          "source": source, "safe_to_wipe": False,
-                                          "why_not_safe": [*latest.why_not_safe, reason]})
+        event = in_doubt(_event(*row), reason, source, now)
+        if event is None:
+            return None
         self._insert(event, DOUBT_DIGEST, now, f"{source or '-'}:-")
         return event
 

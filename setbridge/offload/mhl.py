@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..codec import one_line
 from ..errors import PayloadError
-from .models import Destination, ErrorItem, HashSummary, OffloadReport, Tool, iso_ts, one_line, stable_id
+from .models import Destination, ErrorItem, HashSummary, OffloadReport, Tool, iso_ts, stable_id
 
 
 FOLDER = "ascmhl"

@@ -120,6 +120,9 @@ class LtcInput(Worker):
               and stream.position - stream.last_frame >= self._limit()):
             healthy, reason = False, (f"no timecode on [timecode] channel {channel}; free-run code is expected "
                                       "all the time (cable, or the recorder's TC output off?)")
+        elif stream is not None and self.settings.mode == "rec-run" and stream.running_s() > self.settings.stuck_s:
+            healthy, reason = False, (f"the code has run for more than {self.settings.stuck_s:g} s without a stop: "
+                                      'is the recorder in free run? (then set [timecode] mode = "free-run")')
         if (healthy, reason) != self._healthy:
             self._healthy = (healthy, reason)
             self.on_health(healthy, reason)

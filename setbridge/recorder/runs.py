@@ -106,6 +106,10 @@ class RunDetector:
             return None
         return self._change(False, run.last, run.last.end)
 
+    def running_samples(self, position: int) -> int:
+        """Samples since the current run started, at ``position`` (0 when no run is on)."""
+        return position - self._run.first.start if self._run is not None and self._run.started else 0
+
     def end(self) -> RunChange | None:
         """The stream ended: the stop of a run still open, where its code last advanced."""
         return self.check(self._run.last.end + self.hold_off) if self._run is not None else None

@@ -52,6 +52,10 @@ class LtcStream:
             self.last_frame = self.position
         return self.runs.feed(frames, self.position)
 
+    def running_s(self) -> float:
+        """How long the current rec run has lasted (0 without one)."""
+        return self.runs.running_samples(self.position) / self.rate
+
     def restart(self) -> None:
         """The input was opened again: a new decoder, the stream position and the runs carry on."""
         position = self.position

@@ -28,8 +28,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from .. import contract as c
+from ..codec import parse_payload
 from ..errors import PayloadError
-from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState, parse_payload
+from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState
 from ..messages import Payload
 from ..topics import Topics
 
