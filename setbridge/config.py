@@ -273,7 +273,7 @@ class GpioSettings(Section):
     relay_active_high: bool = True
     """False for relay boards that switch on when the pin is low."""
     status_led: int | None = Field(None, ge=0, le=53)
-    """Status LED: on = listening, slow blink = audio fault, fast blink = broker lost."""
+    """Status LED: on = listening, slow blink = audio or timecode fault, fast blink = broker lost."""
     buzzer: int | None = Field(None, ge=0, le=53)
     """Buzzer, wig-wag convention: one long tone at roll, two short at cut."""
     roll_button: int | None = Field(None, ge=0, le=53)
