@@ -244,6 +244,7 @@ def test_disabling_removes_the_device_with_an_empty_retained_payload(broker, tmp
     late.close()
 
 
+@pytest.mark.integration
 def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself():
     users = {"hub-1": "hub", "ha": "integrator", "wall": "monitor", "door-1": "light"}
     with generated_broker(users) as b:
