@@ -67,7 +67,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from setbridge.audio import WavFileSource  # noqa: E402
 from setbridge.audio.channels import to_mono  # noqa: E402
-from setbridge.speech import Detector, Tuning, load_model, resolve_model  # noqa: E402
+from setbridge.config import SpeechSettings  # noqa: E402
+from setbridge.speech import Detector, Tuning, load_model, resolve_model, tuning_from  # noqa: E402
 from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
 
 import shootday  # noqa: E402
@@ -549,7 +550,10 @@ def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -
     conditions = args.condition or list(shootday.CONDITIONS)
     files = day_files(styles, conditions)
     rule_names = args.rules or ["off", "shipped", "defaults"]
-    configs = {name: Tuning(**{"fillers": FILLERS, **RULE_SETS[name], **base}) for name in rule_names}
+    defaults = tuning_from(SpeechSettings())  # with each action's own thresholds
+    configs = {name: Tuning(**{"fillers": FILLERS, **RULE_SETS[name], **base,
+                               **({"per_action": defaults.per_action} if name == "defaults" else {})})
+               for name in rule_names}
     grammar = Detector(model, FRONT_END_RATE, PHRASES, configs[rule_names[0]]).grammar
     table: dict[tuple[str, str, str], shootday.DayScore] = {}
     hours = sum(shootday.read_day(w).duration for _, _, w in files) / 3600

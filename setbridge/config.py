@@ -207,8 +207,9 @@ class SpeechSettings(Section):
     """A phrase inside longer sound fires when it stands this far above the sound around it; 0 = never."""
     roll: ActionRules = Field(default_factory=ActionRules)
     """The roll call's own thresholds (``[speech.roll]``)."""
-    cut: ActionRules = Field(default_factory=ActionRules)
-    """The cut call's own thresholds (``[speech.cut]``)."""
+    cut: ActionRules = Field(default_factory=lambda: ActionRules(min_confidence=0.8))
+    """The cut call's own thresholds (``[speech.cut]``): a sure cut, since a false one darkens the doors
+    mid-take while a missed one keeps red a few seconds."""
     capture_dir: Path | None = None
     """Opt-in: keep short clips around every voice trigger and near miss here (never on the bus)."""
     capture_max_clips: int = Field(200, ge=1, le=100000)

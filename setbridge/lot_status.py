@@ -1,9 +1,10 @@
 """``setbridge status --lot`` at a lot's central broker: one line per stage, and an exit code
 that tells the worst apart.
 
-Exit codes: 0 every stage is well; 1 the central broker cannot be reached, or no stage is heard;
-3 a stage is unreachable (its bridge or its heartbeats are gone); 4 a stage's hub is down (the
-stage is heard, its set is not); 5 a light is down. With several, the first of 3, 4, 5 wins.
+Exit codes (:mod:`setbridge.status_codes`): 0 every stage is well; 9 a stage is unreachable (its
+bridge or its heartbeats are gone); 5 a stage's hub is down (the stage is heard, its set is not);
+7 a light is down; with several, the first of 9, 5, 7 wins. 3 and 4: the central broker cannot be
+reached or refuses the login; 1: no stage is heard.
 """
 
 from __future__ import annotations

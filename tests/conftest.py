@@ -35,7 +35,7 @@ sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 LONGEST_FIRST = [
-    "test_hub_voice.py", "test_web_browser.py", "test_offload_relay.py", "test_status.py",
+    "test_lot.py", "test_hub_voice.py", "test_web_browser.py", "test_offload_relay.py", "test_status.py",
     "test_offload_journal.py", "test_web.py", "test_client_ids.py", "test_tls.py", "test_speech.py",
     "test_broker_limits.py", "test_liveness.py", "test_firmware.py", "test_watchdog.py",
     "test_offload_outage.py", "test_hub.py", "test_gpio.py", "test_brokers.py", "test_node_red.py",

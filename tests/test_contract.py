@@ -172,7 +172,8 @@ def test_the_docs_topic_table_is_the_declaration():
         assert named == set(t.writers), f"{t.pattern}: docs name writers {writer!r}, declared {t.writers}"
 
 
-def test_the_firmware_copy_matches_the_declaration():
+def test_the_firmware_copy_matches_the_declaration(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIRMWARE_DIR))  # payloads.py imports its neighbour strictjson.py
     spec = importlib.util.spec_from_file_location("firmware_payloads", FIRMWARE_DIR / "payloads.py")
     assert spec and spec.loader
     payloads = importlib.util.module_from_spec(spec)

@@ -52,37 +52,50 @@ FIELD_VALUES = {
     "version": ["0.1.0", 1, None],
     "cause": ["voice", "", None, 3],
 }
-RAW = [
-    b'{"v": 1, "v": 1, "epoch": 1, "seq": 1, "state": "idle"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "state": "rolling"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": 1, "\\u0078": 2}',
-    b'\xef\xbb\xbf{"v": 1, "epoch": 1, "seq": 1, "state": "idle"}',
-    b'\xef\xbb\xbf\xef\xbb\xbf{"v": 1, "epoch": 1, "seq": 1, "state": "idle"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\\ud800"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\\udc00\\ud800"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\\ud83d\\ude00 \xf0\x9f\x8e\xac"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "\\ud800": 1}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\xed\xa0\x80"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\xc0\x80"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\xff"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "a\nb"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "note": "\\x41"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle",}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle" "x": 1}',
-    b'{"v": 1, "epoch": 01, "seq": 1, "state": "idle"}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "ts": 1.}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "ts": NaN}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "ts": 1e400}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": [1, 2,]}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": true1}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle"} x',
-    b' \n{"v": 1, "epoch": 1, "seq": 1, "state": "idle"}\r\n ',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": {"y": [1, {"z": null}, "\\u00e9\\n"], "w": -0.5e-3}}',
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": ' + b"[" * 63 + b"]" * 63 + b"}",
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": ' + b"[" * 64 + b"]" * 64 + b"}",
-    b'{"v": 1, "epoch": 1, "seq": 1, "state": "idle", "x": ' + b"[" * 900 + b"]" * 900 + b"}",
+RAW = [  # BODY: the fields of the topic's valid payload; DUPLICATE: its first required field again
+    b'{"v": 1, BODY}',
+    b'{BODY, DUPLICATE}',
+    b'{BODY, "x": 1, "\\u0078": 2}',
+    b'\xef\xbb\xbf{BODY}',
+    b'\xef\xbb\xbf\xef\xbb\xbf{BODY}',
+    b'{BODY, "note": "\\ud800"}',
+    b'{BODY, "note": "\\udc00\\ud800"}',
+    b'{BODY, "note": "\\ud83d\\ude00 \xf0\x9f\x8e\xac"}',
+    b'{BODY, "\\ud800": 1}',
+    b'{BODY, "note": "\xed\xa0\x80"}',
+    b'{BODY, "note": "\xc0\x80"}',
+    b'{BODY, "note": "\xff"}',
+    b'{BODY, "note": "a\nb"}',
+    b'{BODY, "note": "\\x41"}',
+    b'{BODY,}',
+    b'{BODY "x": 1}',
+    b'{BODY, "num": 01}',
+    b'{BODY, "num": 1.}',
+    b'{BODY, "num": NaN}',
+    b'{BODY, "num": -01}',
+    b'{BODY, "num": 1e}',
+    b'{BODY, "num": 1e+}',
+    b'{BODY, "num": -}',
+    b'{BODY, "num": 1.e3}',
+    b'{BODY, "num": -0}',
+    b'{BODY, "num": 1.5e-3}',
+    b'{BODY, "num": -0.0E+2}',
+    b'{BODY, "num": 2.5E308}',
+    b'{BODY, "num": 1e400}',
+    b'{BODY, "x": [1, 2,]}',
+    b'{BODY, "x": true1}',
+    b'{BODY} x',
+    b' \n{BODY}\r\n ',
+    b'{BODY, "x": {"y": [1, {"z": null}, "\\u00e9\\n"], "w": -0.5e-3}}',
+    b'{BODY, "x": ' + b"[" * 63 + b"]" * 63 + b"}",
+    b'{BODY, "x": ' + b"[" * 64 + b"]" * 64 + b"}",
+    b'{BODY, "x": ' + b"[" * 900 + b"]" * 900 + b"}",
     b"[]", b'"idle"', b"1", b"null", b"", b"{", b"{}", b'{"v": 1}',
-]
+] + [b'{BODY, "num": ' + number + b"}" for number in (
+    b"1.7976931348623157e308", b"1.7976931348623158e308", b"1.8e308", b"0.001e312", b"18e307", b"1e-400", b"0.0e999",
+    b"%d.0" % ((1 << 1024) - (1 << 970)), b"%d.0" % ((1 << 1024) - (1 << 970) - 1), b"-1e309", b"3.5e38")]
+"""Numbers at a double's edge: the hub refuses what a double rounds to infinity (from the smallest
+such number, 2**1024 - 2**970, up)."""
 
 
 def _rows() -> list[tuple[str, bytes]]:
@@ -100,7 +113,9 @@ def _rows() -> list[tuple[str, bytes]]:
         for size in (LIGHT_MAX_BYTES, LIGHT_MAX_BYTES + 1, 70_000):
             pad = b', "pad": "' + b"x" * (size - len(body) - 11) + b'"}'
             rows.append((name, body[:-1] + pad))
-        rows.extend((name, raw) for raw in RAW)
+        first = REQUIRED[name][0]
+        duplicate = json.dumps({first: valid[first]})[1:-1].encode()
+        rows.extend((name, raw.replace(b"BODY", body[1:-1]).replace(b"DUPLICATE", duplicate)) for raw in RAW)
     return list(dict.fromkeys(rows))
 
 

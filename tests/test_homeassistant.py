@@ -8,6 +8,7 @@ the sensor, binary sensor and button platforms (home-assistant.io, integrations/
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import jinja2
 import paho.mqtt.client as mqtt
 import pytest
-from broker_helpers import User, generated_broker
+from broker_helpers import User, generated_broker, password
 from conftest import Probe, make_settings, running_hub, wait_online, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -267,3 +268,25 @@ def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself
             hub.publish("homeassistant/device/setbridge-main/config", "", retain=True)
             ha.close()
             hub.close()
+
+
+@pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+def test_on_a_generated_broker_home_assistant_as_an_integrator_sees_the_set_and_rolls_it(tmp_path):
+    with generated_broker({"hub-1": "hub", "homeassistant": "integrator"}) as b:
+        ha = User(b.port, "homeassistant")
+        ha.subscribe("homeassistant/#")
+        ha.subscribe("setbridge/set/main/state")
+        try:
+            with running_hub(b, tmp_path / "state", hub={"id": "hub-1", "set": "main"}, homeassistant={"enabled": True},
+                             mqtt={"base_topic": "setbridge", "username": "hub-1", "password": password("hub-1")}) as hub:
+                topic = "homeassistant/device/setbridge-main/config"
+                assert ha.wait_for(topic), "the hub's discovery did not reach Home Assistant"
+                payload = json.loads(next(p for t, p in ha.received if t == topic))
+                check_discovery(payload, hub.topics, "main")
+                roll = payload["components"]["roll"]
+                ha.publish(roll["command_topic"], roll["payload_press"])
+                assert ha.wait_for("setbridge/set/main/state", b'"rolling"')
+                ha.publish("homeassistant/status", "online")  # its birth: the hub answers with the discovery again
+                wait_until(lambda: hub_published(hub) >= 2, what="the discovery again")
+        finally:
+            ha.close()

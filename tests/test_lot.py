@@ -301,3 +301,56 @@ def test_status_lot_tells_unreachable_hub_down_and_light_down_apart(tmp_path):
         code, out = _status_lot(the_lot, tmp_path)
         assert code == 9 and "stage-c: UNREACHABLE since" in out, out
         c.link.restore()
+
+
+def test_offload_cards_reported_during_a_cut_reach_the_centre_once_it_returns():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "offload/#"))
+        a.link.cut()
+        a.link.drop()
+        cart = a.user("crew")  # the data cart reports on the stage while the office is cut off
+        cart.subscribe("setbridge/offload/card/+")
+        for roll in ("A001R1AA", "A002R1AA"):
+            cart.publish("setbridge/offload/report",
+                         json.dumps({"v": 1, "event_id": f"ev-{roll}", "roll": roll, "status": "verified"}))
+            assert cart.wait_for(f"setbridge/offload/card/{roll}", b'"verified"')
+        a.link.restore()
+        for roll in ("A001R1AA", "A002R1AA"):
+            assert office.wait_for(central("stage-a", f"offload/card/{roll}"), b'"verified"', timeout=10)
+        events = [json.loads(p)["event_id"] for t, p in office.received if t == central("stage-a", "offload/event")]
+        assert sorted(set(events)) == ["ev-A001R1AA", "ev-A002R1AA"]
+        wall = the_lot.user("wall")  # a client arriving later gets the cards as retained messages
+        wall.subscribe(central("stage-a", "offload/card/+"))
+        assert wall.wait_for(central("stage-a", "offload/card/A002R1AA"), b'"verified"')
+
+
+def test_with_the_centre_down_a_stage_answers_its_own_and_send_at_the_centre_works_after(tmp_path):
+    import contextlib
+    import io
+
+    from setbridge.cli import main
+
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        the_lot.centre.stop()  # the office is down: the stage goes on alone
+        crew = a.user("crew")
+        crew.subscribe("setbridge/set/main/response")
+        request, _ = expiring("roll", "local-1", "stage-crew", 5.0)
+        crew.publish("setbridge/set/main/request", request.to_bytes().decode())
+        assert crew.wait_for("setbridge/set/main/response", b'"local-1","ok":true')
+        the_lot.centre.start()
+        # A contract v1 tool at the centre, its base topic set to the stage's: `setbridge send`.
+        cfg = tmp_path / "office.toml"
+        cfg.write_text(f'[hub]\nset = "main"\n[mqtt]\nhost = "127.0.0.1"\nport = {the_lot.centre.port}\n'
+                       f'username = "office"\npassword = "{password("office")}"\nbase_topic = "setbridge/stage/stage-a"\n')
+        wait_until(lambda: the_lot.centre.process is not None, 5, "the centre")
+        out = io.StringIO()
+        for _ in range(20):  # until the bridge is back (it retries every 1-3 s)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                code = main(["send", "cut", "--config", str(cfg), "--timeout", "1"])
+            if code == 0:
+                break
+        assert code == 0 and "main: idle" in out.getvalue()
+        assert a.hub.state == "idle"

@@ -288,3 +288,34 @@ def test_the_safe_to_wipe_rule_has_one_home_and_names_every_reason():
     assert assess("verified", "A001", None, 10, None, two, 2, [])[1][0] == "the source's file count is not reported"
     assert "generic volume name" in assess("verified", "ＮＯ ＮＡＭＥ", 3, 10, None, two, 2, [])[1][0]
     assert generic_name("NIKON D850") and generic_name("Untitled 2") and not generic_name("A002R2EC")
+
+
+def test_the_hedge_tracker_turns_events_into_reports_without_a_journal():
+    """Events in, reports out: held copies live in a plain dict here, as the journal stores them."""
+    from setbridge.offload.hedge_tracker import track
+
+    store: dict[str, list[dict]] = {}
+
+    def feed(event: dict, event_id: str | None = None):
+        step = track(event, event_id, lambda path: list(store.get(path, [])))
+        if step.path is not None:
+            store[step.path] = [*(store.get(step.path, []) if step.keep is None else step.keep), *step.add]
+        return step
+
+    def copy(card: str, dest: str) -> dict:
+        return {"event": "FileCopyCompleted", "sourcePath": "/Volumes/CARD", "destinationPath": dest, "state": "Success",
+                "verificationMode": "Source & Destination", "sourceInfo": {"Source Name": card},
+                "filesCopied": 3, "bytesCopied": 10, "sourceFileCount": 3, "totalSize": 10}
+
+    assert feed(copy("A001", "/raid")).kind == "held"
+    pulled = feed(copy("A002", "/raid"))  # another card at the same mount path: A001 never finished
+    assert [(r.roll, r.status, r.errors[0].kind) for r in pulled.incomplete] == [("A001", "cancelled", "incomplete")]
+    feed(copy("A002", "/shuttle"))
+    done = feed({"event": "DiskIdle", "sourcePath": "/Volumes/CARD", "diskType": "Source"}, "card-a002")
+    assert done.kind == "idle" and not done.incomplete and store["/Volumes/CARD"] == []
+    assert done.report is not None and (done.report.roll, done.report.status, done.report.event_id) == (
+        "A002", "verified", "card-a002")
+    assert [d.path for d in done.report.destinations] == ["/raid", "/shuttle"]
+    assert feed({"event": "DiskIdle", "sourcePath": "/Volumes/RAID", "diskType": "Destination"}).kind == "ignored"
+    with pytest.raises(PayloadError, match="no FileCopyCompleted"):
+        feed({"event": "DiskIdle", "sourcePath": "/Volumes/CARD", "diskType": "Source"})

@@ -19,10 +19,10 @@ pytestmark = [pytest.mark.integration,
 USERS = {"hub-a": "hub", "hub-b": "hub", "wall": "monitor", "editorial": "integrator", "old-hub": "hub"}
 
 
-def hub_process(broker, tmp_path: Path, hub_id: str, set_id: str, **offload: object) -> HubProcess:
+def hub_process(broker, tmp_path: Path, hub_id: str, set_id: str, **sections: dict) -> HubProcess:
     settings = make_settings(broker, tmp_path / hub_id, hub={"id": hub_id, "set": set_id, "heartbeat_s": 0.5},
                              mqtt={"base_topic": "setbridge", "username": hub_id, "password": password(hub_id)},
-                             offload=dict(offload))
+                             **sections)
     return HubProcess(write_config(tmp_path / f"{hub_id}.toml", settings)).start()
 
 
@@ -39,13 +39,16 @@ def test_a_second_hub_for_a_served_set_refuses_to_start_naming_the_other(tmp_pat
     with generated_broker(USERS) as broker:
         wall = User(broker.port, "wall")
         wall.subscribe("setbridge/#")
-        first = hub_process(broker, tmp_path, "hub-a", "main")
+        ha = User(broker.port, "old-hub")  # a hub-role user reads Home Assistant's topics
+        ha.subscribe("homeassistant/#")
+        first = hub_process(broker, tmp_path, "hub-a", "main", homeassistant={"enabled": True})
         second = None
         try:
             online(wall, "hub-a")
             wait_until(lambda: any(t == "setbridge/set/main/state" for t, _ in wall.received), what="hub-a's state")
+            wait_until(lambda: ha.received, what="hub-a's discovery")
             states_before = [p for t, p in wall.received if t == "setbridge/set/main/state"]
-            second = hub_process(broker, tmp_path, "hub-b", "main")
+            second = hub_process(broker, tmp_path, "hub-b", "main", homeassistant={"enabled": False})
             assert second.proc is not None
             try:
                 code = second.proc.wait(timeout=30)
@@ -59,9 +62,11 @@ def test_a_second_hub_for_a_served_set_refuses_to_start_naming_the_other(tmp_pat
             epochs = {json.loads(p)["epoch"] for t, p in wall.received if t == "setbridge/set/main/state"}
             assert len(epochs) == 1, "hub-b published a state of the set"
             assert [p for t, p in wall.received if t == "setbridge/set/main/state"] == states_before
+            assert len(ha.received) == 1 and b"hub-a" in ha.received[0][1], "hub-b touched the set's discovery"
             assert first.proc is not None and first.proc.poll() is None
         finally:
             wall.close()
+            ha.close()
             first.terminate()
             if second is not None:
                 second.kill()

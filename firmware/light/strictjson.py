@@ -92,36 +92,51 @@ def _string(raw, i, n):
     _fail("unterminated string", i)
 
 
+def _digits(raw, i, n, start):
+    """The index after one or more digits at ``raw[i]``; fail (for the number at ``start``) if none."""
+    if i >= n or raw[i] not in _DIGITS:
+        _fail("bad number", start)
+    while i < n and raw[i] in _DIGITS:
+        i += 1
+    return i
+
+
 def _number(raw, i, n):
+    """The index after the number at ``raw[i]``: ``-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?``, finite."""
     start = i
     if raw[i] == 0x2D:  # -
         i += 1
-    if i < n and raw[i] == 0x30:  # a leading 0 stands alone
-        i += 1
-    elif i < n and raw[i] in _DIGITS:
-        while i < n and raw[i] in _DIGITS:
-            i += 1
-    else:
-        _fail("bad number", start)
+    i = i + 1 if i < n and raw[i] == 0x30 else _digits(raw, i, n, start)  # a leading 0 stands alone
     fraction = i < n and raw[i] == 0x2E
     if fraction:
-        i += 1
-        if i >= n or raw[i] not in _DIGITS:
-            _fail("bad number", start)
-        while i < n and raw[i] in _DIGITS:
-            i += 1
+        i = _digits(raw, i + 1, n, start)
     exponent = i < n and raw[i] in b"eE"
     if exponent:
         i += 1
         if i < n and raw[i] in b"+-":
             i += 1
-        if i >= n or raw[i] not in _DIGITS:
-            _fail("bad number", start)
-        while i < n and raw[i] in _DIGITS:
-            i += 1
-    if (fraction or exponent) and float(raw[start:i].decode()) in (float("inf"), float("-inf")):
+        i = _digits(raw, i, n, start)
+    if (fraction or exponent) and _out_of_range(raw[start:i]):
         _fail("number out of range", start)
     return i
+
+
+_ROUNDS_TO_INF = str((1 << 1024) - (1 << 970)).encode()
+"""The digits of the smallest number a double rounds up to infinity (309 digits, no trailing zero)."""
+
+
+def _out_of_range(text):
+    """Whether the number ``text`` (with a fraction or exponent) is beyond a double, as the hub refuses
+    it. Judged from the digits: boards with single-precision floats overflow above 3.4e38, and
+    MicroPython's float() does not round as exactly as the hub's at the very edge."""
+    mantissa, _, exp = text.lower().lstrip(b"-").partition(b"e")
+    whole, _, frac = mantissa.partition(b".")
+    digits = (whole + frac).lstrip(b"0")
+    if not digits:
+        return False
+    # the power of ten of the first significant digit
+    power = int(exp or b"0") + (len(whole.lstrip(b"0")) - 1 if whole.lstrip(b"0") else -(len(frac) - len(digits)) - 1)
+    return power > 308 or (power == 308 and digits.rstrip(b"0") >= _ROUNDS_TO_INF)
 
 
 def _key(raw, i, n, keys):

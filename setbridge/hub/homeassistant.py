@@ -119,15 +119,18 @@ class HomeAssistantDiscovery:
         self._stopped = False
         self.published = 0
         """Discovery payloads published so far."""
-        if settings.enabled:
-            bus.subscribe(f"{settings.prefix}/status", self._on_home_assistant_status)
-            bus.subscribe(topics.light_status("+"), self._on_light_status)
-            bus.on_connect(self.publish_soon)
-        else:
-            bus.subscribe(self.config_topic, self._on_own_config)
 
     def start(self) -> None:
-        pass
+        """Subscribe and publish from here, once the hub serves the set: a hub that refuses to start
+        (another hub serves this set) never touches the set's discovery."""
+        if self.settings.enabled:
+            self.bus.subscribe(f"{self.settings.prefix}/status", self._on_home_assistant_status)
+            self.bus.subscribe(self.topics.light_status("+"), self._on_light_status)
+            self.bus.on_connect(self.publish_soon)
+            if self.bus.connected.is_set():
+                self.publish_soon()
+        else:
+            self.bus.subscribe(self.config_topic, self._on_own_config)
 
     def stop(self) -> None:
         with self._lock:

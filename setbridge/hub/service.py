@@ -145,6 +145,8 @@ class Hub:
         self.bus.subscribe(self.topics.set_heartbeat("+"), self.roster.on_heartbeat, qos=0)
         self._claimed = False
         """Start-up found no other hub serving this set: requests are taken and the birth is out."""
+        self._early_events: list[SetEvent] = []
+        """Events of local actions taken before then, published once it is (dropped if it refuses)."""
         self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
         # Light commands are not read here: a flood of them must never reach the hub. A light ignores
         # a retained one itself (docs/mqtt.md).
@@ -297,7 +299,11 @@ class Hub:
         self.bus.subscribe(self._centre_request_topic, self._handle_request, commands=True, whole=True)
         if self.relay is not None:
             self.relay.listen()
-        self._claimed = True
+        with self._state_lock:
+            self._claimed = True
+            early, self._early_events = self._early_events, []
+        for event in early:
+            self.bus.publish(self._event_topic, event)
         if self.bus.connected.is_set():
             self._announce()
 
@@ -337,13 +343,20 @@ class Hub:
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        problem = self.bus.watch.problem
+        why = f" ({problem.text})" if problem is not None and not connected else ""
         notifier.send(READY=1, STATUS=f"set {self.set_id}: {self.state}; broker {broker} "
-                                      f"{'connected' if connected else 'unreachable, retrying'}")
+                                      f"{'connected' if connected else 'unreachable, retrying'}{why}")
         try:
             Watchdog(notifier, self.stalled).run(stop)
         finally:
             notifier.send(STOPPING=1)
             self.stop()
+
+    @property
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the heartbeat loop last ran (about ``heartbeat_s``; more: the hub is short of CPU)."""
+        return time.monotonic() - self._heartbeat_progress
 
     def healthy(self) -> bool:
         """True while the bus loop, the controller and the heartbeat all make progress."""
@@ -382,12 +395,16 @@ class Hub:
                 log.exception("state listener failed")
         with self._state_lock:  # the newest state is the last one published, also against _announce
             self._latest_state = state
-            if self.bus.connected.is_set():  # else it is republished on (re)connect
+            if self._claimed and self.bus.connected.is_set():  # else it is published on (re)connect or claim
                 self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
         if self.recorder is not None:
             event = self.recorder.stamp(event)
+        with self._state_lock:
+            if not self._claimed:  # a button pressed while start-up looks for other hubs
+                self._early_events.append(event)
+                return
         self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:

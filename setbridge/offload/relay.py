@@ -59,6 +59,9 @@ ANSWER_WINDOW = 100
 """Answers on ``{base}/offload/error`` waiting for the broker at most; beyond, answers are shed
 (counted, logged, and summed up in one answer once there is room): a flood of reports never
 fills the hub's send queue ahead of the set's messages."""
+ANSWER_RATE = 200.0
+"""Answers on ``{base}/offload/error`` per second at most (a second's worth at once); the rest are
+shed the same way. A tool sends a handful of reports a minute; only a flood meets this."""
 KNOWN_REPORTS = 4096
 """Reports remembered by their bytes once journaled: the same bytes again are answered duplicate
 without being parsed or looked up (a script repeating one report costs a hash per copy)."""
@@ -123,12 +126,14 @@ class OffloadRelay:
         journal is opened again or a report conflicts with an accepted one)."""
         self.flash = LightFlash(bus, topics, settings)
         """Flashes the set's lights for delivered offload results."""
-        self._answers = Outbox(bus, ANSWER_WINDOW)
+        self._answers = Outbox(bus, ANSWER_WINDOW, rate=ANSWER_RATE)
         self._events = Outbox(bus, EVENT_WINDOW)
         self._shed_lock = threading.Lock()
         self._shed: dict[str, int] = {}
         """Answers not sent since the last shed notice, by kind (duplicate, busy, rejected)."""
         self._shed_since = 0.0
+        self._shed_noticed = -float("inf")
+        """When the last shed notice went out (at most one a second)."""
         self._shed_log = RateLimitedLog(log, "offload: shed %(n)d answer(s) on offload/error in %(s).1f s, the "
                                              f"broker had {ANSWER_WINDOW} unacknowledged (%(who)s)")
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
@@ -257,9 +262,12 @@ class OffloadRelay:
         if not self.bus.connected.is_set():
             return
         self._send_shed_notice()
-        rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
-        answer = OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source, duplicate=duplicate,
-                              conflict=conflict)
+
+        def answer() -> OffloadError:  # built only when it is sent
+            rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
+            return OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source,
+                                duplicate=duplicate, conflict=conflict)
+
         if self._answers.offer(self.topics.offload_error(), answer) is None:
             kind = ("duplicate" if duplicate else "conflict" if conflict else "busy" if reason.startswith("busy")
                     else "rejected")
@@ -272,10 +280,11 @@ class OffloadRelay:
     def _send_shed_notice(self) -> None:
         """Say on ``{base}/offload/error`` how many answers were shed, once there is room for it."""
         with self._shed_lock:
-            if not self._shed or self._answers.waiting >= ANSWER_WINDOW:
+            now = time.monotonic()
+            if not self._shed or now - self._shed_noticed < 1.0 or self._answers.waiting >= ANSWER_WINDOW:
                 return
             shed, self._shed = self._shed, {}
-            covered = time.monotonic() - self._shed_since
+            covered, self._shed_noticed = now - self._shed_since, now
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(shed.items()))
         reason = (f"shed: {sum(shed.values())} answers on {self.topics.offload_error()} were not sent in the last "
                   f"{covered:.1f} s ({kinds}): reports arrived faster than the broker took the answers; a "

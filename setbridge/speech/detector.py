@@ -47,17 +47,12 @@ log = logging.getLogger(__name__)
 STEP_S = 0.05
 """Audio is handed to Vosk in steps of this length."""
 
-NOT_ALONE = ("not a phrase alone", "no pause before it", "no pause after it", "phrase covers")
+NOT_ALONE = ("not a phrase alone", "no pause before it", "phrase covers")
 """Rejections that a phrase standing out of the sound around it overrides."""
 CONTEXT_S = 0.6
 """How much sound before and after a phrase it must stand out from (with ``rescue_db``)."""
 GUARD_S = 0.08
 """Margin between a phrase's word times and its context, for Vosk's imprecise word edges."""
-LEAD_S = 0.15
-"""Sound just before a phrase's first word that still counts as the phrase's own (Vosk's word edges)."""
-AFTER_SHARE = 0.5
-"""A phrase is not said alone when more than this share of the time from its end to the decision holds
-sound (the talker goes on)."""
 ONSET_S = 0.3
 """How much sound just before a phrase it must rise above (with ``onset_db``)."""
 
@@ -418,15 +413,10 @@ class Detector:
             return "not a phrase alone"
         t = self.tuning.for_action(action)
         gap = words[0].start - previous_end
-        run_start, quiet = self.vad.pause_before(words[0].start)
-        if words[0].start - run_start > LEAD_S:
-            quiet = 0.0  # the sound before the phrase runs into it: the talker was already speaking
-        gap = min(gap, quiet)
+        if segment_start is not None:
+            gap = min(gap, segment_start - self._segment_gap_from)
         if gap < t.pre_silence_s:
             return f"no pause before it ({gap:.2f} s < {t.pre_silence_s} s)"
-        after = self.vad.sound_share(words[-1].end + GUARD_S, self.position)
-        if after > AFTER_SHARE:
-            return f"no pause after it ({after:.0%} of the time since it ended holds sound)"
         low = min(w.conf for w in words)
         if low < t.min_confidence:
             return f"confidence {low:.2f} < {t.min_confidence}"

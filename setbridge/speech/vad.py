@@ -4,12 +4,16 @@ Energy is measured on pre-emphasised audio (so rumble and brown noise count less
 over 30 ms, and compared with three levels; a frame is speech only when it is above all of them:
 
 * the noise floor (the quietest smoothed level of the last few seconds) plus ``margin_db``;
-* with ``foreground_db``, the background (the median level of the last few seconds: crew
-  chatter under the call, a babble of voices) plus ``foreground_db``, so that talk several dB
-  under the call neither opens an utterance nor keeps one open;
+* with ``foreground_db``, the background plus ``foreground_db``, so that talk several dB under
+  the call neither opens an utterance nor keeps one open. The background is the quiet fifth
+  of the last few seconds (``BACKGROUND_QUANTILE``): babble and steady noise fill it, but one
+  talker's pauses and dips do too, so a talker's own sentences never raise it (a median did, and
+  cut one talker's sentence into pieces that looked said alone);
 * with ``tail_drop_db``, the loudest frame of the current utterance minus ``tail_drop_db``
   (after it ends, that level falling at ``TAIL_DECAY_DB_S``), so that a reverberant tail
-  counts as quiet and the utterance ends when the talker stops, not when the room does.
+  counts as quiet and the utterance ends when the talker stops, not when the room does. Only
+  sound that decays counts as a tail: a rising frame (the talker's next, quieter syllable) is
+  speech, or the rule would cut one talker's sentence into pieces that looked said alone.
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ BACKGROUND_QUANTILE = 0.2
 than this share of them, babble and steady noise do not."""
 HISTORY_S = 12.0
 """Frame levels kept for :meth:`EnergyVad.level_db`."""
-MIN_GAP_S = 0.12
-"""Quiet shorter than this between two stretches of sound joins them (the dip between two words)."""
+RISE_FRAMES = 10
+RISE_DB = 3.0
+RISE_HOLD_S = 0.2
+"""A frame this much louder than the quietest of the ``RISE_FRAMES`` before it starts a syllable, and sound
+within ``RISE_HOLD_S`` after is that syllable: a talker's speech, never a reverberant tail
+(``tail_drop_db`` ends an utterance only on sound that decays)."""
 TAIL_DECAY_DB_S = 40.0
 """After an utterance, how fast its tail threshold falls (a reverberant room decays faster)."""
 
@@ -60,12 +68,12 @@ class EnergyVad:
         self._minima: deque[float] = deque(maxlen=max(1, int(FLOOR_WINDOW_S / FRAME_S / 10)))
         self._levels: deque[float] = deque(maxlen=max(1, int(BACKGROUND_WINDOW_S / FRAME_S / 10)))
         self._history: deque[tuple[float, float]] = deque(maxlen=int(HISTORY_S / FRAME_S))
-        self._plain: deque[bool] = deque(maxlen=int(HISTORY_S / FRAME_S))
-        """Per frame of ``_history``: above the noise floor plus ``margin_db`` (sound of any talker)."""
         self._block_min = math.inf
         self._block_sum = 0.0
         self._frames = 0
         self._last_sample = 0.0
+        self._previous: deque[float] = deque(maxlen=RISE_FRAMES)
+        self._rose_at = -math.inf
 
     @property
     def floor_db(self) -> float:
@@ -73,18 +81,19 @@ class EnergyVad:
 
     @property
     def background_db(self) -> float:
-        """Median level of the last few seconds (the floor until there is a history)."""
+        """The quiet fifth of the levels of the last few seconds (the floor until there is a history)."""
         if not self._levels:
             return self.floor_db
         levels = sorted(self._levels)
         return levels[int(BACKGROUND_QUANTILE * (len(levels) - 1))]
 
-    def threshold_db(self) -> float:
-        """The level a frame must exceed to count as speech now."""
+    def threshold_db(self, rising: bool = False) -> float:
+        """The level a frame must exceed to count as speech now; a ``rising`` frame (a syllable just
+        begun) is never a reverberant tail, which only decays."""
         threshold = self.floor_db + self.margin_db
         if self.foreground_db > 0:
             threshold = max(threshold, self.background_db + self.foreground_db)
-        if self.tail_drop_db > 0:
+        if self.tail_drop_db > 0 and not rising:
             if self.segment_start is not None:
                 threshold = max(threshold, self.peak_db - self.tail_drop_db)
             else:
@@ -105,7 +114,6 @@ class EnergyVad:
             db = 10 * math.log10(sum(self._recent) / len(self._recent) / (32768.0 ** 2) + 1e-12)
             self.position += len(chunk) / self.rate
             self._history.append((self.position, db))
-            self._plain.append(db > self.floor_db + self.margin_db)
             self._block_min = min(self._block_min, db)
             self._block_sum += db
             self._frames += 1
@@ -114,7 +122,10 @@ class EnergyVad:
                 self._levels.append(self._block_sum / 10)
                 self._block_min = math.inf
                 self._block_sum = 0.0
-            if db > self.threshold_db():
+            if self._previous and db > min(self._previous) + RISE_DB:
+                self._rose_at = self.position
+            self._previous.append(db)
+            if db > self.threshold_db(rising=self.position - self._rose_at <= RISE_HOLD_S):
                 heard = True
                 if self.segment_start is None:
                     self.segment_start = self.position - len(chunk) / self.rate
@@ -129,40 +140,6 @@ class EnergyVad:
         if not levels:
             return self.floor_db
         return 10 * math.log10(sum(10 ** (db / 10) for db in levels) / len(levels))
-
-    def pause_before(self, at: float) -> tuple[float, float]:
-        """(where the run of sound that holds ``at`` began, how long the quiet before that run lasted),
-        in the plain view: sound is anything above the noise floor plus ``margin_db``, whoever speaks.
-
-        Unlike the utterances ``feed`` finds, this does not end when a talker drops below the
-        background or below their own loudest part, so a word in the middle of one talker's sentence
-        never seems to follow a pause. A gap shorter than ``MIN_GAP_S`` does not break a run (the dip
-        between two words).
-        """
-        frames = list(zip(self._history, self._plain))
-        i = next((k for k in range(len(frames) - 1, -1, -1) if frames[k][0][0] <= at), None)
-        if i is None:
-            return at, math.inf
-        run_start, quiet_from = at, None
-        quiet = 0
-        while i >= 0:
-            (when, _db), sound = frames[i]
-            if sound:
-                if quiet_from is not None and quiet * FRAME_S >= MIN_GAP_S:
-                    return run_start, quiet * FRAME_S
-                quiet, quiet_from = 0, None
-                run_start = when - FRAME_S
-            else:
-                quiet += 1
-                quiet_from = when
-            i -= 1
-        return run_start, math.inf
-
-    def sound_share(self, start: float, end: float) -> float:
-        """Share of the frames between ``start`` and ``end`` s that hold sound in the plain view
-        (above the noise floor plus ``margin_db``); 0 when there are none."""
-        flags = [sound for (at, _db), sound in zip(self._history, self._plain) if start < at <= end + FRAME_S]
-        return sum(flags) / len(flags) if flags else 0.0
 
     def silence_s(self) -> float:
         """Seconds since the last speech frame (infinite before any speech)."""

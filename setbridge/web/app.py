@@ -114,7 +114,7 @@ class WebApp:
         ]
         self.lot: LotPages | None = None
         if web.lot:  # the central board of a lot
-            self.lot = LotPages(settings, self.feed.live, self.page, self.denied)
+            self.lot = LotPages(settings, self.feed.live, self.takes, self.page, self.denied)
             routes[:0] = self.lot.routes()
         middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="setbridge",
                                  max_age=int(web.session_hours * 3600), same_site="strict",

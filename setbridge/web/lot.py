@@ -5,7 +5,9 @@ Each stage is a :class:`~setbridge.web.stage.Stage` of its own (the same rules a
 board). On top, a stage is **unreachable** while none of its sets has a heartbeat within the link
 timeout, or its bridge says ``0``: the board then shows "UNREACHABLE since …" and never its last
 known state, since a stage cut off while rolling may have cut long ago. The day of each stage is
-kept as a timeline of takes (roll → end), from its events, each event counted once.
+kept as a timeline of takes (roll → end), from its events, each event counted once; with a
+:class:`~setbridge.web.takes.TakeLog` the events are stored there too (set ``{stage}/{set}``), so the
+timeline and ``/takes`` survive a restart of the board.
 
 >>> board = LotBoard("setbridge")
 >>> board.handle("setbridge/stage/stage-a/set/main/state", payload)
@@ -15,6 +17,7 @@ kept as a timeline of takes (roll → end), from its events, each event counted 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +30,9 @@ from ..codec import parse_payload
 from ..messages import SetEvent
 from ..topics import Topics
 from .stage import Stage
+from .takes import TakeLog
+
+log = logging.getLogger(__name__)
 
 MAX_STAGES = 100
 """Stages kept at most (a bridge user can only write its own stage; this bounds made-up ones)."""
@@ -38,8 +44,9 @@ class StageRecord:
     """One stage: its :class:`Stage`, its bridge's word and the day's takes."""
 
     def __init__(self, name: str, base: str, link_timeout_s: float, clock: Callable[[], float],
-                 wall: Callable[[], float]):
+                 wall: Callable[[], float], take_log: TakeLog | None = None):
         self.name = name
+        self.take_log = take_log
         self.stage = Stage(Topics(lot.stage_base(base, name)), link_timeout_s=link_timeout_s, clock=clock, wall=wall)
         self.bridge: str | None = None
         """``1`` or ``0`` as the stage broker's bridge last said, or None."""
@@ -49,6 +56,11 @@ class StageRecord:
         """Set → the takes seen (``start``, ``end`` wall times; ``end`` None while rolling)."""
 
     def event(self, set_id: str, event: SetEvent) -> None:
+        if self.take_log is not None:
+            try:
+                self.take_log.record(f"{self.name}/{set_id}", event)
+            except Exception:  # a full or broken disk must not stop the board
+                log.exception("take log: could not store event %s of %s/%s", event.event_id, self.name, set_id)
         if event.event_id in self.seen_events:
             return
         self.seen_events[event.event_id] = None
@@ -66,8 +78,9 @@ class LotBoard:
     """Every stage of the lot; fed every message under ``{base}/stage/+/#`` (from paho's thread)."""
 
     def __init__(self, base: str, link_timeout_s: float = 2.5, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time, takes: TakeLog | None = None):
         self.base = base
+        self.takes = takes
         self.link_timeout_s = link_timeout_s
         self._clock, self._wall = clock, wall
         self.stages: dict[str, StageRecord] = {}
@@ -83,7 +96,8 @@ class LotBoard:
     def _record(self, name: str) -> StageRecord | None:
         record = self.stages.get(name)
         if record is None and len(self.stages) < MAX_STAGES and lot.STAGE_ID.match(name):
-            record = self.stages[name] = StageRecord(name, self.base, self.link_timeout_s, self._clock, self._wall)
+            record = self.stages[name] = StageRecord(name, self.base, self.link_timeout_s, self._clock, self._wall,
+                                                     self.takes)
             record.stage.broker(self.broker_connected)
         return record
 
@@ -143,7 +157,7 @@ class LotBoard:
             entry = {"set": s["set"], "take": s["take"], "lights": s["lights"], "lost": s["lost"] if reachable else "stage",
                      "state": s["state"] if reachable else None,
                      "showing": s["showing"] if reachable else "link-lost"}
-            takes = [t for t in record.takes.get(s["set"], []) if (t["end"] or now) >= midnight]
+            takes = self._timeline(record, s["set"], now, midnight)
             entry["timeline"] = [{
                 "start": t["start"], "end": t["end"], "take": t["take"], "cause": t["cause"],
                 "x": round(max(0.0, t["start"] - midnight)),  # seconds into the day: the timeline's axis
@@ -152,3 +166,11 @@ class LotBoard:
             out_sets.append(entry)
         return {"stage": record.name, "reachable": reachable, "since": since, "bridge": record.bridge,
                 "condition": condition, "sets": out_sets}
+
+    def _timeline(self, record: StageRecord, set_id: str, now: float, midnight: float) -> list[dict[str, Any]]:
+        """Today's takes of one set: from the take log when there is one, else from memory."""
+        if self.takes is None:
+            return [t for t in record.takes.get(set_id, []) if (t["end"] or now) >= midnight]
+        day = dt.date.fromtimestamp(midnight)
+        return [{"start": t.started, "end": t.ended_at, "take": t.take, "cause": t.roll.cause if t.roll else "?"}
+                for t in self.takes.takes(day, f"{record.name}/{set_id}")]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from paho.mqtt.client import MQTTMessage
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -16,6 +17,7 @@ from starlette.routing import Route
 from ..bus import Bus
 from ..config import Settings
 from .lot import LotBoard
+from .takes import TakeLog
 
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 PageMaker = Callable[..., HTMLResponse]
@@ -24,10 +26,13 @@ PageMaker = Callable[..., HTMLResponse]
 class LotPages:
     """The lot board: one viewing connection to the central broker, and its pages."""
 
-    def __init__(self, settings: Settings, bus: Bus, page: PageMaker, denied: Callable[[Request], Response | None]):
-        """``bus``: the board's viewing connection (the broker allows one per user), not started yet."""
+    def __init__(self, settings: Settings, bus: Bus, takes: TakeLog, page: PageMaker,
+                 denied: Callable[[Request], Response | None]):
+        """``bus``: the board's viewing connection (the broker allows one per user, and its persistent
+        session keeps the stages' events while the board is down), not started yet; ``takes``: the
+        take log, where every stage's events go too (set ``{stage}/{set}``)."""
         self.base = settings.mqtt.base_topic
-        self.board = LotBoard(self.base, link_timeout_s=settings.web.link_timeout_s)
+        self.board = LotBoard(self.base, link_timeout_s=settings.web.link_timeout_s, takes=takes)
         bus.subscribe(f"{self.base}/stage/+/#", self._on_message, qos=1, whole=True)
         bus.on_connect(lambda: self.board.broker(True))
         bus.on_disconnect(lambda: self.board.broker(False))
@@ -43,13 +48,13 @@ class LotPages:
     async def lot(self, request: Request) -> Response:
         if (r := self._denied(request)) is not None:
             return r
-        snapshot = self.board.snapshot()
+        snapshot = await run_in_threadpool(self.board.snapshot)  # reads the take log
         return self._page(request, "lot.html", status_code=200 if snapshot["broker"] else 503, lot=snapshot)
 
     async def lot_json(self, request: Request) -> Response:
         if (r := self._denied(request)) is not None:
             return r
-        return JSONResponse(self.board.snapshot())
+        return JSONResponse(await run_in_threadpool(self.board.snapshot))
 
     async def light(self, request: Request) -> Response:
         if (r := self._denied(request)) is not None:
@@ -57,7 +62,7 @@ class LotPages:
         stage, set_id = request.path_params["stage"], request.path_params["set_id"]
         if not (ID.match(stage) and ID.match(set_id)):
             return PlainTextResponse("a stage or set id is lower-case letters, digits and dashes\n", status_code=404)
-        found = self._find(stage, set_id)
+        found = await run_in_threadpool(self._find, stage, set_id)
         return self._page(request, "lot_light.html", stage=stage, set_id=set_id, view=found)
 
     def _find(self, stage: str, set_id: str) -> dict[str, Any]:
