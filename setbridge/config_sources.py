@@ -87,9 +87,9 @@ def load(settings_cls: type[S], toml_file: Path | None, overrides: Mapping[str, 
     if toml_file is not None and not toml_file.is_file():
         raise ConfigError([f"{toml_file}: config file not found; pass an existing file with --config"])
     sections = list(settings_cls.model_fields)
-    misspelt = misspelt_env(environ, sections) or set_twice_env(environ, sections)
-    if misspelt:
-        raise ConfigError(misspelt)
+    wrong_variables = misspelt_env(environ, sections) or set_twice_env(environ, sections)
+    if wrong_variables:
+        raise ConfigError(wrong_variables)
     sources: list[PydanticBaseSettingsSource] = [SetbridgeEnvSource(settings_cls)]
     if toml_file is not None:
         try:
