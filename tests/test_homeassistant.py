@@ -245,6 +245,7 @@ def test_disabling_removes_the_device_with_an_empty_retained_payload(broker, tmp
     late.close()
 
 
+@pytest.mark.integration
 def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself():
     users = {"hub-1": "hub", "ha": "integrator", "wall": "monitor", "door-1": "light"}
     with generated_broker(users) as b:
@@ -269,6 +270,7 @@ def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself
             hub.close()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
 def test_on_a_generated_broker_home_assistant_as_an_integrator_sees_the_set_and_rolls_it(tmp_path):
     with generated_broker({"hub-1": "hub", "homeassistant": "integrator"}) as b:
