@@ -53,10 +53,12 @@ def _forbid(patch: pytest.MonkeyPatch) -> None:
         self._child_created = False  # type: ignore[attr-defined]  # so that Popen.__del__ has nothing to do
         raise UnitTierBreach(MOVE_IT.format(what=f"starts a process ({args!r})"))
 
-    def no_model(cls: type, *args: Any, **kwargs: Any) -> None:  # before a model exists: nothing to free
+    def no_model(*args: Any, **kwargs: Any) -> None:
         raise UnitTierBreach(MOVE_IT.format(what="loads a Vosk model"))
 
     patch.setattr(subprocess.Popen, "__init__", no_process)
     import vosk
 
-    patch.setattr(vosk.Model, "__new__", no_model)
+    # The module's name, not the class's __new__: a __new__ set on a class and then removed leaves
+    # CPython calling object.__new__ with the arguments, so every later vosk.Model(path) would fail.
+    patch.setattr(vosk, "Model", no_model)
