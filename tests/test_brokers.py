@@ -19,10 +19,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from setbridge.dev.amqtt_broker import AmqttBroker, find_amqtt
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.amqtt_broker import AmqttBroker, find_amqtt
+from setbridge.sim.broker import PrivateBroker
 from setbridge.bus import Bus
-from setbridge.status import collect
+from setbridge.commands.stage_health import collect
 from setbridge.topics import Topics
 
 pytestmark = pytest.mark.integration
