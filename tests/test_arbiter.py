@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from conftest import wait_until
+from helpers import wait_until
 
 from setbridge.hub.controller import SetController
 from setbridge.hub.state_store import StateStore

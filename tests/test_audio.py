@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from speech_helpers import RATE, say, silence, write_wav
+from helpers.speech import RATE, say, silence, write_wav
 
 from setbridge.audio import PcmStreamSource, WavFileSource, open_source
 from setbridge.audio import mic as mic_module

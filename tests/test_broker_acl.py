@@ -6,15 +6,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from broker_helpers import setbridge
+from helpers import Probe, at
+from helpers.broker import setbridge
 
 from setbridge.sim.broker import PrivateBroker, free_port
 
@@ -41,59 +38,13 @@ def secured():
     shutil.rmtree(d, ignore_errors=True)
 
 
-class Client:
-    """A real paho client logged in as ``user``; records what it receives."""
-
-    def __init__(self, port: int, user: str | None, password: str | None = None):
-        self.received: list[str] = []
-        self.got = threading.Condition()
-        self.result: mqtt.ReasonCode | None = None
-        done = threading.Event()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user or 'anon'}-{uuid.uuid4().hex[:6]}")
-        if user:
-            self.c.username_pw_set(user, password if password is not None else f"pw-{user}")
-
-        def on_connect(c, u, f, rc, p):
-            self.result = rc
-            done.set()
-
-        def on_message(c, u, msg):
-            with self.got:
-                self.received.append(msg.topic)
-                self.got.notify_all()
-        self.c.on_connect, self.c.on_message = on_connect, on_message
-        self.c.connect("127.0.0.1", port)
-        self.c.loop_start()
-        done.wait(5)
-
-    @property
-    def accepted(self) -> bool:
-        return self.result is not None and not self.result.is_failure
-
-    def subscribe(self, topic: str) -> None:
-        ok = threading.Event()
-        self.c.on_subscribe = lambda *a: ok.set()
-        self.c.subscribe(topic, 1)
-        assert ok.wait(5)
-
-    def publish(self, topic: str, payload: str = '{"v": 1}', retain: bool = False) -> None:
-        self.c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def wait_for(self, topic: str, timeout: float = 5) -> bool:
-        with self.got:
-            return self.got.wait_for(lambda: topic in self.received, timeout)
-
-    def close(self) -> None:
-        self.c.disconnect()
-        self.c.loop_stop()
-
-
 @pytest.fixture
 def login(secured):
-    clients: list[Client] = []
+    clients: list[Probe] = []
 
-    def make(user: str | None, password: str | None = None) -> Client:
-        c = Client(secured.port, user, password)
+    def make(user: str | None, password: str | None = None) -> Probe:
+        """A probe logged in as ``user`` (None: anonymous), with ``password`` or the user's own."""
+        c = Probe(secured.port, user=user, password=password if password is not None or user is None else f"pw-{user}")
         clients.append(c)
         return c
     yield make
@@ -114,8 +65,8 @@ def may_publish(login, user: str, topic: str) -> bool:
               "integrator": "setbridge/set/main/request"}[USERS[user]]
     sender.publish(topic)
     sender.publish(marker)
-    assert observer.wait_for(marker), f"{user}'s marker on {marker} never arrived"
-    return topic in observer.received
+    observer.wait_for(at(marker), 5)
+    return topic in [m.topic for m in observer.seen]
 
 
 def test_anonymous_and_wrong_passwords_are_refused(login):
@@ -146,9 +97,9 @@ def test_light_reads_what_it_follows_and_nothing_else(login):
     for topic in ("setbridge/offload/event", "setbridge/light/sim-2/cmd", "setbridge/set/main/state",
                   "setbridge/set/main/heartbeat", "setbridge/hub/hub-1/status", "setbridge/light/sim-1/cmd"):
         hub.publish(topic)
-    assert light.wait_for("setbridge/light/sim-1/cmd")
-    assert {"setbridge/set/main/state", "setbridge/set/main/heartbeat", "setbridge/hub/hub-1/status"} <= set(light.received)
-    assert "setbridge/offload/event" not in light.received and "setbridge/light/sim-2/cmd" not in light.received
+    light.wait_for(at("setbridge/light/sim-1/cmd"), 5)
+    assert {"setbridge/set/main/state", "setbridge/set/main/heartbeat", "setbridge/hub/hub-1/status"} <= set([m.topic for m in light.seen])
+    assert "setbridge/offload/event" not in [m.topic for m in light.seen] and "setbridge/light/sim-2/cmd" not in [m.topic for m in light.seen]
 
 
 def test_integrator_asks_but_cannot_set_state_or_impersonate_a_light(login):
@@ -166,13 +117,13 @@ def test_monitor_reads_everything_and_writes_nothing(login):
     hub.publish("setbridge/set/mon/state", retain=True)
     wall = login("wall")
     wall.subscribe("setbridge/#")
-    assert wall.wait_for("setbridge/set/mon/state")
+    wall.wait_for(at("setbridge/set/mon/state"), 5)
     observer = login("watcher")
     observer.subscribe("setbridge/#")
     wall.publish("setbridge/set/main/request")
     hub.publish("setbridge/x/after")
-    assert observer.wait_for("setbridge/x/after")
-    observer_saw = list(observer.received)
+    observer.wait_for(at("setbridge/x/after"), 5)
+    observer_saw = list([m.topic for m in observer.seen])
     assert "setbridge/set/main/request" not in observer_saw
 
 
@@ -203,14 +154,14 @@ def test_wrong_role_publishers_leave_nothing_live_or_retained(login):
               ("editorial", "setbridge/hub/forged/status"))
     for user, topic in forged:
         c = login(user)
-        c.c.publish(topic, '{"v": 1, "state": "rolling", "epoch": 999, "seq": 999999}', qos=1, retain=True).wait_for_publish(5)
+        c.client.publish(topic, '{"v": 1, "state": "rolling", "epoch": 999, "seq": 999999}', qos=1, retain=True).wait_for_publish(5)
         c.close()
     hub = login("hub-1")
     hub.publish("setbridge/set/forged/marker")
-    assert live.wait_for("setbridge/set/forged/marker")
-    assert [t for t in live.received if "/forged/" in t] == ["setbridge/set/forged/marker"]
+    live.wait_for(at("setbridge/set/forged/marker"), 5)
+    assert [t for t in [m.topic for m in live.seen] if "/forged/" in t] == ["setbridge/set/forged/marker"]
     late = login("watcher")  # a new subscriber (replacing the first): retained messages would come at once
     late.subscribe("setbridge/+/forged/#")
     hub.publish("setbridge/set/forged/marker2")
-    assert late.wait_for("setbridge/set/forged/marker2")
-    assert late.received == ["setbridge/set/forged/marker2"]
+    late.wait_for(at("setbridge/set/forged/marker2"), 5)
+    assert [m.topic for m in late.seen] == ["setbridge/set/forged/marker2"]

@@ -3,6 +3,7 @@ a reader that stopped reading costs bounded memory, an oversized packet ends onl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from broker_helpers import User, generated_broker, password
-from conftest import HubProcess, make_settings, write_config
+from helpers.broker import as_user, generated_broker, password
+from helpers import HubProcess, Message, Probe, at, make_settings, write_config
 
 from setbridge.broker.config import MAX_PACKET_BYTES, MAX_QUEUED_BYTES
 from setbridge.hub import Hub
@@ -32,12 +33,12 @@ def hub_settings(broker, state_dir: Path):
                          mqtt={"base_topic": BASE, "username": "hub-1", "password": password("hub-1")})
 
 
-def responses(user: User) -> dict[str, int]:
+def responses(user: Probe) -> dict[str, int]:
     """Transaction → how many answers ``user`` saw for it."""
     seen: dict[str, int] = {}
-    for topic, payload in list(user.received):
-        if topic == f"{BASE}/set/main/response":
-            tx = json.loads(payload).get("transaction")
+    for m in list(user.seen):
+        if m.topic == f"{BASE}/set/main/response":
+            tx = m.data.get("transaction")
             seen[tx] = seen.get(tx, 0) + 1
     return seen
 
@@ -45,16 +46,16 @@ def responses(user: User) -> dict[str, int]:
 def burst_to_a_paused_hub(broker, tmp_path: Path, patience_s: float = 30) -> tuple[dict[str, int], list[str]]:
     """Pause the real hub (SIGSTOP), send BURST requests, resume it: the answers, the transactions."""
     hub = HubProcess(write_config(tmp_path / "hub.toml", hub_settings(broker, tmp_path / "state"))).start()
-    wall = User(broker.port, "wall")
-    editorial = User(broker.port, "editorial")
+    wall = as_user(broker.port, "wall")
+    editorial = as_user(broker.port, "editorial")
     try:
         wall.subscribe(f"{BASE}/#")
-        assert wall.wait_for(f"{BASE}/hub/hub-1/status", b'"online"', timeout=20), "the hub did not come up"
+        wall.wait_for(at(f"{BASE}/hub/hub-1/status", b'"online"'), 20)
         assert hub.proc is not None
         os.kill(hub.proc.pid, signal.SIGSTOP)  # a hub held up for a moment: a slow SD card, a swap storm
         run = uuid.uuid4().hex[:6]
         sent = [f"{run}-{i}" for i in range(BURST)]
-        infos = [editorial.c.publish(f"{BASE}/set/main/request", json.dumps(
+        infos = [editorial.client.publish(f"{BASE}/set/main/request", json.dumps(
             {"v": 1, "action": "standby", "source": "editorial", "transaction": tx}), qos=1) for tx in sent]
         for info in infos:
             info.wait_for_publish(20)
@@ -63,12 +64,22 @@ def burst_to_a_paused_hub(broker, tmp_path: Path, patience_s: float = 30) -> tup
             probe = f"{run}-probe-{attempt}"
             editorial.publish(f"{BASE}/set/main/request",
                               json.dumps({"v": 1, "action": "standby", "source": "editorial", "transaction": probe}))
-            if wall.wait_for(f"{BASE}/set/main/response", probe.encode(), timeout=5):
+            try:
+                wall.wait_for(at(f"{BASE}/set/main/response", probe.encode()), 5)
                 break
+            except AssertionError:
+                continue
         else:
             raise AssertionError("the hub stopped answering")
-        with wall._cond:  # the last answers of the burst may come after the probe's
-            wall._cond.wait_for(lambda: len(responses(wall)) > BURST, patience_s)
+        answered: set[str] = set()
+
+        def all_answered(m: Message) -> bool:
+            if m.topic == f"{BASE}/set/main/response":
+                answered.add(m.data.get("transaction"))
+            return len(answered) > BURST
+
+        with contextlib.suppress(AssertionError):  # the last answers of the burst may come after the probe's
+            wall.wait_for(all_answered, patience_s)
         return responses(wall), sent
     finally:
         editorial.close()
@@ -101,14 +112,15 @@ def test_with_mosquittos_default_queue_the_same_burst_loses_requests(tmp_path):
     assert "Outgoing messages are being dropped for client hub-1" in log
 
 
-def settle(user: User, at_least: int, quiet_s: float = 2.0) -> int:
+def settle(user: Probe, at_least: int, quiet_s: float = 2.0) -> int:
     """How many messages ``user`` got once it has ``at_least`` and then nothing for ``quiet_s``."""
-    with user._cond:
-        assert user._cond.wait_for(lambda: len(user.received) >= at_least, 20), f"only {len(user.received)} arrived"
-        while True:
-            n = len(user.received)
-            if not user._cond.wait_for(lambda n=n: len(user.received) > n, quiet_s):  # type: ignore[misc]
-                return n
+    user.wait_for(lambda _: len(user.seen) >= at_least, 20, what=f"{at_least} messages")
+    while True:
+        n = len(user.seen)
+        try:
+            user.wait_for(lambda _: len(user.seen) > n, quiet_s)  # noqa: B023
+        except AssertionError:
+            return n
 
 
 def test_a_reader_that_stopped_reading_costs_bounded_memory(tmp_path):
@@ -119,19 +131,19 @@ def test_a_reader_that_stopped_reading_costs_bounded_memory(tmp_path):
     with generated_broker(USERS) as broker:
         hub = Hub(hub_settings(broker, tmp_path / "state"))
         hub.start()
-        lobby = User(broker.port, "lobby", clean=False)
-        editorial = User(broker.port, "editorial")
+        lobby = as_user(broker.port, "lobby", clean=False)
+        editorial = as_user(broker.port, "editorial")
         try:
             assert hub.bus.wait_connected(10)
             lobby.subscribe(f"{BASE}/light/+/cmd")
             lobby.close()  # gone, its session stays (clean session off)
             body = "x" * (chunk - 100)
-            infos = [editorial.c.publish(f"{BASE}/light/door-1/cmd", json.dumps(
+            infos = [editorial.client.publish(f"{BASE}/light/door-1/cmd", json.dumps(
                 {"v": 1, "action": "identify", "n": i, "pad": body}), qos=1) for i in range(count)]
             for info in infos:
                 info.wait_for_publish(20)
             assert hub.submit("roll", cause="test").state == "rolling", "the hub was held up"
-            lobby = User(broker.port, "lobby", clean=False)
+            lobby = as_user(broker.port, "lobby", clean=False)
             kept = settle(lobby, at_least=MAX_QUEUED_BYTES // chunk)
         finally:
             editorial.close()
@@ -147,18 +159,18 @@ def test_a_packet_over_the_limit_ends_only_its_senders_connection(tmp_path):
     with generated_broker(USERS) as broker:
         hub = Hub(hub_settings(broker, tmp_path / "state"))
         hub.start()
-        editorial = User(broker.port, "editorial")
-        wall = User(broker.port, "wall")
+        editorial = as_user(broker.port, "editorial")
+        wall = as_user(broker.port, "wall")
         try:
             assert hub.bus.wait_connected(10)
             wall.subscribe(f"{BASE}/set/main/#")
-            editorial.c.publish(f"{BASE}/set/main/request", b"{" + b" " * (MAX_PACKET_BYTES + 1024) + b"}", qos=1)
+            editorial.client.publish(f"{BASE}/set/main/request", b"{" + b" " * (MAX_PACKET_BYTES + 1024) + b"}", qos=1)
             assert editorial.wait_disconnected(10), "a packet over the limit was let through"
-            again = User(broker.port, "editorial")
+            again = as_user(broker.port, "editorial")
             try:
                 again.publish(f"{BASE}/set/main/request",
                               '{"v": 1, "action": "roll", "source": "editorial", "transaction": "after"}')
-                assert wall.wait_for(f"{BASE}/set/main/response", b'"after"'), "the hub stopped answering"
+                wall.wait_for(at(f"{BASE}/set/main/response", b'"after"'), 10)
             finally:
                 again.close()
             assert hub.bus.connections == 1, "the hub lost its connection"

@@ -10,7 +10,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import make_settings, wait_until
+from helpers import make_settings, wait_until
 
 from setbridge.sim.amqtt_broker import AmqttBroker, find_amqtt
 from setbridge.sim.broker import PrivateBroker, free_port

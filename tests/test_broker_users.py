@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from broker_helpers import User, generated_broker, password, setbridge
-from conftest import make_settings
+from helpers.broker import as_user, generated_broker, password, setbridge
+from helpers import at, make_settings
 from test_tls import failed_attempts
 
 from setbridge.sim.lights import SimLight, find_micropython
@@ -38,11 +38,11 @@ def test_a_removed_light_is_closed_at_the_reload_and_cannot_come_back(tmp_path):
         settings = make_settings(broker, tmp_path / "state", hub={"id": "hub-1", "set": "main"},
                                  mqtt={"base_topic": BASE})
         light = SimLight("door-1", light_config(settings, "door-1", light_password=password("door-1")), tmp_path)
-        wall = User(broker.port, "wall")
+        wall = as_user(broker.port, "wall")
         try:
             wall.subscribe(f"{BASE}/light/+/status")
             light.start()
-            assert wall.wait_for(f"{BASE}/light/door-1/status", b'"online"', timeout=15)
+            wall.wait_for(at(f"{BASE}/light/door-1/status", b'"online"'), 15)
             out = setbridge("broker", "remove-user", "door-1", "--dir", str(d))
             assert "door-1 (light) removed" in out and "closes its connections" in out
             listed = setbridge("broker", "users", "--dir", str(d))
@@ -54,7 +54,7 @@ def test_a_removed_light_is_closed_at_the_reload_and_cannot_come_back(tmp_path):
             light.wait_showing("link-lost", timeout=15, after=mark, lost="broker")
             refused = failed_attempts(light, 2)
             assert any("not authori" in line or "refused" in line for line in refused), refused[-5:]
-            door2 = User(broker.port, "door-2")
+            door2 = as_user(broker.port, "door-2")
             try:
                 assert door2.accepted, "another light's user was removed too"
             finally:

@@ -8,7 +8,7 @@ import logging
 import sqlite3
 import threading
 
-from conftest import Probe
+from helpers import Probe
 
 from setbridge.sim.burst import Collector, send
 from setbridge.hub.service import REQUEST_QUEUE, SOURCE_SHARE
@@ -19,7 +19,8 @@ def assert_retained_state_is_the_controllers(hub, port: int) -> None:
     final = hub.controller.snapshot()
     probe = Probe(port, Topics(hub.settings.mqtt.base_topic).set_state(hub.set_id))
     try:
-        _, data, retained = probe.wait_for(lambda t, d, r: r and d is not None, timeout=10)
+        message = probe.wait_for(lambda m: m.retained and m.data is not None, timeout=10)
+        data, retained = message.data, message.retained
         assert retained and (data["epoch"], data["seq"], data["state"]) == (final.epoch, final.seq, final.state)
     finally:
         probe.close()
@@ -98,8 +99,8 @@ def test_one_flooding_source_leaves_room_for_the_others(hub, broker):
             assert "this source has" in seen.busy_sample["error"]
             other.publish(request, {"v": 1, "action": "idle", "source": "cart", "transaction": "cart-1"})
             release.set()
-            _, answer, _ = other.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "cart-1",
-                                          timeout=60)
+            answer = other.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "cart-1",
+                                          timeout=60).data
             assert answer["ok"] is True, answer
             assert seen.wait_answered(2500, timeout=60) and seen.twice() == 0
             assert seen.ok == REQUEST_QUEUE - SOURCE_SHARE + 1  # the queued part of the flood, and the cart

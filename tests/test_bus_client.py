@@ -18,7 +18,7 @@ from setbridge.bus_client import READ_CHUNK, BufferedClient
 from setbridge.config import MqttSettings
 from setbridge.sim.broker import PrivateBroker
 
-from conftest import wait_until
+from helpers import wait_until
 
 
 def _settings(broker: PrivateBroker, protocol: str = "5") -> MqttSettings:

@@ -11,7 +11,7 @@ import wave
 
 import pytest
 
-from speech_helpers import RATE, say, silence, steady_model, write_wav
+from helpers.speech import RATE, say, silence, steady_model, write_wav
 
 from setbridge.audio import WavFileSource
 from setbridge.config import load_settings

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import write_config
+from helpers import write_config
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from broker_helpers import User, generated_broker, password
-from conftest import make_settings
+from helpers.broker import as_user, generated_broker, password
+from helpers import at, Probe, make_settings
 
 from setbridge.sim.lights import SimLight, find_micropython
 from setbridge.commands.provision import light_config
@@ -43,10 +43,10 @@ def gen():
 
 @pytest.fixture
 def users(gen):
-    made: list[User] = []
+    made: list[Probe] = []
 
-    def login(user: str, **kw) -> User:
-        u = User(gen.port, user, **kw)
+    def login(user: str, **kw) -> Probe:
+        u = as_user(gen.port, user, **kw)
         made.append(u)
         return u
     yield login
@@ -78,13 +78,13 @@ def test_no_user_takes_the_hubs_client_id(gen, users, tmp_path):
     hub.start()
     try:
         assert hub.bus.wait_connected(10)
-        assert observer.wait_for(f"{BASE}/hub/hub-1/status", b'"online"')
-        mark = len(observer.received)
+        observer.wait_for(at(f"{BASE}/hub/hub-1/status", b'"online"'), 10)
+        mark = len(observer.seen)
         attack(users, "hub-1", ["setbridge-hub-hub-1", "hub-1"])
         assert hub.submit("roll", cause="test").state == "rolling"
-        assert observer.wait_for(f"{BASE}/set/main/state", b'"rolling"'), "the hub's connection no longer works"
+        observer.wait_for(at(f"{BASE}/set/main/state", b'"rolling"'), 10)
         assert hub.bus.connections == 1, "the hub was disconnected"
-        offline = [p for t, p in observer.received[mark:] if t == f"{BASE}/hub/hub-1/status" and b'"offline"' in p]
+        offline = [msg.payload for msg in observer.seen[mark:] if msg.topic == f"{BASE}/hub/hub-1/status" and b'"offline"' in msg.payload]
         assert not offline, "the hub's last will was sent"
     finally:
         hub.stop()
@@ -103,17 +103,17 @@ def test_no_user_takes_a_lights_client_id(gen, users, tmp_path):
     try:
         assert hub.bus.wait_connected(10)
         light.wait_showing("idle", timeout=15)
-        assert observer.wait_for(f"{BASE}/light/door-1/status", b'"online"')
-        mark, seen = light.mark(), len(observer.received)
+        observer.wait_for(at(f"{BASE}/light/door-1/status", b'"online"'), 10)
+        mark, seen = light.mark(), len(observer.seen)
         attack(users, "door-1", ["setbridge-light-door-1", "door-1"])
         hub.submit("roll", cause="test")
         light.wait_showing("rolling", timeout=10, after=mark)
-        assert observer.wait_for(f"{BASE}/light/door-1/state", b'"rolling"'), "the light's connection no longer works"
+        observer.wait_for(at(f"{BASE}/light/door-1/state", b'"rolling"'), 10)
         shows = [e.data for e in light.events[mark:] if e.kind == "show"]
         assert all(s["showing"] != "link-lost" for s in shows), f"the light lost its link: {shows}"
         logs = " | ".join(light.logs())
         assert "closed the connection" not in logs and "connection lost" not in logs, logs
-        offline = [p for t, p in observer.received[seen:] if t == f"{BASE}/light/door-1/status" and b'"offline"' in p]
+        offline = [msg.payload for msg in observer.seen[seen:] if msg.topic == f"{BASE}/light/door-1/status" and b'"offline"' in msg.payload]
         assert not offline, "the light's last will was sent"
     finally:
         light.stop()
@@ -128,7 +128,7 @@ def test_no_user_takes_an_integrators_or_monitors_client_id(gen, users, victim):
     attack(users, victim, [f"{victim}-laptop", victim])
     hub = users("hub-2")
     hub.publish(f"{BASE}/set/main/state", '{"v": 1, "after": "attack"}')
-    assert v.wait_for(f"{BASE}/set/main/state", b"attack"), f"{victim}'s connection no longer works"
+    v.wait_for(at(f"{BASE}/set/main/state", b"attack"), 10)
     assert v.disconnects == 0, f"{victim} was disconnected"
 
 
@@ -137,16 +137,16 @@ def test_without_the_rule_the_same_attack_knocks_a_victim_off(users):
     def edit(text: str) -> str:
         return text.replace("use_username_as_clientid true\n", "")
     with generated_broker(USERS, edit=edit) as plain:
-        victim = User(plain.port, "hub-1", client_id="setbridge-hub-hub-1",
+        victim = as_user(plain.port, "hub-1", client_id="setbridge-hub-hub-1",
                       will=(f"{BASE}/hub/hub-1/status", '{"v": 1, "state": "offline"}'))
-        observer = User(plain.port, "observer")
+        observer = as_user(plain.port, "observer")
         try:
             assert victim.accepted
             observer.subscribe(f"{BASE}/hub/hub-1/status")
-            thief = User(plain.port, "wall", client_id="setbridge-hub-hub-1")
+            thief = as_user(plain.port, "wall", client_id="setbridge-hub-hub-1")
             thief.close()
             assert victim.wait_disconnected(10), "the control attack did not disconnect the victim"
-            assert observer.wait_for(f"{BASE}/hub/hub-1/status", b"offline")
+            observer.wait_for(at(f"{BASE}/hub/hub-1/status", b"offline"), 10)
         finally:
             victim.close()
             observer.close()
@@ -184,8 +184,8 @@ def test_the_tools_connect_with_their_own_user_and_never_replace_the_hub(gen, us
     hub.start()
     try:
         assert hub.bus.wait_connected(10)
-        assert observer.wait_for(f"{BASE}/hub/hub-1/status", b'"online"')
-        mark = len(observer.received)
+        observer.wait_for(at(f"{BASE}/hub/hub-1/status", b'"online"'), 10)
+        mark = len(observer.seen)
         refused = tmp_path / "hub-user.toml"
         refused.write_text(toml(settings, None))
         out = cli(refused, "status")
@@ -195,7 +195,7 @@ def test_the_tools_connect_with_their_own_user_and_never_replace_the_hub(gen, us
         tools.write_text(toml(settings, "stage-tools"))
         sent = cli(tools, "send", "roll")
         assert sent.returncode == 0, sent.stderr
-        assert observer.wait_for(f"{BASE}/set/main/state", b'"rolling"')
+        observer.wait_for(at(f"{BASE}/set/main/state", b'"rolling"'), 10)
         watched = cli(tools, "watch", "--json", "--count", "1")
         assert watched.returncode == 0, watched.stderr
         assert json.loads(watched.stdout.splitlines()[0])["topic"].startswith(BASE)
@@ -205,7 +205,7 @@ def test_the_tools_connect_with_their_own_user_and_never_replace_the_hub(gen, us
                      "--bytes", "10", "--destination", "/mnt/a", "--destination", "/mnt/b")
         assert report.returncode == 0, report.stderr
         assert hub.bus.connections == 1, "a tool replaced the hub's connection"
-        assert not [p for t, p in observer.received[mark:] if b'"offline"' in p], "the hub's last will was sent"
+        assert not [msg.payload for msg in observer.seen[mark:] if b'"offline"' in msg.payload], "the hub's last will was sent"
     finally:
         hub.stop()
 

@@ -263,13 +263,13 @@ def test_the_hub_publishes_with_the_declared_qos_and_retain(hub, probe_factory):
     live.publish(hub.topics.offload_report(), {"v": 1, "roll": "A001", "status": "verified", "files": 1, "bytes": 1})
     live.publish(hub.topics.offload_report(), b"junk")
     for end in ("/response", "/event", "/offload/event", "/offload/card/A001", "/offload/error", "/heartbeat"):
-        live.wait_for(lambda t, d, r, end=end: t.endswith(end))
-    for topic, qos in live.qos.items():
+        live.wait_for(lambda m, end=end: m.topic.endswith(end))
+    for topic, qos in {m.topic: m.qos for m in live.seen}.items():  # the latest QoS on each topic
         spec = contract.lookup(base, topic)
         assert spec is not None and qos == spec.qos, f"{topic} arrived with QoS {qos}"
     later = probe_factory(f"{base}/#")
-    later.wait_for(lambda t, d, r: t.endswith("/heartbeat") and not r)  # retained messages come first
-    retained = {contract.lookup(base, t).name for t, _, r in list(later.seen) if r}
+    later.wait_for(lambda m: m.topic.endswith("/heartbeat") and not m.retained)  # retained messages come first
+    retained = {contract.lookup(base, msg.topic).name for msg in list(later.seen) if msg.retained}
     assert retained == {"hub_status", "set_state", "offload_card"}
 
 
@@ -288,12 +288,12 @@ def test_the_bus_takes_qos_and_retain_from_the_declaration(settings, topics, pro
         beat = bus.publish(topics.set_heartbeat("stage-c"), b'{"v": 1}')
         assert beat.wait(5) and beat.qos == 0
         probe = probe_factory(state)
-        probe.wait_for(lambda t, d, r: r and d == {"v": 1})
+        probe.wait_for(lambda m: m.retained and m.data == {"v": 1})
         assert bus.publish(state, b"", retain=True).wait(5)  # clearing a retained message
         fresh = probe_factory(topics.base + "/set/stage-c/#")
         bus.publish(topics.set_heartbeat("stage-c"), b'{"v": 1, "after": true}')
-        fresh.wait_for(lambda t, d, r: t.endswith("/heartbeat"))  # retained messages would come first
-        assert [t for t, _, _ in fresh.seen] == [topics.set_heartbeat("stage-c")]
+        fresh.wait_for(lambda m: m.topic.endswith("/heartbeat"))  # retained messages would come first
+        assert [msg.topic for msg in fresh.seen] == [topics.set_heartbeat("stage-c")]
     finally:
         bus.stop()
 

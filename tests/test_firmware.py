@@ -14,8 +14,8 @@ from setbridge.config import Settings
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 
-from conftest import HubProcess, Probe, running_hub
-from firmware_helpers import ScriptedHub, running_light
+from helpers import HubProcess, Probe, running_hub
+from helpers.firmware import ScriptedHub, running_light
 
 LINK_LOST_DEADLINE_S = 3.0
 """The contract: a light shows "link lost" within 3 s of losing the hub, broker or Wi-Fi."""
@@ -44,16 +44,16 @@ def test_light_announces_itself_and_what_it_shows(hub: Hub, settings: Settings, 
                                                   probe_factory, tmp_path: Path) -> None:
     probe: Probe = probe_factory(f"{topics.base}/light/#")
     with running_light(settings, tmp_path) as light:
-        probe.wait_for(lambda t, d, r: t == topics.light_status("door-1") and d["state"] == "online"
-                       and d["set"] == settings.hub.set and d["fw"])
-        probe.wait_for(lambda t, d, r: t == topics.light_state("door-1") and d["showing"] == "idle"
-                       and d["epoch"] == hub.controller.epoch)
+        probe.wait_for(lambda m: m.topic == topics.light_status("door-1") and m.data["state"] == "online"
+                       and m.data["set"] == settings.hub.set and m.data["fw"])
+        probe.wait_for(lambda m: m.topic == topics.light_state("door-1") and m.data["showing"] == "idle"
+                       and m.data["epoch"] == hub.controller.epoch)
         hub.submit("roll", cause="test")
-        probe.wait_for(lambda t, d, r: t == topics.light_state("door-1") and d["showing"] == "rolling"
-                       and d["seq"] == hub.controller.seq)
+        probe.wait_for(lambda m: m.topic == topics.light_state("door-1") and m.data["showing"] == "rolling"
+                       and m.data["seq"] == hub.controller.seq)
         light.proc.kill()
         light.proc.wait()
-    probe.wait_for(lambda t, d, r: t == topics.light_status("door-1") and d["state"] == "offline", timeout=30)
+    probe.wait_for(lambda m: m.topic == topics.light_status("door-1") and m.data["state"] == "offline", timeout=30)
 
 
 def test_stale_and_out_of_order_states_are_ignored(scripted: ScriptedHub, settings: Settings, tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_killed_hub_means_link_lost_within_3_s(hub_process: HubProcess, settings
         event = light.wait_showing("link-lost", after=mark, timeout=10)
         assert event.t - killed <= LINK_LOST_DEADLINE_S
         assert event.data["lost"] == "hub"
-        probe.wait_for(lambda t, d, r: d["showing"] == "link-lost")  # published: the broker is still up
+        probe.wait_for(lambda m: m.data["showing"] == "link-lost")  # published: the broker is still up
         hub_process.start()
         light.wait_showing("idle", after=mark, timeout=15)
 
@@ -238,7 +238,7 @@ def test_identify_flashes_then_returns_and_is_refused_while_rolling(hub: Hub, se
         mark = light.mark()
         probe.publish(topics.light_cmd("door-1"), {"v": 1, "action": "identify", "duration_s": 0.5})
         light.wait_showing("identify", after=mark)
-        probe.wait_for(lambda t, d, r: d["showing"] == "identify")
+        probe.wait_for(lambda m: m.data["showing"] == "identify")
         light.wait_showing("idle", after=mark + 1)
         hub.submit("roll", cause="test")
         light.wait_showing("rolling", after=mark)

@@ -73,19 +73,20 @@ def base() -> str:
 def test_retained_then_live_in_order_and_qos1_and_qos0_out(broker, probe_factory, base) -> None:
     probe = probe_factory(f"{base}/#")
     probe.publish(f"{base}/in/state", "retained-1", retain=True)
-    probe.wait_for(lambda t, d, r: t.endswith("/in/state"))
+    probe.wait_for(lambda m: m.topic.endswith("/in/state"))
 
     def drive() -> None:
         probe.publish(f"{base}/in/live", "live-1")
         probe.publish(f"{base}/in/live", "go")
     lines = run(broker, base, publish=drive, run_ms=6000)
-    probe.wait_for(lambda t, d, r: t.endswith("/out/q1"))
-    probe.wait_for(lambda t, d, r: t.endswith("/out/q0"))
+    probe.wait_for(lambda m: m.topic.endswith("/out/q1"))
+    probe.wait_for(lambda m: m.topic.endswith("/out/q0"))
     probe.publish(f"{base}/in/state", b"", retain=True)
     got = next(line["messages"] for line in lines if line.get("ev") == "got")
     assert got[0] == [f"{base}/in/state", "retained-1", True]
     assert [m[1] for m in got[1:3]] == ["live-1", "go"] and not got[1][2]
-    assert probe.qos[f"{base}/out/q1"] == 1 and probe.qos[f"{base}/out/q0"] == 0
+    qos = {m.topic: m.qos for m in probe.seen}
+    assert qos[f"{base}/out/q1"] == 1 and qos[f"{base}/out/q0"] == 0
 
 
 def test_an_oversized_message_is_skipped_and_the_next_one_arrives(broker, probe_factory, base) -> None:
@@ -106,12 +107,12 @@ def test_keepalive_pings_hold_a_quiet_connection(broker, probe_factory, base) ->
     probe = probe_factory(f"{base}/#")
     lines = run(broker, base, keepalive=1, run_ms=3500)  # ~7 pings' worth of quiet at 1 s keepalive
     assert not any(line.get("ev") == "lost" for line in lines), lines
-    assert not any(t.endswith("/will") for t, _d, _r in probe.seen), "the broker never dropped it"
+    assert not any(msg.topic.endswith("/will") for msg in probe.seen), "the broker never dropped it"
 
 
 def test_the_will_is_sent_on_an_abrupt_close_not_on_a_clean_disconnect(broker, probe_factory, base) -> None:
     probe = probe_factory(f"{base}/#")
     run(broker, base, run_ms=200)
     run(broker, base, run_ms=200, abrupt=True)
-    probe.wait_for(lambda t, d, r: t.endswith("/will"))
-    assert sum(t.endswith("/will") for t, _d, _r in probe.seen) == 1
+    probe.wait_for(lambda m: m.topic.endswith("/will"))
+    assert sum(msg.topic.endswith("/will") for msg in probe.seen) == 1

@@ -11,8 +11,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from broker_helpers import generated_broker, password
-from conftest import running_hub
+from helpers.broker import generated_broker, password
+from helpers import running_hub
 
 pytestmark = pytest.mark.integration
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker_helpers import generated_broker, password
-from conftest import HubProcess, make_settings, running_hub, write_config
+from helpers.broker import generated_broker, password
+from helpers import HubProcess, Probe, make_settings, running_hub, write_config
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.topics import Topics
@@ -28,21 +27,12 @@ def forget(cfg, set_id: str, *extra: str, stdin: str = "") -> subprocess.Complet
 
 def retained(port: int, topic_filter: str, user: str | None = None, wait_s: float = 1.0) -> dict[str, bytes]:
     """What a new subscriber gets at once: topic → retained payload (empty ones are not kept)."""
-    got: dict[str, bytes] = {}
-    done = threading.Event()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user or f"look-{time.monotonic_ns()}")
-    if user:
-        c.username_pw_set(user, password(user))
-    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic_filter, 1)
-    c.on_message = lambda cl, u, m: got.__setitem__(m.topic, bytes(m.payload)) if m.retain and m.payload else None
-    c.on_subscribe = lambda *a: done.set()
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    assert done.wait(5)
-    time.sleep(wait_s)
-    c.disconnect()
-    c.loop_stop()
-    return got
+    probe = Probe(port, topic_filter, user=user, password=password(user) if user else None, client_id=user)
+    try:
+        time.sleep(wait_s)  # the retained messages follow the subscription at once: all of them by now
+        return {m.topic: m.payload for m in probe.seen if m.retained and m.payload}
+    finally:
+        probe.close()
 
 
 def test_a_ghost_set_is_forgotten_and_a_live_one_is_not(broker, settings, tmp_path):

@@ -9,8 +9,8 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from conftest import make_settings, running_hub, wait_until
-from timecode_helpers import quiet, write_wav
+from helpers import make_settings, running_hub, wait_until
+from helpers.timecode import quiet, write_wav
 
 from setbridge.hub import Hub
 
@@ -37,12 +37,12 @@ def test_buttons_roll_and_cut_and_the_relay_follows(broker, tmp_path, factory, p
         assert relay.state is False
         roll.drive_low()
         roll.drive_high()
-        _, data, _ = probe.wait_for(lambda t, d, r: d["state"] == "rolling")
+        data = probe.wait_for(lambda m: m.data["state"] == "rolling").data
         assert data["cause"] == "button"
         wait_until(lambda: relay.state is True)
         cut.drive_low()
         cut.drive_high()
-        probe.wait_for(lambda t, d, r: d["state"] == "idle")
+        probe.wait_for(lambda m: m.data["state"] == "idle")
         wait_until(lambda: relay.state is False)
 
 
@@ -74,10 +74,10 @@ def test_voice_off_switch_is_published_in_the_hub_status(broker, tmp_path, facto
     with running_hub(broker, tmp_path / "state", gpio=dict(voice_off=19, bounce_s=0)) as hub:
         probe = probe_factory(hub.topics.hub_status(hub.settings.hub.id))
         factory.pin(19).drive_low()
-        probe.wait_for(lambda t, d, r: d.get("voice") is False)
+        probe.wait_for(lambda m: m.data.get("voice") is False)
         assert hub.voice_enabled is False
         factory.pin(19).drive_high()
-        probe.wait_for(lambda t, d, r: d.get("voice") is True)
+        probe.wait_for(lambda m: m.data.get("voice") is True)
 
 
 def test_buzzer_one_long_at_roll_two_short_at_cut(broker, tmp_path, factory):

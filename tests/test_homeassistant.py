@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
-import paho.mqtt.client as mqtt
 import pytest
-from broker_helpers import User, generated_broker, password
-from conftest import Probe, make_settings, running_hub, wait_online, wait_until
-from paho.mqtt.enums import CallbackAPIVersion
+from helpers.broker import as_user, generated_broker, password
+from helpers import at, Probe, make_settings, running_hub, wait_online, wait_until
 
 from setbridge.config import HomeAssistantSettings, TimecodeSettings
 from setbridge.sim.lights import SimLight
@@ -126,35 +124,10 @@ def test_a_checker_that_cannot_fail_is_no_check():
         check_discovery(payload, topics, "stage-a")
 
 
-class Discovery:
-    """Records what arrives on one discovery topic (like Home Assistant's own subscription)."""
-
-    def __init__(self, port: int, topic: str):
-        self.messages: list[tuple[bytes, bool]] = []
-        self.cond = threading.Condition()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"ha-{time.monotonic_ns()}")
-
-        def on_message(c, u, msg):
-            with self.cond:
-                self.messages.append((bytes(msg.payload), msg.retain))
-                self.cond.notify_all()
-        subscribed = threading.Event()
-        self.client.on_message = on_message
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def wait(self, predicate, timeout: float = 10) -> dict | None:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(predicate(p) for p, _ in self.messages), timeout), self.messages[-3:]
-            payload = next(p for p, _ in reversed(self.messages) if predicate(p))
-        return json.loads(payload) if payload else None
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def latest(probe: Probe, predicate: Callable[[bytes], object], timeout: float = 10) -> dict | None:
+    """Once a discovery payload for which ``predicate`` holds has arrived: the latest such, decoded."""
+    probe.wait_for(lambda m: predicate(m.payload), timeout, what="a matching discovery payload")
+    return next(m.data for m in reversed(probe.seen) if predicate(m.payload))
 
 
 def has_light(light: str):
@@ -170,17 +143,17 @@ def test_a_hub_publishes_its_set_with_each_light_and_a_button_press_rolls(broker
         light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
         try:
             light.wait_showing("idle", timeout=10)
-            seen = Discovery(broker.port, topic)
+            seen = Probe(broker.port, topic)
             try:
-                payload = seen.wait(has_light("door-1"))
+                payload = latest(seen, has_light("door-1"))
                 check_discovery(payload, hub.topics, "stage-t")
-                late = Discovery(broker.port, topic)  # a Home Assistant started later gets it retained
-                assert late.wait(has_light("door-1")) == payload and late.messages[0][1]
+                late = Probe(broker.port, topic)  # a Home Assistant started later gets it retained
+                assert latest(late, has_light("door-1")) == payload and late.seen[0].retained
                 late.close()
                 states = Probe(broker.port, hub.topics.set_state("stage-t"))
                 roll = payload["components"]["roll"]
                 states.publish(roll["command_topic"], roll["payload_press"])  # what Home Assistant sends on a press
-                states.wait_for(lambda t, d, r: d is not None and d["state"] == "rolling" and d["cause"] == "request")
+                states.wait_for(lambda m: m.data is not None and m.data["state"] == "rolling" and m.data["cause"] == "request")
                 states.close()
                 before = hub_published(hub)
                 announce = Probe(broker.port, "homeassistant/status")
@@ -203,16 +176,16 @@ def hub_published(hub) -> int:
 def test_a_light_leaving_the_set_is_removed_then_left_out(broker, tmp_path):
     with running_hub(broker, tmp_path / "state", homeassistant={"enabled": True}) as hub:
         wait_online(hub)
-        seen = Discovery(broker.port, f"homeassistant/device/{hub.topics.base}-stage-t/config")
+        seen = Probe(broker.port, f"homeassistant/device/{hub.topics.base}-stage-t/config")
         probe = Probe(broker.port, hub.topics.light_status("door-7"))
         try:
             probe.publish(hub.topics.light_status("door-7"), {"v": 1, "state": "online", "set": "stage-t"}, retain=True)
-            seen.wait(has_light("door-7"))
+            latest(seen, has_light("door-7"))
             probe.publish(hub.topics.light_status("door-7"), {"v": 1, "state": "online", "set": "stage-x"}, retain=True)
-            removal = seen.wait(lambda p: bool(p) and json.loads(p)["components"].get("light_door-7")
+            removal = latest(seen, lambda p: bool(p) and json.loads(p)["components"].get("light_door-7")
                                 == {"platform": "binary_sensor"})
             check_discovery(removal, hub.topics, "stage-t")
-            seen.wait(lambda p: bool(p) and "light_door-7" not in json.loads(p)["components"])
+            latest(seen, lambda p: bool(p) and "light_door-7" not in json.loads(p)["components"])
         finally:
             probe.publish(hub.topics.light_status("door-7"), b"", retain=True)
             probe.close()
@@ -225,23 +198,23 @@ def test_disabling_removes_the_device_with_an_empty_retained_payload(broker, tmp
         base = hub.settings.mqtt.base_topic
         topic = f"homeassistant/device/{base}-stage-t/config"
         wait_until(lambda: hub_published(hub) > 0, what="the discovery")
-    seen = Discovery(broker.port, topic)
+    seen = Probe(broker.port, topic)
     try:
-        seen.wait(bool)  # still retained on the broker
+        latest(seen, bool)  # still retained on the broker
         settings = make_settings(broker, settings_dir, mqtt={"base_topic": base})
         from setbridge.hub import Hub
 
         hub = Hub(settings)
         hub.start()
         try:
-            assert seen.wait(lambda p: p == b"") is None  # removed
+            assert latest(seen, lambda p: p == b"") is None  # removed
         finally:
             hub.stop()
     finally:
         seen.close()
-    late = Discovery(broker.port, topic)
+    late = Probe(broker.port, topic)
     time.sleep(0.3)
-    assert late.messages == [], "nothing is retained any more"
+    assert late.seen == [], "nothing is retained any more"
     late.close()
 
 
@@ -249,21 +222,21 @@ def test_disabling_removes_the_device_with_an_empty_retained_payload(broker, tmp
 def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself():
     users = {"hub-1": "hub", "ha": "integrator", "wall": "monitor", "door-1": "light"}
     with generated_broker(users) as b:
-        ha = User(b.port, "ha")
+        ha = as_user(b.port, "ha")
         ha.subscribe("homeassistant/#")  # what Home Assistant subscribes to
-        hub = User(b.port, "hub-1")
+        hub = as_user(b.port, "hub-1")
         hub.subscribe("homeassistant/status")
         try:
             for intruder in ("ha", "wall", "door-1"):
-                u = ha if intruder == "ha" else User(b.port, intruder)
+                u = ha if intruder == "ha" else as_user(b.port, intruder)
                 u.publish("homeassistant/device/setbridge-main/config", f'{{"by": "{intruder}"}}', retain=True)
                 if u is not ha:
                     u.close()
             hub.publish("homeassistant/device/setbridge-main/config", '{"by": "hub"}', retain=True)
-            assert ha.wait_for("homeassistant/device/setbridge-main/config", b'"hub"')
-            assert not any(b'"by": "' + name.encode() in p for t, p in ha.received for name in ("ha", "wall", "door-1"))
+            ha.wait_for(at("homeassistant/device/setbridge-main/config", b'"hub"'), 10)
+            assert not any(b'"by": "' + name.encode() in msg.payload for msg in ha.seen for name in ("ha", "wall", "door-1"))
             ha.publish("homeassistant/status", "online")
-            assert hub.wait_for("homeassistant/status", b"online")
+            hub.wait_for(at("homeassistant/status", b"online"), 10)
         finally:
             hub.publish("homeassistant/device/setbridge-main/config", "", retain=True)
             ha.close()
@@ -274,19 +247,19 @@ def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself
 @pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
 def test_on_a_generated_broker_home_assistant_as_an_integrator_sees_the_set_and_rolls_it(tmp_path):
     with generated_broker({"hub-1": "hub", "homeassistant": "integrator"}) as b:
-        ha = User(b.port, "homeassistant")
+        ha = as_user(b.port, "homeassistant")
         ha.subscribe("homeassistant/#")
         ha.subscribe("setbridge/set/main/state")
         try:
             with running_hub(b, tmp_path / "state", hub={"id": "hub-1", "set": "main"}, homeassistant={"enabled": True},
                              mqtt={"base_topic": "setbridge", "username": "hub-1", "password": password("hub-1")}) as hub:
                 topic = "homeassistant/device/setbridge-main/config"
-                assert ha.wait_for(topic), "the hub's discovery did not reach Home Assistant"
-                payload = json.loads(next(p for t, p in ha.received if t == topic))
+                ha.wait_for(at(topic), 10)
+                payload = json.loads(next(msg.payload for msg in ha.seen if msg.topic == topic))
                 check_discovery(payload, hub.topics, "main")
                 roll = payload["components"]["roll"]
                 ha.publish(roll["command_topic"], roll["payload_press"])
-                assert ha.wait_for("setbridge/set/main/state", b'"rolling"')
+                ha.wait_for(at("setbridge/set/main/state", b'"rolling"'), 10)
                 ha.publish("homeassistant/status", "online")  # its birth: the hub answers with the discovery again
                 wait_until(lambda: hub_published(hub) >= 2, what="the discovery again")
         finally:
@@ -322,9 +295,9 @@ def test_a_hub_with_a_record_tally_shows_the_recorder_recording(broker, tmp_path
         with running_hub(broker, tmp_path / "state", homeassistant={"enabled": True},
                          timecode={"tally_pin": 23}) as hub:
             wait_online(hub)
-            seen = Discovery(broker.port, f"homeassistant/device/{hub.topics.base}-stage-t/config")
+            seen = Probe(broker.port, f"homeassistant/device/{hub.topics.base}-stage-t/config")
             try:
-                payload = seen.wait(lambda p: bool(p) and "recorder" in json.loads(p)["components"])
+                payload = latest(seen, lambda p: bool(p) and "recorder" in json.loads(p)["components"])
                 check_discovery(payload, hub.topics, "stage-t")
             finally:
                 seen.close()
@@ -332,7 +305,7 @@ def test_a_hub_with_a_record_tally_shows_the_recorder_recording(broker, tmp_path
             status = Probe(broker.port, recorder["state_topic"])
             try:
                 Device.pin_factory.pin(23).drive_low()  # the recorder records
-                _, data, _ = status.wait_for(lambda t, d, r: d is not None and d.get("recorder") == "recording")
+                data = status.wait_for(lambda m: m.data is not None and m.data.get("recorder") == "recording").data
                 message = json.dumps(data).encode()
                 assert render(recorder["value_template"], message) == "ON"
                 assert render(payload["components"]["timecode"]["value_template"], message) == "ok"

@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import running_hub
+from helpers import Message, running_hub, wait_until
 
 from setbridge.hub import Hub
 
 
 def is_state(state: str, **fields):
-    def match(topic: str, data: dict | None, retained: bool) -> bool:
-        return (topic.endswith("/state") and "/set/" in topic and data is not None and data.get("state") == state
-                and all(data.get(k) == v for k, v in fields.items()))
+    def match(m: Message) -> bool:
+        return (m.topic.endswith("/state") and "/set/" in m.topic and m.data is not None
+                and m.data.get("state") == state and all(m.data.get(k) == v for k, v in fields.items()))
     return match
 
 
@@ -24,29 +24,31 @@ def test_late_subscriber_gets_retained_state(hub, topics, probe_factory):
     assert outcome.ok and outcome.state == "rolling"
     early.wait_for(is_state("rolling"))
     late = probe_factory(topics.set_state(hub.set_id))
-    topic, data, retained = late.wait_for(is_state("rolling"))
+    message = late.wait_for(is_state("rolling"))
+    data, retained = message.data, message.retained
     assert retained
     assert data["v"] == 1 and data["take"] == 1 and data["cause"] == "test" and data["seq"] == outcome.seq
 
 
 def test_hub_status_birth_is_retained(hub, topics, probe_factory):
     p = probe_factory(topics.hub_status("hub-t"))
-    _, data, retained = p.wait_for(lambda t, d, r: d and d["state"] == "online")
+    message = p.wait_for(lambda m: m.data and m.data["state"] == "online")
+    data, retained = message.data, message.retained
     assert retained and data["set"] == "stage-t" and data["audio"] == "off"
 
 
 def test_seq_rises_across_restart_and_state_is_restored(hub_process, topics, probe_factory):
     p = probe_factory(topics.all())
     hub_process.start()
-    _, first, _ = p.wait_for(is_state("idle", cause="restore"), timeout=15)
+    first = p.wait_for(is_state("idle", cause="restore"), timeout=15).data
     ask = probe_factory(topics.set_response("stage-t"))
     ask.publish(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": "r1"})
-    _, rolled, _ = p.wait_for(is_state("rolling"))
+    rolled = p.wait_for(is_state("rolling")).data
     assert rolled["seq"] > first["seq"] and rolled["epoch"] == first["epoch"]
     assert hub_process.terminate() == 0
-    p.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "offline")
+    p.wait_for(lambda m: m.topic.endswith("/hub/hub-t/status") and m.data and m.data["state"] == "offline")
     hub_process.start()
-    _, restored, _ = p.wait_for(is_state("rolling", cause="restore"), timeout=15)
+    restored = p.wait_for(is_state("rolling", cause="restore"), timeout=15).data
     assert restored["seq"] > rolled["seq"]
     assert restored["epoch"] > rolled["epoch"]
     assert restored["take"] == 1
@@ -55,18 +57,19 @@ def test_seq_rises_across_restart_and_state_is_restored(hub_process, topics, pro
 def test_kill_9_leaves_retained_offline_status(hub_process, topics, probe_factory):
     p = probe_factory(topics.hub_status("hub-t"))
     hub_process.start()
-    p.wait_for(lambda t, d, r: d and d["state"] == "online", timeout=15)
+    p.wait_for(lambda m: m.data and m.data["state"] == "online", timeout=15)
     hub_process.kill()
     # The broker publishes the will once it notices the dead socket (the kernel closes it at once).
-    p.wait_for(lambda t, d, r: d and d["state"] == "offline", timeout=10)
+    p.wait_for(lambda m: m.data and m.data["state"] == "offline", timeout=10)
     late = probe_factory(topics.hub_status("hub-t"))
-    _, data, retained = late.wait_for(lambda t, d, r: d is not None)
+    message = late.wait_for(lambda m: m.data is not None)
+    data, retained = message.data, message.retained
     assert retained and data["state"] == "offline"
 
 
 def request(probe, topics, payload: bytes | dict, tx: str) -> dict:
     probe.publish(topics.set_request("stage-t"), payload)
-    _, data, _ = probe.wait_for(lambda t, d, r: d and d.get("transaction") == tx)
+    data = probe.wait_for(lambda m: m.data and m.data.get("transaction") == tx).data
     return data
 
 
@@ -103,27 +106,26 @@ def test_malformed_requests_get_one_line_errors_and_hub_survives(hub, topics, pr
 
 def test_heartbeat_cadence(hub, topics, probe_factory):
     p = probe_factory(topics.set_heartbeat("stage-t"))
-    p.wait_for(lambda t, d, r: d is not None)
+    p.wait_for(lambda m: m.data is not None)
     start = len(p.seen)
     time.sleep(2.0)
     beats = p.seen[start:]
     assert 6 <= len(beats) <= 14, f"{len(beats)} heartbeats in 2 s at heartbeat_s=0.2"
-    assert all(not retained and d["epoch"] == hub.controller.epoch for _, d, retained in beats)
+    assert all(not m.retained and m.data["epoch"] == hub.controller.epoch for m in beats)
 
 
 def test_reconnect_after_broker_restart_republishes_state(own_broker, tmp_path, probe_factory):
     with running_hub(own_broker, tmp_path / "state") as hub:
         hub.submit("roll", cause="test")
         own_broker.restart(down_s=1.0)  # the broker forgets everything (no persistence)
-        deadline = time.monotonic() + 10
-        while not hub.bus.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(hub.bus.connected.is_set, timeout=10, what="the hub to reconnect after the broker restarted")
         # The hub republishes right after it reconnects; a newcomer after that gets the state retained.
         probe_factory(f"{hub.settings.mqtt.base_topic}/#", port=own_broker.port).wait_for(is_state("rolling"), timeout=10)
         p = probe_factory(f"{hub.settings.mqtt.base_topic}/#", port=own_broker.port)
-        _, data, retained = p.wait_for(is_state("rolling"), timeout=10)
+        message = p.wait_for(is_state("rolling"), timeout=10)
+        data, retained = message.data, message.retained
         assert retained and data["take"] == 1
-        p.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "online" and r)
+        p.wait_for(lambda m: m.topic.endswith("/hub/hub-t/status") and m.data and m.data["state"] == "online" and m.retained)
         assert hub.submit("cut", cause="test").state == "idle"
         p.wait_for(is_state("idle"))
 
@@ -134,14 +136,16 @@ def test_clean_stop_publishes_offline(settings, topics, probe_factory):
     assert hub.bus.wait_connected(5)
     hub.stop()
     p = probe_factory(topics.hub_status("hub-t"))
-    _, data, retained = p.wait_for(lambda t, d, r: d is not None)
+    message = p.wait_for(lambda m: m.data is not None)
+    data, retained = message.data, message.retained
     assert data["state"] == "offline" and retained
 
 
 def test_events_carry_cause_and_detail(hub, topics, probe_factory):
     p = probe_factory(topics.set_event("stage-t"))
     hub.submit("roll", cause="voice", phrase="roll sound", confidence=0.93)
-    _, data, retained = p.wait_for(lambda t, d, r: d and d["type"] == "roll")
+    message = p.wait_for(lambda m: m.data and m.data["type"] == "roll")
+    data, retained = message.data, message.retained
     assert not retained
     assert data["cause"] == "voice" and data["phrase"] == "roll sound" and data["confidence"] == 0.93
     assert data["changed"] is True and data["state"] == "rolling"

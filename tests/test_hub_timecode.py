@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_settings, on, wait_until, write_config
-from firmware_helpers import running_light
-from speech_helpers import RATE as SPEECH_RATE, say
-from timecode_helpers import quiet, write_wav
+from helpers import make_settings, on, wait_until, write_config
+from helpers.firmware import running_light
+from helpers.speech import RATE as SPEECH_RATE, say
+from helpers.timecode import quiet, write_wav
 
 from setbridge.hub import Hub
 from setbridge.messages import SetEvent
@@ -81,9 +81,9 @@ def take_log_has_the_recorders_codes(hub: Hub, probe, tmp_path) -> None:
     """The events as the bus carried them, in the take log (as ``setbridge web`` keeps it), read back
     by ``setbridge takes --csv``: the recorder's take has its start and stop code."""
     log = TakeLog(hub.settings.web_data_dir() / "takes.sqlite")
-    for topic, data, _ in list(probe.seen):
-        if topic.endswith("/event"):
-            log.record(hub.set_id, SetEvent.model_validate(data))
+    for message in list(probe.seen):
+        if message.topic.endswith("/event"):
+            log.record(hub.set_id, SetEvent.model_validate(message.data))
     log.close()
     cfg = write_config(tmp_path / "takes.toml", hub.settings)
     out = subprocess.run([sys.executable, "-m", "setbridge", "takes", "--csv", "--config", str(cfg)],
@@ -105,19 +105,19 @@ def changes(shows: list) -> list:
 def recorder_and_voice(hub: Hub, probe) -> None:
     """The recorder rolls, an actor's "cut" is overruled, the recorder's stop cuts, and a voice roll
     the recorder never follows reverts."""
-    _, roll, _ = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=20)
+    roll = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=20).data
     assert roll["changed"] and roll["state"] == "rolling"
     assert roll["timecode"] in ("10:00:00:00", "10:00:00:01") and roll["fps"] == 25
-    _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("recorder") == "recording")
+    status = probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("recorder") == "recording").data
     assert status["timecode"] == "ok"
-    _, overruled, _ = probe.wait_for(on("/event", type="cut", cause="voice"))
+    overruled = probe.wait_for(on("/event", type="cut", cause="voice")).data
     assert overruled["overruled"] is True and overruled["changed"] is False
     assert overruled["state"] == "rolling" and "recording" in overruled["reason"] and TC.match(overruled["timecode"])
-    _, cut, _ = probe.wait_for(on("/event", type="cut", cause="timecode"))
+    cut = probe.wait_for(on("/event", type="cut", cause="timecode")).data
     assert cut["changed"] and cut["state"] == "idle" and cut["timecode"] in ("10:00:02:23", "10:00:02:24")
-    _, voice_roll, _ = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=10)
+    voice_roll = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=10).data
     assert voice_roll["changed"] and voice_roll["state"] == "rolling"
-    _, revert, _ = probe.wait_for(on("/event", type="idle", cause="unconfirmed"), timeout=5)
+    revert = probe.wait_for(on("/event", type="idle", cause="unconfirmed"), timeout=5).data
     assert revert["state"] == "idle" and "did not start within 1 s" in revert["reason"]
     assert revert["ts"] - voice_roll["ts"] >= 1.0
     assert hub.state == "idle"
@@ -134,10 +134,10 @@ def test_undecodable_signal_on_the_ltc_channel_is_a_fault_and_voice_acts_alone(b
     probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
     hub.start()
     try:
-        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "fault", timeout=20)
+        status = probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("timecode") == "fault", timeout=20).data
         assert "does not decode as LTC" in status["timecode_reason"] and status["audio"] == "ok"
         probe.wait_for(on("/event", type="roll", cause="voice", changed=True), timeout=10)
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="voice"), timeout=10)
+        cut = probe.wait_for(on("/event", type="cut", cause="voice"), timeout=10).data
         assert cut["changed"] and cut["state"] == "idle" and "overruled" not in cut
         hub.submit("roll", cause="button")  # buttons act as always
         assert hub.state == "rolling"
@@ -160,13 +160,13 @@ def test_free_run_code_stamps_voice_events_and_never_triggers(broker, tmp_path, 
     probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
     hub.start()
     try:
-        _, roll, _ = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=20)
+        roll = probe.wait_for(on("/event", type="roll", cause="voice"), timeout=20).data
         assert roll["changed"] and roll["timecode"].startswith("14:00:0") and roll["fps"] == 23.976
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="voice"), timeout=10)
+        cut = probe.wait_for(on("/event", type="cut", cause="voice"), timeout=10).data
         assert cut["changed"] and cut["timecode"] > roll["timecode"] and "overruled" not in cut
-        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "ok")
+        status = probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("timecode") == "ok").data
         assert "recorder" not in status  # free run says nothing about recording
-        assert not any(d and d.get("cause") == "timecode" for t, d, r in list(probe.seen))
+        assert not any(msg.data and msg.data.get("cause") == "timecode" for msg in list(probe.seen))
     finally:
         hub.stop()
 
@@ -181,11 +181,11 @@ def test_ltc_from_an_input_of_its_own_rolls_and_cuts_without_voice(broker, tmp_p
     probe = probe_factory(f"{settings.mqtt.base_topic}/#")
     hub.start()
     try:
-        _, roll, _ = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=10)
+        roll = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=10).data
         assert roll["changed"] and roll["timecode"] in ("11:00:00:00", "11:00:00:01") and roll["fps"] == 30
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="timecode"), timeout=10)
+        cut = probe.wait_for(on("/event", type="cut", cause="timecode"), timeout=10).data
         assert cut["changed"] and cut["timecode"].startswith("11:00:00:2")
-        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "fault", timeout=10)
+        status = probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("timecode") == "fault", timeout=10).data
         assert "the timecode input ended" in status["timecode_reason"] and status["audio"] == "off"
     finally:
         hub.stop()

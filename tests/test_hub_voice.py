@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from conftest import make_settings, write_config
-from metrics_helpers import scrape, value
-from speech_helpers import say, silence, write_wav
+from helpers import make_settings, write_config
+from helpers.metrics import scrape, value
+from helpers.speech import say, silence, write_wav
 
 from setbridge.hub import Hub
 from setbridge.hub.metrics import HubMetrics
@@ -38,11 +38,11 @@ def test_hub_rolls_and_cuts_from_a_wav_replayed_in_real_time(broker, tmp_path, t
     hub = Hub(settings)
     hub.start()
     try:
-        _, roll, _ = probe.wait_for(lambda t, d, r: t.endswith("/event") and d["type"] == "roll", timeout=20)
+        roll = probe.wait_for(lambda m: m.topic.endswith("/event") and m.data["type"] == "roll", timeout=20).data
         assert roll["cause"] == "voice" and roll["phrase"] == "녹음 시작" and 0 < roll["confidence"] <= 1
-        _, cut, _ = probe.wait_for(lambda t, d, r: t.endswith("/event") and d["type"] == "cut", timeout=20)
+        cut = probe.wait_for(lambda m: m.topic.endswith("/event") and m.data["type"] == "cut", timeout=20).data
         assert cut["cause"] == "voice" and cut["state"] == "idle" and cut["seq"] > roll["seq"]
-        probe.wait_for(lambda t, d, r: t.endswith("/status") and "/hub/" in t and d["audio"] == "ok")
+        probe.wait_for(lambda m: m.topic.endswith("/status") and "/hub/" in m.topic and m.data["audio"] == "ok")
         (metrics,) = [c for c in hub.components if isinstance(c, HubMetrics)]
         families = scrape(f"http://127.0.0.1:{metrics.port}/metrics")
         assert value(families, "setbridge_voice_triggers_total", action="roll") == 1
@@ -61,11 +61,11 @@ def test_hub_listens_to_raw_pcm_on_stdin(broker, settings, tmp_path, take_pcm, p
     hub = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config", str(cfg), "--audio", "-"],
                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        probe.wait_for(lambda t, d, r: t.endswith("/status") and d["audio"] == "ok", timeout=30)
+        probe.wait_for(lambda m: m.topic.endswith("/status") and m.data["audio"] == "ok", timeout=30)
         hub.stdin.write(take_pcm)
         hub.stdin.flush()
-        probe.wait_for(lambda t, d, r: t.endswith("/event") and d["type"] == "roll" and d["cause"] == "voice")
-        probe.wait_for(lambda t, d, r: t.endswith("/event") and d["type"] == "cut" and d["cause"] == "voice")
+        probe.wait_for(lambda m: m.topic.endswith("/event") and m.data["type"] == "roll" and m.data["cause"] == "voice")
+        probe.wait_for(lambda m: m.topic.endswith("/event") and m.data["type"] == "cut" and m.data["cause"] == "voice")
     finally:
         hub.kill()
         hub.wait()

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from broker_helpers import User, generated_broker, password
-from conftest import HubProcess, make_settings, write_config
+from helpers.broker import as_user, generated_broker, password
+from helpers import at, Probe, HubProcess, make_settings, write_config
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -27,35 +27,35 @@ def start_hub(broker, tmp_path: Path) -> HubProcess:
     settings = make_settings(broker, tmp_path / "state", hub={"id": "hub-1", "set": SET, "heartbeat_s": 1.0},
                              mqtt={"base_topic": "setbridge", "username": "hub-1", "password": password("hub-1")})
     hub = HubProcess(write_config(tmp_path / "setbridge.toml", settings)).start()
-    wall = User(broker.port, "wall")
+    wall = as_user(broker.port, "wall")
     try:
         wall.subscribe("setbridge/hub/hub-1/status")
-        assert wall.wait_for("setbridge/hub/hub-1/status", b'"online"', timeout=30), "the hub did not come online"
+        wall.wait_for(at("setbridge/hub/hub-1/status", b'"online"'), 30)
     finally:
         wall.close()
     return hub
 
 
-def ask(user: User, action: str, tx: str, source: str, response_topic: str | None = None) -> None:
+def ask(user: Probe, action: str, tx: str, source: str, response_topic: str | None = None) -> None:
     props = None
     if response_topic:
         props = Properties(PacketTypes.PUBLISH)
         props.ResponseTopic = response_topic
     body = json.dumps({"v": 1, "action": action, "transaction": tx, "source": source})
-    user.c.publish(f"setbridge/set/{SET}/request", body, qos=1, properties=props).wait_for_publish(5)
+    user.client.publish(f"setbridge/set/{SET}/request", body, qos=1, properties=props).wait_for_publish(5)
 
 
-def answer(user: User, topic: str, tx: str, timeout: float = 10) -> dict:
-    assert user.wait_for(topic, f'"transaction":"{tx}"'.encode(), timeout=timeout), f"no answer to {tx} on {topic}"
-    return next(json.loads(p) for t, p in user.received if t == topic and json.loads(p).get("transaction") == tx)
+def answer(user: Probe, topic: str, tx: str, timeout: float = 10) -> dict:
+    user.wait_for(at(topic, f'"transaction":"{tx}"'.encode()), timeout)
+    return next(json.loads(msg.payload) for msg in user.seen if msg.topic == topic and json.loads(msg.payload).get("transaction") == tx)
 
 
 def test_an_integrators_v5_answers_are_read_by_it_alone(tmp_path):
     with generated_broker(USERS) as broker:
         hub = start_hub(broker, tmp_path)
-        editorial = User(broker.port, "editorial", v5=True)
-        script = User(broker.port, "script", v5=True)
-        wall = User(broker.port, "wall")
+        editorial = as_user(broker.port, "editorial", v5=True)
+        script = as_user(broker.port, "script", v5=True)
+        wall = as_user(broker.port, "wall")
         try:
             mine = f"setbridge/set/{SET}/response/editorial/{uuid.uuid4().hex[:6]}"
             editorial.subscribe(f"setbridge/set/{SET}/response/editorial/#")
@@ -69,7 +69,7 @@ def test_an_integrators_v5_answers_are_read_by_it_alone(tmp_path):
             answer(script, shared, "e-2")
             answer(wall, shared, "e-2")
             for snoop in (script, wall):
-                assert not [t for t, _ in snoop.received if t.startswith(shared + "/")], (
+                assert not [msg.topic for msg in snoop.seen if msg.topic.startswith(shared + "/")], (
                     f"{snoop.user} read editorial's private answer")
         finally:
             for u in (editorial, script, wall):
@@ -83,8 +83,8 @@ def test_a_flood_from_one_source_never_makes_the_hub_forget_anothers_transaction
     n = 10_001
     with generated_broker(USERS) as broker:
         hub = start_hub(broker, tmp_path)
-        editorial = User(broker.port, "editorial")
-        script = User(broker.port, "script")
+        editorial = as_user(broker.port, "editorial")
+        script = as_user(broker.port, "script")
         shared = f"setbridge/set/{SET}/response"
         try:
             editorial.subscribe(shared)
@@ -96,19 +96,19 @@ def test_a_flood_from_one_source_never_makes_the_hub_forget_anothers_transaction
             assert first["ok"] and first["state"] == "idle"
 
             answered = threading.Semaphore(0)
-            script.c.on_message = lambda c, u, m: answered.release()
+            script.client.on_message = lambda c, u, m: answered.release()
             script.subscribe(shared)
             window, run = 500, uuid.uuid4().hex[:6]
             for i in range(n):  # at most `window` unanswered, so none is answered busy
                 if i >= window:
                     assert answered.acquire(timeout=30), f"the hub stopped answering after {i} requests"
                 body = json.dumps({"v": 1, "action": "idle", "transaction": f"{run}-{i}", "source": "script"})
-                script.c.publish(f"setbridge/set/{SET}/request", body, qos=1)
+                script.client.publish(f"setbridge/set/{SET}/request", body, qos=1)
             answer(editorial, shared, f"{run}-{n - 1}", timeout=60)
 
             ask(editorial, "roll", "take-2-roll", "editorial")
             assert answer(editorial, shared, "take-2-roll")["state"] == "rolling"
-            editorial.received.clear()
+            editorial.seen.clear()
             ask(editorial, "cut", "take-1-cut", "editorial")  # a late retry of the first cut
             ask(editorial, "roll", "probe-roll", "editorial")  # answered after the retry: the state by then
             probe = answer(editorial, shared, "probe-roll")

@@ -8,9 +8,8 @@ import os
 import re
 import subprocess
 import sys
-import time
 
-from conftest import write_config
+from helpers import wait_until, write_config
 
 from setbridge.sim.broker import free_port
 
@@ -25,9 +24,7 @@ def run_hub(config, log_path, journal: bool, *flags: str) -> str:
             env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         proc = subprocess.Popen([sys.executable, "-m", "setbridge", *flags, "hub", "--config", str(config)],
                                 stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 30
-        while "cannot connect" not in log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "cannot connect" in log_path.read_text(), 30, what="the hub to log that it cannot connect")
         proc.kill()  # only its log matters here
         proc.wait(10)
     return log_path.read_text()
@@ -63,9 +60,7 @@ def test_another_stream_named_by_journal_stream_is_not_taken_for_this_one(settin
         env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")  # inherited from a parent under systemd
         proc = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config",
                                  str(hub_config(settings, tmp_path))], stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + 30
-        while "cannot connect" not in log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "cannot connect" in log_path.read_text(), 30, what="the hub to log that it cannot connect")
         proc.kill()  # only its log matters here
         proc.wait(10)
     assert "<3>" not in log_path.read_text() and "ERROR setbridge.bus" in log_path.read_text()

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from setbridge.errors import SetbridgeError
 from setbridge.hub import Hub
 from setbridge.sim.lights import FIRMWARE_DIR, find_micropython
 
-from conftest import write_config
+from helpers import wait_until, write_config
 
 
 def children_of(pid: int) -> list[int]:
@@ -48,10 +47,15 @@ def test_simulate_prints_one_json_line_per_change_and_cleans_up(hub: Hub, settin
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    time.sleep(0.2)
-    for pid in lights:
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+    wait_until(lambda: not any(running(pid) for pid in lights), what=f"the simulated lights {lights} to exit")
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_missing_micropython_is_a_one_line_error_with_the_install_hint(monkeypatch, tmp_path: Path) -> None:

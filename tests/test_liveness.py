@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 
-from conftest import HubProcess, Probe, make_settings, write_config
-from firmware_helpers import running_light
+from helpers import HubProcess, Probe, make_settings, write_config
+from helpers.firmware import running_light
 
 from setbridge.hub import Hub
 from setbridge.commands.stage_health import ALIVE_TIMEOUT_S
@@ -31,13 +31,13 @@ def test_a_frozen_light_is_reported_not_alive_though_the_broker_shows_it_online(
     hub.start()
     probe = Probe(broker.port, f"{base}/#")
     try:
-        probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "online", timeout=20)
+        probe.wait_for(lambda m: m.topic.endswith("/hub/hub-t/status") and m.data and m.data["state"] == "online", timeout=20)
         with running_light(settings, tmp_path, "door-1", mqtt={**_light_mqtt(settings), "keepalive_s": 600},
                            alive_s=0.5) as light:
-            _, alive, _ = probe.wait_for(lambda t, d, r: t.endswith("/light/door-1/alive") and d is not None,
-                                         timeout=20)
+            alive = probe.wait_for(lambda m: m.topic.endswith("/light/door-1/alive") and m.data is not None,
+                                         timeout=20).data
             light.wait_showing("idle", timeout=10)
-            assert alive["every_s"] == 0.5 and not any(r for t, _, r in probe.seen if t.endswith("/alive"))
+            assert alive["every_s"] == 0.5 and not any(msg.retained for msg in probe.seen if msg.topic.endswith("/alive"))
             healthy, _ = status(cfg)
             assert healthy["ok"] is True, healthy["problems"]
             assert healthy["lights"]["door-1"]["alive"]["showing"] == "idle"
@@ -53,7 +53,8 @@ def test_a_frozen_light_is_reported_not_alive_though_the_broker_shows_it_online(
             assert f"light door-1: no alive message for {ALIVE_TIMEOUT_S:.0f} s; it is frozen or hung" in err
             # Thawed, it is alive again.
             mark = len(probe.seen)
-            probe.wait_for(lambda t, d, r: any(m[0].endswith("/light/door-1/alive") for m in probe.seen[mark:]))
+            probe.wait_for(lambda _: any(m.topic.endswith("/light/door-1/alive") for m in probe.seen[mark:]),
+                           what="an alive message after the thaw")
             assert status(cfg)[0]["ok"] is True
     finally:
         probe.close()
@@ -66,7 +67,7 @@ def test_a_frozen_hub_is_reported_within_the_status_window(broker, tmp_path):
     hub = HubProcess(cfg).start()
     probe = Probe(broker.port, f"{settings.mqtt.base_topic}/set/+/heartbeat")
     try:
-        probe.wait_for(lambda t, d, r: d is not None, timeout=20)
+        probe.wait_for(lambda m: m.data is not None, timeout=20)
         assert status(cfg)[0]["ok"] is True
         assert hub.proc is not None
         os.kill(hub.proc.pid, signal.SIGSTOP)  # keepalive_s = 30: the broker keeps the hub "online" for 45 s

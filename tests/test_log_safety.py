@@ -7,7 +7,7 @@ import json
 import logging
 import re
 
-from conftest import HubProcess, Probe, write_config
+from helpers import HubProcess, Probe, write_config
 
 LOOPS = 300
 
@@ -27,8 +27,8 @@ def test_a_client_looping_on_bad_requests_does_not_flood_the_log(hub, topics, pr
             p.client.publish(request, json.dumps(make(i)), qos=1)
     # every request is answered, each exactly once
     expected = 2 * LOOPS + LOOPS  # m0..m299, r0..r299, then r0 again 300 times
-    p.wait_for(lambda t, d, r: len([x for x in p.seen if x[0].endswith("/response")]) >= expected, timeout=30)
-    answers = [d for t, d, _ in p.seen if t.endswith("/response")]
+    p.wait_for(lambda m: len([x for x in p.seen if x.topic.endswith("/response")]) >= expected, timeout=30)
+    answers = [msg.data for msg in p.seen if msg.topic.endswith("/response")]
     assert len(answers) == expected and not any(a["ok"] for a in answers)
     assert hub.state == "rolling"
     for words in ("malformed request", "refused", "repeated transaction"):
@@ -42,13 +42,13 @@ def test_text_from_the_bus_reaches_the_hubs_log_escaped(settings, tmp_path, brok
     base = settings.mqtt.base_topic
     probe = Probe(broker.port, f"{base}/set/#")
     try:
-        probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None, timeout=20)
+        probe.wait_for(lambda m: m.topic.endswith("/state") and m.data is not None, timeout=20)
         request = f"{base}/set/{settings.hub.set}/request"
         probe.publish(request, {"v": 1, "action": "roll", "transaction": "t1"})
-        probe.wait_for(lambda t, d, r: t.endswith("/response") and d and d.get("transaction") == "t1")
+        probe.wait_for(lambda m: m.topic.endswith("/response") and m.data and m.data.get("transaction") == "t1")
         forged = "wall\x1b[2K\r\n2026-01-01 00:00:00 INFO setbridge: FORGED cut\x1b]0;owned\x07"
         probe.publish(request, {"v": 1, "action": "standby", "source": forged, "transaction": "t2"})
-        probe.wait_for(lambda t, d, r: t.endswith("/response") and d and d.get("transaction") == "t2")
+        probe.wait_for(lambda m: m.topic.endswith("/response") and m.data and m.data.get("transaction") == "t2")
         assert hub.terminate() == 0
     finally:
         probe.close()
@@ -72,12 +72,12 @@ def test_a_sender_looping_on_a_bad_report_does_not_flood_the_log(hub, topics, pr
     def accounted() -> tuple[list[str], int]:
         """The reports answered one by one, and how many more a ``shed:`` notice counted (answers
         beyond the hub's offload window are summed up, never silently dropped)."""
-        answered = [d["event_id"] for _, d, _ in errors.seen if d and d.get("event_id")]
-        shed = sum(int(re.match(r"shed: (\d+) ", d["reason"]).group(1)) for _, d, _ in errors.seen
-                   if d and str(d.get("reason", "")).startswith("shed: "))
+        answered = [msg.data["event_id"] for msg in errors.seen if msg.data and msg.data.get("event_id")]
+        shed = sum(int(re.match(r"shed: (\d+) ", msg.data["reason"]).group(1)) for msg in errors.seen
+                   if msg.data and str(msg.data.get("reason", "")).startswith("shed: "))
         return answered, shed
 
-    errors.wait_for(lambda t, d, r: len(accounted()[0]) + accounted()[1] >= LOOPS, timeout=30)
+    errors.wait_for(lambda m: len(accounted()[0]) + accounted()[1] >= LOOPS, timeout=30)
     answered, shed = accounted()
     assert len(answered) + shed == LOOPS and set(answered) <= {f"bad-{i}" for i in range(LOOPS)}
     assert len(set(answered)) == len(answered), "each report answered once"

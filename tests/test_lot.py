@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import pytest
 import json
-import threading
 import time
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
-from broker_helpers import User, password
-from conftest import wait_until
-from lot_helpers import central, lot
+from helpers.broker import as_user, password
+from helpers import at, Probe, wait_until
+from helpers.lot import central, lot
 from setbridge.expiry import expiring
 
 pytestmark = pytest.mark.integration
 
 
-def state_of(user: User, topic: str) -> dict | None:
+def state_of(user: Probe, topic: str) -> dict | None:
     """The latest JSON payload ``user`` has seen on ``topic``."""
-    for t, p in reversed(user.received):
-        if t == topic and p:
-            return json.loads(p)
+    for m in reversed(user.seen):
+        if m.topic == topic and m.payload:
+            return m.data
     return None
 
 
@@ -34,63 +29,47 @@ def test_a_roll_at_a_stage_is_seen_at_the_centre_under_its_stage():
         office = the_lot.user()
         office.subscribe(f"{central('+', '#')}")
         a = the_lot.stages["stage-a"]
-        assert office.wait_for(central("stage-a", "set/main/state"), b'"idle"')  # retained, sent on connect
+        office.wait_for(at(central("stage-a", "set/main/state"), b'"idle"'), 10)  # retained, sent on connect
         a.hub.submit("roll", "button")
-        assert office.wait_for(central("stage-a", "set/main/state"), b'"rolling"')
-        assert office.wait_for(central("stage-a", "set/main/event"), b'"roll"')
-        assert office.wait_for(central("stage-a", "bridge"), b"1")  # the bridge's own notification
+        office.wait_for(at(central("stage-a", "set/main/state"), b'"rolling"'), 10)
+        office.wait_for(at(central("stage-a", "set/main/event"), b'"roll"'), 10)
+        office.wait_for(at(central("stage-a", "bridge"), b"1"), 10)  # the bridge's own notification
         assert state_of(office, central("stage-b", "set/main/state"))["state"] == "idle"
-        assert not any(t.startswith(f"{central('stage-a', '')}set/main/request") for t, _ in office.received)
-
-
-def _v5(port: int, user: str) -> tuple[mqtt.Client, list[mqtt.MQTTMessage]]:
-    got: list[mqtt.MQTTMessage] = []
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, password(user))
-    c.on_message = lambda cl, u, m: got.append(m)
-    subscribed = threading.Event()
-    c.on_subscribe = lambda *a: subscribed.set()
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    return c, got
+        assert not any(msg.topic.startswith(f"{central('stage-a', '')}set/main/request") for msg in office.seen)
 
 
 def test_a_roll_from_the_centre_reaches_the_stage_lights_and_its_answer_comes_back():
-    from firmware_helpers import running_light  # the real firmware, under the MicroPython Unix port
+    from helpers.firmware import running_light  # the real firmware, under the MicroPython Unix port
 
     with lot("stage-a") as the_lot:
         a = the_lot.stages["stage-a"]
         (a.dir / "light").mkdir()
         with running_light(a.settings, a.dir / "light", "sim-1", light_password=password("sim-1")) as light:
             light.wait_showing("idle", timeout=10)
-            c, got = _v5(the_lot.centre.port, "office")
+            answers = central("stage-a", "set/main/response/office")
+            office = Probe(the_lot.centre.port, answers, v5=True, user="office", password=password("office"),
+                           client_id="office")
             try:
-                answers = central("stage-a", "set/main/response/office")
-                c.subscribe(answers, 1)
-                time.sleep(0.3)
                 request, expiry_s = expiring("roll", "office-1", "production-office", 5.0)
-                props = Properties(PacketTypes.PUBLISH)
-                props.ResponseTopic, props.CorrelationData = answers, b"corr-42"
-                props.MessageExpiryInterval = expiry_s
-                c.publish(central("stage-a", "set/main/request"), request.to_bytes(), qos=1, properties=props)
+                office.publish(central("stage-a", "set/main/request"), request.to_bytes(), ResponseTopic=answers,
+                               CorrelationData=b"corr-42", MessageExpiryInterval=expiry_s)
                 light.wait_showing("rolling", timeout=5)
-                wait_until(lambda: got, 5, "the answer at the centre")
-                answer = json.loads(got[0].payload)
-                assert got[0].topic == answers and got[0].properties.CorrelationData == b"corr-42"
+                message = office.wait_for(lambda m: m.topic == answers, what="the answer at the centre")
+                answer = message.data
+                assert message.correlation == b"corr-42"
                 assert answer["ok"] is True and answer["state"] == "rolling" and answer["transaction"] == "office-1"
                 assert a.hub.state == "rolling"
             finally:
-                c.disconnect()
-                c.loop_stop()
+                office.close()
 
 
 def test_stage_a_bridge_user_cannot_write_stage_b_topics_nor_read_its_requests():
     with lot("stage-a", "stage-b", hubs=False) as the_lot:
         wall = the_lot.user("wall")
         wall.subscribe(central("+", "#"))
-        assert wall.wait_for(central("stage-b", "bridge"), b"1")
+        wall.wait_for(at(central("stage-b", "bridge"), b"1"), 10)
         # Stage A's bridge user, as a hijacked stage Pi would use it (it takes over the bridge's session).
-        rogue = User(the_lot.centre.port, "stage-a")
+        rogue = as_user(the_lot.centre.port, "stage-a")
         the_lot.users.append(rogue)
         assert rogue.accepted
         rogue.subscribe(central("stage-b", "set/+/request"))
@@ -99,15 +78,15 @@ def test_stage_a_bridge_user_cannot_write_stage_b_topics_nor_read_its_requests()
         rogue.publish(central("stage-a", "set/main/state"), '{"v": 1, "state": "probe"}')  # its own: allowed
         office = the_lot.user("office")
         office.publish(central("stage-b", "set/main/request"), '{"v": 1, "action": "roll"}')
-        assert wall.wait_for(central("stage-a", "set/main/state"), b"probe")
-        assert not any(t.startswith(central("stage-b", "set/main/state")) and b"rolling" in p
-                       for t, p in wall.received)
-        assert not any(t == central("stage-b", "light/sim-1/state") for t, _ in wall.received)
-        assert not rogue.received  # stage B's requests are not for stage A
+        wall.wait_for(at(central("stage-a", "set/main/state"), b"probe"), 10)
+        assert not any(msg.topic.startswith(central("stage-b", "set/main/state")) and b"rolling" in msg.payload
+                       for msg in wall.seen)
+        assert not any(msg.topic == central("stage-b", "light/sim-1/state") for msg in wall.seen)
+        assert not rogue.seen  # stage B's requests are not for stage A
 
 
 def test_the_same_light_id_on_two_stages_stays_two_lights_at_the_centre():
-    from firmware_helpers import running_light
+    from helpers.firmware import running_light
 
     with lot("stage-a", "stage-b") as the_lot:
         office = the_lot.user()
@@ -119,16 +98,16 @@ def test_the_same_light_id_on_two_stages_stays_two_lights_at_the_centre():
                 running_light(b.settings, b.dir / "light", "sim-1", light_password=password("sim-1")) as lb:
             la.wait_showing("idle", timeout=10)
             lb.wait_showing("idle", timeout=10)
-            assert office.wait_for(central("stage-b", "light/sim-1/state"), b'"idle"')
+            office.wait_for(at(central("stage-b", "light/sim-1/state"), b'"idle"'), 10)
             a.hub.submit("roll", "button")
             la.wait_showing("rolling")
-            assert office.wait_for(central("stage-a", "light/sim-1/state"), b'"rolling"')
+            office.wait_for(at(central("stage-a", "light/sim-1/state"), b'"rolling"'), 10)
             assert state_of(office, central("stage-b", "light/sim-1/state"))["showing"] == "idle"
             assert lb.shows()[-1] == "idle"
 
 
-def _events_at(user: User, stage: str) -> list[dict]:
-    return [json.loads(p) for t, p in user.received if t == central(stage, "set/main/event")]
+def _events_at(user: Probe, stage: str) -> list[dict]:
+    return [json.loads(msg.payload) for msg in user.seen if msg.topic == central(stage, "set/main/event")]
 
 
 def test_a_cut_between_takes_runs_no_request_sent_during_it_and_catches_up_after():
@@ -136,7 +115,7 @@ def test_a_cut_between_takes_runs_no_request_sent_during_it_and_catches_up_after
         a = the_lot.stages["stage-a"]
         office = the_lot.user()
         office.subscribe(central("stage-a", "#"))
-        assert office.wait_for(central("stage-a", "bridge"), b"1")
+        office.wait_for(at(central("stage-a", "bridge"), b"1"), 10)
         a.link.cut()
         # During the cut: the centre asks for a roll (as `send` does: 1 s to run, or never) and a
         # contract v1 client with no age limit at all asks too. The stage goes on alone meanwhile.
@@ -154,9 +133,9 @@ def test_a_cut_between_takes_runs_no_request_sent_during_it_and_catches_up_after
         causes = [(e["type"], e["cause"]) for e in _events_at(office, "stage-a")]
         assert causes.count(("roll", "button")) == 2 and causes.count(("cut", "button")) == 2
         assert not [e for e in _events_at(office, "stage-a") if e["cause"] == "request"], causes
-        for t, p in office.received:  # whatever the link held and let through later was refused
-            if t == central("stage-a", "set/main/response"):
-                answer = json.loads(p)
+        for m in office.seen:  # whatever the link held and let through later was refused
+            if m.topic == central("stage-a", "set/main/response"):
+                answer = m.data
                 assert answer["ok"] is False and answer["transaction"] in ("during-cut", "v1-no-age"), answer
         assert a.hub.state == "idle"
         # The centre's retained state is the stage hub's.
@@ -179,11 +158,12 @@ def test_only_the_bridge_delivers_requests_from_the_centre_and_they_need_an_age_
         office = the_lot.user()
         office.subscribe(central("stage-a", "set/main/response"))
         office.publish(central("stage-a", "set/main/request"), '{"v": 1, "action": "roll", "transaction": "no-age"}')
-        assert office.wait_for(central("stage-a", "set/main/response"), b"needs an age limit")
+        office.wait_for(at(central("stage-a", "set/main/response"), b"needs an age limit"), 10)
         request, _ = expiring("roll", "aged", "production-office", 5.0)
         office.publish(central("stage-a", "set/main/request"), request.to_bytes().decode())
-        assert office.wait_for(central("stage-a", "set/main/response"), b'"aged","ok":true')
-        assert not crew.wait_for("setbridge/set/main/response", b"fake", timeout=0.5)
+        office.wait_for(at(central("stage-a", "set/main/response"), b'"aged","ok":true'), 10)
+        time.sleep(0.5)  # an answer to crew would have arrived by now
+        assert not crew.has_seen(at("setbridge/set/main/response", b"fake"))
         assert a.hub.state == "rolling"
 
 
@@ -196,14 +176,14 @@ def test_a_long_cut_during_a_take_is_seen_at_the_centre_and_caught_up_once_each(
         a = the_lot.stages["stage-a"]
         office = the_lot.user()
         office.subscribe(central("stage-a", "#"))
-        assert office.wait_for(central("stage-a", "bridge"), b"1")
+        office.wait_for(at(central("stage-a", "bridge"), b"1"), 10)
         assert a.hub.submit("roll", "button").ok
-        assert office.wait_for(central("stage-a", "set/main/state"), b'"rolling"')
+        office.wait_for(at(central("stage-a", "set/main/state"), b'"rolling"'), 10)
         time.sleep(0.3)  # the centre's acknowledgements are back (else QoS 1 sends the roll again)
         a.link.cut()
         a.link.drop()  # a router restarting: both ends see the connection go (a silent cut takes ~11 s)
         # The centre learns the link is gone from the bridge's last will.
-        assert office.wait_for(central("stage-a", "bridge"), b"0", timeout=5)
+        office.wait_for(at(central("stage-a", "bridge"), b"0"), 5)
         before = len(_events_at(office, "stage-a"))
         assert a.hub.submit("cut", "button").ok  # the stage goes on alone
         assert a.hub.submit("roll", "button").ok
@@ -217,7 +197,7 @@ def test_a_long_cut_during_a_take_is_seen_at_the_centre_and_caught_up_once_each(
         assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)  # in order
         got = state_of(office, central("stage-a", "set/main/state"))
         assert (got["state"], got["seq"]) == ("idle", a.hub.controller.seq)
-        assert [p for t, p in office.received if t == central("stage-a", "bridge")][-1] == b"1"
+        assert [msg.payload for msg in office.seen if msg.topic == central("stage-a", "bridge")][-1] == b"1"
 
 
 def test_a_stage_broker_restart_during_a_cut_loses_nothing_it_queued_for_the_centre():
@@ -226,7 +206,7 @@ def test_a_stage_broker_restart_during_a_cut_loses_nothing_it_queued_for_the_cen
         office = the_lot.user()
         office.subscribe(central("stage-a", "set/main/event"))
         assert a.hub.submit("roll", "button").ok
-        assert office.wait_for(central("stage-a", "set/main/event"), b'"roll"')
+        office.wait_for(at(central("stage-a", "set/main/event"), b'"roll"'), 10)
         a.link.cut()
         a.link.drop()  # and every connection through it closed: the bridge queues from now on
         assert a.hub.submit("cut", "button").ok
@@ -249,7 +229,8 @@ def test_the_central_broker_restart_is_caught_up_and_the_state_is_the_stages():
         a = the_lot.stages["stage-a"]
         wall = the_lot.user("wall")
         wall.subscribe(central("+", "bridge"))
-        assert wall.wait_for(central("stage-a", "bridge"), b"1") and wall.wait_for(central("stage-b", "bridge"), b"1")
+        wall.wait_for(at(central("stage-a", "bridge"), b"1"), 10)
+        wall.wait_for(at(central("stage-b", "bridge"), b"1"), 10)
         the_lot.users.remove(wall)
         wall.close()
         started = time.monotonic()
@@ -260,7 +241,7 @@ def test_the_central_broker_restart_is_caught_up_and_the_state_is_the_stages():
         wait_until(lambda: (state_of(office, central("stage-a", "set/main/state")) or {}).get("state") == "rolling",
                    10, "stage A's state at the restarted centre")
         assert time.monotonic() - started < 8
-        assert office.wait_for(central("stage-b", "set/main/state"), b'"idle"')
+        office.wait_for(at(central("stage-b", "set/main/state"), b'"idle"'), 10)
         got = state_of(office, central("stage-a", "set/main/state"))
         assert got["seq"] == a.hub.controller.seq
 
@@ -281,7 +262,7 @@ def _status_lot(the_lot, tmp_path) -> tuple[int, str]:
 
 
 def test_status_lot_tells_unreachable_hub_down_and_light_down_apart(tmp_path):
-    from firmware_helpers import running_light
+    from helpers.firmware import running_light
 
     with lot("stage-a", "stage-b", "stage-c") as the_lot:
         a, b, c = (the_lot.stages[n] for n in ("stage-a", "stage-b", "stage-c"))
@@ -315,15 +296,15 @@ def test_offload_cards_reported_during_a_cut_reach_the_centre_once_it_returns():
         for roll in ("A001R1AA", "A002R1AA"):
             cart.publish("setbridge/offload/report",
                          json.dumps({"v": 1, "event_id": f"ev-{roll}", "roll": roll, "status": "verified"}))
-            assert cart.wait_for(f"setbridge/offload/card/{roll}", b'"verified"')
+            cart.wait_for(at(f"setbridge/offload/card/{roll}", b'"verified"'), 10)
         a.link.restore()
         for roll in ("A001R1AA", "A002R1AA"):
-            assert office.wait_for(central("stage-a", f"offload/card/{roll}"), b'"verified"', timeout=10)
-        events = [json.loads(p)["event_id"] for t, p in office.received if t == central("stage-a", "offload/event")]
+            office.wait_for(at(central("stage-a", f"offload/card/{roll}"), b'"verified"'), 10)
+        events = [json.loads(msg.payload)["event_id"] for msg in office.seen if msg.topic == central("stage-a", "offload/event")]
         assert sorted(set(events)) == ["ev-A001R1AA", "ev-A002R1AA"]
         wall = the_lot.user("wall")  # a client arriving later gets the cards as retained messages
         wall.subscribe(central("stage-a", "offload/card/+"))
-        assert wall.wait_for(central("stage-a", "offload/card/A002R1AA"), b'"verified"')
+        wall.wait_for(at(central("stage-a", "offload/card/A002R1AA"), b'"verified"'), 10)
 
 
 def test_with_the_centre_down_a_stage_answers_its_own_and_send_at_the_centre_works_after(tmp_path):
@@ -339,7 +320,7 @@ def test_with_the_centre_down_a_stage_answers_its_own_and_send_at_the_centre_wor
         crew.subscribe("setbridge/set/main/response")
         request, _ = expiring("roll", "local-1", "stage-crew", 5.0)
         crew.publish("setbridge/set/main/request", request.to_bytes().decode())
-        assert crew.wait_for("setbridge/set/main/response", b'"local-1","ok":true')
+        crew.wait_for(at("setbridge/set/main/response", b'"local-1","ok":true'), 10)
         the_lot.centre.start()
         # A contract v1 tool at the centre, its base topic set to the stage's: `setbridge send`.
         cfg = tmp_path / "office.toml"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from broker_helpers import password
-from lot_helpers import BASE, lot
+from helpers.broker import password
+from helpers.lot import BASE, lot
 from setbridge.config import load_settings
-from web_helpers import serving, web_section
+from helpers.web import serving, web_section
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from broker_helpers import setbridge
+from helpers.broker import setbridge
 from setbridge import contract, lot
 from setbridge.cli import main
 

@@ -7,8 +7,8 @@ import re
 import socket
 
 import pytest
-from conftest import Probe, running_hub, wait_online, wait_until
-from metrics_helpers import scrape, value
+from helpers import Probe, running_hub, wait_online, wait_until
+from helpers.metrics import scrape, value
 
 from setbridge.config import load_settings
 from setbridge.sim.broker import free_port
@@ -57,11 +57,11 @@ def test_the_hub_counts_requests_by_outcome_and_transitions_by_cause(broker, tmp
         try:
             request = topics.set_request("stage-t")
             answers.publish(request, {"v": 1, "action": "roll", "transaction": "tx-private-1", "source": "ipad"})
-            answers.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "tx-private-1")
+            answers.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "tx-private-1")
             answers.publish(request, {"v": 1, "action": "roll", "transaction": "tx-private-1", "source": "ipad"})
             answers.publish(request, {"v": 1, "action": "fly", "transaction": "tx-private-2"})
             answers.publish(request, {"v": 1, "action": "cut", "transaction": "tx-private-3"})
-            answers.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "tx-private-3")
+            answers.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "tx-private-3")
         finally:
             answers.close()
         wait_until(lambda: hub.worker.taken >= 3 and hub.rejected.total >= 1, what="the requests to be answered")
@@ -83,7 +83,7 @@ def test_names_follow_prometheus_conventions_and_no_label_carries_what_a_client_
         probe = Probe(broker.port, hub.topics.set_response("stage-t"))
         probe.publish(hub.topics.set_request("stage-t"), {"v": 1, "action": "cut", "transaction": "tx-secret-9",
                                                           "source": "phrase typed by a user"})
-        probe.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "tx-secret-9")
+        probe.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "tx-secret-9")
         probe.close()
         import httpx
         text = httpx.get(url(hub)).text
@@ -119,7 +119,7 @@ def url_or_none(hub: Hub) -> str | None:
 
 
 def test_the_hub_process_serves_metrics_on_the_configured_port(hub_process, settings, tmp_path):
-    from conftest import HubProcess, write_config
+    from helpers import HubProcess, write_config
 
     port = free_port()
     process = HubProcess(write_config(tmp_path / "m.toml", settings, metrics={"enabled": True, "port": port,

@@ -4,69 +4,40 @@ Topic with its Correlation Data; 3.1.1 clients keep the shared topic; a 3.1.1 hu
 from __future__ import annotations
 
 import pytest
-import json
-import queue
-import threading
 import uuid
 
-import paho.mqtt.client as mqtt
-from conftest import make_settings, running_hub
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from helpers import Message, Probe, make_settings, running_hub
 
 pytestmark = pytest.mark.integration
 
 
-class V5Client:
-    """A paho MQTT 5 client that records (topic, payload, correlation data) under its filters."""
+def _fields(message: Message) -> tuple[str, object, bytes | None]:
+    return message.topic, message.data, message.correlation
 
-    def __init__(self, port: int, *filters: str):
-        self.got: queue.Queue[tuple[str, dict, bytes | None]] = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"v5-{uuid.uuid4().hex[:8]}",
-                                  protocol=mqtt.MQTTv5)
-        subscribed = threading.Event()
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe([(f_, 1) for f_ in filters])
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.on_message = lambda c, u, m: self.got.put(
-            (m.topic, json.loads(m.payload), getattr(m.properties, "CorrelationData", None)))
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert subscribed.wait(5)
 
-    def request(self, topic: str, payload: dict, response_topic: str | None, correlation: bytes | None) -> None:
-        props = Properties(PacketTypes.PUBLISH)
-        if response_topic:
-            props.ResponseTopic = response_topic
-        if correlation is not None:
-            props.CorrelationData = correlation
-        self.client.publish(topic, json.dumps(payload), qos=1, properties=props).wait_for_publish(5)
-
-    def next(self, timeout: float = 5.0) -> tuple[str, dict, bytes | None]:
-        return self.got.get(timeout=timeout)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+def nth(probe: Probe, n: int, timeout: float = 5.0) -> Message:
+    """The probe's message number ``n`` (from 0), in the order it arrived."""
+    probe.wait_for(lambda _: len(probe.seen) > n, timeout, what=f"message {n + 1}")
+    return probe.seen[n]
 
 
 def test_a_v5_request_is_answered_on_its_response_topic_with_its_correlation_data(hub, broker, topics, probe_factory):
     shared = probe_factory(topics.set_response("stage-t"))
     mine = f"{topics.set_response('stage-t')}/node-red/{uuid.uuid4().hex[:6]}"
-    client = V5Client(broker.port, mine)
+    client = Probe(broker.port, mine, v5=True)
     try:
         correlation = b"\x00\xffcorr-1"
-        client.request(topics.set_request("stage-t"), {"v": 1, "action": "roll"}, mine, correlation)
-        topic, answer, back = client.next()
+        client.publish(topics.set_request("stage-t"), {"v": 1, "action": "roll"}, ResponseTopic=mine, CorrelationData=correlation)
+        topic, answer, back = _fields(nth(client, 0))
         assert topic == mine and back == correlation
         assert answer["ok"] is True and answer["state"] == "rolling"
         # A 3.1.1 request right after is answered on the shared topic, and only it is there.
         shared.publish(topics.set_request("stage-t"), {"v": 1, "action": "cut", "transaction": "v1"})
-        shared.wait_for(lambda t, d, r: d and d.get("transaction") == "v1")
-        assert [d.get("transaction") for _, d, _ in shared.seen] == ["v1"]
+        shared.wait_for(lambda m: m.data and m.data.get("transaction") == "v1")
+        assert [msg.data.get("transaction") for msg in shared.seen] == ["v1"]
         # A malformed v5 request without a transaction is still answered, matched by its correlation data.
-        client.request(topics.set_request("stage-t"), {"v": 1, "action": "jump"}, mine, b"corr-2")
-        topic, answer, back = client.next()
+        client.publish(topics.set_request("stage-t"), {"v": 1, "action": "jump"}, ResponseTopic=mine, CorrelationData=b"corr-2")
+        topic, answer, back = _fields(nth(client, 1))
         assert back == b"corr-2" and answer["ok"] is False and answer["error"].startswith("action:")
     finally:
         client.close()
@@ -75,28 +46,28 @@ def test_a_v5_request_is_answered_on_its_response_topic_with_its_correlation_dat
 def test_a_response_topic_outside_the_set_is_refused_and_answered_on_the_shared_topic(hub, broker, topics, probe_factory):
     shared = probe_factory(topics.set_response("stage-t"))
     elsewhere = f"{topics.base}/light/door-1/cmd"
-    client = V5Client(broker.port, elsewhere, topics.set_response("stage-t"))
+    client = Probe(broker.port, elsewhere, topics.set_response("stage-t"), v5=True)
     try:
-        client.request(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": "x"}, elsewhere, b"c")
-        _, answer, _ = shared.wait_for(lambda t, d, r: d and d.get("transaction") == "x")
+        client.publish(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": "x"}, ResponseTopic=elsewhere, CorrelationData=b"c")
+        answer = shared.wait_for(lambda m: m.data and m.data.get("transaction") == "x").data
         assert answer["ok"] is False and "not under" in answer["error"] and answer["state"] == "idle"
         assert hub.state == "idle"
-        topic, _, back = client.next()
+        topic, _, back = _fields(nth(client, 0))
         assert topic == topics.set_response("stage-t") and back == b"c"
-        assert client.got.empty(), "nothing may be published on the named foreign topic"
+        assert len(client.seen) == 1, "nothing may be published on the named foreign topic"
     finally:
         client.close()
 
 
 def test_a_v5_retry_gets_its_first_answer_on_the_new_response_topic(hub, broker, topics):
     first, second = (f"{topics.set_response('stage-t')}/{n}" for n in ("try-1", "try-2"))
-    client = V5Client(broker.port, f"{topics.set_response('stage-t')}/#")
+    client = Probe(broker.port, f"{topics.set_response('stage-t')}/#", v5=True)
     try:
-        client.request(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": 7}, first, b"a")
-        t1, a1, c1 = client.next()
+        client.publish(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": 7}, ResponseTopic=first, CorrelationData=b"a")
+        t1, a1, c1 = _fields(nth(client, 0))
         hub.submit("cut", cause="test")
-        client.request(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": 7}, second, b"b")
-        t2, a2, c2 = client.next()
+        client.publish(topics.set_request("stage-t"), {"v": 1, "action": "roll", "transaction": 7}, ResponseTopic=second, CorrelationData=b"b")
+        t2, a2, c2 = _fields(nth(client, 1))
         assert (t1, c1, t2, c2) == (first, b"a", second, b"b")
         assert a2 == a1 and hub.state == "idle"
     finally:
@@ -108,11 +79,11 @@ def test_a_hub_on_mqtt_3_1_1_answers_on_the_shared_topic(broker, tmp_path, probe
         assert not hub.bus.mqtt5
         base = hub.settings.mqtt.base_topic
         _shared = probe_factory(f"{base}/set/stage-t/response")
-        client = V5Client(broker.port, f"{base}/set/stage-t/response/#")
+        client = Probe(broker.port, f"{base}/set/stage-t/response/#", v5=True)
         try:
-            client.request(f"{base}/set/stage-t/request", {"v": 1, "action": "roll", "transaction": "old"},
-                           f"{base}/set/stage-t/response/me", b"c")
-            topic, answer, back = client.next()
+            client.publish(f"{base}/set/stage-t/request", {"v": 1, "action": "roll", "transaction": "old"},
+                           ResponseTopic=f"{base}/set/stage-t/response/me", CorrelationData=b"c")
+            topic, answer, back = _fields(nth(client, 0))
             assert topic == f"{base}/set/stage-t/response" and answer["transaction"] == "old" and back is None
             assert hub.state == "rolling"
         finally:
@@ -122,7 +93,7 @@ def test_a_hub_on_mqtt_3_1_1_answers_on_the_shared_topic(broker, tmp_path, probe
 def test_on_the_generated_broker_an_integrator_reads_its_v5_answers(tmp_path):
     """The ACL `setbridge broker config` writes lets the hub answer below the response topic and
     an integrator subscribe to its own response topic there."""
-    from broker_helpers import generated_broker, password
+    from helpers.broker import generated_broker, password
 
     from setbridge.hub import Hub
 
@@ -135,25 +106,14 @@ def test_on_the_generated_broker_an_integrator_reads_its_v5_answers(tmp_path):
         try:
             assert hub.bus.wait_connected(10)
             mine = "setbridge/set/main/response/editorial/1"
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-            client.username_pw_set("editorial", password("editorial"))
-            got: queue.Queue = queue.Queue()
-            subscribed = threading.Event()
-            client.on_connect = lambda c, u, f, rc, p: c.subscribe(mine, 1)
-            client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set() if not rcs[0].is_failure else None
-            client.on_message = lambda c, u, m: got.put((m.topic, json.loads(m.payload), m.properties.CorrelationData))
-            client.connect("127.0.0.1", broker.port)
-            client.loop_start()
+            # the ACL refusing the integrator's subscription to its response topic fails here
+            client = Probe(broker.port, mine, v5=True, user="editorial", password=password("editorial"))
             try:
-                assert subscribed.wait(10), "the ACL refused the integrator's subscription to its response topic"
-                props = Properties(PacketTypes.PUBLISH)
-                props.ResponseTopic, props.CorrelationData = mine, b"e-1"
-                client.publish("setbridge/set/main/request", json.dumps({"v": 1, "action": "roll"}), qos=1,
-                               properties=props).wait_for_publish(10)
-                topic, answer, corr = got.get(timeout=10)
+                client.publish("setbridge/set/main/request", {"v": 1, "action": "roll"},
+                               ResponseTopic=mine, CorrelationData=b"e-1")
+                topic, answer, corr = _fields(nth(client, 0, timeout=10))
                 assert (topic, corr, answer["state"]) == (mine, b"e-1", "rolling")
             finally:
-                client.disconnect()
-                client.loop_stop()
+                client.close()
         finally:
             hub.stop()

@@ -26,10 +26,10 @@ from setbridge.config import MqttSettings
 from setbridge.sim.broker import PrivateBroker
 from setbridge.topics import Topics
 
-from conftest import HubProcess, Probe, make_settings, wait_until, write_config
-from firmware_helpers import ScriptedHub, running_light
+from helpers import HubProcess, Probe, make_settings, wait_until, write_config
+from helpers.firmware import ScriptedHub, running_light
 from setbridge.sim.raw_mqtt5 import BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, string_prop, user_prop, varint
-from web_helpers import WebProcess, read_events, web_section, write_web_config
+from helpers.web import WebProcess, read_events, web_section, write_web_config
 
 KINDS = ["fast", "paho"]
 
@@ -158,7 +158,7 @@ def test_a_message_no_reader_can_parse_is_acknowledged_and_skipped(kind: str) ->
 
 def _offline(probe: Probe, topics: Topics, hub_id: str) -> int:
     """How many times ``probe`` saw the hub's status say offline (its last will)."""
-    return sum(1 for t, d, _ in probe.seen if t == topics.hub_status(hub_id) and d and d.get("state") == "offline")
+    return sum(1 for msg in probe.seen if msg.topic == topics.hub_status(hub_id) and msg.data and msg.data.get("state") == "offline")
 
 
 def test_poison_requests_and_reports_leave_the_hub_online_and_the_lights_lit(broker: PrivateBroker,
@@ -187,14 +187,14 @@ def test_poison_requests_and_reports_leave_the_hub_online_and_the_lights_lit(bro
                 sender.publish(topics.offload_report(), json.dumps({"v": 1, "roll": f"A00{i}", "status": "verified",
                                                                     "files": 1, "bytes": 1}), user_prop(BOM, BOM))
             for i in range(1, 5):  # every one is answered: the hub read it
-                probe.wait_for(lambda t, d, r, i=i: d is not None and d.get("transaction") == f"p{i}")
-            probe.wait_for(lambda t, d, r: t == mine and d and d.get("transaction") == "p0" and d["ok"])
+                probe.wait_for(lambda m, i=i: m.data is not None and m.data.get("transaction") == f"p{i}")
+            probe.wait_for(lambda m: m.topic == mine and m.data and m.data.get("transaction") == "p0" and m.data["ok"])
             sender.publish(request, json.dumps({"v": 1, "action": "cut", "transaction": "r1"}),
                            user_prop("note", BOM), retain=True)
             sender.publish(topics.offload_report(), json.dumps({"v": 1, "roll": "A009", "status": "verified"}),
                            string_prop(RESPONSE_TOPIC, BOM), retain=True)
             # The hub clears retained commands (never runs them); the clears reach the probe.
-            probe.wait_for(lambda t, d, r: t == request and r is False and d is None and t in probe.qos)
+            probe.wait_for(lambda m: m.topic == request and m.retained is False and m.data is None)
             time.sleep(1.0)  # a dropped hub reconnects within 1 s and its will would be out by then
             assert _offline(probe, topics, settings.hub.id) == 0
             assert "link-lost" not in [e.showing for e in light.events[since_idle:] if e.kind == "show"]

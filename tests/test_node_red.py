@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Probe, running_hub
+from helpers import Probe, running_hub
 
 from setbridge.sim.broker import PrivateBroker, free_port
 
@@ -110,7 +110,7 @@ def test_the_flows_messages_roll_and_cut_and_match_their_answers(flow, stage, tm
             out = follow(flow, ask["id"], "mqtt out")
             answers.publish(out["topic"] or msg["topic"], msg["payload"])
             tx = msg["payload"]["transaction"]
-            _, answer, _ = answers.wait_for(lambda t, d, r, tx=tx: d and d.get("transaction") == tx)
+            answer = answers.wait_for(lambda m, tx=tx: m.data and m.data.get("transaction") == tx).data
             # Someone else's answer passes by first: the flow drops it.
             assert funcs.run("sb.match", {"payload": {**answer, "transaction": tx + 1}}) is None
             shown = funcs.run(follow(flow, "sb.answers", "function")["id"], {"payload": answer})

@@ -9,7 +9,7 @@ import io
 import json
 import uuid
 
-from conftest import Probe, make_settings, wait_online, write_config
+from helpers import Probe, make_settings, wait_online, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from offload_samples import hedge_copy_completed, hedge_disk_idle, hedge_disk_removed
@@ -88,10 +88,9 @@ def test_retained_cards_events_and_lists_agree_after_any_sequence(broker, tmp_pa
         sentinel = f"{tag}-end"
         sender.publish(f"{base}/offload/report", {"v": 1, "roll": "SENTINEL", "status": "failed", "event_id": sentinel})
         for topic in ("event", "card/SENTINEL"):  # the card is stored by the broker before it is forwarded
-            events.wait_for(lambda t, d, r, end=topic: t.endswith(end) and d is not None and d["event_id"] == sentinel,
+            events.wait_for(lambda m, end=topic: m.topic.endswith(end) and m.data is not None and m.data["event_id"] == sentinel,
                             timeout=20)
-        with events._lock:
-            arrived = [d for t, d, _ in events.seen if t.endswith("/event") and d["seq"] not in seqs]
+        arrived = [msg.data for msg in list(events.seen) if msg.topic.endswith("/event") and msg.data["seq"] not in seqs]
         for event in sorted(arrived, key=lambda e: e["seq"]):
             seqs.append(event["seq"])
             assert event["safe_to_wipe"] is (event["why_not_safe"] == [])
@@ -102,8 +101,8 @@ def test_retained_cards_events_and_lists_agree_after_any_sequence(broker, tmp_pa
         cards = Probe(broker.port, f"{base}/offload/card/+")
         marker = f"{base}/offload/card/marker-{uuid.uuid4().hex[:8]}"
         cards.publish(marker, b"{}")
-        cards.wait_for(lambda t, d, r: t == marker)
-        retained = {t.rsplit("/", 1)[1]: d for t, d, r in cards.seen if r}
+        cards.wait_for(lambda m: m.topic == marker)
+        retained = {msg.topic.rsplit("/", 1)[1]: msg.data for msg in cards.seen if msg.retained}
         cards.close()
         assert retained == latest, "the retained cards are the latest events"
 

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import uuid
 
-from conftest import Probe, make_settings, on, wait_until
+from helpers import Probe, make_settings, on, wait_until
 
 from setbridge.hub import Hub
 from setbridge.hub.service import BACKLOG_BUSY
@@ -68,10 +68,10 @@ def test_a_flood_of_duplicate_reports_never_fills_the_hubs_send_queue(own_broker
             os.kill(own_broker.process.pid, signal.SIGCONT)
         tx = uuid.uuid4().hex
         probe.publish(f"{base}/set/{set_id}/request", {"v": 1, "action": "roll", "transaction": tx, "source": "ad"})
-        _, answer, _ = probe.wait_for(on(f"/set/{set_id}/response", transaction=tx), timeout=10)
+        answer = probe.wait_for(on(f"/set/{set_id}/response", transaction=tx), timeout=10).data
         assert answer["ok"] is True, answer
-        _, notice, _ = probe.wait_for(lambda t, d, r: t.endswith("/offload/error") and d is not None
-                                      and d["reason"].startswith("shed: "), timeout=10)
+        notice = probe.wait_for(lambda m: m.topic.endswith("/offload/error") and m.data is not None
+                                      and m.data["reason"].startswith("shed: "), timeout=10).data
         assert "duplicate" in notice["reason"] and f"{base}/offload/event" in notice["reason"]
         assert hub.bus.refused.total == 0
     finally:

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, on, write_config
+from helpers import make_settings, on, write_config
 
 from setbridge.hub import Hub
 from setbridge.offload import relay
@@ -35,7 +35,7 @@ def roll_is_answered(probe, base: str, set_id: str) -> None:
     probe.wait_for(on("/status", state="online"), timeout=10)  # the hub's subscriptions are in place by then
     tx = uuid.uuid4().hex
     probe.publish(f"{base}/set/{set_id}/request", {"v": 1, "action": "roll", "transaction": tx})
-    _, answer, _ = probe.wait_for(on("/response", transaction=tx), timeout=10)
+    answer = probe.wait_for(on("/response", transaction=tx), timeout=10).data
     assert answer["ok"] is True
     probe.wait_for(on(f"/set/{set_id}/state", state="rolling"), timeout=10)
 
@@ -82,7 +82,7 @@ def test_a_corrupt_journal_is_moved_aside_and_the_hub_keeps_the_set(kind, broker
         roll_is_answered(probe, base, settings.hub.set)
         probe.publish(f"{base}/offload/report", report("A001", "after-corruption"))
         probe.wait_for(on("/offload/event", event_id="after-corruption"), timeout=10)
-        _, status, _ = probe.wait_for(on(f"/hub/{settings.hub.id}/status", state="online"))
+        status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", state="online")).data
         assert status["offload"] == "ok"
     finally:
         hub.stop()
@@ -123,10 +123,10 @@ def test_another_programs_database_is_refused_and_never_written_into(app_id, sch
         if not schema:
             probe.wait_for(on("/offload/event", event_id="into-foreign"), timeout=10)
             return
-        _, status, _ = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10)
+        status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10).data
         reason = status["offload_reason"]
         assert "another program's SQLite database" in reason and "\n" not in reason and "untouched" in reason
-        _, error, _ = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=10)
+        error = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=10).data
         assert "fault" in error["reason"]
     finally:
         hub.stop()
@@ -165,12 +165,12 @@ def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(brok
     hub.start()
     try:
         assert hub.bus.wait_connected(5)
-        _, status, _ = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10)
+        status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10).data
         reason = status["offload_reason"]
         assert FILE_NAME in reason and "\n" not in reason and status["state"] == "online"
         roll_is_answered(probe, base, settings.hub.set)
         probe.publish(f"{base}/offload/report", report("A002", "refused"))
-        _, error, _ = probe.wait_for(on("/offload/error", event_id="refused"), timeout=10)
+        error = probe.wait_for(on("/offload/error", event_id="refused"), timeout=10).data
         assert "fault" in error["reason"] and "send it again" in error["reason"]
         listed = list_cards(settings, tmp_path)
         assert listed.returncode == 1 and listed.stderr.count("\n") == 1 and "Traceback" not in listed.stderr
@@ -204,12 +204,12 @@ def test_a_journal_locked_by_another_writer_never_freezes_heartbeats_or_state(br
         released = threading.Event()
         try:
             probe.publish(f"{base}/offload/report", report("L001", "during-lock"))
-            heartbeats_before = sum(1 for t, _, _ in probe.seen if t.endswith("/heartbeat"))
+            heartbeats_before = sum(1 for msg in probe.seen if msg.topic.endswith("/heartbeat"))
             roll_is_answered(probe, base, settings.hub.set)
             for n in range(5):  # heartbeats keep coming while the report waits for the lock
-                probe.wait_for(lambda t, d, r, k=heartbeats_before + n: t.endswith("/heartbeat")
-                               and sum(1 for x, _, _ in probe.seen if x.endswith("/heartbeat")) > k, timeout=5)
-            assert not [d for t, d, _ in probe.seen if t.endswith("/offload/event") and d["event_id"] == "during-lock"]
+                probe.wait_for(lambda m, k=heartbeats_before + n: m.topic.endswith("/heartbeat")
+                               and sum(1 for msg in probe.seen if msg.topic.endswith("/heartbeat")) > k, timeout=5)
+            assert not [msg.data for msg in probe.seen if msg.topic.endswith("/offload/event") and msg.data["event_id"] == "during-lock"]
             assert not released.is_set()
         finally:
             other.execute("ROLLBACK")

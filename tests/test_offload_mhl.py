@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, on
-from offload_helpers import CARD, age, make_card, seal
+from helpers import make_settings, on
+from helpers.offload import CARD, age, make_card, seal
 
 from setbridge.hub import Hub
 from setbridge.offload.mhl import MhlError, generation_reports
@@ -118,26 +118,28 @@ def test_hub_relays_mhl_generations(broker, tmp_path, probe_factory):
     try:
         raid = make_card(watch / "raid" / "A001R2EC", CARD)
         seal(raid)
-        _, first, retained = probe.wait_for(lambda t, d, r: t == f"{base}/offload/event", timeout=10)
+        message = probe.wait_for(lambda m: m.topic == f"{base}/offload/event", timeout=10)
+        first, retained = message.data, message.retained
         assert first["status"] == "verified" and first["copies"] == {"required": 2, "verified": 1}
         assert not retained and first["safe_to_wipe"] is False
         shuttle = watch / "shuttle" / "A001R2EC"
         shutil.copytree(raid, shuttle, ignore=shutil.ignore_patterns("ascmhl"))
         seal(shuttle)
-        _, second, _ = probe.wait_for(lambda t, d, r: t.endswith("/event") and d["event_id"] != first["event_id"], timeout=10)
+        second = probe.wait_for(lambda m: m.topic.endswith("/event") and m.data["event_id"] != first["event_id"], timeout=10).data
         assert second["copies"]["verified"] == 2 and second["safe_to_wipe"] is True
         assert {d["path"] for d in second["destinations"]} == {str(raid), str(shuttle)}
         (shuttle / "A001.xml").write_bytes(b"<changed/>")
         seal(shuttle)
-        _, failed, _ = probe.wait_for(lambda t, d, r: t.endswith("/event") and d["status"] == "failed", timeout=10)
+        failed = probe.wait_for(lambda m: m.topic.endswith("/event") and m.data["status"] == "failed", timeout=10).data
         assert failed["safe_to_wipe"] is False and failed["hash"]["failed"] == 1
         # The card follows its event: once it is out, a newcomer must be given it retained.
-        probe.wait_for(lambda t, d, r: t.endswith("/card/A001R2EC") and d["event_id"] == failed["event_id"])
+        probe.wait_for(lambda m: m.topic.endswith("/card/A001R2EC") and m.data["event_id"] == failed["event_id"])
         late = probe_factory(f"{base}/offload/card/+")
-        _, card_state, retained = late.wait_for(lambda t, d, r: d is not None)
+        message = late.wait_for(lambda m: m.data is not None)
+        card_state, retained = message.data, message.retained
         assert retained and card_state["event_id"] == failed["event_id"]
         time.sleep(0.5)
-        events = [d["event_id"] for t, d, r in probe.seen if t.endswith("/event")]
+        events = [msg.data["event_id"] for msg in probe.seen if msg.topic.endswith("/event")]
         assert len(events) == len(set(events)) == 3
     finally:
         hub.stop()
@@ -170,13 +172,13 @@ def test_a_fifo_in_a_history_is_skipped_with_a_reason_and_the_watcher_goes_on(br
     hub.start()
     try:
         for name in ("A000", "A001", "A002"):
-            _, error, _ = probe.wait_for(lambda t, d, r, n=name: t.endswith("/error") and f"/{n} skipped" in d["reason"],
-                                         timeout=10)
+            error = probe.wait_for(lambda m, n=name: m.topic.endswith("/error") and f"/{n} skipped" in m.data["reason"],
+                                         timeout=10).data
             assert "is a FIFO, not a regular file" in error["reason"] and "\n" not in error["reason"]
         probe.wait_for(on("/offload/event", roll="B002", status="verified"), timeout=10)
         time.sleep(0.5)  # several scans: each skip is said once
-        assert len([d for t, d, r in probe.seen if t.endswith("/error")]) == 3
-        assert not [d for t, d, r in probe.seen if t.endswith("/event") and d["roll"] != "B002"]
+        assert len([msg.data for msg in probe.seen if msg.topic.endswith("/error")]) == 3
+        assert not [msg.data for msg in probe.seen if msg.topic.endswith("/event") and msg.data["roll"] != "B002"]
     finally:
         for fifo in fifos:  # a reader blocked on a FIFO (without the fix) gets its end of file
             try:

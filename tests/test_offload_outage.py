@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import HubProcess, Probe, make_settings, wait_until, write_config
-from offload_helpers import CARD, make_card, seal
+from helpers import HubProcess, Probe, make_settings, wait_until, write_config
+from helpers.offload import CARD, make_card, seal
 
 from setbridge.offload.journal import Journal
 import test_state_file
@@ -49,9 +49,9 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
     hub = HubProcess(config).start()
     try:
         before = Probe(own_broker.port, f"{base}/#")
-        before.wait_for(lambda t, d, r: t.endswith("/status") and d and d["state"] == "online", timeout=20)
+        before.wait_for(lambda m: m.topic.endswith("/status") and m.data and m.data["state"] == "online", timeout=20)
         assert cli_report(config, "A000", "--event-id", "e0").returncode == 0
-        before.wait_for(lambda t, d, r: t.endswith("/offload/event") and d["event_id"] == "e0")
+        before.wait_for(lambda m: m.topic.endswith("/offload/event") and m.data["event_id"] == "e0")
         before.close()
 
         own_broker.stop()
@@ -79,9 +79,9 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
         after = Probe(own_broker.port, f"{base}/#")
         hub.start()
         wait_until(lambda: journaled(state) == [], timeout=20, what="the journal to drain")
-        after.wait_for(lambda t, d, r: t.endswith("/offload/event") and d["event_id"] == expected[3], timeout=10)
+        after.wait_for(lambda m: m.topic.endswith("/offload/event") and m.data["event_id"] == expected[3], timeout=10)
         time.sleep(1.0)  # anything duplicated would arrive by now
-        events = [d for t, d, r in after.seen if t.endswith("/offload/event")]
+        events = [msg.data for msg in after.seen if msg.topic.endswith("/offload/event")]
         assert [e["event_id"] for e in events] == expected, "every event once, in journal order"
         assert [e["roll"] for e in events] == ["A001R2EC", "A002", "A003", "A001R2EC"]
         assert events[0]["safe_to_wipe"] is False
@@ -89,7 +89,7 @@ def test_outage_with_hub_kill_loses_nothing_and_duplicates_nothing(own_broker, t
         after.close()
 
         late = Probe(own_broker.port, f"{base}/offload/card/+")
-        cards = {late.wait_for(lambda t, d, r, roll=roll: t.endswith(f"/card/{roll}") and r)[1]["event_id"]
+        cards = {late.wait_for(lambda m, roll=roll: m.topic.endswith(f"/card/{roll}") and m.retained).data["event_id"]
                  for roll in ("A001R2EC", "A002", "A003")}
         assert cards == {expected[3], "e2", "e3"}
         late.close()
@@ -119,7 +119,8 @@ def test_running_hub_delivers_the_journal_when_the_broker_returns(own_broker, tm
         wait_until(lambda: journaled(settings.hub.state_dir) == [], timeout=20, what="the journal to drain")
         late = Probe(own_broker.port, f"{settings.mqtt.base_topic}/offload/card/+")
         for n in range(5):
-            _, card, retained = late.wait_for(lambda t, d, r, n=n: t.endswith(f"/card/C00{n}"))
+            message = late.wait_for(lambda m, n=n: m.topic.endswith(f"/card/C00{n}"))
+            card, retained = message.data, message.retained
             assert retained and card["event_id"] == f"c{n}"
         late.close()
     finally:
@@ -146,7 +147,7 @@ def test_a_journal_that_cannot_record_a_delivery_publishes_the_event_once(own_br
     hub.start()
     try:
         assert hub.bus.wait_connected(5)
-        probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d["state"] == "online")
+        probe.wait_for(lambda m: m.topic.endswith("/hub/hub-t/status") and m.data and m.data["state"] == "online")
         assert own_broker.process is not None
         os.kill(own_broker.process.pid, signal.SIGSTOP)  # the broker holds its acknowledgements
         try:
@@ -155,19 +156,19 @@ def test_a_journal_that_cannot_record_a_delivery_publishes_the_event_once(own_br
             fill()
         finally:
             os.kill(own_broker.process.pid, signal.SIGCONT)
-        probe.wait_for(lambda t, d, r: t.endswith("/offload/event") and d["event_id"] == "full-1", timeout=15)
-        _, status, _ = probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d
-                                      and d.get("offload") == "fault", timeout=15)
+        probe.wait_for(lambda m: m.topic.endswith("/offload/event") and m.data["event_id"] == "full-1", timeout=15)
+        status = probe.wait_for(lambda m: m.topic.endswith("/hub/hub-t/status") and m.data
+                                      and m.data.get("offload") == "fault", timeout=15).data
         assert "could not write the offload journal" in status["offload_reason"]
-        beats = len([1 for t, _, _ in probe.seen if t.endswith("/heartbeat")])
-        probe.wait_for(lambda t, d, r: len([1 for t2, _, _ in probe.seen if t2.endswith("/heartbeat")]) > beats + 25,
+        beats = len([1 for msg in probe.seen if msg.topic.endswith("/heartbeat")])
+        probe.wait_for(lambda m: len([1 for msg in probe.seen if msg.topic.endswith("/heartbeat")]) > beats + 25,
                        timeout=20)  # 2.5 s of heartbeats: a second publish would have come by now
         for leftover in mount.glob("pad-*"):
             leftover.unlink()
         (mount / "filler").unlink()
-        probe.wait_for(lambda t, d, r: t.endswith("/hub/hub-t/status") and d and d.get("offload") == "ok", timeout=15)
+        probe.wait_for(lambda m: m.topic.endswith("/hub/hub-t/status") and m.data and m.data.get("offload") == "ok", timeout=15)
         wait_until(lambda: journaled(settings.hub.state_dir) == [], what="the delivery to be recorded")
-        events = [d for t, d, _ in probe.seen if t.endswith("/offload/event") and d["event_id"] == "full-1"]
+        events = [msg.data for msg in probe.seen if msg.topic.endswith("/offload/event") and msg.data["event_id"] == "full-1"]
         assert len(events) == 1, f"published {len(events)} times"
         assert not [r for r in caplog.records if r.exc_info], "a traceback in the log"
     finally:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, on, wait_online, write_config
+from helpers import make_settings, on, wait_online, write_config
 
 from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
@@ -41,21 +41,23 @@ def test_report_becomes_event_and_retained_card(offload_hub, probe_factory):
     probe = probe_factory(f"{base}/#")
     probe.publish(f"{base}/offload/report", report(event_id="r1", camera="A",
                                                     destinations=[copy("/raid/A001R2EC"), copy("/shuttle/A001R2EC")]))
-    _, event, retained = probe.wait_for(on("/offload/event", event_id="r1"))
+    message = probe.wait_for(on("/offload/event", event_id="r1"))
+    event, retained = message.data, message.retained
     assert not retained and event["v"] == 1 and event["source"] == "mqtt" and event["camera"] == "A"
     assert event["copies"] == {"required": 2, "verified": 2} and event["safe_to_wipe"] is True
-    _, card, _ = probe.wait_for(on("/offload/card/A001R2EC", event_id="r1"))
+    card = probe.wait_for(on("/offload/card/A001R2EC", event_id="r1")).data
     assert card == event
-    _, flash, retained = probe.wait_for(on("/light/cart-1/cmd"))
+    message = probe.wait_for(on("/light/cart-1/cmd"))
+    flash, retained = message.data, message.retained
     assert not retained and flash["action"] == "flash" and flash["color"] == "green" and flash["duration_s"] == 2
     probe.publish(f"{base}/offload/report", report(roll="B002", status="failed", event_id="r2",
                                                     errors=[{"kind": "io", "detail": "Input/output error"}]))
     probe.wait_for(on("/offload/event", event_id="r2", safe_to_wipe=False))
-    _, red, _ = probe.wait_for(on("/light/cart-1/cmd", color="red"))
+    red = probe.wait_for(on("/light/cart-1/cmd", color="red")).data
     assert red["pattern"] == "fast"
     late = probe_factory(f"{base}/offload/card/+")
     cards = [late.wait_for(on(f"/card/{roll}")) for roll in ("A001R2EC", "B002")]
-    assert [(d["status"], retained) for _, d, retained in cards] == [("verified", True), ("failed", True)]
+    assert [(m.data["status"], m.retained) for m in cards] == [("verified", True), ("failed", True)]
 
 
 def test_bad_input_is_rejected_on_the_error_topic_and_the_hub_keeps_going(offload_hub, probe_factory):
@@ -71,13 +73,13 @@ def test_bad_input_is_rejected_on_the_error_topic_and_the_hub_keeps_going(offloa
     ]
     for raw, _ in bad:
         probe.publish(f"{base}/offload/report", raw)
-    errors = [probe.wait_for(lambda t, d, r, w=word: t.endswith("/offload/error") and w in d["reason"])[1]
+    errors = [probe.wait_for(lambda m, w=word: m.topic.endswith("/offload/error") and w in m.data["reason"]).data
               for _, word in bad]
     assert all("\n" not in e["reason"] and len(e.get("rejected", "")) <= 200 for e in errors)
     assert errors[1]["event_id"] == "bad-roll" and errors[1]["source"] == "mqtt"
     probe.publish(f"{base}/offload/report", report(event_id="after"))
     probe.wait_for(on("/offload/event", event_id="after"))
-    assert not [d for t, d, r in probe.seen if t.endswith("/event") and d["event_id"] != "after"]
+    assert not [msg.data for msg in probe.seen if msg.topic.endswith("/event") and msg.data["event_id"] != "after"]
 
 
 def test_duplicate_event_id_is_published_once(offload_hub, probe_factory):
@@ -88,7 +90,7 @@ def test_duplicate_event_id_is_published_once(offload_hub, probe_factory):
     probe.wait_for(on("/offload/error", event_id="same", duplicate=True))
     probe.publish(f"{base}/offload/report", report(event_id="next"))
     probe.wait_for(on("/offload/event", event_id="next"))
-    assert [d["event_id"] for t, d, r in probe.seen if t.endswith("/event")] == ["same", "next"]
+    assert [msg.data["event_id"] for msg in probe.seen if msg.topic.endswith("/event")] == ["same", "next"]
 
 
 def test_a_reused_event_id_with_other_content_is_refused_and_puts_the_card_in_doubt(offload_hub, probe_factory, caplog):
@@ -103,14 +105,15 @@ def test_a_reused_event_id_with_other_content_is_refused_and_puts_the_card_in_do
     probe.wait_for(on("/offload/error", event_id="v1", duplicate=True))
     # the same id saying the card failed: refused loudly, and the card is no longer safe to wipe
     probe.publish(f"{base}/offload/report", report(event_id="v1", status="failed", destinations=copies))
-    _, error, _ = probe.wait_for(on("/offload/error", event_id="v1", conflict=True))
+    error = probe.wait_for(on("/offload/error", event_id="v1", conflict=True)).data
     assert "already accepted with other content" in error["reason"] and "new event_id" in error["reason"]
     assert not error.get("duplicate") and "\n" not in error["reason"]
-    _, doubt, _ = probe.wait_for(on("/offload/event", roll="A001R2EC", safe_to_wipe=False))
+    doubt = probe.wait_for(on("/offload/event", roll="A001R2EC", safe_to_wipe=False)).data
     assert doubt["event_id"] != "v1" and doubt["status"] == "verified"
     assert any("reusing event_id v1" in why for why in doubt["why_not_safe"])
     late = probe_factory(f"{base}/offload/card/+")
-    _, card, retained = late.wait_for(on("/offload/card/A001R2EC"))
+    message = late.wait_for(on("/offload/card/A001R2EC"))
+    card, retained = message.data, message.retained
     assert retained and card["safe_to_wipe"] is False and card["event_id"] == doubt["event_id"]
     assert any("reused an accepted event_id" in r.getMessage() for r in caplog.records)
     # a verified report reusing a failed one's id never upgrades it; repeated, it changes nothing more
@@ -118,11 +121,11 @@ def test_a_reused_event_id_with_other_content_is_refused_and_puts_the_card_in_do
     probe.wait_for(on("/offload/event", event_id="f1", safe_to_wipe=False))
     for _ in range(2):
         probe.publish(f"{base}/offload/report", report(roll="B002", event_id="f1", destinations=copies))
-    probe.wait_for(lambda t, d, r: t.endswith("/error") and d["event_id"] == "f1" and d.get("conflict")
-                   and sum(1 for t2, d2, _ in probe.seen if t2.endswith("/error") and d2["event_id"] == "f1") == 2)
+    probe.wait_for(lambda m: m.topic.endswith("/error") and m.data["event_id"] == "f1" and m.data.get("conflict")
+                   and sum(1 for msg in probe.seen if msg.topic.endswith("/error") and msg.data["event_id"] == "f1") == 2)
     probe.publish(f"{base}/offload/report", report(roll="C003", event_id="after"))
     probe.wait_for(on("/offload/event", event_id="after"))
-    b002 = [d for t, d, _ in probe.seen if t.endswith("/offload/event") and d["roll"] == "B002"]
+    b002 = [msg.data for msg in probe.seen if msg.topic.endswith("/offload/event") and msg.data["roll"] == "B002"]
     assert len(b002) == 2 and not any(d["safe_to_wipe"] for d in b002)  # the failure, then one doubt
 
 
@@ -133,7 +136,7 @@ def test_a_generic_volume_name_in_any_spelling_is_never_safe_to_wipe(offload_hub
     probe = probe_factory(f"{base}/offload/#")
     copies = [copy(f"/raid/{roll}"), copy(f"/shuttle/{roll}")]
     probe.publish(f"{base}/offload/report", report(roll=roll, event_id="generic", destinations=copies))
-    _, event, _ = probe.wait_for(on("/offload/event", event_id="generic"))
+    event = probe.wait_for(on("/offload/event", event_id="generic")).data
     assert event["safe_to_wipe"] is False and event["copies"]["verified"] == 2
     assert any("generic volume name" in why for why in event["why_not_safe"]), event["why_not_safe"]
 
@@ -153,13 +156,13 @@ def test_hedge_copies_are_combined_when_the_source_is_idle(offload_hub, probe_fa
     probe.publish(f"{base}/offload/report", {"v": 1, "hedge": hedge_copy("/Volumes/Shuttle/A002R1")})
     probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "h1", "hedge": {
         "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/A002R1", "hasFailedTransfers": "NO"}})
-    _, event, _ = probe.wait_for(on("/offload/event", event_id="h1"))
+    event = probe.wait_for(on("/offload/event", event_id="h1")).data
     assert event["roll"] == "A002R1" and event["status"] == "verified" and event["source"] == "hedge"
     assert event["copies"]["verified"] == 2 and event["safe_to_wipe"] and event["bytes"] == 2048
-    assert [e for t, e, r in probe.seen if t.endswith("/event")] == [event], "one event per card, not per copy"
+    assert [msg.data for msg in probe.seen if msg.topic.endswith("/event")] == [event], "one event per card, not per copy"
     probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "h2", "hedge": {
         "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/A002R1"}})
-    _, error, _ = probe.wait_for(on("/offload/error", event_id="h2"))
+    error = probe.wait_for(on("/offload/error", event_id="h2")).data
     assert "no FileCopyCompleted" in error["reason"]
 
 
@@ -171,7 +174,7 @@ def test_hedge_failed_copy_fails_the_card(offload_hub, probe_factory):
                                                                "reason": "checksum mismatch"}})
     probe.publish(f"{base}/offload/report", {"v": 1, "event_id": "h3", "hedge": {
         "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/A002R1"}})
-    _, event, _ = probe.wait_for(on("/offload/event", event_id="h3"))
+    event = probe.wait_for(on("/offload/event", event_id="h3")).data
     assert event["status"] == "warnings" and not event["safe_to_wipe"]
     assert event["errors"][0]["detail"] == "checksum mismatch"
 
@@ -245,7 +248,7 @@ def test_every_input_gives_the_same_normalized_event(offload_hub, tmp_path, prob
         "event": "DiskIdle", "diskType": "Source", "sourcePath": "/Volumes/R3"}})
     events = {}
     for event_id in ("via-mqtt", "via-cli", "via-hedge"):
-        _, data, _ = probe.wait_for(on("/offload/event", event_id=event_id))
+        data = probe.wait_for(on("/offload/event", event_id=event_id)).data
         events[event_id] = OffloadEvent.model_validate(data)
     assert [e.source for e in events.values()] == ["mqtt", "cli", "hedge"]
     for event in events.values():
@@ -278,5 +281,5 @@ def test_a_report_too_big_to_read_is_answered_with_its_event_id(offload_hub, pro
     big = json.dumps({"v": 1, "event_id": "too-big-1", "roll": "A011", "status": "verified",
                       "operator": "x" * 200_000})
     probe.publish(f"{base}/offload/report", big)
-    _, error, _ = probe.wait_for(lambda t, d, r: d is not None and d.get("event_id") == "too-big-1")
+    error = probe.wait_for(lambda m: m.data is not None and m.data.get("event_id") == "too-big-1").data
     assert error["reason"].startswith("payload is") and "limit" in error["reason"]

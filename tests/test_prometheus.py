@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import HubProcess, Probe, wait_until, write_config
-from web_helpers import WebProcess, web_section, write_web_config
+from helpers import HubProcess, Probe, wait_until, write_config
+from helpers.web import WebProcess, web_section, write_web_config
 
 from setbridge.sim.broker import free_port
 from setbridge.sim.lights import SimLight
@@ -146,7 +146,7 @@ def test_a_real_prometheus_scrapes_a_real_hub_and_web_process_with_the_rules(set
         probe = Probe(settings.mqtt.port, f"{settings.mqtt.base_topic}/set/stage-t/response")
         probe.publish(f"{settings.mqtt.base_topic}/set/stage-t/request", {"v": 1, "action": "roll",
                                                                           "transaction": "p-1"})
-        probe.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "p-1", timeout=10)
+        probe.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "p-1", timeout=10)
         probe.close()
         light.proc.send_signal(signal.SIGSTOP)  # frozen during the take: the alert must go pending, then fire
         try:

@@ -11,7 +11,7 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from conftest import on, running_hub, wait_until
+from helpers import on, running_hub, wait_until
 
 from setbridge.messages import SetEvent
 from setbridge.web.takes import TakeLog, to_csv
@@ -31,18 +31,18 @@ def test_tally_rolls_a_glitch_does_not_cut_and_opening_cuts_after_the_hold_off(b
         probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
         tally = factory.pin(23)
         tally.drive_low()  # closed to ground: recording
-        _, roll, _ = probe.wait_for(on("/event", type="roll", cause="tally"))
+        roll = probe.wait_for(on("/event", type="roll", cause="tally")).data
         assert roll["changed"] and hub.state == "rolling"
-        probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("recorder") == "recording" and d["timecode"] == "ok")
+        probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("recorder") == "recording" and m.data["timecode"] == "ok")
         assert hub.recorder is not None
         outcome = hub.recorder.voice("cut", cause="voice", phrase="컷", confidence=0.9)
         assert not outcome.ok and hub.state == "rolling"
-        _, overruled, _ = probe.wait_for(on("/event", type="cut", cause="voice"))
+        overruled = probe.wait_for(on("/event", type="cut", cause="voice")).data
         assert overruled["overruled"] is True and "timecode" not in overruled  # no timecode source: no stamp
         tally.drive_high()
         tally.drive_low()  # a glitch shorter than the hold-off
         tally.drive_high()
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="tally"))
+        cut = probe.wait_for(on("/event", type="cut", cause="tally")).data
         assert cut["changed"] and hub.state == "idle"
         assert cut["ts"] - overruled["ts"] >= 0.3
 
@@ -122,7 +122,7 @@ def feed(part, pcm, rate: int = 48000, block_s: float = 0.05) -> None:
 
 @pytest.mark.integration
 def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
-    from timecode_helpers import quiet
+    from helpers.timecode import quiet
 
     from setbridge.recorder.ltc import LtcEncoder
 
@@ -144,7 +144,7 @@ def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
 
 @pytest.mark.integration
 def test_rec_run_silence_is_no_fault_but_an_audio_fault_is():
-    from timecode_helpers import quiet
+    from helpers.timecode import quiet
 
     from setbridge.recorder.ltc import LtcEncoder
 
@@ -220,7 +220,7 @@ def test_code_after_a_fault_is_healthy_before_its_start_counts():
 
 
 def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, factory):
-    from metrics_helpers import scrape, value
+    from helpers.metrics import scrape, value
 
     from setbridge.hub.metrics import HubMetrics
 
@@ -241,7 +241,7 @@ def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, fa
 
 @pytest.mark.integration
 def test_code_that_never_stops_in_rec_run_is_reported_as_a_recorder_in_free_run():
-    from timecode_helpers import quiet
+    from helpers.timecode import quiet
 
     from setbridge.config import TimecodeSettings
     from setbridge.recorder.ltc import LtcEncoder

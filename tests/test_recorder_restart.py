@@ -11,9 +11,9 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from conftest import make_settings, on, running_hub, wait_until
-from firmware_helpers import running_light
-from timecode_helpers import quiet, write_wav
+from helpers import make_settings, on, running_hub, wait_until
+from helpers.firmware import running_light
+from helpers.timecode import quiet, write_wav
 
 from setbridge.hub import Hub
 from setbridge.recorder.ltc import LtcEncoder
@@ -37,7 +37,7 @@ def saved_rolling(broker, state_dir: Path) -> None:
 
 
 def restored_events(probe) -> list[dict]:
-    return [d for t, d, r in list(probe.seen) if t.endswith("/event") and d and "restored" in (d.get("reason") or "")]
+    return [msg.data for msg in list(probe.seen) if msg.topic.endswith("/event") and msg.data and "restored" in (msg.data.get("reason") or "")]
 
 
 def test_a_restored_roll_the_tally_does_not_confirm_goes_idle_once(broker, tmp_path, factory, probe_factory):
@@ -48,9 +48,9 @@ def test_a_restored_roll_the_tally_does_not_confirm_goes_idle_once(broker, tmp_p
     with running_light(settings, tmp_path) as light:
         hub.start()
         try:
-            _, restore, _ = probe.wait_for(on("/event", cause="restore"), timeout=10)
+            restore = probe.wait_for(on("/event", cause="restore"), timeout=10).data
             assert restore["state"] == "rolling"
-            _, idle, _ = probe.wait_for(on("/event", type="idle", cause="tally"), timeout=10)
+            idle = probe.wait_for(on("/event", type="idle", cause="tally"), timeout=10).data
             assert idle["changed"] and idle["state"] == "idle"
             assert "restored as rolling" in idle["reason"] and "not recording 0.5 s later" in idle["reason"]
             assert idle["ts"] - restore["ts"] >= 0.5
@@ -72,11 +72,11 @@ def test_a_restored_roll_the_tally_confirms_keeps_rolling_until_the_recorder_sto
     hub.start()
     try:
         factory.pin(23).drive_low()  # the recorder records
-        probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("recorder") == "recording", timeout=10)
+        probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("recorder") == "recording", timeout=10)
         time.sleep(1.0)  # past the window
         assert hub.state == "rolling" and not restored_events(probe)
         factory.pin(23).drive_high()  # the recorder stops: that cuts, as always
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="tally"), timeout=10)
+        cut = probe.wait_for(on("/event", type="cut", cause="tally"), timeout=10).data
         assert cut["changed"] and cut["state"] == "idle"
     finally:
         hub.stop()
@@ -104,8 +104,8 @@ def test_a_restored_roll_without_code_goes_idle_once_the_input_has_been_heard(br
     probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
     hub.start()
     try:
-        _, restore, _ = probe.wait_for(on("/event", cause="restore"), timeout=10)
-        _, idle, _ = probe.wait_for(on("/event", type="idle", cause="timecode"), timeout=10)
+        restore = probe.wait_for(on("/event", cause="restore"), timeout=10).data
+        idle = probe.wait_for(on("/event", type="idle", cause="timecode"), timeout=10).data
         assert idle["changed"] and "restored as rolling" in idle["reason"] and "(timecode)" in idle["reason"]
         assert idle["ts"] - restore["ts"] >= 1.0  # the fault window of audio heard, not just confirm_s
         time.sleep(0.6)
@@ -121,9 +121,9 @@ def test_a_restored_roll_with_the_recorder_recording_keeps_rolling(broker, tmp_p
     probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
     hub.start()
     try:
-        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="timecode"), timeout=10)
+        cut = probe.wait_for(on("/event", type="cut", cause="timecode"), timeout=10).data
         assert cut["changed"] and cut["timecode"].startswith("09:00:02")
-        events = [d for t, d, r in list(probe.seen) if t.endswith("/event") and d]
+        events = [msg.data for msg in list(probe.seen) if msg.topic.endswith("/event") and msg.data]
         assert [e["state"] for e in events] == ["rolling", "rolling", "idle"]  # restore, the recorder, its stop
         assert not restored_events(probe)
     finally:
@@ -137,7 +137,7 @@ def test_a_restored_roll_stays_while_the_timecode_source_is_at_fault(broker, tmp
     probe = probe_factory(f"{hub.settings.mqtt.base_topic}/#")
     hub.start()
     try:
-        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "fault", timeout=10)
+        status = probe.wait_for(lambda m: "/hub/" in m.topic and m.data.get("timecode") == "fault", timeout=10).data
         assert "does not decode as LTC" in status["timecode_reason"]
         time.sleep(1.0)  # well past the window
         assert hub.state == "rolling" and not restored_events(probe)

@@ -7,7 +7,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -38,7 +37,7 @@ def test_a_fresh_request_runs_and_an_expired_transaction_stays_free_for_a_retry(
     assert ask(p, topics, stale.to_bytes(), "tx-9")["ok"] is False
     fresh, _ = expiring("roll", "tx-9", "cart", 5.0)
     p.publish(topics.set_request("stage-t"), fresh.to_bytes())
-    _, answer, _ = p.wait_for(lambda t, d, r: d is not None and d.get("transaction") == "tx-9" and d["ok"])
+    answer = p.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "tx-9" and m.data["ok"]).data
     assert answer["state"] == "rolling" and hub.state == "rolling"
 
 
@@ -77,23 +76,17 @@ def _props(packet: int, **values: int) -> Properties:
 
 
 def test_send_dates_its_request_and_gives_it_a_message_expiry(hub, broker, settings, topics, tmp_path):
-    from conftest import write_config
+    from helpers import Probe, write_config
     from test_cli import run
 
-    seen: list[mqtt.MQTTMessage] = []
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    watcher.on_message = lambda c, u, m: seen.append(m)
-    watcher.connect("127.0.0.1", broker.port)
-    watcher.subscribe(topics.set_request("stage-t"), 1)
-    watcher.loop_start()
+    watcher = Probe(broker.port, topics.set_request("stage-t"), v5=True)
     try:
-        time.sleep(0.2)
         out = run("send", "roll", "--config", str(write_config(tmp_path / "c.toml", settings)), "--timeout", "3")
         assert out.returncode == 0, out.stderr
+        sent = watcher.wait_for(lambda m: True, what="the request setbridge send published")
     finally:
-        watcher.disconnect()
-        watcher.loop_stop()
-    request = SetRequest.model_validate_json(seen[0].payload)
+        watcher.close()
+    request = SetRequest.model_validate_json(sent.payload)
     assert request.sent_at is not None and abs(request.sent_at - time.time()) < 10
     assert request.deadline == pytest.approx(request.sent_at + 3)
-    assert seen[0].properties.MessageExpiryInterval in (2, 3)  # what is left of 3 s when it arrives
+    assert sent.properties["MessageExpiryInterval"] in (2, 3)  # what is left of 3 s when it arrives

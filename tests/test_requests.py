@@ -15,8 +15,8 @@ from setbridge.messages import SetResponse
 def ask(probe, topics, payload: bytes | dict, tx) -> dict:
     """Publish a request and return the response whose transaction is exactly ``tx`` (same JSON type)."""
     probe.publish(topics.set_request("stage-t"), payload)
-    _, data, _ = probe.wait_for(lambda t, d, r: t.endswith("/response") and d is not None and "transaction" in d
-                                and d["transaction"] == tx and type(d["transaction"]) is type(tx))
+    data = probe.wait_for(lambda m: m.topic.endswith("/response") and m.data is not None and "transaction" in m.data
+                                and m.data["transaction"] == tx and type(m.data["transaction"]) is type(tx)).data
     return data
 
 
@@ -31,8 +31,8 @@ def test_a_numeric_transaction_is_echoed_as_the_same_number(hub, topics, probe_f
     now_ms = 1795399504123  # what Node-RED's Date.now() gives
     answer = ask(p, topics, {"v": 1, "action": "roll", "transaction": now_ms}, now_ms)
     assert answer["ok"] is True and answer["state"] == "rolling"
-    raw = [m for m in p.seen if m[1] and m[1].get("transaction") == now_ms]
-    assert raw and isinstance(raw[0][1]["transaction"], int)
+    raw = [m.data for m in p.seen if m.data and m.data.get("transaction") == now_ms]
+    assert raw and isinstance(raw[0]["transaction"], int)
 
 
 @pytest.mark.parametrize("tx, field", [
@@ -85,7 +85,7 @@ def test_a_repeated_transaction_gets_its_first_answer_and_changes_nothing(hub, t
     cut = ask(p, topics, {"v": 1, "action": "cut", "transaction": "cut-1", "source": "ipad"}, "cut-1")
     assert cut["state"] == "idle"
     seq = hub.controller.seq
-    events.wait_for(lambda t, d, r: d and d.get("transaction") == "cut-1")
+    events.wait_for(lambda m: m.data and m.data.get("transaction") == "cut-1")
     seen_events = len(events.seen)
     p.seen.clear()
     retry = ask(p, topics, {"v": 1, "action": "roll", "transaction": "take-1", "source": "ipad"}, "take-1")
@@ -96,8 +96,8 @@ def test_a_repeated_transaction_gets_its_first_answer_and_changes_nothing(hub, t
     assert hub.state == "idle" and hub.controller.seq == seq
     # The next new request's event comes right after; no event was published for the repeats.
     ask(p, topics, {"v": 1, "action": "standby", "transaction": "sb-1"}, "sb-1")
-    _, event, _ = events.wait_for(lambda t, d, r: d and d.get("transaction") == "sb-1")
-    assert [d.get("transaction") for _, d, _ in events.seen[seen_events:]] == ["sb-1"]
+    events.wait_for(lambda m: m.data and m.data.get("transaction") == "sb-1")
+    assert [msg.data.get("transaction") for msg in events.seen[seen_events:]] == ["sb-1"]
 
 
 def test_42_and_the_string_42_are_different_transactions(hub, topics, probe_factory):

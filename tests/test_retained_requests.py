@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import uuid
 
-from broker_helpers import User
-from conftest import Probe, make_settings, wait_until
+from helpers.broker import as_user
+from helpers import Probe, make_settings, wait_until
 
 from setbridge.sim.lights import SimLight, find_micropython
 from setbridge.hub import Hub
@@ -29,8 +29,8 @@ def assert_nothing_retained(port: int, topic: str) -> None:
     try:
         marker = uuid.uuid4().hex
         probe.publish(topic, {"marker": marker})
-        probe.wait_for(lambda t, d, r: d is not None and d.get("marker") == marker)
-        retained = [item for item in probe.seen if item[2]]
+        probe.wait_for(lambda m: m.data is not None and m.data.get("marker") == marker)
+        retained = [m.topic for m in probe.seen if m.retained]
         assert not retained, f"still retained on {topic}: {retained}"
     finally:
         probe.close()
@@ -44,11 +44,11 @@ def test_a_retained_roll_before_start_never_rolls_and_is_cleared(broker, tmp_pat
     caplog.set_level(logging.WARNING, logger="setbridge.bus")
     hub = started(settings)
     try:
-        watcher.wait_for(lambda t, d, r: t == request_topic and d is None and not r)  # the hub's clear
-        watcher.wait_for(lambda t, d, r: t.endswith("/set/stage-t/state") and d is not None)
+        watcher.wait_for(lambda m: m.topic == request_topic and m.data is None and not m.retained)  # the hub's clear
+        watcher.wait_for(lambda m: m.topic.endswith("/set/stage-t/state") and m.data is not None)
         assert_nothing_retained(broker.port, request_topic)
         assert hub.state == "idle" and hub.controller.take == 0
-        responses = [d for t, d, _ in watcher.seen if t.endswith("/response")]
+        responses = [msg.data for msg in watcher.seen if msg.topic.endswith("/response")]
         assert responses == [], "a retained request must not be answered as if executed"
         lines = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
         assert len(lines) == 1 and request_topic in lines[0]
@@ -63,28 +63,28 @@ def test_a_retained_roll_never_runs_live_nor_across_restarts(broker, tmp_path):
     watcher = Probe(broker.port, f"{settings.mqtt.base_topic}/set/#")
     hub = started(settings)
     try:
-        watcher.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        watcher.wait_for(lambda m: m.topic.endswith("/state") and m.data is not None)
         watcher.publish(request_topic, ROLL, retain=True)  # Mosquitto passes the retain flag on live
-        watcher.wait_for(lambda t, d, r: t == request_topic and d is None)
+        watcher.wait_for(lambda m: m.topic == request_topic and m.data is None)
         assert_nothing_retained(broker.port, request_topic)
         assert hub.submit("roll", cause="test").ok and hub.submit("cut", cause="test").state == "idle"
     finally:
         hub.stop()
     watcher.publish(request_topic, {**ROLL, "transaction": "while-down"}, retain=True)
     for restart in range(2):
-        clears = sum(1 for t, d, _ in watcher.seen if t == request_topic and d is None)
+        clears = sum(1 for msg in watcher.seen if msg.topic == request_topic and msg.data is None)
         hub = started(settings)
         try:
             epoch = hub.controller.epoch
-            watcher.wait_for(lambda t, d, r: t.endswith("/state") and d is not None and d["epoch"] == epoch)  # noqa: B023 - used within the iteration
+            watcher.wait_for(lambda m: m.topic.endswith("/state") and m.data is not None and m.data["epoch"] == epoch)  # noqa: B023 - used within the iteration
             if restart == 0:  # the first restart finds the retained roll and clears it
-                watcher.wait_for(lambda t, d, r: t == request_topic and d is None
-                                 and sum(1 for t2, d2, _ in watcher.seen if t2 == request_topic and d2 is None) > clears)  # noqa: B023
+                watcher.wait_for(lambda m: m.topic == request_topic and m.data is None
+                                 and sum(1 for msg in watcher.seen if msg.topic == request_topic and msg.data is None) > clears)  # noqa: B023
             assert_nothing_retained(broker.port, request_topic)
             assert hub.state == "idle" and hub.controller.take == 1
         finally:
             hub.stop()
-    answered = [d for t, d, _ in watcher.seen if t.endswith("/response")]
+    answered = [msg.data for msg in watcher.seen if msg.topic.endswith("/response")]
     assert answered == [], f"retained requests were answered as if executed: {answered}"
     watcher.close()
 
@@ -121,26 +121,25 @@ def test_odd_retained_requests_and_reports_are_cleared_once_and_never_loop(broke
     base = settings.mqtt.base_topic
     topics = (f"{base}/set/{settings.hub.set}/request", f"{base}/offload/report")
     watcher = Probe(broker.port, f"{base}/#")
-    raw = User(broker.port, "raw-watcher")  # sees payloads as bytes: a clear is exactly b""
+    raw = as_user(broker.port, "raw-watcher")  # sees payloads as bytes: a clear is exactly b""
     raw.subscribe(f"{base}/#")
     caplog.set_level(logging.WARNING)
     hub = started(settings)
 
     def clears(topic: str) -> int:
-        return sum(1 for t, p in list(raw.received) if t == topic and p == b"")
+        return sum(1 for msg in list(raw.seen) if msg.topic == topic and msg.payload == b"")
 
     try:
-        watcher.wait_for(lambda t, d, r: t.endswith("/set/stage-t/state") and d is not None)
+        watcher.wait_for(lambda m: m.topic.endswith("/set/stage-t/state") and m.data is not None)
         for payload in ODD.values():
             for topic in topics:
                 before = clears(topic)
                 watcher.publish(topic, payload, retain=True)
-                with raw._cond:
-                    assert raw._cond.wait_for(lambda: clears(topic) > before, 10), f"{topic} was not cleared"  # noqa: B023
+                raw.wait_for(lambda _: clears(topic) > before, 10, what=f"{topic} to be cleared")  # noqa: B023
                 assert_nothing_retained(broker.port, topic)
         assert hub.state == "idle" and hub.controller.take == 0
-        watcher.wait_for(lambda t, d, r: len([1 for t2, d2, _ in watcher.seen if t2.endswith("/offload/error")
-                                              and d2 and d2["reason"].startswith("retained:")]) >= len(ODD))
+        watcher.wait_for(lambda m: len([1 for msg in watcher.seen if msg.topic.endswith("/offload/error")
+                                              and msg.data and msg.data["reason"].startswith("retained:")]) >= len(ODD))
     finally:
         hub.stop()
         watcher.close()
@@ -148,6 +147,6 @@ def test_odd_retained_requests_and_reports_are_cleared_once_and_never_loop(broke
     # once each: the hub's own clear comes back to it and is ignored
     cleared = [r.getMessage() for r in caplog.records if "ignored a retained command" in r.getMessage()]
     assert len(cleared) == len(ODD) and all(topics[0] in line for line in cleared), cleared
-    answered = [d for t, d, _ in watcher.seen if t.endswith("/offload/error") and d["reason"].startswith("retained:")]
+    answered = [msg.data for msg in watcher.seen if msg.topic.endswith("/offload/error") and msg.data["reason"].startswith("retained:")]
     assert len(answered) == len(ODD)
-    assert not [d for t, d, _ in watcher.seen if t.endswith("/response") or t.endswith("/offload/event")]
+    assert not [msg.data for msg in watcher.seen if msg.topic.endswith("/response") or msg.topic.endswith("/offload/event")]

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import make_settings
+from helpers import make_settings
 
 from setbridge.broker.certs import make_certs
 from setbridge.sim.broker import PrivateBroker, free_port

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speech_helpers import FILLERS, PHRASES, RATE, say, silence, steady_model, write_wav
+from helpers.speech import FILLERS, PHRASES, RATE, say, silence, steady_model, write_wav
 
 from setbridge.cli import main
 from setbridge.errors import ModelError

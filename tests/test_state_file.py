@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Probe, make_settings
-from firmware_helpers import running_light
+from helpers import Probe, make_settings
+from helpers.firmware import running_light
 
 from setbridge.hub import Hub
 from setbridge.hub.controller import SetController
@@ -144,7 +144,7 @@ def test_a_hub_whose_state_file_is_a_fifo_comes_online(broker, tmp_path, probe_f
     try:
         started.join(10)
         assert not started.is_alive(), "the hub's start blocked on the FIFO"
-        _, data, _ = probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        data = probe.wait_for(lambda m: m.topic.endswith("/state") and m.data is not None).data
         assert data["state"] == "idle" and data["epoch"] == hub.controller.epoch
     finally:
         hub.stop()
@@ -170,10 +170,10 @@ def test_a_bad_file_never_makes_the_published_seq_fall(broker, tmp_path, probe_f
             assert hub.bus.wait_connected(5)
             for action in ("roll", "cut"):
                 hub.submit(action, cause="test")
-            seen.wait_for(lambda t, d, r: t.endswith("/state") and d and d["seq"] == hub.controller.seq)  # noqa: B023 - used within the iteration
+            seen.wait_for(lambda m: m.topic.endswith("/state") and m.data and m.data["seq"] == hub.controller.seq)  # noqa: B023 - used within the iteration
         finally:
             hub.stop()
-    published = [(d["epoch"], d["seq"]) for t, d, _ in seen.seen if t.endswith(("/state", "/heartbeat", "/event"))]
+    published = [(msg.data["epoch"], msg.data["seq"]) for msg in seen.seen if msg.topic.endswith(("/state", "/heartbeat", "/event"))]
     assert all(seq > 0 for _, seq in published)
     assert [seq for _, seq in published] == sorted(seq for _, seq in published)
     assert [e for e, _ in published] == sorted(e for e, _ in published)
@@ -250,7 +250,7 @@ def test_a_full_disk_refuses_the_action_and_changes_nothing(broker, full_disk, t
     hub.start()
     try:
         assert hub.bus.wait_connected(5)
-        probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        probe.wait_for(lambda m: m.topic.endswith("/state") and m.data is not None)
         seq = hub.controller.seq
         # The offload journal shares the directory: stopped, so that none of its files is removed
         # (freeing blocks) once the disk is full.
@@ -260,25 +260,25 @@ def test_a_full_disk_refuses_the_action_and_changes_nothing(broker, full_disk, t
         request = f"{topics_base}/set/{hub.set_id}/request"
         tx = uuid.uuid4().hex
         probe.publish(request, {"v": 1, "action": "roll", "transaction": tx})
-        _, answer, _ = probe.wait_for(lambda t, d, r: t.endswith("/response") and d and d.get("transaction") == tx)
+        answer = probe.wait_for(lambda m: m.topic.endswith("/response") and m.data and m.data.get("transaction") == tx).data
         assert answer["ok"] is False and "\n" not in answer["error"]
         assert "cannot save the set state" in answer["error"] and "No space left" in answer["error"]
         assert answer["state"] == "idle" and answer["seq"] == seq
         assert hub.state == "idle" and hub.controller.seq == seq and hub.controller.take == 0
         assert not hub.submit("roll", cause="button").ok  # voice and buttons are refused the same way
         mark = len(probe.seen)
-        probe.wait_for(lambda t, d, r: t.endswith("/heartbeat") and len(probe.seen) > mark + 3)
-        assert all(d["state"] == "idle" for t, d, _ in probe.seen[mark:] if t.endswith("/heartbeat"))
-        assert not [d for t, d, _ in probe.seen if t.endswith("/state") and d["state"] == "rolling"]
+        probe.wait_for(lambda m: m.topic.endswith("/heartbeat") and len(probe.seen) > mark + 3)
+        assert all(msg.data["state"] == "idle" for msg in probe.seen[mark:] if msg.topic.endswith("/heartbeat"))
+        assert not [msg.data for msg in probe.seen if msg.topic.endswith("/state") and msg.data["state"] == "rolling"]
         assert any("cannot save the set state" in r.getMessage() for r in caplog.records)
         for leftover in mount.glob("pad-*"):
             leftover.unlink()
         (mount / "filler").unlink()
         tx = uuid.uuid4().hex  # the same request again once there is room
         probe.publish(request, {"v": 1, "action": "roll", "transaction": tx})
-        _, answer, _ = probe.wait_for(lambda t, d, r: t.endswith("/response") and d and d.get("transaction") == tx)
+        answer = probe.wait_for(lambda m: m.topic.endswith("/response") and m.data and m.data.get("transaction") == tx).data
         assert answer["ok"] is True and answer["state"] == "rolling" and answer["seq"] == seq + 1
-        probe.wait_for(lambda t, d, r: t.endswith("/state") and d["state"] == "rolling" and d["seq"] == seq + 1)
+        probe.wait_for(lambda m: m.topic.endswith("/state") and m.data["state"] == "rolling" and m.data["seq"] == seq + 1)
     finally:
         hub.stop()
         probe.close()
@@ -298,7 +298,7 @@ def test_a_hub_restarted_on_a_full_disk_keeps_the_set_and_refuses_actions(broker
     hub = Hub(settings)
     hub.start()
     try:
-        _, data, _ = probe.wait_for(lambda t, d, r: t.endswith("/state") and d is not None)
+        data = probe.wait_for(lambda m: m.topic.endswith("/state") and m.data is not None).data
         assert data["state"] == "rolling" and data["take"] == 5 and data["seq"] == GOOD["seq"]
         assert data["epoch"] >= int(before), "an unsaved epoch must come from the clock, never one used before"
         lines = [r.getMessage() for r in caplog.records if "starting rolling at epoch" in r.getMessage()]

@@ -9,7 +9,7 @@ import sys
 import shutil
 
 import pytest
-from conftest import Probe, make_settings, running_hub, write_config
+from helpers import Probe, make_settings, running_hub, write_config
 
 from setbridge.commands import status_codes as codes
 
@@ -86,7 +86,7 @@ def test_a_name_that_does_not_resolve_is_said(tmp_path):
 
 @pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
 def test_a_refused_login_has_its_own_code(tmp_path):
-    from broker_helpers import generated_broker
+    from helpers.broker import generated_broker
 
     with generated_broker({"tools": "integrator"}) as broker:
         cfg = tmp_path / "c.toml"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config
+from helpers import write_config
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from timecode_helpers import code, quiet, write_wav
+from helpers.timecode import code, quiet, write_wav
 
 from setbridge.recorder.ltc import LTCFrame, LTCFrameExt, LtcDecoder, LtcEncoder, SMPTETimecode
 from setbridge.recorder.reader import read_runs

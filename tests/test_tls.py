@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from broker_helpers import User, generated_broker, password, setbridge
-from conftest import make_settings
+from helpers.broker import as_user, generated_broker, password, setbridge
+from helpers import make_settings
 
 from setbridge.sim.broker import free_port
 from setbridge.sim.lights import SimLight, find_micropython
@@ -109,12 +109,12 @@ def test_plain_mqtt_serves_this_machine_only_unless_asked(tmp_path):
 
 
 def test_a_plain_connection_to_a_tls_only_broker_is_refused(tls_broker, certs, tmp_path):
-    plain = User(tls_broker.port, "wall")
+    plain = as_user(tls_broker.port, "wall")
     try:
         assert not plain.accepted, "a plain MQTT client was let in"
     finally:
         plain.close()
-    secure = User(tls_broker.port, "wall", tls_ca=certs / "ca.crt")
+    secure = as_user(tls_broker.port, "wall", tls_ca=certs / "ca.crt")
     try:
         assert secure.accepted, "the same user over TLS should be let in"
     finally:

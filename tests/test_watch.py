@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 
-from conftest import write_config
+from helpers import write_config
 
 from setbridge.escape import json_line, terminal
 
@@ -65,7 +65,7 @@ def test_watch_prints_a_forged_source_escaped_and_marks_retained(hub, settings, 
         early = js.until(b'"rolling"')
         p = probe_factory(topics.set_response("stage-t"))
         p.publish(topics.set_request("stage-t"), {"v": 1, "action": "cut", "transaction": "esc", "source": FORGED})
-        p.wait_for(lambda t, d, r: d and d.get("transaction") == "esc")
+        p.wait_for(lambda m: m.data and m.data.get("transaction") == "esc")
         shown = text.until(b"event cut")
         js_lines = early + js.until(b'"type": "cut"')
     finally:
@@ -104,7 +104,7 @@ def test_status_prints_escaped_ids_and_fields(hub, settings, topics, tmp_path, p
 def test_watch_prints_a_light_when_it_changes_not_every_alive_message(hub, settings, tmp_path):
     """A real firmware light says "alive" every second; the watch prints it when it is first heard,
     when what it shows changes and when it goes silent, not at every message (``--all`` does)."""
-    from firmware_helpers import running_light
+    from helpers.firmware import running_light
 
     cfg = write_config(tmp_path / "c.toml", settings)
     quiet, every = Watch("--config", str(cfg)), Watch("--config", str(cfg), "--all")

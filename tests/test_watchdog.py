@@ -19,6 +19,7 @@ from setbridge.hub import Hub
 from setbridge.hub.systemd import Notifier
 from setbridge.topics import Topics
 
+from helpers import wait_until
 from test_systemd import receive
 
 WATCHDOG_USEC = "3000000"  # the hub then calls a loop stalled after 1.5 s
@@ -115,10 +116,8 @@ def test_a_stalled_loop_stops_the_watchdog_and_says_which(where, settings, tmp_p
         receive(sock, "WATCHDOG=1", timeout=10)
         wait_for_log(caplog, "feeding the systemd watchdog again")
         if where == "controller":
-            deadline = time.monotonic() + 10
-            while hub.state != "rolling" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert hub.state == "rolling"  # the stalled roll was applied, not lost
+            # the stalled roll was applied, not lost
+            wait_until(lambda: hub.state == "rolling", 10, what="the stalled roll to be applied")
 
 
 def test_a_stalled_controller_never_stalls_the_bus(hub, settings, tmp_path, probe_factory):
@@ -132,14 +131,14 @@ def test_a_stalled_controller_never_stalls_the_bus(hub, settings, tmp_path, prob
         threading.Thread(target=hub.submit, args=("roll", "test"), daemon=True).start()
         assert db.entered.wait(10)
         seen = len(beats.seen)
-        beats.wait_for(lambda t, d, r: len(beats.seen) >= seen + 5, timeout=5)
+        beats.wait_for(lambda m: len(beats.seen) >= seen + 5, timeout=5)
         answers.publish(topics.set_request(hub.set_id), {"v": 1, "action": "cut", "transaction": "queued"})
         answers.publish(topics.set_request(hub.set_id), {"v": 1, "action": "jump", "transaction": "while-stalled"})
-        _, data, _ = answers.wait_for(lambda t, d, r: d and d.get("transaction") == "while-stalled")
+        data = answers.wait_for(lambda m: m.data and m.data.get("transaction") == "while-stalled").data
         assert data["ok"] is False and "action" in data["error"]
-        assert not any(d and d.get("transaction") == "queued" for _, d, _ in answers.seen)
+        assert not any(msg.data and msg.data.get("transaction") == "queued" for msg in answers.seen)
     finally:
         db.release()
-    _, data, _ = answers.wait_for(lambda t, d, r: d and d.get("transaction") == "queued", timeout=10)
+    data = answers.wait_for(lambda m: m.data and m.data.get("transaction") == "queued", timeout=10).data
     assert data["ok"] is True and data["state"] == "idle"
-    beats.wait_for(lambda t, d, r: d["state"] == "idle" and d["seq"] == data["seq"], timeout=10)
+    beats.wait_for(lambda m: m.data["state"] == "idle" and m.data["seq"] == data["seq"], timeout=10)

@@ -16,8 +16,8 @@ from setbridge.sim.broker import free_port
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 
-from conftest import make_settings, wait_until
-from web_helpers import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
+from helpers import make_settings, wait_until
+from helpers.web import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
 
 pytestmark = pytest.mark.integration
 
@@ -162,12 +162,10 @@ def takes_csv(url: str) -> list[dict]:
 
 
 def wait_takes(url: str, count: int, timeout: float = 10) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = takes_csv(url)
-        if len([r for r in rows if r["ended_at"]]) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
+    """The take log once ``count`` takes in it have ended."""
+    wait_until(lambda: len([r for r in takes_csv(url) if r["ended_at"]]) >= count, timeout,
+               what=f"{count} ended takes in {url}/takes.csv")
+    return takes_csv(url)
 
 
 @pytest.mark.slow

@@ -17,8 +17,8 @@ import httpx
 
 from setbridge.hub import Hub
 
-from conftest import make_settings
-from web_helpers import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
+from helpers import make_settings, wait_until
+from helpers.web import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
 
 FORGED = "web\r\x1b[2Kstage-t take  99  09:00:00 → 09:00:01      1.0 s  rolled by \x1b]0;x\x07"
 
@@ -32,12 +32,12 @@ def web_settings(broker, tmp_path, **web):
 
 
 def wait_csv_rows(url: str, count: int, timeout: float = 10) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = list(csv.DictReader(io.StringIO(httpx.get(url + "/takes.csv").text)))
-        if len([r for r in rows if r["ended_at"]]) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.1)
+    """The take log once ``count`` takes in it have ended."""
+    def rows() -> list[dict]:
+        return list(csv.DictReader(io.StringIO(httpx.get(url + "/takes.csv").text)))
+    wait_until(lambda: len([r for r in rows() if r["ended_at"]]) >= count, timeout,
+               what=f"{count} ended takes in {url}/takes.csv")
+    return rows()
 
 
 def test_setbridge_takes_escapes_what_an_integrator_wrote(broker, tmp_path, probe_factory):
@@ -54,7 +54,7 @@ def test_setbridge_takes_escapes_what_an_integrator_wrote(broker, tmp_path, prob
                                    ("roll", "\t-2+3"), ("cut", "＝1+1")):
                 tx = f"t-{action}-{time.time()}"
                 probe.publish(topic, {"v": 1, "action": action, "transaction": tx, "source": source})
-                probe.wait_for(lambda t, d, r, tx=tx: d is not None and d.get("transaction") == tx and d["ok"])
+                probe.wait_for(lambda m, tx=tx: m.data is not None and m.data.get("transaction") == tx and m.data["ok"])
             assert len(wait_csv_rows(url, 2)) == 2
     finally:
         hub.stop()

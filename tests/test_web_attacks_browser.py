@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import make_settings
+from helpers import make_settings
 from test_web_attacks import open_stream, slow_connection
 from test_web_browser import browser, showing  # noqa: F401 (the module's Chromium fixture)
-from web_helpers import WebProcess, web_section, write_web_config
+from helpers.web import WebProcess, web_section, write_web_config
 
 
 @pytest.mark.slow

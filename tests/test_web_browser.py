@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HubProcess, Probe, make_settings, on, wait_until, write_config
-from firmware_helpers import running_light
-from web_helpers import PASSWORD, WebProcess, serving, web_section, write_web_config
+from helpers import HubProcess, Probe, make_settings, on, wait_until, write_config
+from helpers.firmware import running_light
+from helpers.web import PASSWORD, WebProcess, serving, web_section, write_web_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -237,7 +237,7 @@ def test_the_board_shows_what_each_light_was_told_beside_what_it_says(browser, b
     settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
     settings.mqtt.base_topic = t = hub.settings.mqtt.base_topic
     probe = probe_factory(f"{t}/set/+/#")
-    _, state, _ = probe.wait_for(on("/set/stage-t/state"))
+    state = probe.wait_for(on("/set/stage-t/state")).data
     liar = f"{t}/light/liar"
     probe.publish(f"{liar}/status", {"v": 1, "state": "online", "fw": "0", "set": "stage-t"}, retain=True)
     probe.publish(f"{liar}/state", {"v": 1, "showing": "rolling", "epoch": state["epoch"], "seq": state["seq"]},
@@ -290,21 +290,21 @@ def test_made_up_cards_are_bounded_and_the_next_real_card_shows_first(browser, b
             def refusals() -> tuple[list[dict], int]:
                 """Refusals answered one by one, and those a ``shed:`` notice counted (a burst's answers
                 beyond the hub's offload window are summed up, not sent one by one)."""
-                errors = [d for t, d, _ in probe.seen if t.endswith("/error") and d]
+                errors = [msg.data for msg in probe.seen if msg.topic.endswith("/error") and msg.data]
                 shed = sum(int(d["reason"].split()[1]) for d in errors if d["reason"].startswith("shed: "))
                 return [d for d in errors if not d["reason"].startswith("shed: ")], shed
 
-            probe.wait_for(lambda t, d, r: len(refusals()[0]) + refusals()[1] >= 570, timeout=30)
+            probe.wait_for(lambda m: len(refusals()[0]) + refusals()[1] >= 570, timeout=30)
             refused, shed = refusals()
             assert len(refused) + shed == 570 and all(d["reason"].startswith("limit: mqtt:script") for d in refused)
             probe.publish(f"{base}/offload/report", junk_or_real("A001R1", "dit-cart", 1))
             probe.wait_for(on("/offload/event", roll="A001R1"))
             # the oldest made-up cards were cleared from the broker (an empty retained message)
-            probe.wait_for(lambda t, d, r: t.endswith("/card/JUNK010") and d is None, timeout=15)
+            probe.wait_for(lambda m: m.topic.endswith("/card/JUNK010") and m.data is None, timeout=15)
             late = probe_factory(f"{base}/offload/card/+")
             wait_until(lambda: len(late.seen) >= 20, what="the retained cards")
             time.sleep(0.5)  # nothing more than the bound arrives
-            kept = sorted(t.rsplit("/", 1)[1] for t, d, r in late.seen if r and d)
+            kept = sorted(msg.topic.rsplit("/", 1)[1] for msg in late.seen if msg.retained and msg.data)
             assert kept == ["A001R1"] + [f"JUNK{n:03d}" for n in range(11, 30)], kept
             WebDriverWait(browser, 10).until(
                 lambda d: d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card]')[0].get_attribute("data-card") == "A001R1")
@@ -326,11 +326,11 @@ def test_a_card_without_news_expires_from_the_broker_and_the_board(browser, brok
             probe.publish(f"{base}/offload/report", junk_or_real("B002R1", "dit-cart", 1))
             probe.wait_for(on("/offload/card/B002R1"), timeout=10)
             WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card="B002R1"]'))
-            probe.wait_for(lambda t, d, r: t.endswith("/card/B002R1") and d is None, timeout=10)
+            probe.wait_for(lambda m: m.topic.endswith("/card/B002R1") and m.data is None, timeout=10)
             WebDriverWait(browser, 5).until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card]'))
             late = probe_factory(f"{base}/offload/card/+")
             time.sleep(0.5)
-            assert not [t for t, d, r in late.seen if d]
+            assert not [msg.topic for msg in late.seen if msg.data]
             probe.publish(f"{base}/offload/report", junk_or_real("B002R1", "dit-cart", 2))  # news: shown again
             WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card="B002R1"]'))
     finally:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import signal
 
 import httpx
-from conftest import make_settings, wait_until
-from metrics_helpers import scrape, value
-from web_helpers import PASSWORD, Client, serving, web_section
+from helpers import make_settings, wait_until
+from helpers.metrics import scrape, value
+from helpers.web import PASSWORD, Client, serving, web_section
 
 from setbridge.sim.lights import SimLight
 from setbridge.commands.provision import light_config

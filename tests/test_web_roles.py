@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import make_settings, wait_until
+from helpers import make_settings, wait_until
 from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.errors import SetbridgeError
 from setbridge.hub import Hub
 from setbridge.web.app import WebApp
-from web_helpers import Client, read_events, serving, web_section
+from helpers.web import Client, read_events, serving, web_section
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]

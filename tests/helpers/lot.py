@@ -11,7 +11,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from broker_helpers import User, password, setbridge
+from helpers import Probe
+from helpers.broker import as_user, password, setbridge
 from setbridge.config import Settings, load_settings
 from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.sim.link import Link
@@ -26,10 +27,10 @@ class Stage:
     link: Link
     settings: Settings
     hub: Hub | None = None
-    users: list[User] = field(default_factory=list)
+    users: list[Probe] = field(default_factory=list)
 
-    def user(self, name: str = "crew", v5: bool = False) -> User:
-        u = User(self.broker.port, name, v5=v5)
+    def user(self, name: str = "crew", v5: bool = False) -> Probe:
+        u = as_user(self.broker.port, name, v5=v5)
         assert u.accepted, f"{name} could not log in to stage {self.name}"
         self.users.append(u)
         return u
@@ -51,10 +52,10 @@ class Lot:
     centre: PrivateBroker
     centre_dir: Path
     stages: dict[str, Stage]
-    users: list[User] = field(default_factory=list)
+    users: list[Probe] = field(default_factory=list)
 
-    def user(self, name: str = "office", v5: bool = False) -> User:
-        u = User(self.centre.port, name, v5=v5)
+    def user(self, name: str = "office", v5: bool = False) -> Probe:
+        u = as_user(self.centre.port, name, v5=v5)
         assert u.accepted, f"{name} could not log in to the centre"
         self.users.append(u)
         return u
