@@ -148,12 +148,13 @@ class _HubCollector:
             family.add_metric([set_id, to, cause], n)
         yield family
 
-        taken, refused, repeated = hub.worker.taken, hub.refused.total, hub.repeated.total
+        desk = hub.requests
+        taken, refused, repeated = hub.worker.taken, desk.refused.total, desk.repeated.total
         requests = CounterMetricFamily("setbridge_requests", "MQTT set requests, by outcome: ok (applied or "
                                        "already so), refused, busy, repeated (a known transaction), malformed, "
                                        "shed (unanswered: the broker took no answers)", labels=["outcome"])
-        for outcome, n in (("ok", max(0, taken - refused - repeated)), ("refused", refused), ("busy", hub.busy.total),
-                           ("repeated", repeated), ("malformed", hub.rejected.total), ("shed", hub.shed.total)):
+        for outcome, n in (("ok", max(0, taken - refused - repeated)), ("refused", refused), ("busy", desk.busy.total),
+                           ("repeated", repeated), ("malformed", desk.rejected.total), ("shed", desk.shed.total)):
             requests.add_metric([outcome], n)
         yield requests
 
@@ -163,9 +164,9 @@ class _HubCollector:
                 yield from stats.collect()
 
         yield _gauge("setbridge_heartbeat_age_seconds", "Seconds since the hub's heartbeat loop last ran",
-                     hub.heartbeat_age_s, {"set": set_id})
+                     hub.heartbeat.age_s, {"set": set_id})
         yield _counter("setbridge_heartbeats_late", "Heartbeats sent more than half a period late (the hub is "
-                       "short of CPU)", hub.late_beats.total, {"set": set_id})
+                       "short of CPU)", hub.heartbeat.late_beats.total, {"set": set_id})
         yield _gauge("setbridge_hub_stalled_loops", "The hub's loops (network, controller, heartbeat) that made "
                      "no progress lately; the systemd watchdog restarts the hub when this stays above 0",
                      len(hub.stalled()))
