@@ -70,6 +70,10 @@ def test_a_ghost_set_is_forgotten_and_a_live_one_is_not(broker, settings, tmp_pa
         assert t.set_state("stage-l") in after and t.hub_status("hub-l") in after, "the live set is untouched"
         again = forget(cfg, "stage-g")
         assert again.returncode == 0 and "nothing to forget" in again.stdout
+        for wildcard in ("+", "#", "stage-l/#", "Stage-L"):
+            refused = forget(cfg, wildcard)
+            assert refused.returncode == 1 and "is not a set id" in refused.stderr
+        assert t.set_state("stage-l") in retained(broker.port, f"{base}/#"), "no wildcard ever clears a live set"
 
 
 @pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")

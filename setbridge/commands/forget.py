@@ -8,6 +8,7 @@ import argparse
 import getpass
 import json
 import queue
+import re
 import sys
 import time
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from ..bus import Bus
     from ..topics import Topics
 
+SET_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 LISTEN_S = 1.0
 """How long retained messages are gathered (a slow broker can trail)."""
 
@@ -50,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"mqtt": settings.mqtt.model_copy(update={"tools": tools})})
     topics = Topics(settings.mqtt.base_topic)
     set_id = args.set_id
+    if not SET_ID.fullmatch(set_id):
+        print(f"setbridge: {set_id!r} is not a set id (lower-case letters, digits and dashes, as in [hub] set); "
+              "name one set, never a wildcard", file=sys.stderr)
+        return 1
     bus = connect(settings, "forget", timeout=args.timeout)
     try:
         found = _retained(bus, topics, set_id, wait_s=max(LISTEN_S, 2 * settings.hub.heartbeat_s + 1.0))

@@ -23,7 +23,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from .. import __version__
 from ..config import MetricsSettings
-from ..errors import SetbridgeError
 from ..messages import SetState
 from ..offload.relay import OffloadRelay
 from .component import Health
@@ -35,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SET_STATES = ("idle", "standby", "rolling")
 AUDIO_STATES = ("ok", "fault", "off")
+RETRY_S = 30.0
+"""Seconds between tries to listen while the metrics port is taken."""
 MAX_CAUSES = 32
 """Distinct transition causes kept; any further one is counted as ``other`` (the label stays bounded)."""
 
@@ -60,28 +61,53 @@ class HubMetrics:
         """The port actually listened on, once started."""
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._retry: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._failed = False
         hub.add_state_listener(self._on_state)
         hub.add_health_listener(self._on_health)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
+        """Listen; a port that is taken never stops the hub (the set runs on): one error line, and
+        another try every ``RETRY_S`` until it is free."""
+        if not self._listen():
+            self._retry = threading.Thread(target=self._keep_trying, name="metrics-retry", daemon=True)
+            self._retry.start()
+
+    def _listen(self) -> bool:
         host, port = self.settings.host, self.settings.port
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise SetbridgeError(f"[metrics] cannot listen on {host}:{port} ({exc.strerror}); pick a free "
-                                 "port in [metrics] port, or set [metrics] enabled = false") from None
-        self.port = int(self._server.server_address[1])
+            if not self._failed:
+                log.error("[metrics] cannot listen on %s:%d (%s); pick a free port in [metrics] port, or set "
+                          "[metrics] enabled = false; the hub runs on without metrics and tries again every %g s",
+                          host, port, exc.strerror or exc, RETRY_S)
+            self._failed = True
+            return False
+        with self._lock:
+            self._server, self._thread = server, thread
+        self.port = int(server.server_address[1])
         log.info("metrics on http://%s:%d/metrics", host, self.port)
+        return True
+
+    def _keep_trying(self) -> None:
+        while not self._stopping.wait(RETRY_S):
+            if self._listen():
+                return
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._stopping.set()
+        with self._lock:
+            server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=2)
+        if self._retry is not None:
+            self._retry.join(timeout=2)
 
     # -- counted as it happens (the hub's listeners; a few per take) ------------------------
     def _on_state(self, state: SetState) -> None:
@@ -177,15 +203,12 @@ class _HubCollector:
             audio.add_metric([name], 1.0 if hub.audio_status == name else 0.0)
         yield audio
         yield _counter("setbridge_audio_faults", "Times the audio source went to fault", audio_faults)
-        timecode, _, recorder = hub.timecode_health
+        timecode = hub.timecode_health[0]  # whether it records comes with the recorder's own stats
         tc = GaugeMetricFamily("setbridge_timecode_status", "1 for the recorder source's status (LTC timecode "
                                "or record tally: ok, fault, off)", labels=["status"])
         for name in AUDIO_STATES:
             tc.add_metric([name], 1.0 if timecode == name else 0.0)
         yield tc
-        if recorder is not None:
-            yield _gauge("setbridge_recorder_recording", "1 while the recorder source says it records",
-                         1.0 if recorder == "recording" else 0.0)
 
         bus = hub.bus
         yield _gauge("setbridge_mqtt_connected", "1 while the hub is connected to its MQTT broker",
