@@ -4,7 +4,7 @@ Each beat carries the stored state (epoch, seq, state), read without the control
 controller busy writing to disk never delays it. A beat that comes late is counted and logged (the
 hub is short of CPU); each beat also flushes the hub's counted log lines, so no summary is held back.
 
->>> heartbeat = Heartbeats(bus, controller, topics, settings.hub, tallies=desk.tallies)
+>>> heartbeat = Heartbeats(context, controller, tallies=desk.tallies)
 >>> heartbeat.start(); heartbeat.age_s; heartbeat.stop()
 """
 
@@ -15,11 +15,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from ..bus import Bus
-from ..config import HubSettings
 from ..messages import Heartbeat
 from ..ratelog import RateLimitedLog
-from ..topics import Topics
+from .component import HubContext
 from .controller import SetController
 
 log = logging.getLogger(__name__)
@@ -28,12 +26,11 @@ log = logging.getLogger(__name__)
 class Heartbeats:
     """One thread beating every ``heartbeat_s`` while the bus is connected."""
 
-    def __init__(self, bus: Bus, controller: SetController, topics: Topics, settings: HubSettings,
-                 tallies: Sequence[RateLimitedLog] = ()):
-        self.bus = bus
+    def __init__(self, ctx: HubContext, controller: SetController, tallies: Sequence[RateLimitedLog] = ()):
+        self.bus = ctx.bus
         self.controller = controller
-        self.topics = topics
-        self.settings = settings
+        self.topics = ctx.topics
+        self.settings = ctx.settings.hub
         self.tallies = tallies
         """Counted log lines flushed on every beat."""
         self.late_beats = RateLimitedLog(log, "%(n)d heartbeat(s) late in %(s).1f s (%(who)s): the hub is short "
@@ -47,10 +44,8 @@ class Heartbeats:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop beating (the loop ends at its next wake-up); :meth:`join` waits for it."""
+        """Stop beating and wait (2 s at most) for a beat under way."""
         self._stopping.set()
-
-    def join(self) -> None:
         if self._thread:
             self._thread.join(timeout=2)
 

@@ -6,7 +6,7 @@ its logs anyway. Only set transitions and audio faults are counted here as they 
 the hub's listeners (a few per take); the offload relay counts its events and journal faults. Labels are bounded: a set, a state, a cause
 from the hub's own code, an outcome, a reason class; never a transaction or a phrase.
 
->>> hub.add_component(HubMetrics(hub, settings.metrics))   # serves http://127.0.0.1:9853/metrics
+>>> hub.add_component(HubMetrics(context))   # serves http://127.0.0.1:9853/metrics
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .. import __version__
-from ..config import MetricsSettings
 from ..messages import SetState
 from ..offload.relay import OffloadRelay
-from .component import Health
+from .component import Health, HubContext
 
 if TYPE_CHECKING:
     from .service import Hub
@@ -47,13 +46,13 @@ class _Collects(Protocol):
 class HubMetrics:
     """A hub component: counts what must be counted as it happens and serves every metric."""
 
-    def __init__(self, hub: Hub, settings: MetricsSettings):
-        self.hub = hub
-        self.settings = settings
+    def __init__(self, ctx: HubContext):
+        self.hub: Hub = ctx.hub
+        self.settings = ctx.settings.metrics
         self.transitions: Counter[tuple[str, str]] = Counter()
         """(state reached, cause) → transitions."""
         self.audio_faults = 0
-        self._audio = hub.audio_status
+        self._audio = ctx.health().audio
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_HubCollector(self))
@@ -64,8 +63,8 @@ class HubMetrics:
         self._retry: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failed = False
-        hub.add_state_listener(self._on_state)
-        hub.add_health_listener(self._on_health)
+        ctx.on_state(self._on_state)
+        ctx.on_health(self._on_health)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

@@ -6,9 +6,9 @@ controller's worker without waiting; one it cannot take now is answered busy (or
 broker is not taking answers). On the worker, :meth:`RequestDesk.run_batch` refuses expired
 requests, answers repeated transactions from memory and applies the rest with one write to disk.
 
->>> desk = RequestDesk(bus, controller, topics, settings)
->>> bus.subscribe(topics.set_request(set_id), desk.handle, commands=True, whole=True)
->>> desk.worker.start()
+>>> desk = RequestDesk(context, controller)
+>>> desk.start()        # the controller's thread
+>>> desk.listen()       # subscribes to the set's request topics
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import expiry, lot
-from ..bus import Bus
 from ..codec import MISSING, parse_payload, transaction_of
-from ..config import Settings
 from ..errors import PayloadError
 from ..messages import SetRequest, SetResponse
 from ..ratelog import RateLimitedLog
-from ..topics import Topics
+from .component import HubContext
 from .controller import Action, Outcome, SetController
 from .transactions import TransactionLog, key_of
 from .worker import ActionWorker
@@ -72,11 +70,11 @@ class _Request:
 class RequestDesk:
     """Takes the set's MQTT requests and answers each one: on the network thread and the controller's."""
 
-    def __init__(self, bus: Bus, controller: SetController, topics: Topics, settings: Settings):
-        self.bus = bus
+    def __init__(self, ctx: HubContext, controller: SetController):
+        settings = self.settings = ctx.settings
+        self.bus = ctx.bus
         self.controller = controller
-        self.topics = topics
-        self.settings = settings
+        self.topics = ctx.topics
         self.set_id = settings.hub.set
         self.worker = ActionWorker(self.run_batch, capacity=REQUEST_QUEUE)
         """The controller's thread: local actions (see ``Hub.submit``) and the queued requests."""
@@ -97,6 +95,14 @@ class RequestDesk:
         self.transactions = TransactionLog(window_s=settings.hub.transaction_window_s)
         self._response_topic = self.topics.set_response(self.set_id)
         self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
+
+    def start(self) -> None:
+        """Start the controller's thread (requests are taken once :meth:`listen` subscribes)."""
+        self.worker.start()
+
+    def stop(self) -> None:
+        """Finish what is queued and stop the controller's thread."""
+        self.worker.stop()
 
     @property
     def tallies(self) -> tuple[RateLimitedLog, ...]:

@@ -1,7 +1,11 @@
-"""The hub: wires the set controller to the MQTT bus and to whatever triggers are configured.
+"""The hub: wires the set controller to the MQTT bus and to whatever triggers are configured,
+and runs their lifecycle.
 
-It publishes its birth/last will, the retained set state, heartbeats and events; answers
-requests; and accepts actions from voice, GPIO and the CLI through :meth:`Hub.submit`.
+It publishes its birth/last will, the retained set state and events, and accepts actions from
+voice, GPIO and the CLI through :meth:`Hub.submit`. Requests are answered by
+:class:`~.requests.RequestDesk`, heartbeats sent by :class:`~.heartbeat.Heartbeats`; every
+component (offload relay, recorder, voice listener, GPIO panel, Home Assistant discovery, metrics)
+is built from one :class:`~.component.HubContext` and started and stopped with the hub.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal, cast
 
 from .. import __version__
@@ -19,7 +24,7 @@ from .controller import Action, Outcome, SetController
 from ..errors import SetbridgeError
 from ..messages import HubStatus, SetEvent, SetState
 from ..offload.relay import OffloadRelay
-from .component import Component, Health, HubLink
+from .component import Component, Health, HubContext
 from .heartbeat import Heartbeats
 from .requests import RequestDesk
 from .roster import Roster
@@ -81,9 +86,17 @@ class Hub:
         except OSError as exc:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
-        self.requests = RequestDesk(self.bus, self.controller, self.topics, settings)
+        self.context = ctx = HubContext(
+            bus=self.bus, topics=self.topics, settings=settings, submit=self.submit,
+            state=lambda: self.controller.state, snapshot=self.controller.snapshot, on_state=self.add_state_listener,
+            publish_event=self._publish_event, health=self.health, on_health=self.add_health_listener,
+            set_audio_status=self.set_audio_status, set_offload_health=self.set_offload_health,
+            set_timecode_health=self.set_timecode_health, voice_enabled=lambda: bool(self.voice_enabled),
+            set_voice_enabled=self.set_voice_enabled, hub=self)
+        """What every component is built from."""
+        self.requests = RequestDesk(ctx, self.controller)
         self.worker = self.requests.worker
-        self.heartbeat = Heartbeats(self.bus, self.controller, self.topics, settings.hub, tallies=self.requests.tallies)
+        self.heartbeat = Heartbeats(ctx, self.controller, tallies=self.requests.tallies)
         # Other hubs first: their retained statuses are in once a later subscription is acknowledged.
         self.bus.subscribe(self.topics.hub_status("+"), self.roster.on_status, qos=0)
         self.bus.subscribe(self.topics.set_heartbeat("+"), self.roster.on_heartbeat, qos=0)
@@ -98,8 +111,7 @@ class Hub:
         self.bus.on_disconnect(self._health_changed)
         self.relay: OffloadRelay | None = None
         if settings.offload.enabled:
-            self.relay = OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
-                                      on_health=self.set_offload_health)
+            self.relay = OffloadRelay(ctx)
             self.add_component(self.relay)
         elif settings.offload.watch:
             raise SetbridgeError("[offload] watch is set but [offload] enabled = false; enable offload on this hub "
@@ -107,8 +119,7 @@ class Hub:
         if settings.timecode.mode != "off" or settings.timecode.tally_pin is not None:
             from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
 
-            self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
-                                     report=self.set_timecode_health, reopen_s=settings.audio.reopen_s)
+            self.recorder = Recorder(ctx)
             self.add_component(self.recorder)
         if settings.audio.source != "none":
             from ..audio import open_source
@@ -116,21 +127,18 @@ class Hub:
 
             recorder = self.recorder
             self.voice_enabled = settings.speech.enabled
-            self.add_component(VoiceListener(
-                settings, submit=recorder.voice if recorder else self.submit, get_state=lambda: self.state,
-                set_audio_status=self.set_audio_status, voice_enabled=lambda: bool(self.voice_enabled),
-                source_factory=(lambda: recorder.tapped(open_source(settings.audio))) if recorder else None,
-            ))
+            self.add_component(VoiceListener(  # the recorder, if any, arbitrates voice and taps its audio
+                replace(ctx, submit=recorder.voice) if recorder else ctx,
+                source_factory=(lambda: recorder.tapped(open_source(settings.audio))) if recorder else None))
         if settings.gpio.any_pin():
             from .panel import GpioPanel  # gpiozero only when pins are configured
 
-            self.add_component(GpioPanel(self.link(), settings.gpio))
-        self.add_component(HomeAssistantDiscovery(self.bus, self.topics, settings.homeassistant, settings.hub.id,
-                                                  self.set_id))
+            self.add_component(GpioPanel(ctx))
+        self.add_component(HomeAssistantDiscovery(ctx))
         if settings.metrics.enabled:
             from .metrics import HubMetrics
 
-            self.add_component(HubMetrics(self, settings.metrics))
+            self.add_component(HubMetrics(ctx))
 
     # -- public API ---------------------------------------------------------------------
     def submit(self, action: str, cause: str, **detail: object) -> Outcome:
@@ -182,12 +190,6 @@ class Hub:
         """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
         self._health_listeners.append(listener)
 
-    def link(self) -> HubLink:
-        """What a component may use of the hub."""
-        return HubLink(submit=self.submit, snapshot=self.controller.snapshot, on_state=self.add_state_listener,
-                       health=self.health, on_health=self.add_health_listener,
-                       set_voice_enabled=self.set_voice_enabled)
-
     def _health_changed(self) -> None:
         health = self.health()
         for listener in self._health_listeners:
@@ -198,7 +200,7 @@ class Hub:
 
     def start(self) -> None:
         self.controller.restore()
-        self.worker.start()
+        self.requests.start()
         self.bus.start()
         self._claim()
         self.heartbeat.start()
@@ -219,7 +221,7 @@ class Hub:
         if self.bus.wait_connected(CLAIM_WAIT_S) and self.bus.wait_subscribed(CLAIM_WAIT_S):
             same_set, offload = self.roster.rivals()
             if same_set is not None:
-                self.worker.stop()
+                self.requests.stop()
                 self.controller.close()
                 self.bus.stop()
                 raise SetbridgeError(
@@ -263,11 +265,10 @@ class Hub:
                 component.stop()
             except Exception:
                 log.exception("stopping %r failed", component)
-        self.worker.stop()
+        self.requests.stop()
         self.controller.close()
         offline = self._status("offline")
         self.bus.stop(final=(self.topics.hub_status(self.settings.hub.id), offline.to_bytes(), True))
-        self.heartbeat.join()
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, telling systemd when ready and pinging its watchdog."""
