@@ -294,7 +294,8 @@ def test_slow_connections_cannot_take_every_file_and_the_light_still_gets_its_st
     socks: list[socket.socket] = []
     try:
         read_events(f"{web.url}/light/stage-t/events", showing("idle"))
-        socks = [slow_connection(web.port, f"127.0.5.{n % 250 + 1}") for n in range(300)]
+        with ThreadPoolExecutor(32) as pool:  # at once, as many devices would
+            socks = list(pool.map(lambda n: slow_connection(web.port, f"127.0.5.{n % 250 + 1}"), range(300)))
         time.sleep(0.5)
         read_events(f"{web.url}/light/stage-t/events", showing("idle"), timeout=5)
         assert httpx.get(web.url + "/light/stage-t", timeout=5).status_code == 200
@@ -325,3 +326,15 @@ def test_a_request_never_finished_is_closed_and_an_open_stream_is_not(broker, tm
         stream.close()
     finally:
         web.kill()
+
+
+def test_an_unreadable_logout_list_ends_every_earlier_login(broker, tmp_path, caplog):
+    settings = web_settings(broker, tmp_path)
+    with serving(settings) as url, Client(base_url=url) as ad:
+        assert ad.login("ad").status_code == 303 and "Log out ad" in ad.get("/").text
+        kept = dict(ad.cookies)
+    (tmp_path / "web" / "revoked-logins.json").write_text("{not json")
+    with serving(settings) as url, Client(base_url=url, cookies=kept) as ad:
+        assert "Log out ad" not in ad.get("/").text  # the logged-out ids are lost: nobody keeps a login
+        assert ad.login("ad").status_code == 303 and "Log out ad" in ad.get("/").text
+    assert "revoked-logins.json is unreadable" in caplog.text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import logging
 import sys
@@ -57,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     print(f"setbridge web: the board is at http://{shown}:{port}/ (lights at /light/<set>, takes at /takes)",
           flush=True)
+    try:
+        http: type[asyncio.Protocol] | str = guard.protocol()
+    except ImportError as exc:  # a uvicorn without its h11 protocol module: serve, but say what is missing
+        http = "auto"
+        logging.getLogger(__name__).warning("web: slow connections are not bounded: this uvicorn has no h11 "
+                                            "protocol to guard (%s)", exc)
     config = uvicorn.Config(guard.wrap(app), host=host, port=port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=2, lifespan="on", http=guard.protocol(), backlog=backlog)
+                            timeout_graceful_shutdown=2, lifespan="on", http=http, backlog=backlog)
     server = uvicorn.Server(config)
     try:
         server.run()
