@@ -34,6 +34,7 @@ class Closed:
         self.port = free_port()
 
 
+@pytest.mark.slow
 def test_nothing_listening_is_said_at_once_then_at_a_limited_rate(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     broker = Closed()
@@ -52,6 +53,7 @@ def test_nothing_listening_is_said_at_once_then_at_a_limited_rate(tmp_path, capl
         hub.stop()
 
 
+@pytest.mark.integration
 def test_the_broker_coming_up_is_said_too(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     closed = Closed()
@@ -68,6 +70,7 @@ def test_the_broker_coming_up_is_said_too(tmp_path, caplog):
         hub.stop()
 
 
+@pytest.mark.slow
 def test_a_name_that_does_not_resolve_is_named(tmp_path, caplog):
     hub = started(Closed(), tmp_path, host="no-such-broker.invalid")
     try:
@@ -77,6 +80,7 @@ def test_a_name_that_does_not_resolve_is_named(tmp_path, caplog):
         hub.stop()
 
 
+@pytest.mark.slow
 def test_no_route_is_named(tmp_path, caplog):
     hub = started(Closed(), tmp_path, host="2001:db8::1", port=1883)  # the documentation prefix: routed nowhere
     try:
@@ -87,6 +91,7 @@ def test_no_route_is_named(tmp_path, caplog):
         hub.stop()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(find_amqtt() is None, reason="amqtt is not installed (pip install amqtt)")
 def test_a_broker_silent_on_mqtt5_is_named_with_the_fix(tmp_path, caplog):
     with AmqttBroker() as broker:
@@ -100,6 +105,7 @@ def test_a_broker_silent_on_mqtt5_is_named_with_the_fix(tmp_path, caplog):
             hub.stop()
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
 def test_a_refused_login_is_said_once(tmp_path, caplog):
     passwd = tmp_path / "passwd"
@@ -117,6 +123,7 @@ def test_a_refused_login_is_said_once(tmp_path, caplog):
             hub.stop()
 
 
+@pytest.mark.slow
 def test_a_socket_that_takes_the_connection_and_says_nothing_over_3_1_1(tmp_path, caplog):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

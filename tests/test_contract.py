@@ -49,6 +49,7 @@ def test_every_documented_topic_is_in_the_table():
         assert f"`{topic}`" in table
 
 
+@pytest.mark.integration
 def test_schema_command_prints_every_payload():
     out = subprocess.run([sys.executable, "-m", "setbridge", "schema"], capture_output=True, text=True, check=True)
     schemas = json.loads(out.stdout)
@@ -297,6 +298,7 @@ def test_the_bus_takes_qos_and_retain_from_the_declaration(settings, topics, pro
         bus.stop()
 
 
+@pytest.mark.integration
 def test_the_declaration_loads_without_the_payload_models():
     """Every CLI command imports the contract (through the broker ACL); it must stay cheap."""
     code = ("import sys, setbridge.contract as c, setbridge.broker_config; "

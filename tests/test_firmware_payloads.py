@@ -14,6 +14,8 @@ from setbridge.codec import parse_payload
 from setbridge.dev.lights_sim import FIRMWARE_PATH, find_micropython
 from setbridge.errors import PayloadError
 
+pytestmark = pytest.mark.integration
+
 LIGHT_MAX_BYTES = 2048
 PARSERS = {"set_state": "parse_set_state", "set_heartbeat": "parse_heartbeat", "hub_status": "parse_hub_status",
            "light_cmd": "parse_cmd"}

@@ -18,6 +18,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.topics import Topics
 
+pytestmark = pytest.mark.integration
+
 
 def forget(cfg, set_id: str, *extra: str, stdin: str = "") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "setbridge", "forget-set", set_id, "--config", str(cfg), *extra],

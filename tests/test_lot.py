@@ -3,6 +3,7 @@ one (Mosquitto's own bridge), a link between them that is cut, stages that stand
 
 from __future__ import annotations
 
+import pytest
 import json
 import threading
 import time
@@ -16,6 +17,8 @@ from broker_helpers import User, password
 from conftest import wait_until
 from lot_helpers import central, lot
 from setbridge.expiry import expiring
+
+pytestmark = pytest.mark.integration
 
 
 def state_of(user: User, topic: str) -> dict | None:

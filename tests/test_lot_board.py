@@ -22,6 +22,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from test_web_browser import CHROMIUM, DRIVER, FLAGS  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:

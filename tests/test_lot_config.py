@@ -75,6 +75,7 @@ def test_a_wrong_bridge_is_one_line(tmp_path, args, needle):
     assert needle in fails("broker", "config", "--out", str(tmp_path), *args)
 
 
+@pytest.mark.integration
 def test_bridge_users_live_at_the_centre_and_name_their_stage(tmp_path):
     setbridge("broker", "config", "--out", str(tmp_path))
     assert "--stage" in fails("broker", "add-user", "stage-a", "--role", "bridge", "--dir", str(tmp_path))

@@ -120,6 +120,7 @@ def feed(part, pcm, rate: int = 48000, block_s: float = 0.05) -> None:
         tap(pcm[i:i + block].tobytes(), rate)
 
 
+@pytest.mark.integration
 def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
     from timecode_helpers import quiet
 
@@ -141,6 +142,7 @@ def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
         part.stop()
 
 
+@pytest.mark.integration
 def test_rec_run_silence_is_no_fault_but_an_audio_fault_is():
     from timecode_helpers import quiet
 
@@ -194,6 +196,7 @@ def test_watch_shows_the_recorder_and_an_overruled_cut():
                     "(the recorder is still recording)")
 
 
+@pytest.mark.integration
 def test_code_after_a_fault_is_healthy_before_its_start_counts():
     """Noise on the LTC channel (a fault), then the recorder's code: the start must roll."""
     from setbridge.config import TimecodeSettings
@@ -236,6 +239,7 @@ def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, fa
     assert value(families, "setbridge_timecode_status", status="fault") == 0
 
 
+@pytest.mark.integration
 def test_code_that_never_stops_in_rec_run_is_reported_as_a_recorder_in_free_run():
     from timecode_helpers import quiet
 

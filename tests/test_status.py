@@ -13,6 +13,8 @@ from conftest import Probe, make_settings, running_hub, write_config
 
 from setbridge import status_codes as codes
 
+pytestmark = pytest.mark.integration
+
 
 def status(cfg, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "setbridge", "status", "--config", str(cfg), *extra],

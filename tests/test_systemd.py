@@ -15,6 +15,8 @@ import pytest
 
 from conftest import write_config
 
+pytestmark = pytest.mark.integration
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "setbridge-hub.service"
 
 

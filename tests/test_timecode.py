@@ -17,6 +17,8 @@ from setbridge.recorder.ltc import LTCFrame, LTCFrameExt, LtcDecoder, LtcEncoder
 from setbridge.recorder.reader import read_runs
 from setbridge.recorder.runs import RunDetector
 
+pytestmark = pytest.mark.integration
+
 RATES = {23.976: False, 24.0: False, 25.0: False, 29.97: True, 30.0: False}
 """Frame rate → drop frame."""
 

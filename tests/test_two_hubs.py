@@ -13,7 +13,8 @@ import pytest
 from broker_helpers import User, generated_broker, password
 from conftest import HubProcess, make_settings, wait_until, write_config
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 USERS = {"hub-a": "hub", "hub-b": "hub", "wall": "monitor", "editorial": "integrator", "old-hub": "hub"}
 

@@ -19,6 +19,8 @@ from setbridge.topics import Topics
 from conftest import make_settings, wait_until
 from web_helpers import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
 
+pytestmark = pytest.mark.integration
+
 
 def web_settings(broker, tmp_path, **web):
     return make_settings(broker, tmp_path / "state", web=web_section(data_dir=str(tmp_path / "web"), **web))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "setbridge-web.service"
 
 

@@ -95,6 +95,8 @@ class Recorder:
         if self.tally is not None:
             self.tally.start()
         self._changed()
+        if self.settings.recorder():
+            self.arbiter.check_restored(self.settings.confirm_s, self._reported_since_start)
 
     def stop(self) -> None:
         self.arbiter.stop()
@@ -118,6 +120,11 @@ class Recorder:
         if stamp is None or event.timecode is not None:
             return event
         return event.model_copy(update={"timecode": stamp.timecode, "fps": stamp.fps, "drop_frame": stamp.drop_frame})
+
+    def _reported_since_start(self, source: str) -> bool:
+        """``source`` has had time to say whether the recorder records: the tally says it when opened,
+        timecode once its fault window of audio has been heard (enough to tell code, silence, noise)."""
+        return source != "timecode" or self.ltc.heard_s >= self.settings.fault_s
 
     def _ltc_changed(self, change: RunChange) -> None:
         self.arbiter.source_changed("timecode", change.recording, cause="timecode", timecode=change.timecode,

@@ -62,6 +62,8 @@ class LtcInput(Worker):
         self._stream: LtcStream | None = None
         self._audio_fault: str | None = None
         self._healthy: tuple[bool, str | None] | None = None
+        self.heard_s = 0.0
+        """Seconds of LTC-channel audio handled since start (its runs and health already reported)."""
 
     def receiver(self) -> Tap:
         """The audio tap: hands each block of the LTC channel to this input's thread (never blocks)."""
@@ -99,6 +101,7 @@ class LtcInput(Worker):
                 log.info("timecode: recorder %s at %s (%g fps)", "started" if change.recording else "stopped",
                          change.timecode, change.fps)
                 self.on_change(change)
+        self.heard_s += len(block.data) / 2 / block.rate
 
     def _new_stream(self, rate: int) -> None:
         if self._stream is not None:
