@@ -563,12 +563,14 @@ def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -
         day = shootday.read_day(wav)
         rows: dict[str, shootday.DayScore] = {}
         for name, tuning in configs.items():
-            fired, refused = run_day(model, wav, tuning)
-            rows[name] = shootday.score_day(day, fired, refused)
-        if not args.no_baseline:
+            if not args.ceiling_only:
+                fired, refused = run_day(model, wav, tuning)
+                rows[name] = shootday.score_day(day, fired, refused)
+        if not args.no_baseline and not args.ceiling_only:
             raw = run_baseline(model, wav)
             gated = gate(day, raw)
             rows["baseline"] = shootday.score_day(day, gated, [f for f in raw if f not in gated])
+        if not args.no_baseline or args.ceiling_only:
             rows["ceiling"] = shootday.score_day(day, day_ceiling(model, grammar, wav, day, configs[rule_names[0]]))
         for name, s in rows.items():
             table[(style, condition, name)] = s
@@ -612,6 +614,8 @@ def main() -> int:
     ap.add_argument("--rules", action="append", choices=list(RULE_SETS), default=[],
                     help="with --days: a rule set to compare, repeatable (default off, shipped, defaults)")
     ap.add_argument("--no-baseline", action="store_true", help="with --days: skip the naive script and the ceiling")
+    ap.add_argument("--ceiling-only", action="store_true",
+                    help="with --days: only the model's ceiling (cheap: what a front end setting, --set, lets Vosk hear)")
     args = ap.parse_args()
     if args.days:
         model = load_model(resolve_model(args.model))
