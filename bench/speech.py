@@ -465,8 +465,12 @@ RULE_SETS: dict[str, dict[str, object]] = {
     "tail": {"onset_db": 0.0, "foreground_db": 0.0, "tail_drop_db": 9.0, "rescue_db": 0.0},
     "shipped": SHIPPED,
     "defaults": {},
+    "no-onset": {"onset_db": 0.0},
+    "no-foreground": {"foreground_db": 0.0, "rescue_db": 0.0},
+    "no-tail": {"tail_drop_db": 0.0},
 }
-"""Rule sets ``--rules`` can name; "defaults" is the detector's defaults today."""
+"""Rule sets ``--rules`` can name; "defaults" is the detector's defaults today (with each action's own
+thresholds), "no-..." the defaults without one rule."""
 
 
 def day_files(styles: list[str], conditions: list[str]) -> list[tuple[str, str, Path]]:
@@ -555,7 +559,8 @@ def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -
     rule_names = args.rules or ["off", "shipped", "defaults"]
     defaults = tuning_from(SpeechSettings())  # with each action's own thresholds
     configs = {name: Tuning(**{"fillers": FILLERS, **RULE_SETS[name], **base,
-                               **({"per_action": defaults.per_action} if name == "defaults" else {})})
+                               **({"per_action": defaults.per_action} if name == "defaults" or name.startswith("no-")
+                                  else {})})
                for name in rule_names}
     grammar = Detector(model, FRONT_END_RATE, PHRASES, configs[rule_names[0]]).grammar
     table: dict[tuple[str, str, str], shootday.DayScore] = {}
