@@ -468,6 +468,8 @@ RULE_SETS: dict[str, dict[str, object]] = {
     "no-onset": {"onset_db": 0.0},
     "no-foreground": {"foreground_db": 0.0, "rescue_db": 0.0},
     "no-tail": {"tail_drop_db": 0.0},
+    "eager-roll": {"foreground_db": 0.0, "rescue_db": 0.0,
+                   "per_action": (("roll", (("rescue_db", 6.0),)), ("cut", (("min_confidence", 0.8),)))},
 }
 """Rule sets ``--rules`` can name; "defaults" is the detector's defaults today (with each action's own
 thresholds), "no-..." the defaults without one rule."""
@@ -558,9 +560,8 @@ def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -
     files = day_files(styles, conditions)
     rule_names = args.rules or ["off", "shipped", "defaults"]
     defaults = tuning_from(SpeechSettings())  # with each action's own thresholds
-    configs = {name: Tuning(**{"fillers": FILLERS, **RULE_SETS[name], **base,
-                               **({"per_action": defaults.per_action} if name == "defaults" or name.startswith("no-")
-                                  else {})})
+    own = {name: {"per_action": defaults.per_action} for name in RULE_SETS if name == "defaults" or name.startswith("no-")}
+    configs = {name: Tuning(**{"fillers": FILLERS, **own.get(name, {}), **RULE_SETS[name], **base})  # type: ignore[arg-type]
                for name in rule_names}
     grammar = Detector(model, FRONT_END_RATE, PHRASES, configs[rule_names[0]]).grammar
     table: dict[tuple[str, str, str], shootday.DayScore] = {}
