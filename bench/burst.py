@@ -21,7 +21,7 @@ The broker's send window is the generated config's (``max_inflight_messages 100`
 ``--broker-inflight 20`` measures with Mosquitto's default, where the hub waits for an
 acknowledgement every 20 publishes, and ``0`` with none.
 ``--client fast paho`` runs every phase with the hub on each MQTT client in turn (``[mqtt] client``:
-the fast client, then paho's own), side by side in one table.
+the fast client and paho's own, each phase run on one hub and then the other), side by side.
 Usage: ``python bench/burst.py [--requests 20000] [--clients 1 5 20] [--window 1000] [--broker-inflight 100]
 [--client fast paho]``
 """
@@ -68,7 +68,7 @@ def start_hub(port: int, workdir: Path, base: str, set_id: str, client: str = "f
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "setbridge.toml"
     config.write_text("\n".join([
-        "[hub]", 'id = "bench"', f'set = "{set_id}"', f'state_dir = "{workdir / "state"}"', "heartbeat_s = 1.0",
+        "[hub]", f'id = "bench-{client}"', f'set = "{set_id}"', f'state_dir = "{workdir / "state"}"', "heartbeat_s = 1.0",
         "[mqtt]", 'host = "127.0.0.1"', f"port = {port}", f'base_topic = "{base}"', "reconnect_max_s = 1",
         f'client = "{client}"',
     ]) + "\n")
@@ -162,25 +162,30 @@ def main() -> None:
     with PrivateBroker(extra_config=f"max_inflight_messages {args.broker_inflight}") as broker, \
             tempfile.TemporaryDirectory(prefix="setbridge-burst-") as tmp:
         baseline = bare_rate(broker.port)
-        for kind in args.client:
-            set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
-            topics = Topics(base)
-            hub, log = start_hub(broker.port, Path(tmp) / kind, base, set_id, kind)
-            try:
-                beats = Heartbeats(broker.port, topics.set_heartbeat(set_id))
-                with Collector(broker.port, topics, set_id) as seen:
-                    wait_online(seen)
-                    mine = [phase(f"{c} client{'s' if c > 1 else ''}", broker.port, topics, set_id, seen, hub.pid,
-                                  log, args.requests, c, args.window, beats) for c in args.clients]
-                    mine.append(phase("burst 10k/5s", broker.port, topics, set_id, seen, hub.pid, log,
-                                      10_000, 5, args.window, beats, rate=2000))
+        hubs: dict[str, tuple[subprocess.Popen, Path, Topics, Heartbeats, Collector]] = {}
+        set_id = "bench"
+        try:
+            for kind in args.client:  # every hub runs from the start; phases alternate between them
+                base = f"bench{uuid.uuid4().hex[:6]}"
+                topics = Topics(base)
+                hub, log = start_hub(broker.port, Path(tmp) / kind, base, set_id, kind)
+                hubs[kind] = (hub, log, topics, Heartbeats(broker.port, topics.set_heartbeat(set_id)),
+                              Collector(broker.port, topics, set_id).__enter__())
+                wait_online(hubs[kind][4])
+            plan = [(f"{c} client{'s' if c > 1 else ''}", args.requests, c, None) for c in args.clients]
+            plan.append(("burst 10k/5s", 10_000, 5, 2000))
+            for name, n, clients, rate in plan:
+                for kind, (hub, log, topics, beats, seen) in hubs.items():
+                    rows.append({"mqtt client": kind, **phase(name, broker.port, topics, set_id, seen, hub.pid, log,
+                                                             n, clients, args.window, beats, rate=rate)})
+        finally:
+            for kind, (hub, log, _, beats, seen) in hubs.items():
+                seen.__exit__(None, None, None)
                 beats.close()
-            finally:
                 hub.terminate()
                 hub.wait(15)
-            rows += [{"mqtt client": kind, **row} for row in mine]
-            notes += [f"{kind}: {line}" for line in log.read_text(errors="replace").splitlines()
-                      if re.search(r"late|busy|refused|shed|watchdog|paho's own client", line)]
+                notes += [f"{kind}: {line}" for line in log.read_text(errors="replace").splitlines()
+                          if re.search(r"late|busy|refused|shed|watchdog|paho's own client", line)]
     print(f"baseline: a bare paho client publishes {baseline:,.0f} QoS 1 messages/s to one subscriber "
           f"on this broker (max_inflight_messages {args.broker_inflight}); load generators: mosquitto_pub/_sub\n")
     cols = ["mqtt client", "phase", "answered/s", "executed", "busy", "unanswered", "twice", "states", "in order", "final ok",

@@ -115,7 +115,9 @@ class HubChild:
         self.config = state.parent / f"hub-{batch}.toml"
         self.config.write_text(f'[hub]\nid = "bench"\nset = "bench"\nstate_dir = "{state}"\n'
                                f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\nbase_topic = "{base}"\nreconnect_max_s = 1\n'
-                               f"[offload]\njournal_batch = {batch}\n")
+                               f"[offload]\njournal_batch = {batch}\n"
+                               # 500 made-up cards from one sender, every one kept (above the defaults)
+                               "cards_per_source_per_day = 100000\nmax_cards = 500\n")
         self.base, self.port = base, port
         self.proc: subprocess.Popen | None = None
 

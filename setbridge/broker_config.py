@@ -258,12 +258,15 @@ def add_user(files: BrokerFiles, name: str, role: str, password: str | None = No
         raise SetbridgeError(f"{files.dir} does not exist; run `setbridge broker config` first")
     password = password or secrets.token_urlsafe(18)
     files.passwords.touch()
-    result = subprocess.run([tool, "-b", str(files.passwords), name, password], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SetbridgeError(f"mosquitto_passwd failed: {(result.stderr or result.stdout).strip()}")
+    # A stage's bridge has two connections (see setbridge.lot.Bridge), so two users with one password.
+    names = [name, lot.beats_user(name)] if role.startswith(lot.BRIDGE_ROLE + ":") else [name]
+    for each in names:
+        result = subprocess.run([tool, "-b", str(files.passwords), each, password], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SetbridgeError(f"mosquitto_passwd failed: {(result.stderr or result.stdout).strip()}")
     _share_with_broker(files.passwords, 0o640)
     users = load_users(files)
-    users[name] = role
+    users.update(dict.fromkeys(names, role))
     write_users(files, users, base)
     return password
 
@@ -277,6 +280,10 @@ def remove_user(files: BrokerFiles, name: str, base: str = "setbridge") -> str:
     if name not in users and not in_passwords:
         raise SetbridgeError(f"no user {name!r} in {files.users} or {files.passwords}; "
                              "`setbridge broker users` lists them")
+    beats = lot.beats_user(name)
+    if users.get(name, "").startswith(lot.BRIDGE_ROLE + ":") and users.get(beats) == users[name]:
+        remove_user(files, beats, base)  # a stage's bridge goes with both its connections
+        users = load_users(files)
     if in_passwords:
         tool = shutil.which("mosquitto_passwd")
         if tool is None:

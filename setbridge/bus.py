@@ -21,6 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import contract
+from .broker_diagnosis import ConnectionWatch
 from .bus_clients import MqttClient, make_client
 from .config import MqttSettings
 from .messages import Payload
@@ -163,6 +164,12 @@ class Bus:
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
         self._client.on_connect_fail = self._handle_connect_fail
+        self._client.on_subscribe = self._handle_subscribe
+        self._unacked_subscriptions: set[int] = set()
+        """Message ids of SUBSCRIBE packets sent on this connection that the broker has not acknowledged."""
+        self.watch = ConnectionWatch(settings.host, settings.port, self.mqtt5, log)
+        """Why connecting fails, said at once then at a limited rate; ``watch.problem`` for status."""
+        self._client.on_pre_connect = lambda client, userdata: self.watch.attempt()
         self.last_activity = time.monotonic()
         """When paho's network thread last ran one of our callbacks (monotonic)."""
         self.refused = RateLimitedLog(log, "paho refused %(n)d publish(es) in %(s).1f s (%(who)s)")
@@ -195,9 +202,27 @@ class Bus:
 
     def _subscribe(self, topic_filter: str, qos: int, commands: bool) -> None:
         if self.mqtt5:  # retain-as-published: a live retained command carries its flag too
-            self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=commands))
+            _, mid = self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainAsPublished=commands))
         else:
-            self._client.subscribe(topic_filter, qos)
+            _, mid = self._client.subscribe(topic_filter, qos)
+        if mid is not None:
+            with self._acks_changed:
+                self._unacked_subscriptions.add(mid)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """Wait until the broker acknowledged every subscription sent on this connection so far.
+        The broker sends a subscription's retained messages before it handles the next packet, so
+        once a later subscription is acknowledged, the QoS 0 retained messages of earlier ones are in."""
+        with self._acks_changed:
+            return self._acks_changed.wait_for(lambda: self.connected.is_set() and not self._unacked_subscriptions,
+                                               timeout)
+
+    def _handle_subscribe(self, client: mqtt.Client, userdata: object, mid: int, reason_codes: list[ReasonCode],
+                          properties: Properties | None) -> None:
+        self.last_activity = time.monotonic()
+        with self._acks_changed:
+            self._unacked_subscriptions.discard(mid)
+            self._acks_changed.notify_all()
 
     def on_connect(self, hook: Callable[[], None]) -> None:
         self._on_connect_hooks.append(hook)
@@ -227,6 +252,7 @@ class Bus:
     def stop(self, final: tuple[str, bytes, bool] | None = None) -> None:
         """Publish ``final`` (topic, payload, retain) if connected, then disconnect cleanly."""
         self._stopping = True
+        self.watch.stop()
         if final and self.connected.is_set():
             self.publish(final[0], final[1], retain=final[2]).wait(2)
         self._client.disconnect()
@@ -292,16 +318,15 @@ class Bus:
     # -- paho callbacks -------------------------------------------------------------------
     def _handle_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
         self.last_activity = time.monotonic()
+        self.watch.failed()
 
     def _handle_connect(self, client: mqtt.Client, userdata: object, flags: ConnectFlags, reason_code: ReasonCode,
                         properties: Properties | None) -> None:
         self.last_activity = time.monotonic()
         if reason_code.is_failure:
-            hint = ('set [mqtt] protocol = "3.1.1" for a broker without MQTT 5' if "protocol" in str(reason_code).lower()
-                    else "check [mqtt] username/password")
-            log.error("MQTT broker %s:%d refused the connection: %s (%s)",
-                      self.settings.host, self.settings.port, reason_code, hint)
+            self.watch.refused(str(reason_code))
             return
+        self.watch.connected()
         window = getattr(properties, "ReceiveMaximum", None) if self.mqtt5 else None
         self._client.limit_inflight(min(INFLIGHT, window) if isinstance(window, int) and window > 0 else INFLIGHT)
         log.info("connected to MQTT broker %s:%d", self.settings.host, self.settings.port)
@@ -323,6 +348,8 @@ class Bus:
         self.last_activity = time.monotonic()
         was_connected = self.connected.is_set()
         self.connected.clear()
+        with self._acks_changed:
+            self._unacked_subscriptions.clear()  # sent again on the next connection
         if was_connected and not self._stopping:
             if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
                 log.error("another connection logged in as MQTT user %s and replaced this one; give every program "

@@ -65,6 +65,8 @@ class MqttClient(Protocol):
     on_message: Any
     on_publish: Any
     on_connect_fail: Any
+    on_subscribe: Any
+    on_pre_connect: Any
 
     def reconnect_delay_set(self, min_delay: int = 1, max_delay: int = 120) -> None: ...
     def max_queued_messages_set(self, queue_size: int) -> Any: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -22,6 +23,7 @@ COMMANDS = [
     "offload",
     "broker",
     "status",
+    "forget",
     "web",
     "takes",
     "timecode",
@@ -53,6 +55,30 @@ class LogFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class JournalFormatter(LogFormatter):
+    """Lines for systemd's journal: each starts with its syslog priority (``<3>`` for an error), so
+    ``journalctl -p err`` finds it, and carries no time of its own (the journal stamps every line)."""
+
+    PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((p for level, p in sorted(self.PRIORITIES.items(), reverse=True) if record.levelno >= level), 7)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
+def writes_to_journal(stream: object, journal_stream: str) -> bool:
+    """True when ``stream`` is the journal's: systemd passes its ``device:inode`` as
+    ``JOURNAL_STREAM`` (part of systemd's protocol, like ``NOTIFY_SOCKET``)."""
+    try:
+        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+    return journal_stream == f"{st.st_dev}:{st.st_ino}"
+
+
 def chosen_command(argv: list[str]) -> str | None:
     """The sub-command named on the command line, if any (the options before it take no value)."""
     for arg in argv:
@@ -66,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen_command(argv)).parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     handler = logging.StreamHandler()
-    handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if writes_to_journal(handler.stream, os.environ.get("JOURNAL_STREAM", "")):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
     try:
         return int(args.func(args) or 0)

@@ -7,7 +7,7 @@ import uuid
 
 from .bus import Bus
 from .config import MqttSettings, Settings
-from .errors import SetbridgeError
+from .errors import BrokerUnreachable, SetbridgeError
 
 
 def tool_mqtt(settings: Settings) -> MqttSettings:
@@ -31,12 +31,17 @@ def connect(settings: Settings, role: str, timeout: float = 5.0) -> Bus:
 
     The client id is only a label: the generated broker replaces it with the user name."""
     bus = Bus(tool_mqtt(settings), client_id=f"setbridge-{role}-{uuid.uuid4().hex[:8]}")
+    bus.watch.quiet = True  # a failure is this function's one-line error, not a log line too
     bus.start()
     if not bus.wait_connected(timeout):
+        problem = bus.watch.problem
         bus.stop()
         m = settings.mqtt
-        raise SetbridgeError(f"cannot reach the MQTT broker at {m.host}:{m.port} within {timeout:g} s; "
-                             "is it running and are [mqtt] host/port/username right?")
+        if problem is not None:
+            raise BrokerUnreachable(f"cannot reach the MQTT broker at {m.host}:{m.port}: {problem.text}",
+                                    problem.kind)
+        raise BrokerUnreachable(f"cannot reach the MQTT broker at {m.host}:{m.port} within {timeout:g} s; "
+                                "is it running and are [mqtt] host/port/username right?", "unreachable")
     return bus
 
 

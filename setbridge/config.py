@@ -1,38 +1,52 @@
 """Configuration: one pydantic model, loaded once and handed down.
 
-Sources, later wins: defaults, a TOML file (``--config PATH``, else
-``/etc/setbridge/setbridge.toml`` when present), then environment variables
+Sources (pydantic-settings, see :mod:`setbridge.config_sources`), later wins: defaults, a TOML file
+(``--config PATH``, else ``/etc/setbridge/setbridge.toml`` when present), then environment variables
 ``SETBRIDGE_<SECTION>__<KEY>`` (for example ``SETBRIDGE_MQTT__PORT=18830``).
 Nothing else in setbridge reads the environment.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
-import tomllib
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from . import config_sources
 from .actions import Action as Action  # re-exported: [speech] phrases are keyed by action
-from .errors import ConfigError
+from .ids import Id
 
 DEFAULT_CONFIG_PATH = Path("/etc/setbridge/setbridge.toml")
 
-Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
-"""An identifier used in MQTT topics: lower-case letters, digits and dashes."""
+
+SYSTEM_STATE_DIR = Path("/var/lib/setbridge")
+
+
+def default_state_dir(environ: Mapping[str, str], euid: int, home: Path,
+                      system_dir: Path = SYSTEM_STATE_DIR) -> Path:
+    """Where state lives unless ``[hub] state_dir`` says: the service's ``StateDirectory`` (systemd
+    passes it as ``STATE_DIRECTORY``), else ``/var/lib/setbridge`` for root and for the user that
+    owns it (the ``setbridge`` system user, also when the installer runs a command as it), else
+    ``~/.local/state/setbridge``."""
+    from_systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if from_systemd:
+        return Path(from_systemd)
+    if euid == 0:
+        return system_dir
+    try:
+        if system_dir.stat().st_uid == euid:
+            return system_dir
+    except OSError:
+        pass
+    return home / ".local" / "state" / "setbridge"
 
 
 def _default_state_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/setbridge")
-    return Path.home() / ".local" / "state" / "setbridge"
+    return default_state_dir(os.environ, os.geteuid(), Path.home())
 
 
 class Section(BaseModel):
@@ -219,6 +233,9 @@ class SpeechSettings(Section):
 
 
 class OffloadSettings(Section):
+    enabled: bool = True
+    """Relay offload reports. Exactly one hub on a broker may: set false on every other hub (a hub
+    that finds another one relaying runs without offload and says so)."""
     watch: list[Path] = Field(default_factory=list)
     """Directories scanned for ASC MHL histories (any ``ascmhl/`` folder below them)."""
     copies_required: int = Field(2, ge=1, le=20)
@@ -254,7 +271,7 @@ class GpioSettings(Section):
     relay_active_high: bool = True
     """False for relay boards that switch on when the pin is low."""
     status_led: int | None = Field(None, ge=0, le=53)
-    """Status LED: on = listening, slow blink = audio fault, fast blink = broker lost."""
+    """Status LED: on = listening, slow blink = audio or timecode fault, fast blink = broker lost."""
     buzzer: int | None = Field(None, ge=0, le=53)
     """Buzzer, wig-wag convention: one long tone at roll, two short at cut."""
     roll_button: int | None = Field(None, ge=0, le=53)
@@ -284,12 +301,18 @@ class TimecodeSettings(Section):
     stopped (cut); ``free-run``: the code only stamps events and takes; ``off``: no timecode."""
     channel: int | None = Field(None, ge=1, le=32)
     """The channel of the ``[audio]`` input that carries LTC (1 = first); voice still listens to
-    ``[audio] channel``. Needed unless mode is off."""
+    ``[audio] channel``. Needed unless mode is off; with ``device`` or ``file``, that input's channel
+    (default 1)."""
+    device: str | int | None = None
+    """LTC from an input device of its own (a name substring or index, as ``[audio] device``)
+    instead of a channel of the ``[audio]`` input."""
+    file: Path | None = None
+    """LTC replayed in real time from a 16-bit WAV file instead (a demo or a rehearsal)."""
     hold_off_s: float = Field(0.5, ge=0.1, le=30)
     """Code still or gone this long ends a rec run (cut): dropouts and short bursts shorter than this
     never cut a take."""
     min_run_s: float = Field(0.0, ge=0, le=10)
-    """Code must advance this long before it rolls (0: two frames in a row); raise it for a device
+    """Code must advance this long before it rolls (0: at once); raise it for a device
     that sends short bursts of running code when it stops."""
     confirm_s: float = Field(3.0, ge=0.5, le=60)
     """A voice roll the recorder has not confirmed within this many seconds reverts."""
@@ -299,8 +322,14 @@ class TimecodeSettings(Section):
     """GPIO input (BCM) wired to the recorder's record tally or a contact closure: closed = recording."""
     tally_pull_up: bool = True
     """The tally closes to ground (internal pull-up); false when it drives 3.3 V."""
-    tally_stuck_s: float = Field(14400.0, ge=60, le=86400)
-    """A tally recording longer than this counts as stuck: ``timecode: fault``."""
+    stuck_s: float = Field(3600.0, ge=60, le=86400)
+    """A recorder source recording longer than this counts as stuck, ``timecode: fault`` (a tally
+    stuck closed, or code that never stops: a recorder in free run). A fault never cuts; voice then
+    acts alone."""
+
+    def own_input(self) -> bool:
+        """LTC comes from an input of its own (``device`` or ``file``), not from the ``[audio]`` input."""
+        return self.device is not None or self.file is not None
 
     def recorder(self) -> bool:
         """A recorder source that starts and stops takes is configured (rec-run code or a tally)."""
@@ -346,10 +375,16 @@ class WebSettings(Section):
     """Send the login cookie only over HTTPS (set when a TLS reverse proxy fronts the board)."""
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     """How long a login lasts from when it began, however often it is used (logging out ends it at once)."""
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    """A connection that has sent no complete request this long after it opened (or after its last
+    answer) is closed: slow and half-open connections cannot hold the server's open files."""
     max_streams: int = Field(1000, ge=10, le=100_000)
     """Open pages (event streams) served at once; a tenth of them at most on sets nobody has heard of."""
     streams_per_address: int = Field(8, ge=1, le=100_000)
     """Open pages from one client address (raise it when phones reach the board through one NAT)."""
+    lot: bool = False
+    """The central board of a lot (docs/lot.md): ``/lot`` shows every stage under ``{base}/stage/+``
+    and ``/`` leads there."""
 
 
 class MetricsSettings(Section):
@@ -374,10 +409,10 @@ class HomeAssistantSettings(Section):
     """The device's name in Home Assistant; default ``setbridge <set>``."""
 
 
-class Settings(BaseModel):
-    """All of setbridge's configuration."""
+class Settings(BaseSettings):
+    """All of setbridge's configuration; :func:`load_settings` reads it from the file and the environment."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
     hub: HubSettings = HubSettings()
     mqtt: MqttSettings = MqttSettings()
@@ -393,19 +428,33 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _timecode_input(self) -> Settings:
         tc = self.timecode
-        if tc.mode != "off" and tc.channel is None:
+        if tc.mode == "off":
+            return self
+        if tc.device is not None and tc.file is not None:
+            raise ValueError("[timecode] device and file are both set; LTC comes from one input: keep one")
+        if tc.own_input():
+            return self
+        if tc.channel is None:
             raise ValueError(f'[timecode] mode = "{tc.mode}" needs [timecode] channel, the [audio] input\'s '
-                             "channel that carries LTC (1 = first)")
-        if tc.mode != "off" and self.audio.source not in ("mic", "file"):
+                             "channel that carries LTC (1 = first), or [timecode] device for an input of its own")
+        if self.audio.source not in ("mic", "file"):
             raise ValueError(f'[timecode] mode = "{tc.mode}" reads LTC from the [audio] input; set [audio] '
-                             'source to "mic" or "file"')
-        if tc.mode != "off" and self.audio.channel is None:
+                             'source to "mic" or "file", or [timecode] device for an input of its own')
+        if self.audio.channel is None:
             raise ValueError(f"[timecode] channel {tc.channel} carries LTC, so voice needs a channel of its own: "
                              "set [audio] channel (else the LTC would be mixed into voice)")
-        if tc.mode != "off" and tc.channel == self.audio.channel:
+        if tc.channel == self.audio.channel:
             raise ValueError(f"[timecode] channel {tc.channel} is also [audio] channel: voice and LTC need a "
                              "channel each")
         return self
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return config_sources.chosen_sources(init_settings)
 
     def web_data_dir(self) -> Path:
         """Where the web process keeps its take log and session key."""
@@ -416,153 +465,13 @@ class Settings(BaseModel):
         return self.model_dump(mode="json")
 
 
-ENV_PREFIX = "SETBRIDGE_"
-ENV_DELIMITER = "__"
-
-
 def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
     """Load the settings from ``path`` (or the default file when present) and the environment;
     ``overrides`` (sections as dicts) win over both.
 
-    Raises :class:`ConfigError` with one line per problem.
+    Raises :class:`~setbridge.errors.ConfigError` with one line per problem.
     """
     toml_file: Path | None = Path(path) if path is not None else None
     if toml_file is None and DEFAULT_CONFIG_PATH.is_file():
         toml_file = DEFAULT_CONFIG_PATH
-    if toml_file is not None and not toml_file.is_file():
-        raise ConfigError([f"{toml_file}: config file not found; pass an existing file with --config"])
-    data: dict[str, Any] = {}
-    if toml_file is not None:
-        try:
-            with toml_file.open("rb") as f:
-                data = tomllib.load(f)
-        except (ValueError, OSError) as exc:  # a TOML syntax error or an unreadable file
-            raise ConfigError([f"{toml_file}: {exc}"]) from None
-    misspelt = misspelt_env(os.environ)
-    if misspelt:
-        raise ConfigError(misspelt)
-    try:
-        from_env = env_values(os.environ)
-    except ValueError as exc:
-        raise ConfigError([str(exc)]) from None
-    try:
-        return Settings.model_validate(_merged(_merged(data, from_env), overrides))
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, toml_file, env_names(os.environ))) from None
-
-
-def env_values(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The settings given as ``SETBRIDGE_<SECTION>__<KEY>`` variables (names in any case; deeper
-    keys with more ``__``), as nested dicts. A list, table or section value is JSON
-    (``SETBRIDGE_OFFLOAD__WATCH='["/media"]'``); other values are text that validation converts.
-    Variables not naming a section (``SETBRIDGE_<OTHER>``) are not settings and are left alone."""
-    out: dict[str, Any] = {}
-    for name, value in sorted(environ.items()):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        keys = name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)
-        if keys[0] not in Settings.model_fields or not all(keys):
-            continue
-        node, annotation = out, Settings
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{name}: {key} is set as a whole by another variable; set it once")
-            annotation = _field_type(annotation, key)
-        node[keys[-1]] = value
-        if value and _is_complex(_field_type(annotation, keys[-1])):
-            try:
-                node[keys[-1]] = json.loads(value)
-            except ValueError:
-                raise ValueError(f"{name}: not valid JSON ({value!r}); a list, table or section is given as "
-                                 "JSON, e.g. '[\"a\", \"b\"]'") from None
-    return out
-
-
-def misspelt_env(environ: Mapping[str, str]) -> list[str]:
-    """One line per ``SETBRIDGE_`` variable that looks meant as a setting but names no section:
-    a misspelt section (``SETBRIDGE_MQT__PORT``) or one underscore where two belong
-    (``SETBRIDGE_MQTT_PORT``). Other ``SETBRIDGE_<NAME>`` variables (one word after the prefix,
-    or words not starting with a section, like ``SETBRIDGE_TEST_WORKERS``) are left alone."""
-    sections = list(Settings.model_fields)
-    lines = []
-    for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        rest = name[len(ENV_PREFIX):].lower()
-        head, delimiter, tail = rest.partition(ENV_DELIMITER)
-        if head in sections:
-            continue
-        section = next((s for s in sections if head.startswith(s + "_")), None)
-        if section is not None:  # one underscore where two belong
-            meant: str | None = f"{ENV_PREFIX}{section}{ENV_DELIMITER}{rest[len(section) + 1:]}".upper()
-        elif delimiter:  # a misspelt section
-            guess = difflib.get_close_matches(head, sections, n=1, cutoff=0.6)
-            meant = f"{ENV_PREFIX}{guess[0]}{ENV_DELIMITER}{tail}".upper() if guess else None
-        else:
-            continue
-        hint = f"did you mean {meant}? " if meant else ""
-        lines.append(f"{name}: names no setting; {hint}a setting is {ENV_PREFIX}<SECTION>{ENV_DELIMITER}<KEY> "
-                     f"with a section of examples/setbridge.toml ({', '.join(sections)})")
-    return lines
-
-
-def env_names(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
-    """Setting key path → the variable that sets it, for naming the variable in an error."""
-    return {tuple(name[len(ENV_PREFIX):].lower().split(ENV_DELIMITER)): name
-            for name in environ if name.upper().startswith(ENV_PREFIX)}
-
-
-def _field_type(annotation: Any, key: str) -> Any:
-    """The type of ``key`` inside a value of type ``annotation`` (a section, or a table's values)."""
-    for candidate in _union_members(annotation):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            field = candidate.model_fields.get(key)
-            return field.annotation if field is not None else None
-        if get_origin(candidate) is dict:
-            return get_args(candidate)[1]
-    return None
-
-
-def _union_members(annotation: Any) -> tuple[Any, ...]:
-    if get_origin(annotation) is Annotated:
-        return _union_members(get_args(annotation)[0])
-    if get_origin(annotation) in (Union, types.UnionType):
-        return tuple(m for a in get_args(annotation) for m in _union_members(a))
-    return (annotation,)
-
-
-def _is_complex(annotation: Any) -> bool:
-    return any(get_origin(a) in (list, dict, set, tuple, frozenset)
-               or (isinstance(a, type) and issubclass(a, (BaseModel, list, dict, set, tuple, frozenset)))
-               for a in _union_members(annotation))
-
-
-def _merged(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``top`` on it, tables merged key by key."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def describe_validation_error(exc: ValidationError, source: Path | None = None,
-                              variables: Mapping[tuple[str, ...], str] | None = None) -> list[str]:
-    """One readable line per validation error: where it was set (the file, or the environment
-    variable in ``variables``), field path, what is wrong, what was given."""
-    lines = []
-    for err in exc.errors():
-        path = tuple(str(part) for part in err["loc"])
-        variable = next((name for keys, name in (variables or {}).items() if path[:len(keys)] == keys), None)
-        prefix = f"{variable}: " if variable else f"{source}: " if source else ""
-        loc = ".".join(path) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against examples/setbridge.toml"
-        given = err.get("input")
-        shown = "" if err["type"] in ("extra_forbidden", "missing") else f" (got {given!r})"
-        lines.append(f"{prefix}{loc}: {msg}{shown}")
-    return lines
+    return config_sources.load(Settings, toml_file, overrides)

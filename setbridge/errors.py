@@ -25,3 +25,11 @@ class ModelError(SetbridgeError):
 
 class AudioError(SetbridgeError):
     """An audio source could not be opened or failed while running."""
+
+
+class BrokerUnreachable(SetbridgeError):
+    """A command-line tool could not connect; ``kind`` is ``unreachable``, ``login`` or ``protocol``."""
+
+    def __init__(self, message: str, kind: str):
+        self.kind = kind
+        super().__init__(message)

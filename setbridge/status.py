@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class Health:
         for hub, s in online.items():
             if s.get("audio") == "fault":
                 out.append(f"hub {hub}: audio fault (microphone unplugged or failing; see `setbridge devices`)")
+            if s.get("conflict"):
+                out.append(f"hub {hub}: conflict: {s['conflict']}")
             if s.get("timecode") == "fault":
                 out.append(f"hub {hub}: timecode: fault ({s.get('timecode_reason') or 'no reason given'}); voice and "
                            "buttons act alone until it is back")
@@ -122,6 +125,36 @@ def collect(bus: Bus, topics: Topics, set_id: str, wait_s: float) -> Health:
     health.lights = {k: v for k, v in health.lights.items()
                      if (v.get("status") or {}).get("set") in (None, set_id)}
     return health
+
+
+SET_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+MAX_SETS = 200
+"""``status --set all`` reports at most this many sets."""
+
+
+def known_sets(bus: Bus, topics: Topics, listen_s: float = MIN_LISTEN_S) -> list[str]:
+    """Every set the broker holds a hub status or a set state for (retained), sorted."""
+    q: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    for spec in (c.HUB_STATUS, c.SET_STATE):
+        bus.subscribe(spec.filter(topics.base), lambda t, p: q.put((t, p)))
+    found: set[str] = set()
+    deadline = time.monotonic() + listen_s
+    while (left := deadline - time.monotonic()) > 0 and len(found) < MAX_SETS:
+        try:
+            topic, payload = q.get(timeout=left)
+        except queue.Empty:
+            break
+        match c.identify(topics.base, topic):
+            case (c.SET_STATE, {"set": set_id}) if payload:
+                found.add(set_id)
+            case (c.HUB_STATUS, _):
+                try:
+                    data = json.loads(payload)
+                except ValueError:
+                    continue
+                if isinstance(data, dict) and isinstance(data.get("set"), str) and SET_ID.fullmatch(data["set"]):
+                    found.add(data["set"])
+    return sorted(found)
 
 
 def render(health: Health) -> list[str]:

@@ -33,19 +33,28 @@ def describe(topics: Topics, topic: str, data: dict[str, Any] | None, raw: bytes
     match found:
         case (c.HUB_STATUS, {"hub": hub}):
             voice = "" if g("voice") is None else f" voice={'on' if g('voice') else 'off'}"
-            return f"hub {hub}: {g('state')} (set {g('set')}, v{g('version')}, audio {g('audio')}{voice})"
+            timecode = f", timecode {g('timecode')}" if g("timecode") not in (None, "off") else ""
+            recorder = f" (recorder {g('recorder')})" if g("recorder") else ""
+            return (f"hub {hub}: {g('state')} (set {g('set')}, v{g('version')}, audio {g('audio')}{voice}"
+                    f"{timecode}{recorder})")
         case (c.SET_STATE, {"set": set_id}):
             return f"set {set_id}: {str(g('state')).upper()} take {g('take')} seq {g('seq')} ({g('cause')})"
         case (c.SET_HEARTBEAT, {"set": set_id}):
             return f"set {set_id}: heartbeat {g('state')} seq {g('seq')} epoch {g('epoch')}"
         case (c.SET_EVENT, {"set": set_id}):
             what = g("type") if g("changed") else f"{g('type')} (no change)"
+            if g("overruled"):
+                what = f"{g('type')} OVERRULED"
             extra = [f"by {g('cause')}"]
             if g("source"):
                 extra.append(f"from {g('source')}")
             if g("phrase"):
                 conf = g("confidence")
                 extra.append(f'heard "{g("phrase")}"' + (f" {conf:.2f}" if isinstance(conf, (int, float)) else ""))
+            if g("timecode"):
+                extra.append(f"at TC {g('timecode')}")
+            if g("reason"):
+                extra.append(f"({g('reason')})")
             return f"set {set_id}: event {what} {' '.join(extra)}"
         case (c.SET_REQUEST, {"set": set_id}):
             return f"set {set_id}: request {g('action')} from {g('source') or '?'}"

@@ -17,6 +17,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import tiers
 import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
@@ -25,6 +26,7 @@ from setbridge.config import Settings, load_settings
 from setbridge.dev.broker import PrivateBroker
 from setbridge.hub import Hub
 from setbridge.topics import Topics
+from tiers import pytest_runtest_protocol as pytest_runtest_protocol  # the unit tier starts no process
 
 # Compile once: Python keeps bytecode and pytest its rewritten test modules in __pycache__ (ignored
 # by git), so the workers and every hub or command a test starts need not compile them again, also
@@ -33,7 +35,7 @@ sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 LONGEST_FIRST = [
-    "test_hub_voice.py", "test_web_browser.py", "test_offload_relay.py", "test_status.py",
+    "test_lot.py", "test_hub_voice.py", "test_web_browser.py", "test_offload_relay.py", "test_status.py",
     "test_offload_journal.py", "test_web.py", "test_client_ids.py", "test_tls.py", "test_speech.py",
     "test_broker_limits.py", "test_liveness.py", "test_firmware.py", "test_watchdog.py",
     "test_offload_outage.py", "test_hub.py", "test_gpio.py", "test_brokers.py", "test_node_red.py",
@@ -70,7 +72,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.loadscopereorder = False  # xdist would order files by test count instead
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers given here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark(items)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file stays whole
 

@@ -18,14 +18,6 @@ from setbridge.dev.link import Link
 from setbridge.hub import Hub
 
 BASE = "setbridge"
-TEST_KEEPALIVE_S = 2
-"""The bridge's keepalive in tests (5 s generated): a cut is noticed in 3 s, not 7.5 s."""
-
-
-def faster(text: str) -> str:
-    return text.replace("keepalive_interval 5", f"keepalive_interval {TEST_KEEPALIVE_S}")
-
-
 @dataclass
 class Stage:
     name: str
@@ -83,7 +75,7 @@ def _start(d: Path, port: int, edit: Callable[[str], str] | None = None) -> Priv
 
 @contextmanager
 def lot(*names: str, hubs: bool = True, light_users: tuple[str, ...] = ("sim-1",),
-        edit: Callable[[str], str] = faster) -> Iterator[Lot]:
+        edit: Callable[[str], str] | None = None) -> Iterator[Lot]:
     """A centre and one stage per name (the stage's bridge user at the centre is its name)."""
     dirs: list[Path] = []
     with ExitStack() as stack:

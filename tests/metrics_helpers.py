@@ -12,7 +12,10 @@ def scrape(url: str, **kwargs: object) -> dict[str, list[Sample]]:
     response = httpx.get(url, timeout=5, **kwargs)  # type: ignore[arg-type]
     response.raise_for_status()
     assert response.headers["content-type"].startswith("text/plain"), response.headers
-    return {family.name: list(family.samples) for family in text_string_to_metric_families(response.text)}
+    families = list(text_string_to_metric_families(response.text))
+    names = [family.name for family in families]
+    assert len(names) == len(set(names)), f"a metric family twice (Prometheus refuses the scrape): {names}"
+    return {family.name: list(family.samples) for family in families}
 
 
 def value(families: dict[str, list[Sample]], sample_name: str, **labels: str) -> float:

@@ -136,6 +136,7 @@ class FailingSource(AudioSource):
         raise AudioError("microphone 'USB' delivered no audio for 2 s")
 
 
+@pytest.mark.integration
 @needs_speech
 def test_a_failing_source_reports_fault_then_recovers(tmp_path):
     take = write_wav(tmp_path / "take.wav", silence(0.8) + say("녹음 시작", tmp_path / "r.wav") + silence(1.5)

@@ -18,7 +18,8 @@ from broker_helpers import setbridge
 
 from setbridge.dev.broker import PrivateBroker, free_port
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 USERS = {"hub-1": "hub", "sim-1": "light", "sim-2": "light", "editorial": "integrator", "wall": "monitor",
          "watcher": "hub"}

@@ -18,7 +18,8 @@ from conftest import HubProcess, make_settings, write_config
 from setbridge.broker_config import MAX_PACKET_BYTES, MAX_QUEUED_BYTES
 from setbridge.hub import Hub
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 USERS = {"hub-1": "hub", "editorial": "integrator", "wall": "monitor", "lobby": "monitor"}
 BASE = "setbridge"

@@ -20,7 +20,8 @@ from test_tls import failed_attempts
 from setbridge.dev.lights_sim import SimLight, find_micropython
 from setbridge.provision import light_config
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 BASE = "setbridge"
 

@@ -25,6 +25,8 @@ from setbridge.bus import Bus
 from setbridge.status import collect
 from setbridge.topics import Topics
 
+pytestmark = pytest.mark.integration
+
 LIMITS = {
     ("amqtt", "5"): "amqtt speaks MQTT 3.1.1 only: it refuses an MQTT 5 CONNECT (Unsupported protocol version)",
 }

@@ -11,6 +11,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+import pytest
 
 from setbridge.bus import INFLIGHT, Bus
 from setbridge.bus_client import READ_CHUNK, BufferedClient
@@ -99,6 +100,7 @@ def test_qos0_publishes_are_reported_written(broker: PrivateBroker) -> None:
     _stop(rx)
 
 
+@pytest.mark.integration
 def test_the_send_window_is_what_the_broker_allows(tmp_path: Path) -> None:
     """MQTT 5: the hub never has more unacknowledged publishes than the broker's Receive Maximum
     (Mosquitto's max_inflight_messages) and still delivers everything; without one it uses

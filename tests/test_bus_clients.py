@@ -4,6 +4,7 @@ private paho name it or the guard touches is checked, and anything else gets pah
 from __future__ import annotations
 
 import logging
+import os
 import re
 import uuid
 from pathlib import Path
@@ -88,3 +89,10 @@ def test_the_plain_client_carries_a_burst_and_counts_its_backlog(broker: Private
         assert bus.backlog == 0
     finally:
         bus.stop()
+
+
+def test_the_configured_client_is_the_one_built(settings) -> None:
+    """``[mqtt] client`` (here from the environment, as ``.ci/run``'s second pass sets it) decides."""
+    expected = {"paho": GuardedClient, "fast": BufferedClient}[os.environ.get("SETBRIDGE_MQTT__CLIENT", "fast")]
+    assert settings.mqtt.client == os.environ.get("SETBRIDGE_MQTT__CLIENT", "fast")
+    assert type(Bus(settings.mqtt, "a")._client) is expected

@@ -26,6 +26,7 @@ def tone_block(seconds: float, value: int = 1000) -> bytes:
     return value.to_bytes(2, "little", signed=True) * int(RATE * seconds)
 
 
+@pytest.mark.integration
 @needs_speech
 def test_the_listener_keeps_a_clip_per_trigger_and_near_miss_and_publishes_nothing_of_them(tmp_path):
     chatter = say("그 장면은 컷 하고 다시 가자", tmp_path / "chatter.wav")
@@ -66,6 +67,7 @@ def test_the_listener_keeps_a_clip_per_trigger_and_near_miss_and_publishes_nothi
     assert stat.S_IMODE(clips.stat().st_mode) == 0o700
 
 
+@pytest.mark.integration
 @needs_speech
 def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
     """A roll the controller refuses, a roll another source overrules and a cut the set state refuses

@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import write_config
+
+pytestmark = pytest.mark.integration
 
 SETBRIDGE = [sys.executable, "-m", "setbridge"]
 

@@ -26,7 +26,8 @@ from setbridge.dev.lights_sim import SimLight, find_micropython
 from setbridge.provision import light_config
 from setbridge.hub import Hub
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 USERS = {"hub-1": "hub", "hub-2": "hub", "door-1": "light", "door-2": "light", "editorial": "integrator",
          "script": "integrator", "wall": "monitor", "observer": "monitor", "stage-tools": "integrator",

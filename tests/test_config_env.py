@@ -86,3 +86,39 @@ def test_config_check_names_a_misspelt_variable(monkeypatch, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "SETBRIDGE_MQTT_PORT: names no setting; did you mean SETBRIDGE_MQTT__PORT?" in err, err
+
+
+def test_settings_built_in_code_read_neither_variables_nor_a_file(monkeypatch):
+    from setbridge.config import Settings
+
+    monkeypatch.setenv("SETBRIDGE_MQTT__PORT", "18830")
+    assert Settings().mqtt.port == 1883
+    assert Settings(mqtt={"port": 1884}).mqtt.port == 1884
+    assert load_settings(None).mqtt.port == 18830
+
+
+def test_a_variable_inside_a_value_another_variable_sets_whole_is_refused(monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_MQTT__TLS", '"on"')
+    monkeypatch.setenv("SETBRIDGE_MQTT__TLS__CA", "/etc/ssl/stage-ca.pem")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    assert info.value.lines == ["SETBRIDGE_MQTT__TLS__CA: tls is set as a whole by SETBRIDGE_MQTT__TLS; set it once"]
+
+
+def test_a_table_value_that_is_not_json_says_how_to_write_it(monkeypatch):
+    monkeypatch.setenv("SETBRIDGE_SPEECH__PHRASES__CUT", "cut it")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    (line,) = info.value.lines
+    assert line.startswith("SETBRIDGE_SPEECH__PHRASES__CUT: speech.phrases.cut:") and "given as JSON" in line, line
+    monkeypatch.setenv("SETBRIDGE_SPEECH__PHRASES__CUT", '["cut it"]')
+    assert load_settings(None).speech.phrases["cut"] == ["cut it"]
+
+
+def test_a_check_across_keys_does_not_print_the_configuration(tmp_path, monkeypatch):
+    config = tmp_path / "c.toml"
+    config.write_text('[mqtt]\npassword = "hunter2-stage"\n[timecode]\nmode = "rec-run"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    (line,) = info.value.lines
+    assert "needs [timecode] channel" in line and "hunter2" not in line, line

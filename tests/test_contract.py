@@ -17,8 +17,8 @@ from setbridge.broker_config import acl_text
 from setbridge.contract import TOPICS
 from setbridge.dev.lights_sim import FIRMWARE_DIR
 from setbridge.errors import PayloadError
-from setbridge.messages import (CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState,
-                                parse_payload)
+from setbridge.codec import parse_payload
+from setbridge.messages import CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState
 from setbridge.topics import Topics
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
@@ -49,6 +49,7 @@ def test_every_documented_topic_is_in_the_table():
         assert f"`{topic}`" in table
 
 
+@pytest.mark.integration
 def test_schema_command_prints_every_payload():
     out = subprocess.run([sys.executable, "-m", "setbridge", "schema"], capture_output=True, text=True, check=True)
     schemas = json.loads(out.stdout)
@@ -125,7 +126,7 @@ def test_a_transaction_is_a_string_or_a_safe_integer(tx):
     (b'{"v": 1, "action": "roll", "transaction": null}', None),
 ])
 def test_the_transaction_of_a_rejected_request_is_found_exactly(raw, expected):
-    from setbridge.messages import MISSING, transaction_of
+    from setbridge.codec import MISSING, transaction_of
 
     found = transaction_of(raw)
     assert (None if found is MISSING else found) == expected
@@ -171,7 +172,8 @@ def test_the_docs_topic_table_is_the_declaration():
         assert named == set(t.writers), f"{t.pattern}: docs name writers {writer!r}, declared {t.writers}"
 
 
-def test_the_firmware_copy_matches_the_declaration():
+def test_the_firmware_copy_matches_the_declaration(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIRMWARE_DIR))  # payloads.py imports its neighbour strictjson.py
     spec = importlib.util.spec_from_file_location("firmware_payloads", FIRMWARE_DIR / "payloads.py")
     assert spec and spec.loader
     payloads = importlib.util.module_from_spec(spec)
@@ -296,6 +298,7 @@ def test_the_bus_takes_qos_and_retain_from_the_declaration(settings, topics, pro
         bus.stop()
 
 
+@pytest.mark.integration
 def test_the_declaration_loads_without_the_payload_models():
     """Every CLI command imports the contract (through the broker ACL); it must stay cheap."""
     code = ("import sys, setbridge.contract as c, setbridge.broker_config; "

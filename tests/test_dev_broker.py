@@ -9,6 +9,8 @@ import pytest
 from setbridge.dev.broker import PrivateBroker
 from setbridge.errors import SetbridgeError
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_taken_port_is_replaced_by_a_free_one():
     with socket.socket() as taken:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import subprocess
 
 from setbridge.dev.lights_sim import FIRMWARE_DIR, FIRMWARE_PATH, find_micropython
+
+pytestmark = pytest.mark.integration
 
 
 def board_calls() -> dict[str, list]:

@@ -4,10 +4,13 @@ The Wi-Fi board code runs under the Unix port on stand-in ``network``/``machine`
 
 from __future__ import annotations
 
+import pytest
 import json
 import subprocess
 
 from setbridge.dev.lights_sim import FIRMWARE_DIR, FIRMWARE_LIB, find_micropython
+
+pytestmark = pytest.mark.integration
 
 SCRIPT = """
 import sys, json

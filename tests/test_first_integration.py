@@ -4,6 +4,7 @@ documented names and users."""
 
 from __future__ import annotations
 
+import pytest
 import json
 import re
 import shlex
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from broker_helpers import generated_broker, password
 from conftest import running_hub
+
+pytestmark = pytest.mark.integration
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
 

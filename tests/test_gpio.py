@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from conftest import make_settings, running_hub, wait_until
+from timecode_helpers import quiet, write_wav
 
 from setbridge.hub import Hub
 
@@ -129,3 +131,33 @@ def test_status_led_blinks_slowly_on_an_audio_fault_and_stops_once(broker, tmp_p
         panel.stop()
         panel.stop()  # idempotent
         assert panel.devices == []
+
+
+def test_status_led_blinks_slowly_on_a_timecode_fault_and_is_solid_once_it_clears(broker, tmp_path, factory):
+    rate = 48000
+    noise = np.random.default_rng(7).normal(0, 4000, int(rate * 5.0)).astype(np.int16)  # not timecode
+    wav = write_wav(tmp_path / "tc.wav", rate, np.concatenate([noise, quiet(rate, 5.0)]))  # then silence: ok
+    timecode = {"mode": "rec-run", "file": str(wav), "fault_s": 1.0}
+    with running_hub(broker, tmp_path / "state", gpio=dict(status_led=27), timecode=timecode) as hub:
+        led = factory.pin(27)
+        wait_until(lambda: hub.timecode_health[0] == "fault", timeout=10, what="the timecode fault")
+        start = len(led.states)
+        wait_until(lambda: len(led.states) >= start + 3, timeout=10, what="the LED to blink")
+        gaps = [s.timestamp for s in led.states[start + 1:start + 3]]  # seconds since the change before
+        assert min(gaps) > 0.5, f"changes {gaps} s apart: a timecode fault blinks slowly (1 s on, 1 s off)"
+        assert hub.health().audio != "fault"  # the timecode alone
+        wait_until(lambda: hub.timecode_health[0] == "ok", timeout=10, what="silence, which is no fault")
+        wait_until(lambda: led.state is True, what="the LED on")
+        changes = len(led.states)
+        time.sleep(1.2)  # longer than a blink
+        assert led.state is True and len(led.states) == changes, "solid again once the fault cleared"
+
+
+def test_the_led_shows_the_worst_of_the_hubs_health():
+    from setbridge.hub.component import Health
+    from setbridge.hub.panel import led_mode
+
+    assert led_mode(Health(broker=True, audio="ok", timecode="fault")) == "timecode-fault"
+    assert led_mode(Health(broker=True, audio="fault", timecode="fault")) == "audio-fault"
+    assert led_mode(Health(broker=False, audio="ok", timecode="fault")) == "broker-lost"
+    assert led_mode(Health(broker=True, audio="off", timecode="off")) == "ok"

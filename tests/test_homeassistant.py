@@ -8,6 +8,7 @@ the sensor, binary sensor and button platforms (home-assistant.io, integrations/
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from typing import Any
@@ -15,14 +16,15 @@ from typing import Any
 import jinja2
 import paho.mqtt.client as mqtt
 import pytest
-from broker_helpers import User, generated_broker
+from broker_helpers import User, generated_broker, password
 from conftest import Probe, make_settings, running_hub, wait_online, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from setbridge.config import HomeAssistantSettings
+from setbridge.config import HomeAssistantSettings, TimecodeSettings
 from setbridge.dev.lights_sim import SimLight
 from setbridge.hub.homeassistant import discovery_payload
-from setbridge.messages import SetRequest, parse_payload
+from setbridge.codec import parse_payload
+from setbridge.messages import HubStatus, SetRequest
 from setbridge.provision import light_config
 from setbridge.topics import Topics
 
@@ -243,6 +245,7 @@ def test_disabling_removes_the_device_with_an_empty_retained_payload(broker, tmp
     late.close()
 
 
+@pytest.mark.integration
 def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself():
     users = {"hub-1": "hub", "ha": "integrator", "wall": "monitor", "door-1": "light"}
     with generated_broker(users) as b:
@@ -265,3 +268,76 @@ def test_only_a_hub_may_publish_discovery_and_home_assistant_may_announce_itself
             hub.publish("homeassistant/device/setbridge-main/config", "", retain=True)
             ha.close()
             hub.close()
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+def test_on_a_generated_broker_home_assistant_as_an_integrator_sees_the_set_and_rolls_it(tmp_path):
+    with generated_broker({"hub-1": "hub", "homeassistant": "integrator"}) as b:
+        ha = User(b.port, "homeassistant")
+        ha.subscribe("homeassistant/#")
+        ha.subscribe("setbridge/set/main/state")
+        try:
+            with running_hub(b, tmp_path / "state", hub={"id": "hub-1", "set": "main"}, homeassistant={"enabled": True},
+                             mqtt={"base_topic": "setbridge", "username": "hub-1", "password": password("hub-1")}) as hub:
+                topic = "homeassistant/device/setbridge-main/config"
+                assert ha.wait_for(topic), "the hub's discovery did not reach Home Assistant"
+                payload = json.loads(next(p for t, p in ha.received if t == topic))
+                check_discovery(payload, hub.topics, "main")
+                roll = payload["components"]["roll"]
+                ha.publish(roll["command_topic"], roll["payload_press"])
+                assert ha.wait_for("setbridge/set/main/state", b'"rolling"')
+                ha.publish("homeassistant/status", "online")  # its birth: the hub answers with the discovery again
+                wait_until(lambda: hub_published(hub) >= 2, what="the discovery again")
+        finally:
+            ha.close()
+
+
+def test_a_recorder_source_adds_its_health_and_recording_with_documented_keys():
+    topics, settings = Topics("sb"), HomeAssistantSettings(enabled=True)
+    tally = TimecodeSettings(tally_pin=23)
+    payload = discovery_payload(topics, settings, "hub-1", "stage-a", [], timecode=tally)
+    check_discovery(payload, topics, "stage-a")
+    c = payload["components"]
+    assert {"timecode", "recorder"} <= set(c) and c["timecode"]["state_topic"] == "sb/hub/hub-1/status"
+    for health, reason, recorder in (("ok", None, "recording"), ("fault", "tally: stuck", "stopped")):
+        status = HubStatus(state="online", hub="hub-1", set="stage-a", version="1", timecode=health,
+                           timecode_reason=reason, recorder=recorder).model_dump_json().encode()
+        assert render(c["timecode"]["value_template"], status) == health and health in c["timecode"]["options"]
+        assert json.loads(render(c["timecode"]["json_attributes_template"], status)) == {"reason": reason}
+        assert render(c["recorder"]["value_template"], status) == ("ON" if recorder == "recording" else "OFF")
+    free_run = discovery_payload(topics, settings, "hub-1", "stage-a", [],
+                                 timecode=TimecodeSettings(mode="free-run", channel=2))
+    assert "timecode" in free_run["components"] and "recorder" not in free_run["components"]  # stamps only
+    none = discovery_payload(topics, settings, "hub-1", "stage-a", [], timecode=TimecodeSettings())
+    assert not {"timecode", "recorder"} & set(none["components"])
+
+
+def test_a_hub_with_a_record_tally_shows_the_recorder_recording(broker, tmp_path):
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    Device.pin_factory = MockFactory()
+    try:
+        with running_hub(broker, tmp_path / "state", homeassistant={"enabled": True},
+                         timecode={"tally_pin": 23}) as hub:
+            wait_online(hub)
+            seen = Discovery(broker.port, f"homeassistant/device/{hub.topics.base}-stage-t/config")
+            try:
+                payload = seen.wait(lambda p: bool(p) and "recorder" in json.loads(p)["components"])
+                check_discovery(payload, hub.topics, "stage-t")
+            finally:
+                seen.close()
+            recorder = payload["components"]["recorder"]
+            status = Probe(broker.port, recorder["state_topic"])
+            try:
+                Device.pin_factory.pin(23).drive_low()  # the recorder records
+                _, data, _ = status.wait_for(lambda t, d, r: d is not None and d.get("recorder") == "recording")
+                message = json.dumps(data).encode()
+                assert render(recorder["value_template"], message) == "ON"
+                assert render(payload["components"]["timecode"]["value_template"], message) == "ok"
+            finally:
+                status.close()
+    finally:
+        Device.pin_factory.reset()
+        Device.pin_factory = None

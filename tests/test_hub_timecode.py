@@ -144,7 +144,7 @@ def test_undecodable_signal_on_the_ltc_channel_is_a_fault_and_voice_acts_alone(b
         cfg = write_config(tmp_path / "status.toml", hub.settings)
         out = subprocess.run([sys.executable, "-m", "setbridge", "status", "--config", str(cfg)],
                              capture_output=True, text=True, timeout=60)
-        assert out.returncode == 1 and "timecode fault (recorder stopped)" in out.stdout
+        assert out.returncode == 6 and "timecode fault (recorder stopped)" in out.stdout  # 6: audio or timecode fault
         assert "hub hub-t: timecode: fault (timecode: signal on [timecode] channel 2 does not decode" in out.stderr
     finally:
         hub.stop()
@@ -167,5 +167,25 @@ def test_free_run_code_stamps_voice_events_and_never_triggers(broker, tmp_path, 
         _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "ok")
         assert "recorder" not in status  # free run says nothing about recording
         assert not any(d and d.get("cause") == "timecode" for t, d, r in list(probe.seen))
+    finally:
+        hub.stop()
+
+
+def test_ltc_from_an_input_of_its_own_rolls_and_cuts_without_voice(broker, tmp_path, probe_factory):
+    rate = 44100
+    ltc = np.concatenate([quiet(rate, 0.5), LtcEncoder(rate, 30, "11:00:00:00").encode(1.0), quiet(rate, 1.5)])
+    wav = write_wav(tmp_path / "tc.wav", rate, ltc)
+    settings = make_settings(broker, tmp_path / "state",
+                             timecode={"mode": "rec-run", "file": str(wav), "hold_off_s": 0.3})
+    hub = Hub(settings)
+    probe = probe_factory(f"{settings.mqtt.base_topic}/#")
+    hub.start()
+    try:
+        _, roll, _ = probe.wait_for(on("/event", type="roll", cause="timecode"), timeout=10)
+        assert roll["changed"] and roll["timecode"] in ("11:00:00:00", "11:00:00:01") and roll["fps"] == 30
+        _, cut, _ = probe.wait_for(on("/event", type="cut", cause="timecode"), timeout=10)
+        assert cut["changed"] and cut["timecode"].startswith("11:00:00:2")
+        _, status, _ = probe.wait_for(lambda t, d, r: "/hub/" in t and d.get("timecode") == "fault", timeout=10)
+        assert "the timecode input ended" in status["timecode_reason"] and status["audio"] == "off"
     finally:
         hub.stop()

@@ -10,9 +10,11 @@ import sys
 import pytest
 
 from conftest import make_settings, write_config
+from metrics_helpers import scrape, value
 from speech_helpers import say, silence, write_wav
 
 from setbridge.hub import Hub
+from setbridge.hub.metrics import HubMetrics
 
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"),
                                 reason="espeak-ng and sox are needed to synthesize speech")
@@ -30,7 +32,8 @@ def take_pcm(tmp_path_factory) -> bytes:
 
 def test_hub_rolls_and_cuts_from_a_wav_replayed_in_real_time(broker, tmp_path, take_pcm, probe_factory):
     wav = write_wav(tmp_path / "take.wav", take_pcm)
-    settings = make_settings(broker, tmp_path / "state", audio={"source": "file", "file": str(wav)}, speech=VOICE)
+    settings = make_settings(broker, tmp_path / "state", audio={"source": "file", "file": str(wav)}, speech=VOICE,
+                             metrics={"enabled": True, "port": 0})
     probe = probe_factory(f"{settings.mqtt.base_topic}/#")
     hub = Hub(settings)
     hub.start()
@@ -40,6 +43,13 @@ def test_hub_rolls_and_cuts_from_a_wav_replayed_in_real_time(broker, tmp_path, t
         _, cut, _ = probe.wait_for(lambda t, d, r: t.endswith("/event") and d["type"] == "cut", timeout=20)
         assert cut["cause"] == "voice" and cut["state"] == "idle" and cut["seq"] > roll["seq"]
         probe.wait_for(lambda t, d, r: t.endswith("/status") and "/hub/" in t and d["audio"] == "ok")
+        (metrics,) = [c for c in hub.components if isinstance(c, HubMetrics)]
+        families = scrape(f"http://127.0.0.1:{metrics.port}/metrics")
+        assert value(families, "setbridge_voice_triggers_total", action="roll") == 1
+        assert value(families, "setbridge_voice_triggers_total", action="cut") == 1
+        assert value(families, "setbridge_voice_detection_latency_seconds_count") == 2
+        assert 0 < value(families, "setbridge_voice_detection_latency_seconds_sum") < 3
+        assert value(families, "setbridge_set_transitions_total", state="rolling", cause="voice") == 1
     finally:
         hub.stop()
 

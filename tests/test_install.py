@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import subprocess
 from pathlib import Path
+
+pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "install.sh"
 TOUCHED = [Path("/opt/setbridge"), Path("/etc/setbridge"), Path("/etc/systemd/system/setbridge-hub.service"),

@@ -16,7 +16,8 @@ from conftest import HubProcess, make_settings, write_config
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 USERS = {"hub-1": "hub", "editorial": "integrator", "script": "integrator", "wall": "monitor"}
 SET = "main"

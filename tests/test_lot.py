@@ -3,6 +3,7 @@ one (Mosquitto's own bridge), a link between them that is cut, stages that stand
 
 from __future__ import annotations
 
+import pytest
 import json
 import threading
 import time
@@ -16,6 +17,8 @@ from broker_helpers import User, password
 from conftest import wait_until
 from lot_helpers import central, lot
 from setbridge.expiry import expiring
+
+pytestmark = pytest.mark.integration
 
 
 def state_of(user: User, topic: str) -> dict | None:
@@ -122,3 +125,232 @@ def test_the_same_light_id_on_two_stages_stays_two_lights_at_the_centre():
             assert office.wait_for(central("stage-a", "light/sim-1/state"), b'"rolling"')
             assert state_of(office, central("stage-b", "light/sim-1/state"))["showing"] == "idle"
             assert lb.shows()[-1] == "idle"
+
+
+def _events_at(user: User, stage: str) -> list[dict]:
+    return [json.loads(p) for t, p in user.received if t == central(stage, "set/main/event")]
+
+
+def test_a_cut_between_takes_runs_no_request_sent_during_it_and_catches_up_after():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "#"))
+        assert office.wait_for(central("stage-a", "bridge"), b"1")
+        a.link.cut()
+        # During the cut: the centre asks for a roll (as `send` does: 1 s to run, or never) and a
+        # contract v1 client with no age limit at all asks too. The stage goes on alone meanwhile.
+        request, _ = expiring("roll", "during-cut", "production-office", 1.0)
+        office.publish(central("stage-a", "set/main/request"), request.to_bytes().decode())
+        office.publish(central("stage-a", "set/main/request"),
+                       '{"v": 1, "action": "roll", "transaction": "v1-no-age", "source": "old-tool"}')
+        for action in ("roll", "cut", "roll", "cut"):
+            assert a.hub.submit(action, "button").ok
+        time.sleep(1.5)  # past the request's deadline, short of the bridge's keepalive: TCP holds the bytes
+        a.link.restore()
+        wait_until(lambda: len([e for e in _events_at(office, "stage-a") if e["cause"] == "button"]) >= 4, 10,
+                   "the stage's four takes at the centre")
+        time.sleep(1.0)  # anything held in the link has arrived by now
+        causes = [(e["type"], e["cause"]) for e in _events_at(office, "stage-a")]
+        assert causes.count(("roll", "button")) == 2 and causes.count(("cut", "button")) == 2
+        assert not [e for e in _events_at(office, "stage-a") if e["cause"] == "request"], causes
+        for t, p in office.received:  # whatever the link held and let through later was refused
+            if t == central("stage-a", "set/main/response"):
+                answer = json.loads(p)
+                assert answer["ok"] is False and answer["transaction"] in ("during-cut", "v1-no-age"), answer
+        assert a.hub.state == "idle"
+        # The centre's retained state is the stage hub's.
+        wall = the_lot.user("wall")
+        wall.subscribe(central("stage-a", "set/main/state"))
+        wait_until(lambda: state_of(wall, central("stage-a", "set/main/state")), 5, "the retained state")
+        got = state_of(wall, central("stage-a", "set/main/state"))
+        assert (got["state"], got["seq"]) == (a.hub.state, a.hub.controller.seq)
+
+
+def test_only_the_bridge_delivers_requests_from_the_centre_and_they_need_an_age_limit():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        crew = a.user("crew")
+        crew.subscribe("setbridge/set/main/response")
+        # A stage user cannot pose as the centre (the stage's ACL has no such topic)...
+        crew.publish("setbridge/lot/set/main/request", '{"v": 1, "action": "roll", "transaction": "fake", "sent_at": %f}'
+                     % time.time())
+        # ...and a request at the centre without an age limit is refused with a reason.
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "set/main/response"))
+        office.publish(central("stage-a", "set/main/request"), '{"v": 1, "action": "roll", "transaction": "no-age"}')
+        assert office.wait_for(central("stage-a", "set/main/response"), b"needs an age limit")
+        request, _ = expiring("roll", "aged", "production-office", 5.0)
+        office.publish(central("stage-a", "set/main/request"), request.to_bytes().decode())
+        assert office.wait_for(central("stage-a", "set/main/response"), b'"aged","ok":true')
+        assert not crew.wait_for("setbridge/set/main/response", b"fake", timeout=0.5)
+        assert a.hub.state == "rolling"
+
+
+def _ids(events: list[dict]) -> list[str]:
+    return [e["event_id"] for e in events]
+
+
+def test_a_long_cut_during_a_take_is_seen_at_the_centre_and_caught_up_once_each():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "#"))
+        assert office.wait_for(central("stage-a", "bridge"), b"1")
+        assert a.hub.submit("roll", "button").ok
+        assert office.wait_for(central("stage-a", "set/main/state"), b'"rolling"')
+        time.sleep(0.3)  # the centre's acknowledgements are back (else QoS 1 sends the roll again)
+        a.link.cut()
+        a.link.drop()  # a router restarting: both ends see the connection go (a silent cut takes ~11 s)
+        # The centre learns the link is gone from the bridge's last will.
+        assert office.wait_for(central("stage-a", "bridge"), b"0", timeout=5)
+        before = len(_events_at(office, "stage-a"))
+        assert a.hub.submit("cut", "button").ok  # the stage goes on alone
+        assert a.hub.submit("roll", "button").ok
+        assert a.hub.submit("cut", "button").ok
+        a.link.restore()
+        wait_until(lambda: len(_events_at(office, "stage-a")) >= before + 3, 10, "the takes of the cut at the centre")
+        time.sleep(0.5)
+        events = _events_at(office, "stage-a")
+        assert len(set(_ids(events))) == len(events), "an event arrived twice"
+        assert [e["type"] for e in events[before:]] == ["cut", "roll", "cut"]
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)  # in order
+        got = state_of(office, central("stage-a", "set/main/state"))
+        assert (got["state"], got["seq"]) == ("idle", a.hub.controller.seq)
+        assert [p for t, p in office.received if t == central("stage-a", "bridge")][-1] == b"1"
+
+
+def test_a_stage_broker_restart_during_a_cut_loses_nothing_it_queued_for_the_centre():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "set/main/event"))
+        assert a.hub.submit("roll", "button").ok
+        assert office.wait_for(central("stage-a", "set/main/event"), b'"roll"')
+        a.link.cut()
+        a.link.drop()  # and every connection through it closed: the bridge queues from now on
+        assert a.hub.submit("cut", "button").ok
+        time.sleep(0.3)
+        a.broker.restart()  # persistence: the bridge's queue is on disk
+        assert a.hub.bus.wait_connected(10)
+        assert a.hub.submit("roll", "button").ok
+        a.link.restore()
+        wait_until(lambda: len(set(_ids(_events_at(office, "stage-a")))) >= 3, 10,
+                   "the events queued across the restart")
+        time.sleep(0.5)
+        # QoS 1 is at least once: an event whose acknowledgement the cut swallowed comes again, with
+        # its event_id, and a consumer (the board's take log) keeps it once.
+        once = {e["event_id"]: e for e in _events_at(office, "stage-a")}
+        assert [e["type"] for e in once.values() if e["cause"] == "button"] == ["roll", "cut", "roll"]
+
+
+def test_the_central_broker_restart_is_caught_up_and_the_state_is_the_stages():
+    with lot("stage-a", "stage-b") as the_lot:
+        a = the_lot.stages["stage-a"]
+        wall = the_lot.user("wall")
+        wall.subscribe(central("+", "bridge"))
+        assert wall.wait_for(central("stage-a", "bridge"), b"1") and wall.wait_for(central("stage-b", "bridge"), b"1")
+        the_lot.users.remove(wall)
+        wall.close()
+        started = time.monotonic()
+        the_lot.centre.restart()
+        assert a.hub.submit("roll", "button").ok  # while the centre is back but the bridge may not be
+        office = the_lot.user()
+        office.subscribe(central("+", "set/main/state"))
+        wait_until(lambda: (state_of(office, central("stage-a", "set/main/state")) or {}).get("state") == "rolling",
+                   10, "stage A's state at the restarted centre")
+        assert time.monotonic() - started < 8
+        assert office.wait_for(central("stage-b", "set/main/state"), b'"idle"')
+        got = state_of(office, central("stage-a", "set/main/state"))
+        assert got["seq"] == a.hub.controller.seq
+
+
+def _status_lot(the_lot, tmp_path) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from setbridge.cli import main
+
+    cfg = tmp_path / "centre.toml"
+    cfg.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {the_lot.centre.port}\nusername = "wall"\n'
+                   f'password = "{password("wall")}"\n')
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["status", "--lot", "--config", str(cfg)])
+    return code, out.getvalue()
+
+
+def test_status_lot_tells_unreachable_hub_down_and_light_down_apart(tmp_path):
+    from firmware_helpers import running_light
+
+    with lot("stage-a", "stage-b", "stage-c") as the_lot:
+        a, b, c = (the_lot.stages[n] for n in ("stage-a", "stage-b", "stage-c"))
+        (a.dir / "light").mkdir()
+        with running_light(a.settings, a.dir / "light", "sim-1", light_password=password("sim-1")) as light:
+            light.wait_showing("idle", timeout=10)
+            code, out = _status_lot(the_lot, tmp_path)
+            assert code == 0, out
+            assert "stage-a: set main idle, take 0, 1 light(s)" in out and "all is well" in out
+            light.stop()  # its last will: offline
+            code, out = _status_lot(the_lot, tmp_path)
+            assert code == 7 and "DOWN: sim-1" in out, out
+        b.stop_hub()
+        code, out = _status_lot(the_lot, tmp_path)
+        assert code == 5 and "stage-b: set main hub down (hub offline)" in out, out
+        c.link.cut()
+        code, out = _status_lot(the_lot, tmp_path)
+        assert code == 9 and "stage-c: UNREACHABLE since" in out, out
+        c.link.restore()
+
+
+def test_offload_cards_reported_during_a_cut_reach_the_centre_once_it_returns():
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "offload/#"))
+        a.link.cut()
+        a.link.drop()
+        cart = a.user("crew")  # the data cart reports on the stage while the office is cut off
+        cart.subscribe("setbridge/offload/card/+")
+        for roll in ("A001R1AA", "A002R1AA"):
+            cart.publish("setbridge/offload/report",
+                         json.dumps({"v": 1, "event_id": f"ev-{roll}", "roll": roll, "status": "verified"}))
+            assert cart.wait_for(f"setbridge/offload/card/{roll}", b'"verified"')
+        a.link.restore()
+        for roll in ("A001R1AA", "A002R1AA"):
+            assert office.wait_for(central("stage-a", f"offload/card/{roll}"), b'"verified"', timeout=10)
+        events = [json.loads(p)["event_id"] for t, p in office.received if t == central("stage-a", "offload/event")]
+        assert sorted(set(events)) == ["ev-A001R1AA", "ev-A002R1AA"]
+        wall = the_lot.user("wall")  # a client arriving later gets the cards as retained messages
+        wall.subscribe(central("stage-a", "offload/card/+"))
+        assert wall.wait_for(central("stage-a", "offload/card/A002R1AA"), b'"verified"')
+
+
+def test_with_the_centre_down_a_stage_answers_its_own_and_send_at_the_centre_works_after(tmp_path):
+    import contextlib
+    import io
+
+    from setbridge.cli import main
+
+    with lot("stage-a") as the_lot:
+        a = the_lot.stages["stage-a"]
+        the_lot.centre.stop()  # the office is down: the stage goes on alone
+        crew = a.user("crew")
+        crew.subscribe("setbridge/set/main/response")
+        request, _ = expiring("roll", "local-1", "stage-crew", 5.0)
+        crew.publish("setbridge/set/main/request", request.to_bytes().decode())
+        assert crew.wait_for("setbridge/set/main/response", b'"local-1","ok":true')
+        the_lot.centre.start()
+        # A contract v1 tool at the centre, its base topic set to the stage's: `setbridge send`.
+        cfg = tmp_path / "office.toml"
+        cfg.write_text(f'[hub]\nset = "main"\n[mqtt]\nhost = "127.0.0.1"\nport = {the_lot.centre.port}\n'
+                       f'username = "office"\npassword = "{password("office")}"\nbase_topic = "setbridge/stage/stage-a"\n')
+        wait_until(lambda: the_lot.centre.process is not None, 5, "the centre")
+        out = io.StringIO()
+        for _ in range(20):  # until the bridge is back (it retries every 1-3 s)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+                code = main(["send", "cut", "--config", str(cfg), "--timeout", "1"])
+            if code == 0:
+                break
+        assert code == 0 and "main: idle" in out.getvalue()
+        assert a.hub.state == "idle"

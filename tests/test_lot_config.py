@@ -28,13 +28,23 @@ def test_only_what_the_stage_writes_goes_out_and_only_requests_come_in_at_qos_0(
               "--bridge-user", "stage-a", "--bridge-password", "pw")
     lines = (tmp_path / "setbridge.conf").read_text().splitlines()
     topics = [line.split() for line in lines if line.startswith("topic ")]
-    assert [t[1:4] for t in topics if t[2] == "in"] == [["set/+/request", "in", "0"]]
+    assert [t[1:] for t in topics if t[2] == "in"] == [["set/+/request", "in", "0", "setbridge/lot/",
+                                                         "setbridge/stage/stage-a/"]]
     assert not [t for t in topics if t[2] == "both"]
     out = {t[1] for t in topics if t[2] == "out"}
     for spec in contract.TOPICS:
         pattern = spec.filter("")[1:]
-        assert (pattern in out) == (spec not in (contract.SET_REQUEST, contract.LIGHT_CMD, contract.OFFLOAD_REPORT))
+        # a stage user's private answers (an owned topic) stay on the stage
+        stays = spec in (contract.SET_REQUEST, contract.LIGHT_CMD, contract.OFFLOAD_REPORT) or spec.owner
+        assert (pattern in out) == (not stays), pattern
     assert all(t[5] == "setbridge/stage/stage-a/" for t in topics)
+    # QoS 0 topics ride a connection of their own (else each holds the next roll behind Nagle).
+    beats = lines.index("connection setbridge-lot-beats")
+    main_topics = [line.split() for line in lines[:beats] if line.startswith("topic ")]
+    beat_topics = [line.split() for line in lines[beats:] if line.startswith("topic ")]
+    assert all(t[3] == "1" for t in main_topics if t[2] == "out")
+    assert [t[1] for t in beat_topics] == ["set/+/heartbeat", "light/+/alive"] and all(t[3] == "0" for t in beat_topics)
+    assert "remote_username stage-a-beats" in lines
     assert "bridge_protocol_version mqttv50" in lines and "cleansession false" in lines
     assert not any(line.startswith("local_cleansession") for line in lines)  # equal to cleansession
     assert "restart_timeout 1 3" in lines  # two values: 2.0.11 ignores one
@@ -65,6 +75,7 @@ def test_a_wrong_bridge_is_one_line(tmp_path, args, needle):
     assert needle in fails("broker", "config", "--out", str(tmp_path), *args)
 
 
+@pytest.mark.integration
 def test_bridge_users_live_at_the_centre_and_name_their_stage(tmp_path):
     setbridge("broker", "config", "--out", str(tmp_path))
     assert "--stage" in fails("broker", "add-user", "stage-a", "--role", "bridge", "--dir", str(tmp_path))
@@ -79,7 +90,10 @@ def test_bridge_users_live_at_the_centre_and_name_their_stage(tmp_path):
     assert "topic write setbridge/stage/stage-a/set/+/state" in acl
     assert re.search(r"^topic (read)?write setbridge/stage/\+/set/\+/request$", acl, re.M)  # the office asks any stage
     assert "light/+/cmd" not in acl  # nothing but requests crosses into a stage
-    assert "bridge:stage-a" in setbridge("broker", "users", "--dir", str(tmp_path))
+    users = setbridge("broker", "users", "--dir", str(tmp_path))
+    assert "stage-a  " in users and "stage-a-beats" in users and "bridge:stage-a" in users
+    setbridge("broker", "remove-user", "stage-a", "--dir", str(tmp_path))
+    assert "stage-a" not in setbridge("broker", "users", "--dir", str(tmp_path))
 
 
 def test_a_central_client_names_its_answer_topic_under_the_stage():

@@ -7,12 +7,11 @@ import re
 import socket
 
 import pytest
-from conftest import Probe, make_settings, running_hub, wait_online, wait_until
+from conftest import Probe, running_hub, wait_online, wait_until
 from metrics_helpers import scrape, value
 
 from setbridge.config import load_settings
 from setbridge.dev.broker import free_port
-from setbridge.errors import SetbridgeError
 from setbridge.hub import Hub
 from setbridge.hub.metrics import HubMetrics
 from setbridge.speech.stats import VoiceStats, near_miss_reason
@@ -46,6 +45,13 @@ def test_the_hub_counts_requests_by_outcome_and_transitions_by_cause(broker, tmp
         assert value(before, "setbridge_mqtt_connections_total") == 1
         assert value(before, "setbridge_state_dir_free_bytes") > 0
         assert value(before, "setbridge_offload_journal_fault") == 0
+        assert value(before, "setbridge_timecode_status", status="off") == 1
+        hub.set_timecode_health("fault", "no LTC", None)
+        hub.set_audio_status("fault")
+        faulty = scrape(url(hub))
+        assert value(faulty, "setbridge_timecode_status", status="fault") == 1
+        assert value(faulty, "setbridge_audio_status", status="fault") == 1
+        assert value(faulty, "setbridge_audio_faults_total") == 1
         topics = hub.topics
         answers = Probe(broker.port, topics.set_response("stage-t"))
         try:
@@ -91,14 +97,25 @@ def test_names_follow_prometheus_conventions_and_no_label_carries_what_a_client_
             assert not sample.name.endswith(("_ms", "_milliseconds", "_kb", "_mb")), "base units"
 
 
-def test_a_busy_metrics_port_is_one_clear_error(broker, tmp_path):
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        hub = Hub(make_settings(broker, tmp_path / "state", metrics={"enabled": True, "port": port}))
-        with pytest.raises(SetbridgeError, match=rf"\[metrics\] cannot listen on 127.0.0.1:{port} .*pick a free port"):
-            hub.start()
+def test_a_busy_metrics_port_is_one_clear_error_and_the_hub_runs_on(broker, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("setbridge.hub.metrics.RETRY_S", 0.2)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    with running_hub(broker, tmp_path / "state", metrics={"enabled": True, "port": port}) as hub:
+        assert hub.submit("roll", cause="button").ok  # the set runs without its metrics
+        lines = [r.getMessage() for r in caplog.records if "[metrics] cannot listen" in r.getMessage()]
+        assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "pick a free port" in lines[0]
+        taken.close()  # whatever held the port lets it go: the metrics come up by themselves
+        wait_until(lambda: url_or_none(hub) is not None, what="the metrics to listen")
+        assert value(scrape(url(hub)), "setbridge_set_state", state="rolling") == 1
+        assert len([r for r in caplog.records if "[metrics] cannot listen" in r.getMessage()]) == 1
+
+
+def url_or_none(hub: Hub) -> str | None:
+    (metrics,) = [c for c in hub.components if isinstance(c, HubMetrics)]
+    return f"http://127.0.0.1:{metrics.port}/metrics" if metrics.port else None
 
 
 def test_the_hub_process_serves_metrics_on_the_configured_port(hub_process, settings, tmp_path):

@@ -3,6 +3,7 @@ Topic with its Correlation Data; 3.1.1 clients keep the shared topic; a 3.1.1 hu
 
 from __future__ import annotations
 
+import pytest
 import json
 import queue
 import threading
@@ -13,6 +14,8 @@ from conftest import make_settings, running_hub
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+pytestmark = pytest.mark.integration
 
 
 class V5Client:

@@ -19,6 +19,8 @@ from conftest import Probe, running_hub
 
 from setbridge.dev.broker import PrivateBroker, free_port
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parent.parent
 FLOW = ROOT / "examples" / "node-red" / "setbridge-flow.json"
 HARNESS = r"""

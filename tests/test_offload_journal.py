@@ -178,7 +178,7 @@ def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(brok
         health = subprocess.run([sys.executable, "-m", "setbridge", "status", "--config", str(config)],
                                 capture_output=True, text=True, timeout=60)
         assert f"hub {settings.hub.id}: online" in health.stdout and "offload fault" in health.stdout
-        assert health.returncode == 1 and "offload: fault (" in health.stderr
+        assert health.returncode == 8 and "offload: fault (" in health.stderr  # 8: offload fault (docs/deploy.md)
         (state / FILE_NAME).rmdir()  # the operator fixes it; offload recovers by itself
         probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="ok"), timeout=20)
         probe.publish(f"{base}/offload/report", report("A002", "accepted"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -156,19 +157,25 @@ def test_a_fifo_in_a_history_is_skipped_with_a_reason_and_the_watcher_goes_on(br
         (card / "ascmhl" / target).unlink()
         os.mkfifo(card / "ascmhl" / target)
         fifos.append(card / "ascmhl" / target)
+    outside = make_card(watch / "A002", CARD)  # its chain names a manifest out of its folder, a FIFO
+    assert seal(outside) == 0
+    chain = outside / "ascmhl" / "ascmhl_chain.xml"
+    chain.write_text(re.sub(r"<path>[^<]*</path>", "<path>../../lure.mhl</path>", chain.read_text()))
+    os.mkfifo(watch / "lure.mhl")
+    fifos.append(watch / "lure.mhl")
     good = make_card(watch / "B002", CARD)
     assert seal(good) == 0
     probe = probe_factory(f"{base}/offload/#")
     hub = Hub(settings)
     hub.start()
     try:
-        for name in ("A000", "A001"):
+        for name in ("A000", "A001", "A002"):
             _, error, _ = probe.wait_for(lambda t, d, r, n=name: t.endswith("/error") and f"/{n} skipped" in d["reason"],
                                          timeout=10)
             assert "is a FIFO, not a regular file" in error["reason"] and "\n" not in error["reason"]
         probe.wait_for(on("/offload/event", roll="B002", status="verified"), timeout=10)
         time.sleep(0.5)  # several scans: each skip is said once
-        assert len([d for t, d, r in probe.seen if t.endswith("/error")]) == 2
+        assert len([d for t, d, r in probe.seen if t.endswith("/error")]) == 3
         assert not [d for t, d, r in probe.seen if t.endswith("/event") and d["roll"] != "B002"]
     finally:
         for fifo in fifos:  # a reader blocked on a FIFO (without the fix) gets its end of file

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from setbridge.errors import PayloadError
 from setbridge.offload import hedge
 from setbridge.offload.journal import Journal
-from setbridge.offload.models import HedgeReport, OffloadEvent, OffloadReport, normalize, parse_report
+from setbridge.offload.models import (HedgeReport, OffloadEvent, OffloadReport, canonical, content_digest, normalize,
+                                      parse_report)
 
 
 def report(**fields) -> bytes:
@@ -225,3 +226,96 @@ def test_prune_keeps_pending_events_and_each_cards_latest(tmp_path):
     assert journal.prune(keep_days=-1) == 1
     assert [e.event_id for e, _ in journal.cards()] == ["p1", "p2"]
     assert [e.event_id for _, e in journal.pending()] == ["p2"]
+
+
+def test_the_canonical_form_tells_a_retry_from_other_content():
+    base = {"v": 1, "event_id": "x", "roll": "A001", "status": "verified", "files": 3, "bytes": 30,
+            "destinations": [{"path": "/raid", "verified_by": "hash", "duration_s": 5}]}
+    same = [
+        {**base, "ts": 1795399600.0, "source": "cli"},  # informative, or filled in by the hub
+        {**base, "camera": None, "hash": None},  # null is absent
+        {**base, "destinations": [{"state": "verified", "duration_s": 5.0, "verified_by": "hash", "path": "/raid"}]},
+        dict(reversed(list(base.items()))),  # key order
+    ]
+    other = [
+        {**base, "status": "failed"},
+        {**base, "roll": "A002"},
+        {**base, "files": 4},
+        {**base, "destinations": [{"path": "/raid", "verified_by": "size", "duration_s": 5}]},
+        {**base, "destinations": [{"path": "/raid", "state": "copied", "verified_by": "hash", "duration_s": 5}]},
+    ]
+    first = content_digest(parse_report(json.dumps(base)))
+    assert all(content_digest(parse_report(json.dumps(d))) == first for d in same)
+    assert all(content_digest(parse_report(json.dumps(d))) != first for d in other)
+    hedge_a = parse_report(json.dumps({"v": 1, "event_id": "h", "hedge": {"event": "DiskIdle", "sourcePath": "/V"}}))
+    hedge_b = parse_report(json.dumps({"v": 1, "hedge": {"sourcePath": "/V", "event": "DiskIdle"}}))
+    assert canonical(hedge_a) == canonical(hedge_b)
+
+
+def test_a_journal_from_before_digests_compares_roll_and_status(tmp_path):
+    import sqlite3
+
+    from setbridge.offload.journal import EventIdConflict
+    journal = Journal(tmp_path)
+    journal.append(parse_report(json.dumps({"v": 1, "event_id": "old", "roll": "A001", "status": "verified"})), 2)
+    db = sqlite3.connect(tmp_path / "offload.sqlite3")
+    db.execute("UPDATE events SET digest = NULL")
+    db.commit()
+    db.close()
+    event, new = journal.append(parse_report(json.dumps({"v": 1, "event_id": "old", "roll": "A001",
+                                                         "status": "verified", "files": 9})), 2)
+    assert not new and event.event_id == "old"  # the same roll and status: taken as a retry
+    with pytest.raises(EventIdConflict):
+        journal.append(parse_report(json.dumps({"v": 1, "event_id": "old", "roll": "A001", "status": "failed"})), 2)
+    journal.close()
+
+
+def test_the_safe_to_wipe_rule_has_one_home_and_names_every_reason():
+    """``offload/policy.py`` alone decides: hash-verified copies holding the source's files and bytes,
+    enough of them, a known card, and no conflict."""
+    from setbridge.offload.models import Destination
+    from setbridge.offload.policy import assess, generic_name
+
+    def dest(path: str, **kw: object) -> Destination:
+        return Destination(**{"path": path, "state": "verified", "verified_by": "hash", "files": 3, "bytes": 10, **kw})
+
+    two = [dest("/raid"), dest("/shuttle")]
+    assert assess("verified", "A001", 3, 10, None, two, 2, []) == (2, [])
+    assert assess("verified", "A001", 3, 10, None, two, 2, ["the reports disagree"]) == (2, ["the reports disagree"])
+    good, why = assess("verified", "A001", 3, 10, None, [dest("/raid"), dest("/shuttle", verified_by="size")], 2, [])
+    assert good == 1 and why == ["copy /shuttle: it was verified by file size only",
+                                 "1 of 2 required copies are verified by hash"]
+    assert assess("verified", "A001", None, 10, None, two, 2, [])[1][0] == "the source's file count is not reported"
+    assert "generic volume name" in assess("verified", "ＮＯ ＮＡＭＥ", 3, 10, None, two, 2, [])[1][0]
+    assert generic_name("NIKON D850") and generic_name("Untitled 2") and not generic_name("A002R2EC")
+
+
+def test_the_hedge_tracker_turns_events_into_reports_without_a_journal():
+    """Events in, reports out: held copies live in a plain dict here, as the journal stores them."""
+    from setbridge.offload.hedge_tracker import track
+
+    store: dict[str, list[dict]] = {}
+
+    def feed(event: dict, event_id: str | None = None):
+        step = track(event, event_id, lambda path: list(store.get(path, [])))
+        if step.path is not None:
+            store[step.path] = [*(store.get(step.path, []) if step.keep is None else step.keep), *step.add]
+        return step
+
+    def copy(card: str, dest: str) -> dict:
+        return {"event": "FileCopyCompleted", "sourcePath": "/Volumes/CARD", "destinationPath": dest, "state": "Success",
+                "verificationMode": "Source & Destination", "sourceInfo": {"Source Name": card},
+                "filesCopied": 3, "bytesCopied": 10, "sourceFileCount": 3, "totalSize": 10}
+
+    assert feed(copy("A001", "/raid")).kind == "held"
+    pulled = feed(copy("A002", "/raid"))  # another card at the same mount path: A001 never finished
+    assert [(r.roll, r.status, r.errors[0].kind) for r in pulled.incomplete] == [("A001", "cancelled", "incomplete")]
+    feed(copy("A002", "/shuttle"))
+    done = feed({"event": "DiskIdle", "sourcePath": "/Volumes/CARD", "diskType": "Source"}, "card-a002")
+    assert done.kind == "idle" and not done.incomplete and store["/Volumes/CARD"] == []
+    assert done.report is not None and (done.report.roll, done.report.status, done.report.event_id) == (
+        "A002", "verified", "card-a002")
+    assert [d.path for d in done.report.destinations] == ["/raid", "/shuttle"]
+    assert feed({"event": "DiskIdle", "sourcePath": "/Volumes/RAID", "diskType": "Destination"}).kind == "ignored"
+    with pytest.raises(PayloadError, match="no FileCopyCompleted"):
+        feed({"event": "DiskIdle", "sourcePath": "/Volumes/CARD", "diskType": "Source"})

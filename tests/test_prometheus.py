@@ -20,6 +20,8 @@ from setbridge.dev.broker import free_port
 from setbridge.dev.lights_sim import SimLight
 from setbridge.provision import light_config
 
+pytestmark = pytest.mark.integration
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "prometheus"
 RULE_FILES = sorted(p for p in EXAMPLES.glob("*.yml") if re.search(r"rules|alert", p.name))
 APT = "sudo apt-get install -y prometheus"

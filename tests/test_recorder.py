@@ -113,12 +113,14 @@ def ltc_input(mode: str, **settings):
     return part, calls
 
 
-def feed(part, pcm, rate: int = 48000) -> None:
+def feed(part, pcm, rate: int = 48000, block_s: float = 0.05) -> None:
     tap = part.receiver()
-    for i in range(0, len(pcm), rate // 20):
-        tap(pcm[i:i + rate // 20].tobytes(), rate)
+    block = int(rate * block_s)
+    for i in range(0, len(pcm), block):
+        tap(pcm[i:i + block].tobytes(), rate)
 
 
+@pytest.mark.integration
 def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
     from timecode_helpers import quiet
 
@@ -140,6 +142,7 @@ def test_free_run_code_that_goes_away_is_a_fault_and_its_return_clears_it():
         part.stop()
 
 
+@pytest.mark.integration
 def test_rec_run_silence_is_no_fault_but_an_audio_fault_is():
     from timecode_helpers import quiet
 
@@ -152,7 +155,7 @@ def test_rec_run_silence_is_no_fault_but_an_audio_fault_is():
         assert calls.health == [(True, None)]
         part.audio_fault("microphone unplugged")
         wait_until(lambda: len(calls.health) == 2, what="the fault")
-        assert "[audio] input is at fault" in calls.health[1][1]
+        assert "its audio input is at fault (microphone unplugged)" in calls.health[1][1]
     finally:
         part.stop()
 
@@ -162,7 +165,7 @@ def test_a_tally_closed_too_long_is_reported_stuck(factory):
     from setbridge.recorder.tally import TallyInput
 
     calls = Calls()
-    settings = TimecodeSettings(tally_pin=23, hold_off_s=0.1).model_copy(update={"tally_stuck_s": 0.3})
+    settings = TimecodeSettings(tally_pin=23, hold_off_s=0.1).model_copy(update={"stuck_s": 0.3})
     tally = TallyInput(settings, calls.changes.append, lambda ok, why: calls.health.append((ok, why)))
     tally.start()
     try:
@@ -175,3 +178,83 @@ def test_a_tally_closed_too_long_is_reported_stuck(factory):
         wait_until(lambda: calls.changes == [True, False] and calls.health[-1] == (True, None), what="stopped")
     finally:
         tally.stop()
+
+
+def test_watch_shows_the_recorder_and_an_overruled_cut():
+    from setbridge.topics import Topics
+    from setbridge.watch import describe
+
+    topics = Topics("sb")
+    status = {"v": 1, "state": "online", "hub": "h", "set": "s", "version": "1", "audio": "ok",
+              "timecode": "ok", "recorder": "recording"}
+    assert describe(topics, "sb/hub/h/status", status, b"").endswith("audio ok, timecode ok (recorder recording))")
+    event = {"v": 1, "type": "cut", "changed": False, "state": "rolling", "cause": "voice", "phrase": "컷",
+             "confidence": 0.9, "overruled": True, "reason": "the recorder is still recording",
+             "timecode": "10:00:01:02", "epoch": 1, "seq": 2, "take": 1}
+    line = describe(topics, "sb/set/s/event", event, b"")
+    assert line == ('set s: event cut OVERRULED by voice heard "컷" 0.90 at TC 10:00:01:02 '
+                    "(the recorder is still recording)")
+
+
+@pytest.mark.integration
+def test_code_after_a_fault_is_healthy_before_its_start_counts():
+    """Noise on the LTC channel (a fault), then the recorder's code: the start must roll."""
+    from setbridge.config import TimecodeSettings
+    from setbridge.recorder.ltc import LtcEncoder
+    from setbridge.recorder.ltc_input import LtcInput
+
+    order: list = []
+    tc = TimecodeSettings(mode="rec-run", channel=2, fault_s=0.5)
+    part = LtcInput(tc, lambda change: order.append(("change", change.recording)),
+                    lambda ok, why: order.append(("health", ok)))
+    part.start()
+    try:
+        noise = np.random.default_rng(2).normal(0, 5000, 48000).astype(np.int16)
+        # blocks of 0.2 s: the first frames that decode and the start come in one block
+        feed(part, np.concatenate([noise, LtcEncoder(48000, 25).encode(0.5)]), block_s=0.2)
+        wait_until(lambda: ("change", True) in order, what="the start")
+        assert order[:3] == [("health", True), ("health", False), ("health", True)]
+        assert order.index(("change", True)) == 3
+    finally:
+        part.stop()
+
+
+def test_metrics_count_overruled_cuts_and_show_the_recorder(broker, tmp_path, factory):
+    from metrics_helpers import scrape, value
+
+    from setbridge.hub.metrics import HubMetrics
+
+    with running_hub(broker, tmp_path / "state", timecode={"tally_pin": 23},
+                     metrics={"enabled": True, "port": 0}) as hub:
+        factory.pin(23).drive_low()
+        wait_until(lambda: hub.state == "rolling")
+        assert hub.recorder is not None
+        hub.recorder.voice("cut", phrase="컷")
+        (metrics,) = [c for c in hub.components if isinstance(c, HubMetrics)]
+        families = scrape(f"http://127.0.0.1:{metrics.port}/metrics")
+    assert value(families, "setbridge_voice_overruled_total") == 1
+    assert value(families, "setbridge_voice_rolls_reverted_total") == 0
+    assert value(families, "setbridge_recorder_recording") == 1
+    assert value(families, "setbridge_timecode_status", status="ok") == 1
+    assert value(families, "setbridge_timecode_status", status="fault") == 0
+
+
+@pytest.mark.integration
+def test_code_that_never_stops_in_rec_run_is_reported_as_a_recorder_in_free_run():
+    from timecode_helpers import quiet
+
+    from setbridge.config import TimecodeSettings
+    from setbridge.recorder.ltc import LtcEncoder
+    from setbridge.recorder.ltc_input import LtcInput
+
+    calls = Calls()
+    tc = TimecodeSettings(mode="rec-run", channel=2).model_copy(update={"stuck_s": 0.5})
+    part = LtcInput(tc, calls.changes.append, lambda ok, why: calls.health.append((ok, why)))
+    part.start()
+    try:
+        feed(part, np.concatenate([LtcEncoder(48000, 25).encode(1.5), quiet(48000, 1.0)]))
+        wait_until(lambda: len(calls.changes) == 2, what="the run's start and stop")
+        assert [ok for ok, _ in calls.health] == [True, False, True]
+        assert "is the recorder in free run?" in calls.health[1][1]
+    finally:
+        part.stop()

@@ -13,7 +13,8 @@ from setbridge.broker_certs import make_certs
 from setbridge.dev.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 
-pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")]
 
 
 def test_hub_over_tls_with_password(tmp_path):

@@ -15,8 +15,9 @@ from setbridge.cli import main
 from setbridge.errors import ModelError
 from setbridge.speech import Detector, Tuning, load_model, resolve_model
 
-pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"),
-                                reason="espeak-ng and sox are needed to synthesize speech")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"),
+                                reason="espeak-ng and sox are needed to synthesize speech")]
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,7 @@ def test_a_state_file_that_is_not_a_regular_file_is_moved_aside(name, tmp_path, 
         assert json.loads((tmp_path / "elsewhere.json").read_text()) == GOOD, "the link's target was written"
 
 
+@pytest.mark.integration
 def test_a_state_file_the_hub_may_not_read_is_moved_aside(tmp_path):
     """Root reads any file, so as root the check runs without the capabilities that allow it."""
     (tmp_path / "set-main.json").write_text(json.dumps(GOOD))

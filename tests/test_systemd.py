@@ -15,6 +15,8 @@ import pytest
 
 from conftest import write_config
 
+pytestmark = pytest.mark.integration
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "setbridge-hub.service"
 
 
@@ -66,6 +68,27 @@ def test_hub_notifies_ready_pings_the_watchdog_and_says_stopping(settings, tmp_p
             hub.send_signal(signal.SIGTERM)
             receive(sock, "STOPPING=1", timeout=10)
             assert hub.wait(10) == 0
+        finally:
+            hub.kill()
+            hub.wait()
+
+
+def test_a_broker_it_cannot_reach_is_named_in_the_service_status(settings, tmp_path):
+    """``systemctl status setbridge-hub`` shows the STATUS line: with no broker, it says why."""
+    from setbridge.dev.broker import free_port
+
+    closed = free_port()
+    cfg = write_config(tmp_path / "hub.toml", settings, mqtt={"port": closed})
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        env = {**os.environ, "NOTIFY_SOCKET": str(path)}
+        hub = subprocess.Popen([sys.executable, "-m", "setbridge", "hub", "--config", str(cfg)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            ready = receive(sock, "READY=1", timeout=30)  # after 10 s of retrying, so the boot goes on
+            status = next(m for m in ready if "STATUS=" in m)
+            assert f"unreachable, retrying (refused the connection: nothing listens on port {closed}" in status
         finally:
             hub.kill()
             hub.wait()

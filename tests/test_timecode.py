@@ -17,6 +17,8 @@ from setbridge.recorder.ltc import LTCFrame, LTCFrameExt, LtcDecoder, LtcEncoder
 from setbridge.recorder.reader import read_runs
 from setbridge.recorder.runs import RunDetector
 
+pytestmark = pytest.mark.integration
+
 RATES = {23.976: False, 24.0: False, 25.0: False, 29.97: True, 30.0: False}
 """Frame rate → drop frame."""
 
@@ -73,7 +75,7 @@ def test_rec_runs_with_a_dropout_shorter_than_the_hold_off(tmp_path, rate):
     pcm = np.concatenate([quiet(rate, 1), enc.encode(2), quiet(rate, 1), enc.encode(1), quiet(rate, 0.2),
                           enc.encode(1), quiet(rate, 1)])
     runs, _ = read_runs(write_wav(tmp_path / "a.wav", rate, pcm), hold_off_s=0.5)
-    assert [(r.start_tc, r.stop_tc) for r in runs] == [("01:00:00:01", "01:00:01:23"), ("01:00:02:00", "01:00:03:23")]
+    assert [(r.start_tc, r.stop_tc) for r in runs] == [("01:00:00:00", "01:00:01:23"), ("01:00:02:00", "01:00:03:23")]
     assert [round(r.start, 1) for r in runs] == [1.0, 4.0] and [round(r.stop, 1) for r in runs] == [3.0, 6.2]
 
 
@@ -130,7 +132,7 @@ def test_cli_prints_one_json_line_per_rec_run(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(r["start_tc"], r["stop_tc"], r["fps"]) for r in lines] == [
-        ("12:34:56:01", "12:34:57:13", 29.97), ("12:34:57:15", "12:34:58:13", 29.97)]
+        ("12:34:56:00", "12:34:57:13", 29.97), ("12:34:57:15", "12:34:58:13", 29.97)]
     assert all(r["file"] == str(wav) for r in lines)
     assert [round(r["start"], 1) for r in lines] == [0.5, 3.0]
     text = subprocess.run([sys.executable, "-m", "setbridge", "timecode", "--channel", "2", str(wav)],
@@ -146,3 +148,35 @@ def test_cli_names_a_missing_channel_and_a_bad_file(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 1
     assert "channel 2 does not exist" in run.stderr and "bad.wav: cannot read as a WAV file" in run.stderr
+
+
+def test_a_file_that_ends_mid_run_stops_the_run_where_the_code_last_advanced(tmp_path):
+    rate = 48000
+    pcm = np.concatenate([quiet(rate, 0.5), LtcEncoder(rate, 24, "02:00:00:00").encode(1.0)])
+    [run], _ = read_runs(write_wav(tmp_path / "cut-short.wav", rate, pcm))
+    assert run.start_tc == "02:00:00:00" and run.stop_tc.startswith("02:00:00:2") and 1.3 < run.stop <= 1.5
+
+
+def test_a_jump_in_the_code_mid_run_is_one_run(tmp_path):
+    rate = 48000
+    before = LtcEncoder(rate, 25, "10:00:00:00").encode(1.0)
+    after = LtcEncoder(rate, 25, "12:30:00:00").encode(1.0)  # re-jammed mid-take: the code jumps
+    pcm = np.concatenate([quiet(rate, 0.5), before, after, quiet(rate, 1.0)])
+    runs = RunDetector(rate, hold_off_s=0.5)
+    changes = runs.feed(decode(pcm, rate), len(pcm))
+    assert [c.recording for c in changes] == [True, False]
+    assert changes[1].timecode.startswith("12:30:00:2")
+
+
+def test_a_rec_run_that_resumes_where_it_stopped_rolls_on_its_first_frame():
+    from setbridge.recorder.stream import LtcStream
+
+    rate, block = 48000, 2400
+    enc = LtcEncoder(rate, 25, "01:00:00:00")
+    pcm = np.concatenate([quiet(rate, 0.5), enc.encode(1.0), quiet(rate, 1.0), enc.encode(1.0), quiet(rate, 1.0)])
+    stream, seen = LtcStream(rate, hold_off_s=0.5), []
+    for i in range(0, len(pcm), block):
+        seen += [(c.recording, c.timecode, c.at_s, stream.position) for c in stream.feed(pcm[i:i + block])]
+    recording, timecode, at_s, decided = seen[2]
+    assert recording and timecode == "01:00:01:00" and at_s == 2.5
+    assert decided - 2.5 * rate <= rate // 25 + block  # one frame, then the block it completed in

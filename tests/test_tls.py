@@ -26,8 +26,9 @@ from setbridge.dev.lights_sim import SimLight, find_micropython
 from setbridge.provision import light_config
 from setbridge.hub import Hub
 
-pytestmark = pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("mosquitto_passwd")),
-                                reason="openssl and mosquitto_passwd are needed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not (shutil.which("openssl") and shutil.which("mosquitto_passwd")),
+                                reason="openssl and mosquitto_passwd are needed")]
 
 USERS = {"hub-1": "hub", "door-1": "light", "door-2": "light", "door-3": "light", "wall": "monitor"}
 BASE = "setbridge"

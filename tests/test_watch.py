@@ -98,7 +98,7 @@ def test_status_prints_escaped_ids_and_fields(hub, settings, topics, tmp_path, p
     for line in (out.stdout + out.stderr).splitlines():
         assert line.decode().isprintable(), f"raw control character reached the terminal: {line!r}"
     assert b"light door\\u202ex: online" in out.stdout and b"fw 1\\x1b]0;pwned\\x07" in out.stdout
-    assert out.returncode == 1 and b"shows link-lost" in out.stderr
+    assert out.returncode == 7 and b"shows link-lost" in out.stderr  # 7: a light not alive (docs/deploy.md)
 
 
 def test_watch_prints_a_light_when_it_changes_not_every_alive_message(hub, settings, tmp_path):

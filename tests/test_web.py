@@ -16,8 +16,10 @@ from setbridge.dev.broker import free_port
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 
-from conftest import make_settings
+from conftest import make_settings, wait_until
 from web_helpers import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
+
+pytestmark = pytest.mark.integration
 
 
 def web_settings(broker, tmp_path, **web):
@@ -173,6 +175,8 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
     settings = web_settings(broker, tmp_path)
     config = write_web_config(tmp_path / "setbridge.toml", settings, data_dir=tmp_path / "web", host="127.0.0.1")
     web = WebProcess(config).start()
+    # Its session is new: what the hub says before it has subscribed is not kept for it.
+    wait_until(lambda: httpx.get(web.url + "/").status_code == 200, 20, "the web process on the broker")
     hub = Hub(settings)
     hub.start()
     try:

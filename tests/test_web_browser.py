@@ -7,6 +7,7 @@ directory; the path is printed (run with ``-s`` to see it).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HubProcess, Probe, make_settings, write_config
+from conftest import HubProcess, Probe, make_settings, on, wait_until, write_config
+from firmware_helpers import running_light
 from web_helpers import PASSWORD, WebProcess, serving, web_section, write_web_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -221,3 +224,114 @@ def test_control_buttons_only_for_a_user_with_the_right(browser, broker, tmp_pat
             wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 3)
     finally:
         probe.publish(f"{t}/offload/card/A001{evil}", b"", retain=True)
+
+
+def light_row(driver, light: str) -> tuple[str, str, str]:
+    row = driver.find_element(By.CSS_SELECTOR, f'[data-set="stage-t"] tr[data-light="{light}"]')
+    return (row.find_element(By.CSS_SELECTOR, ".showing").text, row.find_element(By.CSS_SELECTOR, ".told").text,
+            row.get_attribute("data-mismatch"))
+
+
+def test_the_board_shows_what_each_light_was_told_beside_what_it_says(browser, broker, tmp_path, hub, probe_factory):
+    """A light's word is its own: beside it the board shows its set's state, and flags a disagreement."""
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
+    settings.mqtt.base_topic = t = hub.settings.mqtt.base_topic
+    probe = probe_factory(f"{t}/set/+/#")
+    _, state, _ = probe.wait_for(on("/set/stage-t/state"))
+    liar = f"{t}/light/liar"
+    probe.publish(f"{liar}/status", {"v": 1, "state": "online", "fw": "0", "set": "stage-t"}, retain=True)
+    probe.publish(f"{liar}/state", {"v": 1, "showing": "rolling", "epoch": state["epoch"], "seq": state["seq"]},
+                  retain=True)
+    hub_settings = hub.settings.model_copy(deep=True)
+    try:
+        with running_light(hub_settings, tmp_path, "door-1") as door, serving(settings) as url:
+            door.wait_showing("idle")
+            browser.get(url + "/")
+            # the board redraws a row at each update: an element found just before may be gone
+            wait = WebDriverWait(browser, 5, ignored_exceptions=(StaleElementReferenceException,))
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-set="stage-t"] tr[data-light="door-1"]'))
+            # it says rolling, having applied the set's own idle state: flagged at once
+            wait.until(lambda d: light_row(d, "liar") == ("rolling", "idle ≠", "yes"))
+            wait.until(lambda d: light_row(d, "door-1") == ("idle", "idle", "no"))
+            request(probe, settings, "roll")
+            door.wait_showing("rolling")
+            wait.until(lambda d: light_row(d, "door-1") == ("rolling", "rolling", "no"))
+            wait.until(lambda d: light_row(d, "liar")[2] == "no")  # it agrees now (its word cannot be checked)
+            request(probe, settings, "cut")
+            door.wait_showing("idle")
+            # stuck at an older seq: a light may lag a moment, not for good
+            wait.until(lambda d: light_row(d, "liar") == ("rolling", "idle ≠", "yes"))
+            wait.until(lambda d: light_row(d, "door-1") == ("idle", "idle", "no"))
+    finally:
+        probe.publish(f"{liar}/state", b"", retain=True)
+        probe.publish(f"{liar}/status", b"", retain=True)
+
+
+def junk_or_real(roll: str, host: str, n: int) -> dict:
+    return {"v": 1, "event_id": f"{roll}-{n}", "roll": roll, "status": "verified", "files": 3, "bytes": 30,
+            "host": host}
+
+
+def test_made_up_cards_are_bounded_and_the_next_real_card_shows_first(browser, broker, tmp_path, probe_factory):
+    """600 made-up cards from one sender, then a real one: the sender's day is bounded, the oldest
+    retained cards are cleared, and the board shows the real card first."""
+    settings = make_settings(broker, tmp_path / "state", web=web_section(data_dir=str(tmp_path / "web")))
+    base = settings.mqtt.base_topic
+    hub = HubProcess(write_config(tmp_path / "hub.toml", settings,
+                                  offload={"max_cards": 20, "cards_per_source_per_day": 30})).start()
+    probe = probe_factory(f"{base}/offload/#")
+    try:
+        with serving(settings) as url:
+            browser.get(url + "/")
+            wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 15)
+            for n in range(600):
+                probe.client.publish(f"{base}/offload/report", json.dumps(junk_or_real(f"JUNK{n:03d}", "script", n)), qos=1)
+
+            def refusals() -> tuple[list[dict], int]:
+                """Refusals answered one by one, and those a ``shed:`` notice counted (a burst's answers
+                beyond the hub's offload window are summed up, not sent one by one)."""
+                errors = [d for t, d, _ in probe.seen if t.endswith("/error") and d]
+                shed = sum(int(d["reason"].split()[1]) for d in errors if d["reason"].startswith("shed: "))
+                return [d for d in errors if not d["reason"].startswith("shed: ")], shed
+
+            probe.wait_for(lambda t, d, r: len(refusals()[0]) + refusals()[1] >= 570, timeout=30)
+            refused, shed = refusals()
+            assert len(refused) + shed == 570 and all(d["reason"].startswith("limit: mqtt:script") for d in refused)
+            probe.publish(f"{base}/offload/report", junk_or_real("A001R1", "dit-cart", 1))
+            probe.wait_for(on("/offload/event", roll="A001R1"))
+            # the oldest made-up cards were cleared from the broker (an empty retained message)
+            probe.wait_for(lambda t, d, r: t.endswith("/card/JUNK010") and d is None, timeout=15)
+            late = probe_factory(f"{base}/offload/card/+")
+            wait_until(lambda: len(late.seen) >= 20, what="the retained cards")
+            time.sleep(0.5)  # nothing more than the bound arrives
+            kept = sorted(t.rsplit("/", 1)[1] for t, d, r in late.seen if r and d)
+            assert kept == ["A001R1"] + [f"JUNK{n:03d}" for n in range(11, 30)], kept
+            WebDriverWait(browser, 10).until(
+                lambda d: d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card]')[0].get_attribute("data-card") == "A001R1")
+            WebDriverWait(browser, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#cards tr[data-card]")) == 20)
+            assert not browser.find_elements(By.CSS_SELECTOR, '#cards tr[data-card="JUNK000"]')
+    finally:
+        hub.terminate()
+
+
+def test_a_card_without_news_expires_from_the_broker_and_the_board(browser, broker, tmp_path, probe_factory):
+    settings = make_settings(broker, tmp_path / "state", web=web_section(data_dir=str(tmp_path / "web")))
+    base = settings.mqtt.base_topic
+    hub = HubProcess(write_config(tmp_path / "hub.toml", settings, offload={"card_max_age_h": 2 / 3600})).start()
+    probe = probe_factory(f"{base}/offload/#")
+    try:
+        with serving(settings) as url:
+            browser.get(url + "/")
+            wait_attr(browser, '[data-set="stage-t"]', "data-state", "idle", 15)
+            probe.publish(f"{base}/offload/report", junk_or_real("B002R1", "dit-cart", 1))
+            probe.wait_for(on("/offload/card/B002R1"), timeout=10)
+            WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card="B002R1"]'))
+            probe.wait_for(lambda t, d, r: t.endswith("/card/B002R1") and d is None, timeout=10)
+            WebDriverWait(browser, 5).until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card]'))
+            late = probe_factory(f"{base}/offload/card/+")
+            time.sleep(0.5)
+            assert not [t for t, d, r in late.seen if d]
+            probe.publish(f"{base}/offload/report", junk_or_real("B002R1", "dit-cart", 2))  # news: shown again
+            WebDriverWait(browser, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, '#cards tr[data-card="B002R1"]'))
+    finally:
+        hub.terminate()

@@ -37,7 +37,8 @@ def test_the_board_metrics_follow_the_hub_and_a_real_light(broker, tmp_path, hub
             assert value(families, "setbridge_board_broker_connected") == 1
             assert value(families, "setbridge_board_set_state", set="stage-t", state="idle") == 1
             assert value(families, "setbridge_board_hub_online", hub="hub-t", set="stage-t") == 1
-            assert value(families, "setbridge_board_light_online", light="door-1", set="stage-t") == 1
+            assert value(families, "setbridge_board_lights", set="stage-t", status="online") == 1
+            assert value(families, "setbridge_board_lights", set="stage-t", status="offline") == 0
             assert 0 <= value(families, "setbridge_board_light_last_seen_age_seconds", light="door-1") < 3
             hub.submit("roll", cause="test")
             wait_until(lambda: has("setbridge_board_set_state", 1, set="stage-t", state="rolling"),
@@ -46,7 +47,7 @@ def test_the_board_metrics_follow_the_hub_and_a_real_light(broker, tmp_path, hub
             try:
                 wait_until(lambda: has("setbridge_board_light_alive", 0, light="door-1", set="stage-t"), timeout=8,
                            what="the frozen light to be not alive")
-                assert value(families, "setbridge_board_light_online", light="door-1") == 1
+                assert value(families, "setbridge_board_lights", set="stage-t", status="online") == 1  # still
                 assert value(families, "setbridge_board_light_last_seen_age_seconds", light="door-1") > 2.5
             finally:
                 light.proc.send_signal(signal.SIGCONT)

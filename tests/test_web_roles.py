@@ -19,7 +19,8 @@ from setbridge.hub import Hub
 from setbridge.web.app import WebApp
 from web_helpers import Client, read_events, serving, web_section
 
-pytestmark = pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]
 
 USERS = {"hub-w": "hub", "web": "monitor", "web-control": "integrator", "wall": "monitor"}
 

@@ -123,6 +123,39 @@ def test_past_the_card_bound_the_newest_cards_are_kept_and_shown_first(monkeypat
     assert [c["roll"] for c in s.board()["cards"]] == ["A001R1", "JUNK49", "JUNK48", "JUNK47", "JUNK46"]
 
 
+def told(s: Stage, light: str) -> tuple[str | None, bool]:
+    (a,) = s.board()["sets"]
+    row = next(lt for lt in a["lights"] if lt["id"] == light)
+    beats = s.beats()["lights"][light]
+    assert (beats["told"], beats["mismatch"]) == (row["told"], row["mismatch"])
+    return row["told"], row["mismatch"]
+
+
+def test_a_light_that_lags_its_set_is_flagged_after_a_grace_one_that_contradicts_it_at_once():
+    s, clock = make()
+    s.handle(T.set_state("a"), state("idle", seq=1))
+    s.handle(T.set_heartbeat("a"), beat("idle", seq=1))
+    for light in ("slow", "liar", "busy"):
+        s.handle(T.light_status(light), msg(state="online", set="a"))
+    s.handle(T.light_state("slow"), msg(showing="idle", epoch=1, seq=1))
+    s.handle(T.light_state("liar"), msg(showing="rolling", epoch=1, seq=1))
+    s.handle(T.light_state("busy"), msg(showing="identify", epoch=1, seq=1))
+    assert told(s, "slow") == ("idle", False) and told(s, "liar") == ("idle", True) and told(s, "busy") == ("idle", False)
+    s.handle(T.set_state("a"), state("rolling", seq=2))
+    s.handle(T.set_heartbeat("a"), beat("rolling", seq=2))
+    clock.t += 1.0
+    s.handle(T.set_heartbeat("a"), beat("rolling", seq=2))
+    assert told(s, "slow") == ("rolling", False)  # still following: a light takes a moment
+    assert told(s, "busy") == ("rolling", False)
+    clock.t += 2.0
+    s.handle(T.set_heartbeat("a"), beat("rolling", seq=2))
+    assert told(s, "slow") == ("rolling", True) and told(s, "busy") == ("rolling", True)  # nothing hides a roll
+    assert told(s, "liar") == ("rolling", False)  # says what it was told: its word cannot be checked
+    clock.t += 10
+    assert told(s, "slow")[0] == "link-lost"  # the board's own link is lost: no verdict on the light
+    assert told(s, "slow")[1] is False
+
+
 def test_board_groups_lights_by_set_and_keeps_voice_triggers():
     s, _ = make()
     s.handle(T.light_status("door-1"), msg(state="online", fw="0.1", set="a"), retained=True)
@@ -158,7 +191,7 @@ def test_a_light_is_alive_only_while_its_alive_messages_keep_coming():
     assert light["alive"] is True and light["showing"] == "rolling"
     assert s.handle(T.light_alive("door-1"), msg(showing="rolling", every_s=1.0)).board is False  # nothing new
     clock.t += 3.1
-    assert s.beats()["lights"]["door-1"] == {"alive": False, "showing": "idle"}
+    assert s.beats()["lights"]["door-1"] == {"alive": False, "showing": "idle", "told": "link-lost", "mismatch": False}
     s.handle(T.light_alive("door-1"), msg(showing="rolling", every_s=2.0))
     clock.t += 5.0
     assert s.beats()["lights"]["door-1"]["alive"] is True  # within 3 × its own every_s

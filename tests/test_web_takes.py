@@ -112,6 +112,7 @@ def test_password_hashes_verify_and_never_hold_the_password():
         assert not verify_password("correct horse battery", broken)
 
 
+@pytest.mark.integration
 def test_web_passwd_prints_a_config_entry(tmp_path):
     out = subprocess.run([sys.executable, "-m", "setbridge", "web", "passwd", "ad", "--control", "--stdin"],
                          input="a long enough password\n", capture_output=True, text=True, check=True).stdout

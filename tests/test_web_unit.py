@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "setbridge-web.service"
 
 
@@ -24,6 +26,7 @@ def test_web_unit_is_hardened_and_never_reads_the_hubs_config():
     text = UNIT.read_text()
     for line in ("DynamicUser=yes", "LoadCredential=web.toml:/etc/setbridge/web.toml", "--config %d/web.toml",
                  "StateDirectory=setbridge-web", "ProtectSystem=strict", "ProtectHome=yes", "PrivateDevices=yes",
-                 "NoNewPrivileges=yes", "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes", "Restart=always"):
+                 "NoNewPrivileges=yes", "CapabilityBoundingSet=", "MemoryDenyWriteExecute=yes", "Restart=always",
+                 "LimitNOFILE=4096"):
         assert line in text, line
     assert "setbridge.toml" not in text and "SupplementaryGroups" not in text

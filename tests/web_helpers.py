@@ -85,8 +85,10 @@ def write_web_config(path: Path, settings: Settings, **web: object) -> Path:
 class WebProcess:
     """``setbridge web`` as a child process, for kills and restarts."""
 
-    def __init__(self, config: Path, port: int | None = None):
+    def __init__(self, config: Path, port: int | None = None, nofile: int | None = None):
         self.config = config
+        self.nofile = nofile
+        """The child's open-file limit (soft and hard), as a unit's LimitNOFILE sets it; None: inherited."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -94,7 +96,8 @@ class WebProcess:
     def start(self, timeout: float = 20) -> "WebProcess":
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "setbridge", "web", "--config", str(self.config), "--host", "127.0.0.1",
-             "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+             "--port", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ),
+            preexec_fn=None if self.nofile is None else self._limit_files)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.proc.stdout.read().decode(errors="replace")
@@ -104,6 +107,11 @@ class WebProcess:
             except OSError:
                 time.sleep(0.05)
         raise AssertionError(f"setbridge web did not listen on {self.port} within {timeout} s")
+
+    def _limit_files(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -94,7 +94,7 @@ class App:
         now = clock.ticks()
         try:
             if topic == self.t_beat:
-                self.rules.set_state(now, payloads.parse_set_state(payload), beat=True)
+                self.rules.set_state(now, payloads.parse_heartbeat(payload), beat=True)
             elif topic == self.t_state:
                 self.rules.set_state(now, payloads.parse_set_state(payload))
             elif topic == self.t_hub:

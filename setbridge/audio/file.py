@@ -60,13 +60,13 @@ class WavFileSource(AudioSource):
             data = self._wav.readframes(frames)
             if not data:
                 return
-            if self.taps:
-                self._feed_taps(data, channels)
-            data = to_mono(data, channels, self.channel)
-            sent += len(data) // 2
+            mono = to_mono(data, channels, self.channel)
+            sent += len(mono) // 2
             if self.realtime:
                 delay = started + sent / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            yield data
+            if self.taps:  # at the same moment as the block itself, as a microphone hands both out
+                self._feed_taps(data, channels)
+            yield mono
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import SetbridgeError
-from ..lot import Bridge
+from ..lot import Bridge, stage_base
 from ..broker_config import (
     DEFAULT_DIR,
     ROLES,
@@ -106,6 +106,12 @@ def run_config(args: argparse.Namespace) -> int:
     if not args.tls_only and args.bind not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: plain MQTT on {args.bind}:{args.port} carries every password in clear text on the network; "
               "prefer --tls-only (see docs/deploy.md)", file=sys.stderr)
+    if args.central:
+        print("the lot's centre: add each stage's bridge with "
+              "`setbridge broker add-user STAGE --role bridge --stage STAGE` (docs/lot.md)")
+    if bridge is not None:
+        print(f"this stage appears at {bridge.host}:{bridge.port} under "
+              f"{stage_base(args.base_topic, bridge.stage)}/ (its bridge user there: {bridge.user})")
     if bridge is not None and bridge.loopback and bridge.cafile is None:
         print(f"warning: the bridge to {args.bridge} is plain MQTT (allowed on loopback only, for tests); "
               "give --bridge-ca on a real lot", file=sys.stderr)

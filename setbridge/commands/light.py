@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def provision(args: argparse.Namespace) -> int:
     from pydantic import TypeAdapter, ValidationError
 
-    from ..config import Id
     from ..errors import SetbridgeError
+    from ..ids import Id
     from ..provision import light_config
 
     try:

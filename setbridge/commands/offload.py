@@ -214,7 +214,8 @@ def _await_answer(answers: "queue.Queue[tuple[str, bytes]]", topics: Topics, eve
     import queue
 
     from ..escape import terminal
-    from ..messages import OffloadError, parse_payload
+    from ..codec import parse_payload
+    from ..messages import OffloadError
     from ..offload.models import OffloadEvent
 
     while (left := deadline - time.monotonic()) > 0:

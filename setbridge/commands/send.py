@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ..client import collect, connect
     from ..escape import terminal
     from ..expiry import expiring, expiry_properties
-    from ..messages import SetResponse, parse_payload
+    from ..codec import parse_payload
+    from ..messages import SetResponse
     from ..topics import Topics
 
     settings = settings_from(args)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import logging
 import sys
@@ -41,12 +42,30 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     host = args.host or settings.web.host
     port = args.port or settings.web.port
+    from ..web.connections import ConnectionGuard, connection_limits
+
+    max_connections, backlog = connection_limits()
+    guard = ConnectionGuard(max_connections, settings.web.request_timeout_s)
+    streams = min(settings.web.max_streams, max_connections * 3 // 4)
+    logging.getLogger(__name__).info("web: at most %d connections and %d event streams (from the open-file limit)",
+                                     max_connections, streams)
+    if streams < settings.web.max_streams:
+        logging.getLogger(__name__).warning(
+            "web: [web] max_streams = %d does not fit the open-file limit; serving %d (raise LimitNOFILE)",
+            settings.web.max_streams, streams)
+        settings = settings.model_copy(update={"web": settings.web.model_copy(update={"max_streams": streams})})
     app = create_app(settings)
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     print(f"setbridge web: the board is at http://{shown}:{port}/ (lights at /light/<set>, takes at /takes)",
           flush=True)
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                            timeout_graceful_shutdown=2, lifespan="on")
+    try:
+        http: type[asyncio.Protocol] | str = guard.protocol()
+    except ImportError as exc:  # a uvicorn without its h11 protocol module: serve, but say what is missing
+        http = "auto"
+        logging.getLogger(__name__).warning("web: slow connections are not bounded: this uvicorn has no h11 "
+                                            "protocol to guard (%s)", exc)
+    config = uvicorn.Config(guard.wrap(app), host=host, port=port, log_config=None, access_log=False,
+                            timeout_graceful_shutdown=2, lifespan="on", http=http, backlog=backlog)
     server = uvicorn.Server(config)
     try:
         server.run()

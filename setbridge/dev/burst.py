@@ -28,6 +28,7 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from .. import contract
 from ..errors import SetbridgeError
 from ..topics import Topics
 
@@ -117,10 +118,11 @@ class Collector:
             return
         if not isinstance(data, dict):
             return
-        if topic.endswith("/heartbeat"):
+        spec = contract.lookup(self.topics.base, topic)
+        if spec is contract.SET_HEARTBEAT:
             self.beats.append((time.monotonic(), data["epoch"], data["seq"], data["state"]))
             return
-        if topic.endswith("/state"):
+        if spec is contract.SET_STATE:
             self.states.append((data["epoch"], data["seq"], data["state"]))
             return
         tx = data.get("transaction")

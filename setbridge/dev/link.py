@@ -1,7 +1,7 @@
 """A TCP link between two brokers that can be cut, for the lot's tests and benchmark.
 
 ``cut()`` is a silent cut, as a pulled cable or a dead switch: nothing passes either way and
-nothing is closed, so each end finds out by its own keepalive; new connections wait. ``restore()``
+nothing is closed, so each end finds out by its own keepalive; a new connection fails. ``restore()``
 lets held bytes through again (a short cut that TCP survives), ``drop()`` closes every
 connection at once (a broker or a router restarting).
 
@@ -80,7 +80,9 @@ class Link:
             threading.Thread(target=self._connect, args=(inner,), name="link-connect", daemon=True).start()
 
     def _connect(self, inner: socket.socket) -> None:
-        self._open.wait()  # during a cut a new connection gets no further
+        if not self._open.is_set():  # during a cut a new connection fails at once, as to an unreachable host
+            inner.close()
+            return
         try:
             outer = socket.create_connection(self.target, timeout=5)
         except OSError:

@@ -38,6 +38,8 @@ class Health:
     """Connected to the MQTT broker."""
     audio: str
     """The audio source: ``ok``, ``fault`` or ``off``."""
+    timecode: str = "off"
+    """The recorder source (timecode, record tally): ``ok``, ``fault`` or ``off``."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ payload with ``device``, ``origin`` and ``components``:
 - ``rolling``: a binary sensor, on while the set rolls;
 - ``roll``, ``cut``, ``standby``: buttons whose press publishes an ordinary request of the contract
   on ``{base}/set/{set}/request`` (source ``homeassistant``);
+- ``timecode``: with a recorder source configured (``[timecode]``), a diagnostic enum sensor of its
+  health (ok, fault, off) from the hub status, and ``recorder``: with one that starts and stops
+  takes (rec-run code, a record tally), a binary sensor on while the recorder records;
 - ``light_<id>``: per light following the set, a connectivity binary sensor, on while the light's
   ``alive`` messages keep coming (off 3 s after the last one), unavailable while the light's
   retained status says offline.
@@ -28,14 +31,16 @@ from typing import Any
 
 from .. import __version__
 from ..bus import Bus
-from ..config import HomeAssistantSettings
-from ..messages import LightStatus, parse_payload
+from ..config import HomeAssistantSettings, TimecodeSettings
+from ..codec import parse_payload
+from ..messages import LightStatus
 from ..errors import PayloadError
 from ..topics import Topics
 
 log = logging.getLogger(__name__)
 
 SET_STATES = ("idle", "standby", "rolling")
+TIMECODE_STATES = ("ok", "fault", "off")
 BUTTONS = ("roll", "cut", "standby")
 REQUEST_SOURCE = "homeassistant"
 LIGHT_ALIVE_S = 3
@@ -60,9 +65,11 @@ def request_payload(action: str) -> str:
 
 
 def discovery_payload(topics: Topics, settings: HomeAssistantSettings, hub_id: str, set_id: str,
-                      lights: Sequence[str], removed: Sequence[str] = ()) -> dict[str, Any]:
+                      lights: Sequence[str], removed: Sequence[str] = (),
+                      timecode: TimecodeSettings | None = None) -> dict[str, Any]:
     """The device-based discovery payload for ``set_id`` with ``lights``; a light in ``removed``
-    is sent as its platform alone, which tells Home Assistant to remove that entity."""
+    is sent as its platform alone, which tells Home Assistant to remove that entity. ``timecode``:
+    the hub's recorder source, shown when one is configured."""
     oid = object_id(topics.base, set_id)
     hub_online = {"topic": topics.hub_status(hub_id), "value_template": "{{ value_json.state }}",
                   "payload_available": "online", "payload_not_available": "offline"}
@@ -76,6 +83,8 @@ def discovery_payload(topics: Topics, settings: HomeAssistantSettings, hub_id: s
                     "value_template": "{{ 'ON' if value_json.state == 'rolling' else 'OFF' }}",
                     "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:record-rec"},
     }
+    if timecode is not None:
+        components.update(recorder_components(oid, topics.hub_status(hub_id), timecode))
     for action in BUTTONS:
         components[action] = {"platform": "button", "unique_id": f"{oid}-{action}", "name": action.capitalize(),
                               "command_topic": topics.set_request(set_id), "payload_press": request_payload(action),
@@ -101,11 +110,32 @@ def discovery_payload(topics: Topics, settings: HomeAssistantSettings, hub_id: s
     }
 
 
+def recorder_components(oid: str, status_topic: str, timecode: TimecodeSettings) -> dict[str, dict[str, Any]]:
+    """The recorder source's entities, read from the hub status: none without a source."""
+    components: dict[str, dict[str, Any]] = {}
+    if timecode.mode != "off" or timecode.tally_pin is not None:
+        components["timecode"] = {
+            "platform": "sensor", "unique_id": f"{oid}-timecode", "name": "Timecode", "device_class": "enum",
+            "options": list(TIMECODE_STATES), "state_topic": status_topic, "value_template": "{{ value_json.timecode }}",
+            "json_attributes_topic": status_topic,
+            "json_attributes_template": "{{ {'reason': value_json.timecode_reason} | tojson }}",
+            "entity_category": "diagnostic", "icon": "mdi:timer-outline"}
+    if timecode.recorder():
+        components["recorder"] = {
+            "platform": "binary_sensor", "unique_id": f"{oid}-recorder", "name": "Recorder recording",
+            "device_class": "running", "state_topic": status_topic,
+            "value_template": "{{ 'ON' if value_json.recorder == 'recording' else 'OFF' }}",
+            "payload_on": "ON", "payload_off": "OFF", "icon": "mdi:record-circle-outline"}
+    return components
+
+
 class HomeAssistantDiscovery:
     """A hub component. ``enabled=False`` only removes what an earlier enabled run left."""
 
-    def __init__(self, bus: Bus, topics: Topics, settings: HomeAssistantSettings, hub_id: str, set_id: str):
+    def __init__(self, bus: Bus, topics: Topics, settings: HomeAssistantSettings, hub_id: str, set_id: str,
+                 timecode: TimecodeSettings | None = None):
         self.bus = bus
+        self.timecode = timecode
         self.topics = topics
         self.settings = settings
         self.hub_id = hub_id
@@ -118,15 +148,18 @@ class HomeAssistantDiscovery:
         self._stopped = False
         self.published = 0
         """Discovery payloads published so far."""
-        if settings.enabled:
-            bus.subscribe(f"{settings.prefix}/status", self._on_home_assistant_status)
-            bus.subscribe(topics.light_status("+"), self._on_light_status)
-            bus.on_connect(self.publish_soon)
-        else:
-            bus.subscribe(self.config_topic, self._on_own_config)
 
     def start(self) -> None:
-        pass
+        """Subscribe and publish from here, once the hub serves the set: a hub that refuses to start
+        (another hub serves this set) never touches the set's discovery."""
+        if self.settings.enabled:
+            self.bus.subscribe(f"{self.settings.prefix}/status", self._on_home_assistant_status)
+            self.bus.subscribe(self.topics.light_status("+"), self._on_light_status)
+            self.bus.on_connect(self.publish_soon)
+            if self.bus.connected.is_set():
+                self.publish_soon()
+        else:
+            self.bus.subscribe(self.config_topic, self._on_own_config)
 
     def stop(self) -> None:
         with self._lock:
@@ -180,7 +213,8 @@ class HomeAssistantDiscovery:
             self._timer = None
             lights, removed = sorted(self.lights), sorted(self._removed)
             self._removed.clear()
-        payload = discovery_payload(self.topics, self.settings, self.hub_id, self.set_id, lights, removed)
+        payload = discovery_payload(self.topics, self.settings, self.hub_id, self.set_id, lights, removed,
+                                    self.timecode)
         self.bus.publish(self.config_topic, json.dumps(payload, separators=(",", ":")).encode(), retain=True)
         self.published += 1
         if removed:

@@ -2,8 +2,8 @@
 
 Almost everything is read from the hub's public state when Prometheus scrapes (a collector), so
 the request path does no extra work: requests by outcome come from the counts the hub keeps for
-its logs anyway. Only set transitions, audio faults and journal faults are counted as they
-happen, from the hub's listeners (a few per take). Labels are bounded: a set, a state, a cause
+its logs anyway. Only set transitions and audio faults are counted here as they happen, from
+the hub's listeners (a few per take); the offload relay counts its events and journal faults. Labels are bounded: a set, a state, a cause
 from the hub's own code, an outcome, a reason class; never a transaction or a phrase.
 
 >>> hub.add_component(HubMetrics(hub, settings.metrics))   # serves http://127.0.0.1:9853/metrics
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,7 +23,6 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from .. import __version__
 from ..config import MetricsSettings
-from ..errors import SetbridgeError
 from ..messages import SetState
 from ..offload.relay import OffloadRelay
 from .component import Health
@@ -36,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SET_STATES = ("idle", "standby", "rolling")
 AUDIO_STATES = ("ok", "fault", "off")
+RETRY_S = 30.0
+"""Seconds between tries to listen while the metrics port is taken."""
 MAX_CAUSES = 32
 """Distinct transition causes kept; any further one is counted as ``other`` (the label stays bounded)."""
 
@@ -61,28 +61,53 @@ class HubMetrics:
         """The port actually listened on, once started."""
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._retry: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._failed = False
         hub.add_state_listener(self._on_state)
         hub.add_health_listener(self._on_health)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
+        """Listen; a port that is taken never stops the hub (the set runs on): one error line, and
+        another try every ``RETRY_S`` until it is free."""
+        if not self._listen():
+            self._retry = threading.Thread(target=self._keep_trying, name="metrics-retry", daemon=True)
+            self._retry.start()
+
+    def _listen(self) -> bool:
         host, port = self.settings.host, self.settings.port
         try:
-            self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise SetbridgeError(f"[metrics] cannot listen on {host}:{port} ({exc.strerror}); pick a free "
-                                 "port in [metrics] port, or set [metrics] enabled = false") from None
-        self.port = int(self._server.server_address[1])
+            if not self._failed:
+                log.error("[metrics] cannot listen on %s:%d (%s); pick a free port in [metrics] port, or set "
+                          "[metrics] enabled = false; the hub runs on without metrics and tries again every %g s",
+                          host, port, exc.strerror or exc, RETRY_S)
+            self._failed = True
+            return False
+        with self._lock:
+            self._server, self._thread = server, thread
+        self.port = int(server.server_address[1])
         log.info("metrics on http://%s:%d/metrics", host, self.port)
+        return True
+
+    def _keep_trying(self) -> None:
+        while not self._stopping.wait(RETRY_S):
+            if self._listen():
+                return
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._stopping.set()
+        with self._lock:
+            server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=2)
+        if self._retry is not None:
+            self._retry.join(timeout=2)
 
     # -- counted as it happens (the hub's listeners; a few per take) ------------------------
     def _on_state(self, state: SetState) -> None:
@@ -163,9 +188,8 @@ class _HubCollector:
             if stats is not None and hasattr(stats, "collect"):
                 yield from stats.collect()
 
-        beat_age = time.monotonic() - hub._heartbeat_progress
         yield _gauge("setbridge_heartbeat_age_seconds", "Seconds since the hub's heartbeat loop last ran",
-                     beat_age, {"set": set_id})
+                     hub.heartbeat_age_s, {"set": set_id})
         yield _counter("setbridge_heartbeats_late", "Heartbeats sent more than half a period late (the hub is "
                        "short of CPU)", hub.late_beats.total, {"set": set_id})
         yield _gauge("setbridge_hub_stalled_loops", "The hub's loops (network, controller, heartbeat) that made "
@@ -178,10 +202,12 @@ class _HubCollector:
             audio.add_metric([name], 1.0 if hub.audio_status == name else 0.0)
         yield audio
         yield _counter("setbridge_audio_faults", "Times the audio source went to fault", audio_faults)
-        timecode = getattr(hub.health(), "timecode", None)
-        if isinstance(timecode, str):
-            yield _gauge("setbridge_timecode_fault", "1 while the timecode (LTC) reader reports a fault",
-                         1.0 if timecode == "fault" else 0.0)
+        timecode = hub.timecode_health[0]  # whether it records comes with the recorder's own stats
+        tc = GaugeMetricFamily("setbridge_timecode_status", "1 for the recorder source's status (LTC timecode "
+                               "or record tally: ok, fault, off)", labels=["status"])
+        for name in AUDIO_STATES:
+            tc.add_metric([name], 1.0 if timecode == name else 0.0)
+        yield tc
 
         bus = hub.bus
         yield _gauge("setbridge_mqtt_connected", "1 while the hub is connected to its MQTT broker",

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 LED_PATTERNS: dict[str, tuple[float, float] | None] = {
     "ok": None,                 # solid: listening
     "audio-fault": (1.0, 1.0),  # slow blink
+    "timecode-fault": (1.0, 1.0),  # slow blink, as audio: a source of triggers cannot be trusted
     "broker-lost": (0.1, 0.1),  # fast blink
 }
 ROLL_TONE = (1.0, 0.0, 1)       # on, off, count: one long tone
@@ -30,7 +31,9 @@ CUT_TONE = (0.15, 0.15, 2)      # two short
 def led_mode(health: Health) -> str:
     if not health.broker:
         return "broker-lost"
-    return "audio-fault" if health.audio == "fault" else "ok"
+    if health.audio == "fault":
+        return "audio-fault"
+    return "timecode-fault" if health.timecode == "fault" else "ok"
 
 
 class GpioPanel(Worker):
@@ -105,7 +108,8 @@ class GpioPanel(Worker):
             self.buzzer.blink(on_time=on, off_time=off, n=n, background=True)
 
     def show(self, health: Health) -> None:
-        """The status LED: solid while all is well, slow blink on an audio fault, fast without the broker."""
+        """The status LED: solid while all is well, slow blink on an audio or timecode fault, fast
+        without the broker."""
         mode = led_mode(health)
         if mode == self._led_mode or self.led is None:
             return

@@ -23,10 +23,11 @@ from ..bus import Bus
 from ..config import Settings
 from .controller import Action, Outcome, SetController
 from ..errors import PayloadError, SetbridgeError
-from ..messages import (MISSING, Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState, parse_payload,
-                        transaction_of)
+from ..codec import MISSING, parse_payload, transaction_of
+from ..messages import Heartbeat, HubStatus, SetEvent, SetRequest, SetResponse, SetState
 from ..offload.relay import OffloadRelay
 from .component import Component, Health, HubLink
+from .roster import Roster
 from .. import expiry, lot
 from .homeassistant import HomeAssistantDiscovery
 from .state_store import StateStore
@@ -50,6 +51,8 @@ class ReplyRoute(NamedTuple):
 
 READY_WAIT_S = 10.0
 """How long start-up waits for the broker before telling systemd it is ready anyway."""
+CLAIM_WAIT_S = 3.0
+"""How long start-up waits for the broker to look for other hubs first (then it starts anyway)."""
 REQUEST_QUEUE = 2000
 """Requests waiting for the controller at most; more are answered busy."""
 SOURCE_SHARE = REQUEST_QUEUE // 4
@@ -85,7 +88,7 @@ class Hub:
         self.set_id = settings.hub.set
         self.audio_status = "off"
         self.voice_enabled: bool | None = None
-        self.offload_health: tuple[str, str | None] = ("ok", None)
+        self.offload_health: tuple[str, str | None] = ("ok", None) if settings.offload.enabled else ("off", None)
         self.timecode_health: tuple[str, str | None, str | None] = ("off", None, None)
         """The recorder source: ok/fault/off, why it is at fault, recording/stopped."""
         self.recorder: Recorder | None = None
@@ -120,6 +123,7 @@ class Hub:
         self._state_topic = self.topics.set_state(self.set_id)
         self._event_topic = self.topics.set_event(self.set_id)
         self._response_topic = self.topics.set_response(self.set_id)
+        self.roster = Roster(settings.hub.id, self.set_id, settings.offload.enabled, on_change=self._roster_changed)
         self.bus = Bus(
             settings.mqtt,
             client_id=f"setbridge-hub-{settings.hub.id}",
@@ -136,19 +140,32 @@ class Hub:
         except OSError as exc:
             raise SetbridgeError(f"hub.state_dir {settings.hub.state_dir} is not writable ({exc.strerror}); "
                                  "set [hub] state_dir to a directory this user owns") from None
-        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        # Other hubs first: their retained statuses are in once a later subscription is acknowledged.
+        self.bus.subscribe(self.topics.hub_status("+"), self.roster.on_status, qos=0)
+        self.bus.subscribe(self.topics.set_heartbeat("+"), self.roster.on_heartbeat, qos=0)
+        self._claimed = False
+        """Start-up found no other hub serving this set: requests are taken and the birth is out."""
+        self._early_events: list[SetEvent] = []
+        """Events of local actions taken before then, published once it is (dropped if it refuses)."""
+        self._centre_request_topic = lot.centre_request_topic(self.topics.base, self.set_id)
         # Light commands are not read here: a flood of them must never reach the hub. A light ignores
         # a retained one itself (docs/mqtt.md).
-        self.bus.on_connect(self._announce)
+        self.bus.on_connect(self._on_connect)
         self.bus.on_connect(self._health_changed)
         self.bus.on_disconnect(self._health_changed)
-        self.add_component(OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
-                                        on_health=self.set_offload_health))
+        self.relay: OffloadRelay | None = None
+        if settings.offload.enabled:
+            self.relay = OffloadRelay(self.bus, self.topics, settings.offload, settings.hub.state_dir,
+                                      on_health=self.set_offload_health)
+            self.add_component(self.relay)
+        elif settings.offload.watch:
+            raise SetbridgeError("[offload] watch is set but [offload] enabled = false; enable offload on this hub "
+                                 "or empty watch")
         if settings.timecode.mode != "off" or settings.timecode.tally_pin is not None:
             from ..recorder import Recorder  # libltc and gpiozero only when a recorder source is configured
 
             self.recorder = Recorder(self.link(), settings.timecode, publish_event=self._publish_event,
-                                     report=self.set_timecode_health)
+                                     report=self.set_timecode_health, reopen_s=settings.audio.reopen_s)
             self.add_component(self.recorder)
         if settings.audio.source != "none":
             from ..audio import open_source
@@ -166,7 +183,7 @@ class Hub:
 
             self.add_component(GpioPanel(self.link(), settings.gpio))
         self.add_component(HomeAssistantDiscovery(self.bus, self.topics, settings.homeassistant, settings.hub.id,
-                                                  self.set_id))
+                                                  self.set_id, settings.timecode))
         if settings.metrics.enabled:
             from .metrics import HubMetrics
 
@@ -201,6 +218,7 @@ class Hub:
         if (state, reason, recorder) != self.timecode_health:
             self.timecode_health = (state, reason, recorder)
             self._publish_status()
+            self._health_changed()
 
     def set_voice_enabled(self, enabled: bool) -> None:
         if enabled != self.voice_enabled:
@@ -215,7 +233,7 @@ class Hub:
         self._state_listeners.append(listener)
 
     def health(self) -> Health:
-        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status)
+        return Health(broker=self.bus.connected.is_set(), audio=self.audio_status, timecode=self.timecode_health[0])
 
     def add_health_listener(self, listener: Callable[[Health], None]) -> None:
         """Call ``listener`` with the hub's health whenever it changes (broker, audio)."""
@@ -239,6 +257,7 @@ class Hub:
         self.controller.restore()
         self.worker.start()
         self.bus.start()
+        self._claim()
         self._heartbeat_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         self._heartbeat_thread.start()
         started: list[Component] = []
@@ -251,6 +270,50 @@ class Hub:
             self.stop()
             raise
         log.info("hub %s started for set %s (epoch %d)", self.settings.hub.id, self.set_id, self.controller.epoch)
+
+    def _claim(self) -> None:
+        """Look for other hubs before taking requests or saying online: refuse to start when another
+        hub serves this set; run without offload when another hub relays it. Raises SetbridgeError."""
+        if self.bus.wait_connected(CLAIM_WAIT_S) and self.bus.wait_subscribed(CLAIM_WAIT_S):
+            same_set, offload = self.roster.rivals()
+            if same_set is not None:
+                self.worker.stop()
+                self.controller.close()
+                self.bus.stop()
+                raise SetbridgeError(
+                    f"hub {same_set.hub} already serves set {self.set_id} on this broker (its status is online and "
+                    "its heartbeats arrive); refusing to start, two hubs would interleave the set's state: stop "
+                    "it, or give this hub another [hub] set")
+            if offload is not None and self.relay is not None:
+                self.components.remove(self.relay)
+                self.relay = None
+                reason = (f"hub {offload.hub} relays offload reports on this broker; this hub does not (set "
+                          "[offload] enabled = false on every hub but one)")
+                log.error("offload: off: %s", reason)
+                self.offload_health = ("off", reason)
+        else:
+            log.warning("could not look for other hubs on the broker %s:%d within %.0f s; starting anyway",
+                        self.settings.mqtt.host, self.settings.mqtt.port, CLAIM_WAIT_S)
+        self.roster.start_watching(relays_offload=self.relay is not None)
+        self.bus.subscribe(self.topics.set_request(self.set_id), self._handle_request, commands=True, whole=True)
+        self.bus.subscribe(self._centre_request_topic, self._handle_request, commands=True, whole=True)
+        if self.relay is not None:
+            self.relay.listen()
+        with self._state_lock:
+            self._claimed = True
+            early, self._early_events = self._early_events, []
+        for event in early:
+            self.bus.publish(self._event_topic, event)
+        if self.bus.connected.is_set():
+            self._announce()
+
+    def _on_connect(self) -> None:
+        if self._claimed:
+            self._announce()
+
+    def _roster_changed(self) -> None:
+        if self._claimed and self.bus.connected.is_set():
+            self._publish_status()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -280,13 +343,20 @@ class Hub:
         self.start()  # loads the speech model, if any, before saying ready
         connected = self.bus.wait_connected(READY_WAIT_S)
         broker = f"{self.settings.mqtt.host}:{self.settings.mqtt.port}"
+        problem = self.bus.watch.problem
+        why = f" ({problem.text})" if problem is not None and not connected else ""
         notifier.send(READY=1, STATUS=f"set {self.set_id}: {self.state}; broker {broker} "
-                                      f"{'connected' if connected else 'unreachable, retrying'}")
+                                      f"{'connected' if connected else 'unreachable, retrying'}{why}")
         try:
             Watchdog(notifier, self.stalled).run(stop)
         finally:
             notifier.send(STOPPING=1)
             self.stop()
+
+    @property
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the heartbeat loop last ran (about ``heartbeat_s``; more: the hub is short of CPU)."""
+        return time.monotonic() - self._heartbeat_progress
 
     def healthy(self) -> bool:
         """True while the bus loop, the controller and the heartbeat all make progress."""
@@ -311,8 +381,8 @@ class Hub:
         timecode, timecode_reason, recorder = self.timecode_health
         return HubStatus(state=state, hub=self.settings.hub.id, set=self.set_id, version=__version__,
                          audio=self.audio_status, voice=self.voice_enabled, offload=offload,
-                         offload_reason=offload_reason, timecode=timecode, timecode_reason=timecode_reason,
-                         recorder=recorder)
+                         offload_reason=offload_reason, conflict=self.roster.conflict, timecode=timecode,
+                         timecode_reason=timecode_reason, recorder=recorder)
 
     def _publish_status(self) -> None:
         self.bus.publish(self.topics.hub_status(self.settings.hub.id), self._status("online"))
@@ -325,12 +395,16 @@ class Hub:
                 log.exception("state listener failed")
         with self._state_lock:  # the newest state is the last one published, also against _announce
             self._latest_state = state
-            if self.bus.connected.is_set():  # else it is republished on (re)connect
+            if self._claimed and self.bus.connected.is_set():  # else it is published on (re)connect or claim
                 self.bus.publish(self._state_topic, state)
 
     def _publish_event(self, event: SetEvent) -> None:
         if self.recorder is not None:
             event = self.recorder.stamp(event)
+        with self._state_lock:
+            if not self._claimed:  # a button pressed while start-up looks for other hubs
+                self._early_events.append(event)
+                return
         self.bus.publish(self._event_topic, event)
 
     def _announce(self) -> None:
@@ -376,6 +450,8 @@ class Hub:
                 self._respond(SetResponse(transaction=None if tx is MISSING else tx, ok=False, error=str(exc),
                                           state=self.state, seq=self.controller.seq), route)
             return
+        if not route_error and topic == self._centre_request_topic:  # crossed a lot's bridge
+            route_error = lot.age_limit_missing(request, message)
         if route_error:
             log.warning("refused %s on %s: %s", request.action, topic, route_error)
             self._respond(SetResponse(transaction=request.transaction, ok=False, error=route_error, state=self.state,

@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from ..codec import one_line
 from ..errors import PayloadError
-from .models import CopyState, Destination, ErrorItem, OffloadReport, Status, Transfer, one_line
+from .models import CopyState, Destination, ErrorItem, OffloadReport, Status, Transfer
 
 COPY_EVENT = "FileCopyCompleted"
 IDLE_EVENT = "DiskIdle"

@@ -1,13 +1,12 @@
-"""Accept validated inputs into the journal: reports, and Hedge events (copies held until their
-source is idle). Shared by the hub (many inputs per commit) and ``setbridge offload ... --journal``."""
+"""Accept validated inputs into the journal: reports, and Hedge events (the Hedge transfer tracker,
+:mod:`setbridge.offload.hedge_tracker`, says what each one does; this applies it). Shared by the hub (many inputs per commit) and ``setbridge offload ... --journal``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from ..errors import PayloadError
-from . import hedge
+from . import hedge_tracker
 from .journal import EventIdConflict, Journal, Tx
 from .models import HedgeReport, OffloadEvent, OffloadReport, Source, content_digest
 
@@ -33,15 +32,6 @@ def accept(journal: Journal, item: OffloadReport | HedgeReport, copies_required:
     """Journal one ``item`` in a commit of its own; raise :class:`PayloadError` if it is unusable."""
     with journal.batch() as tx:
         return accept_in(tx, item, copies_required, source)
-
-
-def _incomplete(tx: Tx, copies: list[dict[str, Any]], why: str, copies_required: int) -> list[OffloadEvent]:
-    """Each transfer in ``copies`` as a cancelled event: it ended before its source was idle."""
-    events = []
-    for group in hedge.groups(copies):
-        event, _ = tx.append(hedge.combine(group, None, None, incomplete=why), copies_required)
-        events.append(event)
-    return events
 
 
 def accept_in(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, source: Source) -> Accepted:
@@ -82,48 +72,19 @@ def _accept(tx: Tx, item: OffloadReport | HedgeReport, copies_required: int, sou
     if isinstance(item, OffloadReport):
         if item.source is None:
             item = item.model_copy(update={"source": source})
-        event, _ = tx.append(item, copies_required, digest)
+        event, _ = tx.append(item, copies_required, digest, recalled=True)
         return Accepted("event", (event,))
-    name = hedge.event_name(item.hedge)
-    if name == hedge.COPY_EVENT:
-        copy = hedge.parse_copy(item.hedge)
-        held = tx.hedge_copies(copy.source)
-        stale = [c for c in held if hedge.HedgeCopy(**c).group != copy.group]
-        events: list[OffloadEvent] = []
-        if stale:  # another card's copies at this mount path: that transfer never finished
-            why = (f"transfer incomplete: copies of another card arrived from {copy.source} before this card's "
-                   "source was idle (card pulled or remounted)")
-            events = _incomplete(tx, stale, why, copies_required)
-            tx.drop_hedge_copies(copy.source)
-            for c in held:
-                if c not in stale:
-                    tx.add_hedge_copy(copy.source, c)
-        tx.add_hedge_copy(copy.source, copy.as_dict())
-        return Accepted("held", tuple(events), note=f"copy to {copy.destination} held until {copy.source} is idle")
-    if name == hedge.IDLE_EVENT:
-        idle = hedge.parse_idle(item.hedge)
-        if not idle.is_source:
-            return Accepted("ignored", note="DiskIdle of a destination disk")
-        copies = tx.hedge_copies(idle.path)
-        if not copies:
-            raise PayloadError(f"hedge: DiskIdle for {idle.path} but no FileCopyCompleted was received for that source")
-        *older, current = hedge.groups(copies)
-        events = _incomplete(tx, [c for g in older for c in g],
-                             f"transfer incomplete: another card's transfer from {idle.path} finished after it",
-                             copies_required) if older else []
-        event, new = tx.append(hedge.combine(current, idle, item.event_id), copies_required, digest)
-        tx.drop_hedge_copies(idle.path)
-        return Accepted("event" if new else "duplicate", (*events, event))
-    if name in hedge.MOUNT_EVENTS:
-        path = hedge.parse_mount(item.hedge)
-        copies = tx.hedge_copies(path)
-        if not copies:
-            return Accepted("ignored", note=f"{name} for {path}")
-        verb = "removed" if name == "DiskRemoved" else "mounted again"
-        events = _incomplete(tx, copies, f"transfer incomplete: the card at {path} was {verb} before its source "
-                                         "was idle", copies_required)
-        tx.drop_hedge_copies(path)
-        return Accepted("event", tuple(events))
-    if name in hedge.OTHER_EVENTS:
-        return Accepted("ignored", note=f"{name} carries no offload result")
-    raise PayloadError(f"hedge: unknown event {name[:40]!r}; expected {hedge.COPY_EVENT} or {hedge.IDLE_EVENT}")
+    step = hedge_tracker.track(item.hedge, item.event_id, tx.hedge_copies)
+    events = [tx.append(report, copies_required)[0] for report in step.incomplete]
+    new = True
+    if step.report is not None:
+        event, new = tx.append(step.report, copies_required, digest)
+        events.append(event)
+    if step.path is not None:
+        if step.keep is not None:
+            tx.drop_hedge_copies(step.path)
+        for copy in (*(step.keep or ()), *step.add):
+            tx.add_hedge_copy(step.path, copy)
+    kind: Literal["event", "duplicate", "held", "ignored"] = (
+        "held" if step.kind == "held" else "ignored" if step.kind == "ignored" else "event" if new else "duplicate")
+    return Accepted(kind, tuple(events), note=step.note)

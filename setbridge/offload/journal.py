@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import PayloadError
 from .models import OffloadEvent, OffloadReport, content_digest, normalize, transfer_key
+from .policy import in_doubt
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ CREATE TABLE IF NOT EXISTS cards (
     cleared_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS cards_sender ON cards (sender, first_at);
-CREATE INDEX IF NOT EXISTS cards_latest ON cards (latest_seq);
 CREATE TABLE IF NOT EXISTS hedge_copies (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -132,14 +132,15 @@ class Tx:
             raise EventIdConflict(stored)
         return stored
 
-    def append(self, report: OffloadReport, copies_required: int,
-               digest: str | None = None) -> tuple[OffloadEvent, bool]:
+    def append(self, report: OffloadReport, copies_required: int, digest: str | None = None,
+               recalled: bool = False) -> tuple[OffloadEvent, bool]:
         """Normalize and store ``report``: (event, True), or (stored event, False) for a known ``event_id``
         with the same content (``digest``, by default :func:`~.models.content_digest` of ``report``);
-        raise :class:`EventIdConflict` for a known ``event_id`` with other content."""
+        raise :class:`EventIdConflict` for a known ``event_id`` with other content. ``recalled``: the
+        caller has just found its ``event_id`` new with :meth:`recall`."""
         db = self._db
         digest = digest or content_digest(report)
-        if report.event_id:
+        if report.event_id and not recalled:
             stored = self.recall(report.event_id, digest, report.roll, report.status)
             if stored is not None:
                 return stored, False
@@ -149,22 +150,22 @@ class Tx:
         previous = _event(*row) if row else None
         now = time.time()
         sender = f"{report.source or '-'}:{report.host or '-'}"
-        self._check_new_card(report.roll, sender, now)
         event = normalize(report.model_copy(update={"event_id": event_id}), copies_required, previous, ts=now)
         self._insert(event, digest, now, sender)
         return event, True
 
-    def _check_new_card(self, roll: str, sender: str, now: float) -> None:
-        """Raise :class:`PayloadError` if ``roll`` is a new card and ``sender`` started its day's share."""
+    def _new_card(self, roll: str, sender: str, seq: int, now: float) -> None:
+        """Start card ``roll``; raise :class:`PayloadError` if ``sender`` started its day's share already
+        (the item's savepoint then undoes its event too)."""
         limit = self.new_cards_per_day
-        if limit is None or self._db.execute("SELECT 1 FROM cards WHERE roll = ?", (roll,)).fetchone():
-            return
         (started,) = self._db.execute("SELECT COUNT(*) FROM cards WHERE sender = ? AND first_at >= ?",
-                                      (sender, now - 86400)).fetchone()
-        if started >= limit:
+                                      (sender, now - 86400)).fetchone() if limit is not None else (0,)
+        if limit is not None and started >= limit:
             raise PayloadError(f"limit: {sender} (source:host) started {started} new cards in the last 24 hours, "
                                f"the most [offload] cards_per_source_per_day allows; this new card was not kept "
                                "(reports about known cards still pass): check the sender, or raise the limit")
+        self._db.execute("INSERT INTO cards (roll, sender, first_at, latest_seq, latest_at) VALUES (?, ?, ?, ?, ?)",
+                         (roll, sender, now, seq, now))
 
     def doubt(self, roll: str, reason: str, source: str | None) -> OffloadEvent | None:
         """Put ``roll`` in doubt: a new event, its latest one with ``reason`` added to ``why_not_safe``
@@ -173,13 +174,10 @@ class Tx:
                                (roll,)).fetchone()
         if row is None:
             return None
-        latest = _event(*row)
-        if reason in latest.why_not_safe:
-            return None
         now = time.time()
-        event = latest.model_copy(update={"event_id": uuid.uuid4().hex, "ts": round(now, 3), "reported_ts": None,
-                                          "source": source, "safe_to_wipe": False,
-                                          "why_not_safe": [*latest.why_not_safe, reason]})
+        event = in_doubt(_event(*row), reason, source, now)
+        if event is None:
+            return None
         self._insert(event, DOUBT_DIGEST, now, f"{source or '-'}:-")
         return event
 
@@ -198,9 +196,8 @@ class Tx:
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                    (seq, event.event_id, event.roll, event.transfer_key, event.ts, event.to_bytes().decode(), now,
                     digest))
-        db.execute("INSERT INTO cards (roll, sender, first_at, latest_seq, latest_at) VALUES (?, ?, ?, ?, ?) "
-                   "ON CONFLICT (roll) DO UPDATE SET latest_seq = excluded.latest_seq, latest_at = excluded.latest_at",
-                   (event.roll, sender, now, seq, now))
+        if not db.execute("UPDATE cards SET latest_seq = ?, latest_at = ? WHERE roll = ?", (seq, now, event.roll)).rowcount:
+            self._new_card(event.roll, sender, seq, now)
 
     def add_hedge_copy(self, source: str, copy: dict[str, Any]) -> None:
         self._db.execute("INSERT INTO hedge_copies (source, payload, received_at) VALUES (?, ?, ?)",

@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..codec import one_line
 from ..errors import PayloadError
-from .models import Destination, ErrorItem, HashSummary, OffloadReport, Tool, iso_ts, one_line, stable_id
+from .models import Destination, ErrorItem, HashSummary, OffloadReport, Tool, iso_ts, stable_id
 
 
 FOLDER = "ascmhl"
@@ -46,15 +47,30 @@ def check_regular(root: Path) -> None:
     folder = root / FOLDER
     for dirpath, _, filenames in os.walk(folder):
         for name in filenames:
-            path = Path(dirpath) / name
-            try:
-                mode = path.stat().st_mode
-            except OSError:
-                continue  # a dangling link or a file gone meanwhile: the library reports what it misses
-            if not stat.S_ISREG(mode):
-                kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
-                raise NotAFile(f"ASC MHL history {root} skipped: {path.relative_to(root)} is {kind}, not a regular "
-                               "file (only regular files are read); replace it with the file the offload tool wrote")
+            _check_file(root, Path(dirpath) / name)
+    # the chain names the manifests it expects; a name may lead out of the folder ("../x.mhl")
+    from ascmhl import chain_xml_parser  # imported late: it pulls in lxml
+
+    try:
+        chain = chain_xml_parser.parse(str(folder / CHAIN))
+    except Exception:  # any parse error: the library says it when the history is read
+        return
+    for generation in chain.generations or []:
+        manifest = getattr(generation, "ascmhl_filename", None)
+        if manifest:
+            _check_file(root, folder / str(manifest))
+
+
+def _check_file(root: Path, path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # a dangling link or a file gone meanwhile: the library reports what it misses
+    if not stat.S_ISREG(mode):
+        kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        raise NotAFile(f"ASC MHL history {root} skipped: {shown} is {kind}, not a regular file (only regular "
+                       "files are read); replace it with the file the offload tool wrote")
 
 
 def _load(root: Path) -> Any:

@@ -3,11 +3,7 @@
 >>> report = parse_report(b'{"v": 1, "roll": "A001", "status": "verified", "files": 3, "bytes": 10}')
 >>> event = normalize(report, copies_required=2, ts=time.time())
 
-What "verified" means follows the offload tools: a copy counts towards ``safe_to_wipe`` only when
-its checksums were read back from the destination and compared (OffShoot's "Source &
-Destination" mode, Silverstack's "all destinations" coverage, an ASC MHL generation), and it holds
-the source's file count and bytes. A size comparison alone (OffShoot's "Transfer" and "Source"
-modes) is a copy, not a verified one.
+Whether the card is safe to wipe is decided in :mod:`setbridge.offload.policy`.
 """
 
 from __future__ import annotations
@@ -24,7 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import PayloadError
-from ..messages import Payload, parse_payload
+from ..codec import one_line, parse_payload
+from ..messages import Payload
+from .policy import assess
 
 Status = Literal["verified", "warnings", "failed", "cancelled"]
 CopyState = Literal["verified", "copied", "warnings", "failed", "cancelled"]
@@ -193,7 +191,7 @@ class OffloadEvent(ReportFields, Payload):
     """The transfer this event's copies belong to; copies of other transfers are never counted."""
     copies: Copies
     safe_to_wipe: bool
-    """See :func:`assess`: true only with no entry in ``why_not_safe``."""
+    """See :func:`setbridge.offload.policy.assess`: true only with no entry in ``why_not_safe``."""
     why_not_safe: list[str] = Field(default_factory=list)
     """Every reason the card is not safe to wipe, one line each (empty when it is)."""
 
@@ -205,14 +203,6 @@ class ReportPayload(RootModel[OffloadReport | HedgeReport]):
 
 class _Envelope(Payload):
     model_config = ConfigDict(extra="allow")
-
-
-def one_line(exc: ValidationError) -> str:
-    """The first validation error as ``field: message (and N more)``."""
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "payload"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{loc}: {first['msg']}{more}"
 
 
 def parse_report(raw: bytes | str) -> OffloadReport | HedgeReport:
@@ -245,42 +235,6 @@ def event_id_of(raw: bytes) -> str | None:
     return value[:128] if isinstance(value, str) else None
 
 
-GENERIC_VOLUME_NAMES = frozenset({
-    # what operating systems and formatting tools name a volume they were given no name for
-    "noname", "untitled", "untitledfolder", "newvolume", "localdisk", "removabledisk", "removable", "usbdisk",
-    "usbdrive", "usb", "disk", "volume", "drive", "card", "memorycard", "sdcard", "sd", "sdhc", "sdxc", "microsd",
-    "cfcard", "cf", "cfast", "cfexpress", "xqd", "sxs", "msdos", "fat", "fat32", "exfat", "ntfs", "hfs", "apfs",
-    "data", "backup", "media", "storage", "boot", "recovery",
-    # what cameras and recorders name every card they format
-    "eosdigital", "canondc", "canon", "nikon", "nikond", "nikonz", "sony", "private", "xdcam", "avchd", "dcim",
-    "lumix", "panasonic", "camsd", "gopro", "hero", "dji", "fujifilm", "olympus", "omsystem", "leica", "ricoh",
-    "pentax", "sigma", "hasselblad", "insta360", "kodak", "zcam", "blackmagic", "bmpcc", "atomos", "ninja", "shogun",
-    "red", "redmag", "arri", "codex", "camera", "recorder", "zoom", "tascam", "mixpre", "sounddevices",
-    # what card makers name a card before it is formatted
-    "sandisk", "lexar", "kingston", "samsung", "transcend", "prograde", "angelbird", "delkin", "toshiba", "kioxia",
-    "pny", "sonytough",
-})
-"""Volume names, in :func:`name_key` form, that cameras, recorders, operating systems and card makers
-give every card; they identify no card."""
-_NOT_ALNUM = re.compile(r"[\W_]+")
-_TRAILING_DIGITS = re.compile(r"\d+$")
-
-
-def name_key(name: str) -> str:
-    """``name`` as it is compared with :data:`GENERIC_VOLUME_NAMES`: NFKC (full-width letters become
-    plain ones), case-folded, without spaces, underscores or punctuation (``NO_NAME``, ``NO  NAME``,
-    ``ＮＯ ＮＡＭＥ`` and ``no.name`` are all ``noname``)."""
-    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", name).casefold())
-
-
-def generic_name(name: str) -> bool:
-    """Whether ``name`` is a name every card of some camera gets (``NO NAME``, ``Untitled 2``,
-    ``EOS_DIGITAL``, ``NIKON D850``): its :func:`name_key`, with or without a trailing number
-    (a counter or a model number), is a generic name, or nothing is left of it."""
-    key = name_key(name)
-    return not key or key in GENERIC_VOLUME_NAMES or _TRAILING_DIGITS.sub("", key) in GENERIC_VOLUME_NAMES
-
-
 CANONICAL_EXCLUDED = frozenset({"v", "event_id", "ts", "source"})
 """Fields that are not a report's content: its version, its id, the sender's informative ``ts``
 and ``source`` (which the hub fills in from the input it came by)."""
@@ -290,13 +244,14 @@ def canonical(item: OffloadReport | HedgeReport) -> bytes:
     """A report's content in one canonical form, to tell a retry from a different report that
     reuses its ``event_id``: the report as validated, without :data:`CANONICAL_EXCLUDED` and without
     fields that are null or absent, each destination's ``state`` filled from the report's status
-    as the event fills it, as JSON with sorted keys and no spaces (numbers as the model holds them:
-    ``5`` and ``5.0`` in a float field are the same)."""
-    data = item.model_dump(mode="json", exclude=set(CANONICAL_EXCLUDED), exclude_none=True)
-    if isinstance(item, OffloadReport):
-        for destination in data["destinations"]:
-            destination.setdefault("state", item.status)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    as the event fills it, as compact JSON in the model's field order (numbers as the model holds
+    them: ``5`` and ``5.0`` in a float field are the same); a Hedge event's own fields sorted."""
+    if isinstance(item, HedgeReport):
+        return json.dumps(item.hedge, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if any(d.state is None for d in item.destinations):
+        item = item.model_copy(update={"destinations": [d if d.state else d.model_copy(update={"state": item.status})
+                                                        for d in item.destinations]})
+    return item.model_dump_json(exclude=set(CANONICAL_EXCLUDED), exclude_none=True).encode()
 
 
 def content_digest(item: OffloadReport | HedgeReport) -> str:
@@ -316,52 +271,6 @@ def transfer_key(report: OffloadReport, event_id: str) -> str:
     if report.hash is not None and report.hash.root:
         return f"content:{report.hash.root}"
     return f"report:{event_id}"
-
-
-def _fmt_count(value: int | None, unit: str) -> str:
-    return "not reported" if value is None else f"{value} {unit}"
-
-
-def assess(status: str, roll: str, files: int | None, size: int | None, hashes: HashSummary | None,
-           destinations: list[Destination], copies_required: int, conflicts: list[str]) -> tuple[int, list[str]]:
-    """(copies verified by hash with the source's file count and bytes, every reason not to wipe).
-
-    Safe to wipe exactly when the reasons are empty: the status is ``verified``; the roll is not a
-    generic volume name; the source's file count and bytes are known; no file failed or is missing;
-    every copy is verified by hash with the same file count and bytes as the source; and at least
-    ``copies_required`` such copies exist in this one transfer.
-    """
-    reasons = list(conflicts)
-    if status != "verified":
-        reasons.append(f"status is {status}")
-    if generic_name(roll):
-        reasons.append(f"the card is known only by the generic volume name {roll!r}, which many cards share; "
-                       "report it under its roll or reel name")
-    if files is None:
-        reasons.append("the source's file count is not reported")
-    if size is None:
-        reasons.append("the source's size in bytes is not reported")
-    if hashes is not None and (hashes.failed or hashes.missing):
-        reasons.append(f"{hashes.failed} files failed hash verification and {hashes.missing} are missing")
-    good = 0
-    for d in destinations:
-        problems = []
-        if d.state != "verified":
-            problems.append(f"it is {d.state}")
-        if d.verified_by != "hash":
-            problems.append("it was verified by file size only" if d.verified_by == "size"
-                            else "it does not say it was verified by hash")
-        if files is not None and d.files != files:
-            problems.append(f"it holds {_fmt_count(d.files, 'files')}, the source {files}")
-        if size is not None and d.bytes != size:
-            problems.append(f"it holds {_fmt_count(d.bytes, 'bytes')}, the source {size}")
-        if problems:
-            reasons.append(f"copy {d.path}: " + "; ".join(problems))
-        elif files is not None and size is not None:
-            good += 1
-    if good < copies_required:
-        reasons.append(f"{good} of {copies_required} required copies are verified by hash")
-    return good, reasons
 
 
 def normalize(report: OffloadReport, copies_required: int, previous: OffloadEvent | None = None,

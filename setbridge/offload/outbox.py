@@ -7,8 +7,11 @@ check (its count of unacknowledged publishes) refuses roll and cut because of of
 An :class:`Outbox` lets at most ``window`` of the relay's publishes wait for the broker at once:
 the set's messages queue behind that many offload messages at most.
 
->>> outbox = Outbox(bus, window=64)
->>> outbox.offer(topic, payload)          # None: the window is full (the caller sheds and counts)
+With a ``rate``, :meth:`Outbox.offer` also sends at most that many a second (a token bucket
+holding one second's worth): a flood's answers cost the hub little beyond counting them.
+
+>>> outbox = Outbox(bus, window=64, rate=200)
+>>> outbox.offer(topic, lambda: payload)  # None: the window is full or the rate spent (the caller sheds)
 >>> outbox.publish(topic, payload, stop)  # waits for room (the delivery thread)
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from ..bus import Delivery
@@ -36,9 +40,12 @@ class _Publisher(Protocol):
 class Outbox:
     """At most ``window`` publishes through ``bus`` unacknowledged at once. Thread-safe."""
 
-    def __init__(self, bus: _Publisher, window: int):
+    def __init__(self, bus: _Publisher, window: int, rate: float | None = None):
         self.bus = bus
         self.window = window
+        self.rate = rate
+        self._tokens = rate or 0.0
+        self._filled = time.monotonic()
         self._waiting: deque[tuple[float, Delivery]] = deque()
         self._lock = threading.Lock()
 
@@ -49,13 +56,22 @@ class Outbox:
             self._prune()
             return len(self._waiting)
 
-    def offer(self, topic: str, payload: Payload | bytes) -> Delivery | None:
-        """Publish unless ``window`` publishes are waiting already (then None: nothing was sent)."""
+    def offer(self, topic: str, build: Callable[[], Payload | bytes]) -> Delivery | None:
+        """Publish what ``build()`` makes, unless ``window`` publishes are waiting already or the rate
+        is spent (then None: nothing was built or sent)."""
         with self._lock:
+            if self.rate is not None:
+                now = time.monotonic()
+                self._tokens = min(self.rate, self._tokens + (now - self._filled) * self.rate)
+                self._filled = now
+                if self._tokens < 1:
+                    return None
             self._prune()
             if len(self._waiting) >= self.window:
                 return None
-            return self._send(topic, payload)
+            if self.rate is not None:
+                self._tokens -= 1
+            return self._send(topic, build())
 
     def publish(self, topic: str, payload: Payload | bytes, stop: threading.Event) -> Delivery | None:
         """Publish once there is room, waiting as long as it takes; None when ``stop`` is set first."""

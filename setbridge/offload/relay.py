@@ -14,6 +14,7 @@ offload at fault (``on_health``) and the rest of the hub runs on; a corrupt one 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import queue
@@ -28,12 +29,13 @@ from typing import Protocol
 from ..bus import Delivery
 from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
-from ..messages import LightCommand, OffloadError, Payload
+from ..messages import OffloadError, Payload
 from ..ratelog import RateLimitedLog
 from ..topics import Topics
+from .flash import LightFlash
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
-from .models import HedgeReport, OffloadEvent, OffloadReport, event_id_of, parse_report
+from .models import HedgeReport, OffloadReport, event_id_of, parse_report
 from .outbox import Outbox
 from .watcher import MhlWatcher
 
@@ -49,12 +51,20 @@ REOPEN_S = 5.0
 """How often a journal at fault is tried again."""
 CLEAR_EVERY_S = 10.0
 """How often cards past ``[offload] max_cards`` or ``card_max_age_h`` are looked for (and after each delivery)."""
+CLEAR_SOON_S = 0.5
+"""After a delivery, cards are looked at again no sooner than this (a large ingest delivers many rounds)."""
 MARK_EVERY = 32
 """Acknowledged events marked delivered per commit (what a kill -9 can publish again, plus those in flight)."""
 ANSWER_WINDOW = 100
 """Answers on ``{base}/offload/error`` waiting for the broker at most; beyond, answers are shed
 (counted, logged, and summed up in one answer once there is room): a flood of reports never
 fills the hub's send queue ahead of the set's messages."""
+ANSWER_RATE = 200.0
+"""Answers on ``{base}/offload/error`` per second at most (a second's worth at once); the rest are
+shed the same way. A tool sends a handful of reports a minute; only a flood meets this."""
+KNOWN_REPORTS = 4096
+"""Reports remembered by their bytes once journaled: the same bytes again are answered duplicate
+without being parsed or looked up (a script repeating one report costs a hash per copy)."""
 EVENT_WINDOW = 64
 """Event and card publishes waiting for the broker at most (the delivery thread waits for room)."""
 
@@ -88,7 +98,7 @@ class _Input:
 class OffloadRelay:
     """``hub.add_component(OffloadRelay(bus, topics, settings.offload, state_dir, on_health))``.
 
-    Subscribes at once; journals and delivers from ``start()``.
+    Subscribes with :meth:`listen` (or at ``start()``); journals and delivers from ``start()``.
     """
 
     def __init__(self, bus: RelayBus, topics: Topics, settings: OffloadSettings, state_dir: Path,
@@ -111,12 +121,19 @@ class OffloadRelay:
         self._threads: list[threading.Thread] = []
         self._unmarked: dict[int, bytes] = {}
         """Events the broker acknowledged whose delivery the journal could not record yet (a full disk)."""
-        self._answers = Outbox(bus, ANSWER_WINDOW)
+        self._known: dict[bytes, str] = {}
+        """Digest of a journaled report's bytes → its event_id (intake thread only; emptied when the
+        journal is opened again or a report conflicts with an accepted one)."""
+        self.flash = LightFlash(bus, topics, settings)
+        """Flashes the set's lights for delivered offload results."""
+        self._answers = Outbox(bus, ANSWER_WINDOW, rate=ANSWER_RATE)
         self._events = Outbox(bus, EVENT_WINDOW)
         self._shed_lock = threading.Lock()
         self._shed: dict[str, int] = {}
         """Answers not sent since the last shed notice, by kind (duplicate, busy, rejected)."""
         self._shed_since = 0.0
+        self._shed_noticed = -float("inf")
+        """When the last shed notice went out (at most one a second)."""
         self._shed_log = RateLimitedLog(log, "offload: shed %(n)d answer(s) on offload/error in %(s).1f s, the "
                                              f"broker had {ANSWER_WINDOW} unacknowledged (%(who)s)")
         self._rejections = RateLimitedLog(log, "offload: rejected %(n)d input(s) in %(s).1f s (%(who)s)")
@@ -133,12 +150,20 @@ class OffloadRelay:
                                       on_error=lambda reason: self._reject(reason, source="mhl"),
                                       is_known=self._is_known, poll_s=settings.poll_s,
                                       settle_s=settings.settle_s, catch_up_h=settings.catch_up_h)
-        # a retained report never reaches _on_report: it is cleared and answered on the error topic
-        bus.subscribe(topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+        self._listening = False
         bus.on_connect(self._wake.set)
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def listen(self) -> None:
+        """Subscribe to reports (queued until ``start()``): the hub does it before its birth, once
+        it knows no other hub on the broker relays offload."""
+        if not self._listening:
+            self._listening = True
+            # a retained report never reaches _on_report: it is cleared and answered on the error topic
+            self.bus.subscribe(self.topics.offload_report(), self._on_report, on_retained=self._on_retained_report)
+
     def start(self) -> None:
+        self.listen()
         for target, name in ((self._intake_loop, "offload-intake"), (self._deliver_loop, "offload-delivery")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -186,6 +211,7 @@ class OffloadRelay:
             return False
         if note:
             self._reject(note, source="journal")
+        self._known.clear()
         self.journal = journal
         self._set_health("ok")
         pruned = journal.prune(KEEP_DAYS)
@@ -236,9 +262,12 @@ class OffloadRelay:
         if not self.bus.connected.is_set():
             return
         self._send_shed_notice()
-        rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
-        answer = OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source, duplicate=duplicate,
-                              conflict=conflict)
+
+        def answer() -> OffloadError:  # built only when it is sent
+            rejected = raw[:REJECTED_CHARS].decode("utf-8", "replace") if raw is not None else None
+            return OffloadError(reason=reason, rejected=rejected, event_id=event_id, source=source,
+                                duplicate=duplicate, conflict=conflict)
+
         if self._answers.offer(self.topics.offload_error(), answer) is None:
             kind = ("duplicate" if duplicate else "conflict" if conflict else "busy" if reason.startswith("busy")
                     else "rejected")
@@ -251,10 +280,11 @@ class OffloadRelay:
     def _send_shed_notice(self) -> None:
         """Say on ``{base}/offload/error`` how many answers were shed, once there is room for it."""
         with self._shed_lock:
-            if not self._shed or self._answers.waiting >= ANSWER_WINDOW:
+            now = time.monotonic()
+            if not self._shed or now - self._shed_noticed < 1.0 or self._answers.waiting >= ANSWER_WINDOW:
                 return
             shed, self._shed = self._shed, {}
-            covered = time.monotonic() - self._shed_since
+            covered, self._shed_noticed = now - self._shed_since, now
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(shed.items()))
         reason = (f"shed: {sum(shed.values())} answers on {self.topics.offload_error()} were not sent in the last "
                   f"{covered:.1f} s ({kinds}): reports arrived faster than the broker took the answers; a "
@@ -313,6 +343,10 @@ class OffloadRelay:
                 parsed.append((item, item.report))
                 continue
             assert item.raw is not None
+            known = self._known.get(_digest(item.raw))
+            if known is not None:
+                self._answer_duplicate(known, item.origin)
+                continue
             try:
                 parsed.append((item, parse_report(item.raw)))
             except PayloadError as exc:
@@ -340,19 +374,33 @@ class OffloadRelay:
             if isinstance(outcome, PayloadError):
                 self._refuse(item, str(outcome))
             elif outcome.kind == "conflict":
+                self._known.clear()
                 self._reject(outcome.note, event_id=report.event_id, source=item.origin, conflict=True)
                 for event in outcome.events:
                     log.warning("offload %s: put in doubt, no longer safe to wipe (%s)", event.roll, event.event_id)
             elif outcome.kind == "duplicate":
-                self._reject(f"duplicate event_id {report.event_id}: already accepted; published once",
-                             event_id=report.event_id, source=item.origin, duplicate=True)
+                self._remember(item, report)
+                self._answer_duplicate(report.event_id, item.origin)
             elif outcome.events:
+                self._remember(item, report)
                 for event in outcome.events:
                     self.accepted[event.status] += 1
                     log.info("offload %s: %s accepted (%s)", event.roll, event.status, event.event_id)
             else:
                 log.info("offload: %s", outcome.note)
         self._wake.set()
+
+    def _answer_duplicate(self, event_id: str | None, origin: str) -> None:
+        self._reject(f"duplicate event_id {event_id}: already accepted; published once",
+                     event_id=event_id, source=origin, duplicate=True)
+
+    def _remember(self, item: _Input, report: OffloadReport | HedgeReport) -> None:
+        """Remember a journaled plain report's bytes (a Hedge event may mean something new again)."""
+        if item.raw is None or not isinstance(report, OffloadReport) or report.event_id is None:
+            return
+        if len(self._known) >= KNOWN_REPORTS:
+            del self._known[next(iter(self._known))]
+        self._known[_digest(item.raw)] = report.event_id
 
     def _journal_failed(self, exc: BaseException, items: list[_Input]) -> None:
         reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -370,15 +418,17 @@ class OffloadRelay:
 
     # -- delivery thread ----------------------------------------------------------------------
     def _deliver_loop(self) -> None:
-        next_clear = 0.0
+        next_clear = last_clear = 0.0
         while not self._stop.is_set():
             woken = self._wake.wait(1.0)  # the timeout also picks up rows other processes journaled
             self._wake.clear()
             try:
                 self._deliver_pending()
-                if woken or time.monotonic() >= next_clear:
+                now = time.monotonic()
+                if now >= next_clear or (woken and now >= last_clear + CLEAR_SOON_S):
                     self._clear_old_cards()
-                    next_clear = time.monotonic() + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
+                    last_clear = time.monotonic()
+                    next_clear = last_clear + min(CLEAR_EVERY_S, self.settings.card_max_age_h * 900)
             except (sqlite3.Error, OSError) as exc:  # a full or locked disk: one line, no traceback
                 path = self.journal.path if self.journal is not None else self.state_dir
                 self._set_health("fault", f"could not write the offload journal {path} "
@@ -396,9 +446,14 @@ class OffloadRelay:
             due = journal.to_clear(s.max_cards, s.card_max_age_h * 3600, limit=self.batch_size)
             if not due:
                 return
-            sent = [(roll, seq, self.bus.publish(self.topics.offload_card(roll), b"", retain=True)) for roll, seq in due]
+            sent = []
+            for roll, seq in due:  # through the events' window, so clearing never crowds the set's messages
+                delivery = self._events.publish(self.topics.offload_card(roll), b"", self._stop)
+                if delivery is None:
+                    return  # stopping: cleared after the restart
+                sent.append((roll, seq, delivery))
             if any(d.error for _, _, d in sent):
-                return  # refused by the MQTT client (queue full): tried again at the next round
+                return  # refused by the MQTT client: tried again at the next round
             for _, _, delivery in sent:
                 while not delivery.wait(0.5):
                     if self._stop.is_set() or not self.bus.connected.is_set():
@@ -464,18 +519,9 @@ class OffloadRelay:
         except (sqlite3.Error, OSError):
             self._unmarked.update(acked)  # kept until the journal takes the mark, never published again
             raise
-        if self.settings.flash_lights:
-            for _, data in acked:
-                self._flash(OffloadEvent.model_validate_json(data))
+        for _, data in acked:
+            self.flash.delivered(data)
 
-    def _flash(self, event: OffloadEvent) -> None:
-        s = self.settings
-        if not s.flash_lights or event.status not in ("verified", "failed"):
-            return
-        if time.time() - event.ts > s.flash_max_age_s:
-            return
-        command = LightCommand(action="flash", duration_s=s.flash_s,
-                               color="green" if event.status == "verified" else "red",
-                               pattern="slow" if event.status == "verified" else "fast")
-        for light in s.flash_lights:
-            self.bus.publish(self.topics.light_cmd(light), command)
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.blake2b(raw, digest_size=16).digest()

@@ -3,19 +3,21 @@ arbitration with voice, and timecode on every event.
 
 :class:`Recorder` is the hub component that holds them together::
 
-    recorder = Recorder(hub_link, settings.timecode, publish_event=...)
+    recorder = Recorder(hub.link(), settings.timecode, publish_event=..., report=hub.set_timecode_health)
     listener = VoiceListener(..., submit=recorder.voice, source_factory=lambda: recorder.tapped(src()))
+    event = recorder.stamp(event)       # every set event, as it is published
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..audio.base import AudioSource
 from ..config import TimecodeSettings
 from ..hub.component import Health, HubLink
+from ..hub.controller import Outcome
 from ..messages import SetEvent
 from .arbiter import Arbiter
 from .runs import RunChange
@@ -25,17 +27,40 @@ log = logging.getLogger(__name__)
 __all__ = ["Arbiter", "Recorder"]
 
 
+class RecorderStats:
+    """The recorder's counters as Prometheus metrics (read when scraped)."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
+        arbiter = self.recorder.arbiter
+        yield CounterMetricFamily("setbridge_voice_overruled", "Voice cuts overruled because the recorder was "
+                                  "recording", value=arbiter.overruled)
+        yield CounterMetricFamily("setbridge_voice_rolls_reverted", "Voice rolls the recorder did not confirm "
+                                  "within [timecode] confirm_s, reverted", value=arbiter.reverted)
+        if self.recorder.settings.recorder():
+            yield GaugeMetricFamily("setbridge_recorder_recording", "1 while the recorder source says it records",
+                                    value=1.0 if arbiter.recording() else 0.0)
+        if self.recorder.ltc is not None:
+            yield CounterMetricFamily("setbridge_timecode_frames", "LTC frames decoded", value=self.recorder.ltc.decoded)
+
+
 class Recorder:
     """Starts the configured sources (timecode input, record tally) and the arbiter; reports the
     health as ``report(state, reason, recorder)`` for the hub status."""
 
     def __init__(self, hub: HubLink, settings: TimecodeSettings, publish_event: Callable[[SetEvent], None],
-                 report: Callable[[str, str | None, str | None], None], pin_factory: Any = None):
+                 report: Callable[[str, str | None, str | None], None], pin_factory: Any = None,
+                 reopen_s: float = 3.0):
         self.settings = settings
         self.hub = hub
         self._report = report
         self.arbiter = Arbiter(hub.submit, hub.snapshot, publish_event, settings.confirm_s, on_change=self._changed)
         self.ltc: Any = None
+        self.ltc_audio: Any = None
         self.tally: Any = None
         self._reported: tuple[str, str | None, str | None] | None = None
         self._ltc_health: tuple[bool, str | None] = (True, None)
@@ -47,6 +72,10 @@ class Recorder:
             if settings.mode == "rec-run":
                 self.arbiter.add_source("timecode")
             self.ltc = LtcInput(settings, self._ltc_changed, self._ltc_health_changed)
+            if settings.own_input():
+                from .ltc_audio import LtcAudio
+
+                self.ltc_audio = LtcAudio(settings, self.ltc, reopen_s)
         if settings.tally_pin is not None:
             from .tally import TallyInput
 
@@ -54,27 +83,37 @@ class Recorder:
             self.tally = TallyInput(settings, self._tally_changed,
                                     lambda ok, why: self.arbiter.source_health("tally", ok, why), pin_factory)
 
+    @property
+    def stats(self) -> RecorderStats:
+        """For ``[metrics]``: what arbitration decided, counted since start."""
+        return RecorderStats(self)
+
     def start(self) -> None:
         if self.ltc is not None:
             self.ltc.start()
-            self.hub.on_health(self._hub_health)
+            if self.ltc_audio is not None:
+                self.ltc_audio.start()
+            else:
+                self.hub.on_health(self._hub_health)
         if self.tally is not None:
             self.tally.start()
         self._changed()
+        if self.settings.recorder():
+            self.arbiter.check_restored(self.settings.confirm_s, self._reported_since_start)
 
     def stop(self) -> None:
         self.arbiter.stop()
-        for part in (self.tally, self.ltc):
+        for part in (self.tally, self.ltc_audio, self.ltc):
             if part is not None:
                 part.stop()
 
-    def voice(self, action: str, cause: str = "voice", **detail: object) -> object:
-        """The voice listener's ``submit``: through the arbiter, stamped."""
+    def voice(self, action: str, cause: str = "voice", **detail: object) -> Outcome:
+        """The voice listener's ``submit``: through the arbiter."""
         return self.arbiter.voice(action, cause, **detail)
 
     def tapped(self, source: AudioSource) -> AudioSource:
         """``source`` with the LTC channel handed to the timecode input."""
-        if self.ltc is not None and self.settings.channel is not None:
+        if self.ltc is not None and self.settings.channel is not None and not self.settings.own_input():
             source.tap(self.settings.channel, self.ltc.receiver())
         return source
 
@@ -84,6 +123,11 @@ class Recorder:
         if stamp is None or event.timecode is not None:
             return event
         return event.model_copy(update={"timecode": stamp.timecode, "fps": stamp.fps, "drop_frame": stamp.drop_frame})
+
+    def _reported_since_start(self, source: str) -> bool:
+        """``source`` has had time to say whether the recorder records: the tally says it when opened,
+        timecode once its fault window of audio has been heard (enough to tell code, silence, noise)."""
+        return source != "timecode" or self.ltc.heard_s >= self.settings.fault_s
 
     def _ltc_changed(self, change: RunChange) -> None:
         self.arbiter.source_changed("timecode", change.recording, cause="timecode", timecode=change.timecode,

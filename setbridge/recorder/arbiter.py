@@ -8,7 +8,10 @@ record tally) is configured; the table in the README and docs/mqtt.md says the s
   goes back to the state it had, with an event (cause ``unconfirmed``) that says why;
 - the recorder starting rolls and stopping cuts (post-roll applies), cause ``timecode`` or ``tally``;
 - buttons and requests act as always (they never pass through here);
-- a source at fault has no say: voice acts alone until it is back.
+- a source at fault has no say: voice acts alone until it is back;
+- a rolling state restored at start that the recorder does not confirm once its sources have had
+  time to report goes idle (cause the source's, with a ``reason``), once; a source at fault or a
+  recorder that records leaves it rolling.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 
 UNCONFIRMED = "unconfirmed"
 """The cause of a revert: a voice roll the recorder never confirmed."""
+
+RECHECK_S = 0.2
+"""How often a restored rolling state is looked at again while a source has not yet reported."""
 
 
 @dataclass
@@ -48,6 +54,8 @@ class Arbiter:
         self._sources: dict[str, _Source] = {}
         self._lock = threading.Lock()
         self._confirm: threading.Timer | None = None
+        self._restored: threading.Timer | None = None
+        self._stopped = False
         self.overruled = 0
         """Voice cuts overruled since start."""
         self.reverted = 0
@@ -107,7 +115,52 @@ class Arbiter:
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped = True
             self._cancel_confirm()
+            if self._restored is not None:
+                self._restored.cancel()
+
+    # -- a rolling state restored at start -----------------------------------------------------
+    def check_restored(self, window_s: float, reported: Callable[[str], bool]) -> None:
+        """At start: if the set is rolling (restored from disk), look again after ``window_s`` and, once
+        every healthy source has ``reported(name)``, take it idle unless the recorder records."""
+        state = self._snapshot()
+        if state.state == "rolling":
+            self._later_restored(window_s, state.seq, window_s, reported)
+
+    def _later_restored(self, delay_s: float, seq: int, window_s: float, reported: Callable[[str], bool]) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            timer = threading.Timer(delay_s, self._restored_due, args=(seq, window_s, reported))
+            timer.daemon = True
+            self._restored = timer
+            timer.start()
+
+    def _restored_due(self, seq: int, window_s: float, reported: Callable[[str], bool]) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            state = self._snapshot()
+            if state.state != "rolling" or state.seq != seq:
+                return  # someone acted since the start: theirs is the last word
+            if self.recording():
+                log.info("restored rolling state kept: the recorder is recording")
+                return
+            healthy = [name for name, s in self._sources.items() if s.healthy]
+            if not healthy:
+                log.warning("restored rolling state kept: the recorder source is at fault (%s)", self.health()[1])
+                return
+            waiting = [name for name in healthy if not reported(name)]
+            if not waiting:
+                reason = (f"the set was restored as rolling at start, but the recorder ({', '.join(healthy)}) "
+                          f"was not recording {window_s:g} s later")
+                log.warning("restored rolling state ended: %s", reason)
+                outcome = self._submit("idle", cause=healthy[0], reason=reason)
+                if not outcome.ok:
+                    log.warning("restored rolling state could not go idle: %s", outcome.error)
+                return
+        self._later_restored(RECHECK_S, seq, window_s, reported)  # a source that has not heard enough yet
 
     def _overrule(self, action: str, cause: str, detail: dict[str, object]) -> Outcome:
         state = self._snapshot()

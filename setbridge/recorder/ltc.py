@@ -165,6 +165,11 @@ class LtcDecoder:
             self.position += len(pcm)
         return self._read()
 
+    def skip(self, count: int) -> None:
+        """Silence of ``count`` samples, not decoded: the positions of later frames move on by it.
+        libltc sees the signal resume as it would after a dropout."""
+        self.position += count
+
     def _read(self) -> Iterator[DecodedFrame]:
         lib, frame, stime = self._lib, self._frame, self._time
         while lib.ltc_decoder_read(self._handle, ctypes.byref(frame)):

@@ -1,6 +1,7 @@
-"""The timecode input: the LTC channel of the ``[audio]`` input, decoded on a thread of its own.
+"""The timecode input: the LTC channel, decoded on a thread of its own.
 
-Blocks arrive from the audio source's tap (:meth:`LtcInput.receiver`) and are decoded by libltc;
+Blocks arrive from the ``[audio]`` source's tap or from an input of its own
+(:mod:`.ltc_audio`), both through :meth:`LtcInput.receiver`, and are decoded by libltc;
 rec runs go to ``on_change`` (rec-run mode only), the health (``ok``/``fault`` and why) to
 ``on_health``, and :attr:`LtcInput.stamp` is the latest code for stamping events.
 """
@@ -16,13 +17,10 @@ import numpy as np
 from ..audio.base import Tap
 from ..config import TimecodeSettings
 from ..hub.component import Worker
-from .ltc import LtcDecoder
-from .runs import RunChange, RunDetector
+from .runs import RunChange
+from .stream import LtcStream
 
 log = logging.getLogger(__name__)
-
-SIGNAL_DBFS = -42.0
-"""A block peaking above this carries a signal (LTC is sent at -30 to 0 dBFS; one 8-bit step is -42)."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +59,11 @@ class LtcInput(Worker):
         self.on_change = on_change
         self.on_health = on_health
         self.stamp: Stamp | None = None
-        self.rate = 0
-        self._decoder: LtcDecoder | None = None
-        self._runs: RunDetector | None = None
-        self._last_frame = 0
-        self._last_quiet = 0
+        self._stream: LtcStream | None = None
         self._audio_fault: str | None = None
         self._healthy: tuple[bool, str | None] | None = None
-        self.decoded = 0
-        """Frames decoded since start."""
+        self.heard_s = 0.0
+        """Seconds of LTC-channel audio handled since start (its runs and health already reported)."""
 
     def receiver(self) -> Tap:
         """The audio tap: hands each block of the LTC channel to this input's thread (never blocks)."""
@@ -81,69 +75,66 @@ class LtcInput(Worker):
         self.post(_AudioFault(reason))
 
     def _close(self) -> None:
-        if self._decoder is not None:
-            self._decoder.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def _handle(self, event: object) -> None:
         if isinstance(event, _Block):
             self._block(event)
-        elif isinstance(event, _Restart) and self._decoder is not None:
-            position = self._decoder.position
-            self._decoder.close()
-            self._decoder = LtcDecoder(self.rate)
-            self._decoder.position = self._last_quiet = self._last_frame = position
+        elif isinstance(event, _Restart) and self._stream is not None:
+            self._stream.restart()
         elif isinstance(event, _AudioFault):
             self._audio_fault = event.reason
             self._report()
 
     def _block(self, block: _Block) -> None:
-        if block.rate != self.rate or self._decoder is None or self._runs is None:
+        if self._stream is None or block.rate != self._stream.rate:
             self._new_stream(block.rate)
-        assert self._decoder is not None and self._runs is not None
-        pcm = np.frombuffer(block.data, dtype="<i2")
-        frames = list(self._decoder.write_s16(pcm))
-        position = self._decoder.position
-        if frames:
-            self.decoded += len(frames)
-            self._last_frame = position
-        peak = int(np.abs(pcm.astype(np.int32)).max()) if len(pcm) else 0
-        if peak < 32768 * 10 ** (SIGNAL_DBFS / 20):
-            self._last_quiet = position
-        changes = self._runs.feed(frames, position)
-        last = self._runs.last
-        if last is not None and frames:
-            self.stamp = Stamp(last.timecode, self._runs.fps, last.drop_frame)
+        assert self._stream is not None
+        changes = self._stream.feed(np.frombuffer(block.data, dtype="<i2"))
+        runs = self._stream.runs
+        if runs.last is not None and self._stream.last_frame == self._stream.position:
+            self.stamp = Stamp(runs.last.timecode, runs.fps, runs.last.drop_frame)
+        self._report()  # first: code that decodes again is healthy before its start counts
         if self.settings.mode == "rec-run":
             for change in changes:
                 log.info("timecode: recorder %s at %s (%g fps)", "started" if change.recording else "stopped",
                          change.timecode, change.fps)
                 self.on_change(change)
-        self._report()
+        self.heard_s += len(block.data) / 2 / block.rate
 
     def _new_stream(self, rate: int) -> None:
-        if self._runs is not None and self._runs.recording and self.settings.mode == "rec-run":
-            change = self._runs.check(self._runs.last.end + self._runs.hold_off if self._runs.last else 0)
-            if change is not None:
-                self.on_change(change)
-        if self._decoder is not None:
-            self._decoder.close()
-        self.rate = rate
-        self._decoder = LtcDecoder(rate)
-        self._runs = RunDetector(rate, self.settings.hold_off_s, self.settings.min_run_s)
-        self._last_frame = self._last_quiet = 0
+        if self._stream is not None:
+            change = self._stream.end()
+            if change is not None and self.settings.mode == "rec-run":
+                self.on_change(change)  # a new rate is a new input: the recorder's run on the old one is over
+            self._stream.close()
+        self._stream = LtcStream(rate, self.settings.hold_off_s, self.settings.min_run_s)
 
     def _report(self) -> None:
         healthy, reason = True, None
-        channel, position = self.settings.channel, self._decoder.position if self._decoder else 0
-        limit = self.settings.fault_s * self.rate
+        stream, channel = self._stream, self.settings.channel
         if self._audio_fault is not None:
-            healthy, reason = False, f"no LTC: the [audio] input is at fault ({self._audio_fault})"
-        elif self.rate and position - max(self._last_frame, self._last_quiet) >= limit:
+            healthy, reason = False, f"no LTC: its audio input is at fault ({self._audio_fault})"
+        elif stream is not None and stream.position - max(stream.last_frame, stream.last_quiet) >= self._limit():
             healthy, reason = False, (f"signal on [timecode] channel {channel} does not decode as LTC "
                                       "(wrong channel, or not timecode?)")
-        elif self.rate and self.settings.mode == "free-run" and position - self._last_frame >= limit:
+        elif (stream is not None and self.settings.mode == "free-run"
+              and stream.position - stream.last_frame >= self._limit()):
             healthy, reason = False, (f"no timecode on [timecode] channel {channel}; free-run code is expected "
                                       "all the time (cable, or the recorder's TC output off?)")
+        elif stream is not None and self.settings.mode == "rec-run" and stream.running_s() > self.settings.stuck_s:
+            healthy, reason = False, (f"the code has run for more than {self.settings.stuck_s:g} s without a stop: "
+                                      'is the recorder in free run? (then set [timecode] mode = "free-run")')
         if (healthy, reason) != self._healthy:
             self._healthy = (healthy, reason)
             self.on_health(healthy, reason)
+
+    def _limit(self) -> float:
+        assert self._stream is not None
+        return self.settings.fault_s * self._stream.rate
+
+    @property
+    def decoded(self) -> int:
+        """Frames decoded since start."""
+        return self._stream.decoded if self._stream is not None else 0

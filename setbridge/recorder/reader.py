@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioError
-from .ltc import LtcDecoder
-from .runs import RunChange, RunDetector
+from .runs import RunChange
+from .stream import LtcStream
 
 CHUNK_S = 0.05
 """Read in chunks as the hub does, so a file reads exactly as the live input would."""
@@ -43,20 +43,16 @@ def read_runs(path: Path, channel: int | None = None, hold_off_s: float = 0.5,
         pick = channels if channel is None else channel
         if not 1 <= pick <= channels:
             raise AudioError(f"{path} has {channels} channel(s); channel {channel} does not exist (1 is the first)")
-        decoder = LtcDecoder(rate)
-        runs = RunDetector(rate, hold_off_s, min_run_s)
+        stream = LtcStream(rate, hold_off_s, min_run_s)
         changes: list[RunChange] = []
-        decoded = 0
         chunk = max(1, int(rate * CHUNK_S))
         while data := wav.readframes(chunk):
-            pcm = np.frombuffer(data, dtype="<i2").reshape(-1, channels)[:, pick - 1]
-            frames = list(decoder.write_s16(pcm))
-            decoded += len(frames)
-            changes += runs.feed(frames, decoder.position)
-        change = runs.check(decoder.position + runs.hold_off)  # the file ended: a run still open stops there
+            changes += stream.feed(np.ascontiguousarray(np.frombuffer(data, dtype="<i2").reshape(-1, channels)[:, pick - 1]))
+        change = stream.end()  # the file ended: a run still open stops where its code last advanced
         if change is not None:
             changes.append(change)
-        decoder.close()
+        decoded = stream.decoded
+        stream.close()
     out: list[RecRun] = []
     for start, stop in zip(changes[0::2], changes[1::2]):
         out.append(RecRun(round(start.at_s, 3), round(stop.at_s, 3), stop.fps, start.drop_frame, start.timecode,

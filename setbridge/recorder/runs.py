@@ -1,7 +1,8 @@
 """Rec-run detection: from decoded LTC frames to "the recorder started / stopped", in stream time.
 
-The code advancing (two frames in a row, one after the other in the stream and in code) starts a
-run; the code standing still or gone for ``hold_off_s`` ends it, so dropouts and the short bursts
+The code advancing (two frames in a row, one after the other in the stream and in code; or one frame
+that carries on from where the code stopped, see :data:`RESUME_FRAMES`) starts a run; the code
+standing still or gone for ``hold_off_s`` ends it, so dropouts and the short bursts
 of held code some recorders send when stopped never cut a take. Pure logic: no clock, no threads.
 
 >>> runs = RunDetector(48000, hold_off_s=0.5)
@@ -17,6 +18,11 @@ from .ltc import DecodedFrame
 
 DAY = 24 * 3600 * 32
 """Frame keys in a day (:attr:`DecodedFrame.key` counts 32 per second)."""
+RESUME_FRAMES = 3
+"""In rec run the code stands still while the recorder is stopped and goes on from there: a first
+frame after a pause that lies 1 to 3 frames past the last one read (libltc completes a burst's last
+frame only when signal returns, and drop frame skips two) is the recorder recording again, and
+rolls at once. Any other code needs two frames in a row."""
 LONGEST_FPS_DIVISOR = 20
 """A frame spanning more samples than a 20 fps frame is the last one of a burst, which libltc
 completes only when signal returns: its code is right but its place is not, so it is skipped."""
@@ -100,6 +106,14 @@ class RunDetector:
             return None
         return self._change(False, run.last, run.last.end)
 
+    def running_samples(self, position: int) -> int:
+        """Samples since the current run started, at ``position`` (0 when no run is on)."""
+        return position - self._run.first.start if self._run is not None and self._run.started else 0
+
+    def end(self) -> RunChange | None:
+        """The stream ended: the stop of a run still open, where its code last advanced."""
+        return self.check(self._run.last.end + self.hold_off) if self._run is not None else None
+
     def _frame(self, frame: DecodedFrame) -> list[RunChange]:
         previous, self.last = self.last, frame
         self.max_frame = max(self.max_frame, frame.frames)
@@ -112,18 +126,27 @@ class RunDetector:
         changes = [c for c in (self.check(frame.start),) if c is not None]  # a gap beyond the hold-off
         run = self._run
         if run is None:
-            if not follows:
+            if follows:
+                assert previous is not None
+                run = self._run = _Run(previous, frame)
+            elif previous is not None and 0 < self._frames_between(previous, frame) <= RESUME_FRAMES:
+                run = self._run = _Run(frame, frame)  # rec run resumes where it stopped: one frame says so
+            else:
                 return changes
-            assert previous is not None
-            run = self._run = _Run(previous, frame)
-        elif _advance(run.last, frame, 2 * 32 + 32 * (frame.start - run.last.end) // self.rate):
-            run.last = frame
+        elif follows or _advance(run.last, frame, 2 * 32 + 32 * (frame.start - run.last.end) // self.rate):
+            run.last = frame  # running on, after a dropout, or from a new code (the recorder re-jammed)
         else:
             return changes  # still code, or code from elsewhere: the hold-off runs on
         if not run.started and run.last.end - run.first.start >= self.min_run:
             run.started = True
             changes.append(self._change(True, run.first, run.first.start))
         return changes
+
+    def _frames_between(self, before: DecodedFrame, after: DecodedFrame) -> int:
+        """How many frames ``after``'s code lies ahead of ``before``'s (negative when behind)."""
+        nominal = round(self.fps)
+        seconds = ((after.hours - before.hours) * 60 + after.minutes - before.minutes) * 60 + after.seconds - before.seconds
+        return seconds * nominal + after.frames - before.frames
 
     def _samples_per_frame(self) -> float | None:
         if self._best is None or self._best[2] < 2:

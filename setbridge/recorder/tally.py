@@ -2,7 +2,7 @@
 
 The same rules as rec-run timecode: closing starts at once; opening stops once it has stayed open
 for ``hold_off_s`` (a contact that bounces or a short glitch never cuts a take); closed for longer
-than ``tally_stuck_s`` is reported as a fault (a stuck tally). The pin factory is the seam:
+than ``stuck_s`` is reported as a fault (a stuck tally). The pin factory is the seam:
 gpiozero's default on a Pi, ``MockFactory()`` in tests.
 """
 
@@ -64,7 +64,7 @@ class TallyInput(Worker):
 
     def _handle(self, event: object) -> None:
         if event == "closed":
-            self._later(self.settings.tally_stuck_s, "stuck")
+            self._later(self.settings.stuck_s, "stuck")
             if not self.recording:
                 self.recording = True
                 log.info("record tally: recording")
@@ -79,5 +79,5 @@ class TallyInput(Worker):
                 log.info("record tally: stopped")
                 self.on_change(False)
             elif event[0] == "stuck":
-                self.on_health(False, f"record tally closed for more than {self.settings.tally_stuck_s:g} s "
+                self.on_health(False, f"record tally closed for more than {self.settings.stuck_s:g} s "
                                       "(stuck? check the cable and [timecode] tally_pull_up)")

@@ -36,6 +36,7 @@ from .. import __version__
 from ..actions import PANEL_ACTIONS
 from ..config import Settings
 from .feed import BOARD, Fanout, Feed, Subscriber, frame
+from .lot_app import LotPages
 from .metrics import MetricsPage
 from .passwords import PasswordChecker, dummy_hash
 from .sessions import Logins
@@ -111,6 +112,10 @@ class WebApp:
             Route("/metrics", MetricsPage(self.stage, web, self.user, self._metrics_password).page),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
+        self.lot: LotPages | None = None
+        if web.lot:  # the central board of a lot
+            self.lot = LotPages(settings, self.feed.live, self.takes, self.page, self.denied)
+            routes[:0] = self.lot.routes()
         middleware = [Middleware(SessionMiddleware, secret_key=secret, session_cookie="setbridge",
                                  max_age=int(web.session_hours * 3600), same_site="strict",
                                  https_only=web.secure_cookies)]
@@ -188,6 +193,8 @@ class WebApp:
     async def board(self, request: Request) -> Response:
         if (r := self.denied(request)) is not None:
             return r
+        if self.lot is not None:
+            return RedirectResponse("/lot", status_code=303)
         user = self.user(request)
         board = self.stage.board()
         return self.page(request, "board.html", status_code=200 if board["broker"] else 503, board=board,

@@ -25,16 +25,21 @@ import paho.mqtt.client as mqtt
 
 from .. import contract as c
 from ..bus import Bus
+from ..codec import parse_payload
 from ..config import MqttSettings, Settings
 from ..errors import PayloadError, SetbridgeError
 from ..expiry import expiring, expiry_properties
-from ..messages import SetEvent, SetResponse, parse_payload
+from ..messages import SetEvent, SetResponse
 from ..topics import Topics
 from .stage import Change, Stage, dumps
 from .takes import TakeLog
 
 log = logging.getLogger(__name__)
 
+BOARD_TOPICS = (c.HUB_STATUS, c.SET_STATE, c.LIGHT_STATUS, c.LIGHT_STATE, c.OFFLOAD_CARD, c.SET_HEARTBEAT,
+                c.LIGHT_ALIVE)
+"""What the board shows, besides set events (which go to the take log first): every hub, set and
+light, and every card, each subscribed with its contract's QoS."""
 BOARD = "board"
 """Fan-out channel of the board; a light page listens on ``light:{set}``."""
 BEATS_S = 1.0
@@ -154,12 +159,9 @@ class Feed:
         monitor = _credentials(settings.mqtt, web.mqtt_username, web.mqtt_password)
         self.live = Bus(monitor, client_id=web.client_id, persistent=True)
         base = self.topics.base
-        for topic_filter in (f"{base}/hub/+/status", f"{base}/set/+/state", f"{base}/light/+/status",
-                             f"{base}/light/+/state", f"{base}/offload/card/+"):
-            self.live.subscribe(topic_filter, self._on_live, whole=True)
-        self.live.subscribe(f"{base}/set/+/heartbeat", self._on_live, qos=0, whole=True)
-        self.live.subscribe(f"{base}/light/+/alive", self._on_live, qos=0, whole=True)
-        self.live.subscribe(f"{base}/set/+/event", self._on_event, whole=True)
+        for spec in BOARD_TOPICS:
+            self.live.subscribe(spec.filter(base), self._on_live, qos=spec.qos, whole=True)
+        self.live.subscribe(c.SET_EVENT.filter(base), self._on_event, qos=c.SET_EVENT.qos, whole=True)
         self.live.on_connect(lambda: self._on_broker(True))
         self.live.on_disconnect(lambda: self._on_broker(False))
         self.control: Bus | None = None

@@ -58,11 +58,14 @@ class StageCollector:
                                   labels=["hub", "set"])
         offload = GaugeMetricFamily("setbridge_board_hub_offload_fault", "1 while a hub reports an offload "
                                     "(journal) fault", labels=["hub", "set"])
+        timecode = GaugeMetricFamily("setbridge_board_hub_timecode_fault", "1 while a hub reports its recorder "
+                                     "source (timecode, tally) at fault", labels=["hub", "set"])
         alive = GaugeMetricFamily("setbridge_board_light_alive", "1 while a light's alive messages keep coming, "
                                   "0 once they stopped (absent until the web process has listened 3 s)",
                                   labels=["light", "set"])
-        online = GaugeMetricFamily("setbridge_board_light_online", "1 while a light's retained status says "
-                                   "online", labels=["light", "set"])
+        online = GaugeMetricFamily("setbridge_board_lights", "Lights following each set by what their retained "
+                                   "status says (online, offline); a frozen light still counts as online",
+                                   labels=["set", "status"])
         seen = GaugeMetricFamily("setbridge_board_light_last_seen_age_seconds", "Seconds since the web process "
                                  "last heard from a light", labels=["light", "set"])
         for s in board["sets"]:
@@ -76,16 +79,21 @@ class StageCollector:
                 hub_online.add_metric([h["id"], set_id], 1.0 if h.get("state") == "online" else 0.0)
                 audio.add_metric([h["id"], set_id], 1.0 if h.get("audio") == "fault" else 0.0)
                 offload.add_metric([h["id"], set_id], 1.0 if h.get("offload") == "fault" else 0.0)
+                timecode.add_metric([h["id"], set_id], 1.0 if h.get("timecode") == "fault" else 0.0)
         for set_id, lights in [(s["set"], s["lights"]) for s in board["sets"]] + [("", board["other_lights"])]:
+            statuses: Counter[str] = Counter()
             for light in lights:
                 labels = [light["id"], set_id]
                 if light["alive"] is not None:
                     alive.add_metric(labels, 1.0 if light["alive"] else 0.0)
                 if light["online"] is not None:
-                    online.add_metric(labels, 1.0 if light["online"] else 0.0)
+                    statuses["online" if light["online"] else "offline"] += 1
                 if light["seen"] is not None:
                     seen.add_metric(labels, max(0.0, now - light["seen"]))
-        yield from (state, lost, beat, hub_online, audio, offload, alive, online, seen)
+            if lights:
+                for status in ("online", "offline"):
+                    online.add_metric([set_id, status], statuses[status])
+        yield from (state, lost, beat, hub_online, audio, offload, timecode, alive, online, seen)
 
         by_status: Counter[str] = Counter(str(card.get("status")) for card in board["cards"])
         cards = GaugeMetricFamily("setbridge_board_offload_cards", "Cards on the broker, by their latest status",

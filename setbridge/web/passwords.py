@@ -57,9 +57,10 @@ def dummy_hash() -> str:
 class PasswordChecker:
     """Runs password checks one at a time in one thread of its own, off the event loop: scrypt's
     16 MiB is held once, never once per concurrent login, and memory freed after a check is reused
-    by the next one (one thread, one malloc arena). At most ``max_waiting`` checks queue behind it."""
+    by the next one (one thread, one malloc arena). At most ``max_waiting`` checks queue behind it
+    (the login throttle admits fewer in a burst; this bound is a safety net)."""
 
-    def __init__(self, max_waiting: int = 8):
+    def __init__(self, max_waiting: int = 64):
         self.max_waiting = max_waiting
         self.waiting = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check")

@@ -52,7 +52,7 @@ class Logins:
         user, login, since = session.get("user"), session.get("login"), session.get("since")
         if not (isinstance(user, str) and isinstance(login, str) and isinstance(since, (int, float))):
             return None
-        if not self.not_before <= since <= self.clock() < since + self.lifetime_s or login in self.revoked:
+        if since < self.not_before or self.clock() >= since + self.lifetime_s or login in self.revoked:
             return None
         return user
 

@@ -28,8 +28,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from .. import contract as c
+from ..codec import parse_payload
 from ..errors import PayloadError
-from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState, parse_payload
+from ..messages import Heartbeat, HubStatus, LightAlive, LightState, LightStatus, SetEvent, SetState
 from ..messages import Payload
 from ..topics import Topics
 
@@ -40,6 +41,11 @@ VOICE_KEPT = 5
 TEXT_KEPT = 128
 """Longest free text (cause, phrase) kept from the bus, so one huge message cannot bloat every page."""
 """Voice triggers kept per set for the board."""
+MISMATCH_GRACE_S = 3.0
+"""How long a light may lag behind its set's state before the board flags it (one that says it
+applied the set's own epoch/seq but shows something else is flagged at once)."""
+OVERLAYS = ("identify", "test", "flash")
+"""What a light may show over a set state other than rolling (never over rolling)."""
 ALIVE_WINDOW_S = 3.0
 """A light without an ``alive`` message for this long (or 3 × its ``every_s``) is not alive."""
 MAX_SETS, MAX_LIGHTS, MAX_CARDS = 200, 2000, 500
@@ -88,6 +94,8 @@ class SetView:
     beat_mono: float | None = None
     """``time.monotonic()`` of the last heartbeat that confirmed the applied state."""
     beat_wall: float | None = None
+    applied_mono: float | None = None
+    """``time.monotonic()`` when the current state was applied (a light may lag it for a moment)."""
     voice: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=VOICE_KEPT))
 
     def apply(self, epoch: int, seq: int, state: str) -> str:
@@ -155,8 +163,13 @@ class Stage:
                     return None
                 msg = parse_payload(SetState, payload)
                 view = self._set(set_id)
-                if view is None or view.apply(msg.epoch, msg.seq, msg.state) == "stale":
+                if view is None:
                     return None
+                result = view.apply(msg.epoch, msg.seq, msg.state)
+                if result == "stale":
+                    return None
+                if result == "applied":
+                    view.applied_mono = self._clock()
                 view.take, view.cause, view.changed_ts = msg.take, msg.cause[:TEXT_KEPT], msg.ts
                 return Change(set_id)
             case (c.SET_HEARTBEAT, {"set": set_id}):
@@ -167,6 +180,8 @@ class Stage:
                 result = view.apply(beat.epoch, beat.seq, beat.state)
                 if result == "stale":
                     return None
+                if result == "applied":
+                    view.applied_mono = self._clock()
                 view.beat_mono, view.beat_wall = self._clock(), self._wall()
                 return Change(set_id, board=result == "applied")
             case (c.SET_EVENT, {"set": set_id}):
@@ -267,7 +282,7 @@ class Stage:
                 hubs = [dict(h, id=hub) for hub, h in sorted(self.hubs.items()) if h.get("set") == set_id]
                 entry.update(cause=view.cause, changed_ts=view.changed_ts, beat_wall=view.beat_wall, hubs=hubs,
                              voice=list(view.voice),
-                             lights=[self._light(light, e) for light, e in sorted(self.lights.items())
+                             lights=[self._light(light, e, entry) for light, e in sorted(self.lights.items())
                                      if (e.get("status") or {}).get("set") == set_id])
                 sets.append(entry)
             unassigned = [self._light(light, e) for light, e in sorted(self.lights.items())
@@ -283,7 +298,7 @@ class Stage:
             return {"broker": self.broker_connected, "sets": {
                 set_id: {"beat_age_s": None if v.beat_mono is None else round(now - v.beat_mono, 3),
                          "lost": self._lost(v)} for set_id, v in self.sets.items()},
-                "lights": {light: {"alive": self._alive(e), "showing": self._showing(e)}
+                "lights": {light: {"alive": self._alive(e), "showing": self._showing(e), **self._told(e)}
                            for light, e in self.lights.items()}}
 
     def _alive(self, entry: dict[str, Any]) -> bool | None:
@@ -305,11 +320,39 @@ class Stage:
         showing = (entry.get("state") or {}).get("showing")
         return None if showing is None else str(showing)
 
-    def _light(self, light: str, entry: dict[str, Any]) -> dict[str, Any]:
+    def _applied(self, entry: dict[str, Any]) -> tuple[Any, Any]:
+        """The (epoch, seq) the light says it applied, from its freshest message."""
+        alive = entry.get("alive")
+        if alive is not None and self._clock() - alive["at"] <= max(ALIVE_WINDOW_S, 3 * alive["every_s"]):
+            return alive.get("epoch"), alive.get("seq")
+        state = entry.get("state") or {}
+        return state.get("epoch"), state.get("seq")
+
+    def _told(self, entry: dict[str, Any], view: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the light was told to show (its set's state, as a light page would show it) and
+        whether what it says it shows disagrees: at once if it says it applied the set's own
+        epoch/seq, else after :data:`MISMATCH_GRACE_S` (a light takes a moment to follow)."""
+        set_id = (entry.get("status") or {}).get("set")
+        if view is None:
+            known = self.sets.get(set_id) if set_id else None
+            view = self._light_view(known) if known is not None else None
+        if view is None:
+            return {"told": None, "mismatch": False}
+        told, says = view["showing"], self._showing(entry)
+        if says is None or told is None or says == told or told == LINK_LOST:
+            return {"told": told, "mismatch": False}  # the board's own link is no verdict on the light's
+        if says in OVERLAYS and told != "rolling":
+            return {"told": told, "mismatch": False}
+        set_view = self.sets[view["set"]]
+        same_state = self._applied(entry) == (set_view.epoch, set_view.seq)
+        settled = set_view.applied_mono is None or self._clock() - set_view.applied_mono >= MISMATCH_GRACE_S
+        return {"told": told, "mismatch": same_state or settled}
+
+    def _light(self, light: str, entry: dict[str, Any], view: dict[str, Any] | None = None) -> dict[str, Any]:
         status = entry.get("status") or {}
         return {"id": light, "online": status.get("state") == "online" if status else None,
                 "alive": self._alive(entry), "showing": self._showing(entry), "fw": status.get("fw"),
-                "seen": entry.get("seen")}
+                "seen": entry.get("seen"), **self._told(entry, view)}
 
 
 def dumps(data: Any) -> str:

@@ -26,16 +26,18 @@
 
   const aliveWord = (a) => a === null || a === undefined ? "?" : (a ? "yes" : "NO");
   const aliveAttr = (a) => a === null || a === undefined ? "unknown" : (a ? "yes" : "no");
+  // What the light says it shows, beside what its set told it to show: a disagreement is flagged.
+  const toldWord = (l) => l.told ? (l.mismatch ? `${l.told} ≠` : l.told) : "—";
   function lightsTable(lights, emptyText) {
     const tbody = el("tbody");
     for (const l of lights) {
-      tbody.append(el("tr", { "data-light": l.id, "data-alive": aliveAttr(l.alive) }, el("td", {}, l.id),
-        el("td", {}, l.online === null ? "?" : (l.online ? "online" : "OFFLINE")),
+      tbody.append(el("tr", { "data-light": l.id, "data-alive": aliveAttr(l.alive), "data-mismatch": l.mismatch ? "yes" : "no" },
+        el("td", {}, l.id), el("td", {}, l.online === null ? "?" : (l.online ? "online" : "OFFLINE")),
         el("td", { class: "alive" }, aliveWord(l.alive)), el("td", { class: "showing" }, l.showing || "?"),
-        el("td", { "data-ago": l.seen || "" })));
+        el("td", { class: "told" }, toldWord(l)), el("td", { "data-ago": l.seen || "" })));
     }
-    if (!lights.length) tbody.append(el("tr", {}, el("td", { colSpan: 5, class: "none" }, emptyText)));
-    return el("table", { class: "lights" }, el("thead", {}, el("tr", {}, ...["light", "status", "alive", "shows", "last seen"]
+    if (!lights.length) tbody.append(el("tr", {}, el("td", { colSpan: 6, class: "none" }, emptyText)));
+    return el("table", { class: "lights" }, el("thead", {}, el("tr", {}, ...["light", "status", "alive", "says it shows", "told to show", "last seen"]
       .map((h) => el("th", {}, h)))), tbody);
   }
 
@@ -47,6 +49,8 @@
       row.dataset.alive = aliveAttr(news.alive);
       row.querySelector(".alive").textContent = aliveWord(news.alive);
       row.querySelector(".showing").textContent = news.showing || "?";
+      row.dataset.mismatch = news.mismatch ? "yes" : "no";
+      row.querySelector(".told").textContent = toldWord(news);
     }
   }
 
