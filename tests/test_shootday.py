@@ -50,6 +50,7 @@ def test_the_hub_state_is_put_right_after_a_missed_call_and_a_false_trigger():
     assert sim.state == "idle"
 
 
+@pytest.mark.integration  # espeak-ng and sox run
 @pytest.mark.skipif(not shutil.which("espeak-ng") or not shutil.which("sox"), reason="espeak-ng and sox render the speech")
 def test_a_rendered_day_has_a_roll_and_a_cut_around_each_take(tmp_path):
     rendered = shootday.render_day(shootday.STYLES["location"], "quiet", seed=5, setups=1)
