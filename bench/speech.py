@@ -560,7 +560,8 @@ def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -
     files = day_files(styles, conditions)
     rule_names = args.rules or ["off", "shipped", "defaults"]
     defaults = tuning_from(SpeechSettings())  # with each action's own thresholds
-    own = {name: {"per_action": defaults.per_action} for name in RULE_SETS if name == "defaults" or name.startswith("no-")}
+    own = {name: {"per_action": defaults.per_action if name == "defaults" or name.startswith("no-") else ()}
+           for name in RULE_SETS}
     configs = {name: Tuning(**{"fillers": FILLERS, **own.get(name, {}), **RULE_SETS[name], **base})  # type: ignore[arg-type]
                for name in rule_names}
     grammar = Detector(model, FRONT_END_RATE, PHRASES, configs[rule_names[0]]).grammar
