@@ -16,7 +16,7 @@ of issue 10, 10,000 requests paced over 5 s from 5 clients. For every phase it p
 Baseline, same run and broker: the rate one bare paho client publishes QoS 1 messages to one
 subscriber. Goal: >= 2,000 requests/s answered exactly once, no state publish dropped.
 The requests come from ``mosquitto_pub`` processes and the answers are counted by a
-``mosquitto_sub`` process (see :mod:`setbridge.dev.burst`), so the load costs the hub little CPU.
+``mosquitto_sub`` process (see :mod:`setbridge.sim.burst`), so the load costs the hub little CPU.
 The broker's send window is the generated config's (``max_inflight_messages 100``);
 ``--broker-inflight 20`` measures with Mosquitto's default, where the hub waits for an
 acknowledgement every 20 publishes, and ``0`` with none.
@@ -40,9 +40,9 @@ import time
 import uuid
 from pathlib import Path
 
-from setbridge.broker_config import MAX_INFLIGHT
-from setbridge.dev.broker import PrivateBroker
-from setbridge.dev.burst import Collector, bare_rate, largest_gap, send, watch_heartbeats
+from setbridge.broker.config import MAX_INFLIGHT
+from setbridge.sim.broker import PrivateBroker
+from setbridge.sim.burst import Collector, bare_rate, largest_gap, send, watch_heartbeats
 from setbridge.topics import Topics
 
 TICK = os.sysconf("SC_CLK_TCK")

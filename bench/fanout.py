@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import load_settings
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 from setbridge.hub import Hub
 from setbridge.messages import SetState
 

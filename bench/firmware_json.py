@@ -13,7 +13,7 @@ import argparse
 import json
 import subprocess
 
-from setbridge.dev.lights_sim import FIRMWARE_PATH, find_micropython
+from setbridge.sim.lights import FIRMWARE_PATH, find_micropython
 
 PAYLOADS = {
     "heartbeat": ("parse_heartbeat", {"v": 1, "epoch": 3, "seq": 41, "state": "rolling", "ts": 1795399504.25}),

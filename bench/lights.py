@@ -35,8 +35,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import load_settings
-from setbridge.dev.broker import PrivateBroker
-from setbridge.dev.lights_sim import LightsSim
+from setbridge.sim.broker import PrivateBroker
+from setbridge.sim.lights import LightsSim
 from setbridge.topics import Topics
 
 

@@ -38,9 +38,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.cli import main as setbridge_main
 from setbridge.config import Settings, load_settings
-from setbridge.dev.broker import PrivateBroker, free_port
-from setbridge.dev.lights_sim import LightsSim
-from setbridge.dev.link import Link
+from setbridge.sim.broker import PrivateBroker, free_port
+from setbridge.sim.lights import LightsSim
+from setbridge.sim.link import Link
 from setbridge.hub import Hub
 
 BASE = "setbridge"

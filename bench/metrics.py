@@ -38,8 +38,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from burst import Collector, Heartbeats, cpu_seconds, phase, rss_mib, wait_online
 from setbridge.config import load_settings
-from setbridge.dev.broker import PrivateBroker, free_port
-from setbridge.dev.lights_sim import LightsSim
+from setbridge.sim.broker import PrivateBroker, free_port
+from setbridge.sim.lights import LightsSim
 from setbridge.topics import Topics
 
 

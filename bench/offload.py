@@ -34,7 +34,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 
 
 class Collector:

@@ -37,8 +37,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from setbridge.broker_config import MAX_INFLIGHT, MAX_QUEUED, MAX_QUEUED_BYTES
-from setbridge.dev.broker import PrivateBroker
+from setbridge.broker.config import MAX_INFLIGHT, MAX_QUEUED, MAX_QUEUED_BYTES
+from setbridge.sim.broker import PrivateBroker
 from setbridge.topics import Topics
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -26,9 +26,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import load_settings
-from setbridge.dev.broker import PrivateBroker, free_port
-from setbridge.dev.lights_sim import LightEvent, LightsSim
-from setbridge.dev.raw_mqtt5 import BOM, RESPONSE_TOPIC, RawPublisher, string_prop, user_prop
+from setbridge.sim.broker import PrivateBroker, free_port
+from setbridge.sim.lights import LightEvent, LightsSim
+from setbridge.sim.raw_mqtt5 import BOM, RESPONSE_TOPIC, RawPublisher, string_prop, user_prop
 from setbridge.topics import Topics
 
 

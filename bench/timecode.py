@@ -233,7 +233,7 @@ def through_the_hub(fps: float, runs: int, seed: int) -> tuple[list[float], list
 
     from setbridge.audio import WavFileSource
     from setbridge.config import load_settings
-    from setbridge.dev.broker import PrivateBroker
+    from setbridge.sim.broker import PrivateBroker
     from setbridge.hub import Hub
 
     rng = np.random.default_rng(seed)

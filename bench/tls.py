@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from setbridge.config import load_settings
-from setbridge.broker_certs import make_certs
-from setbridge.dev.broker import PrivateBroker, free_port
-from setbridge.dev.lights_sim import SimLight, find_micropython, light_config
+from setbridge.broker.certs import make_certs
+from setbridge.sim.broker import PrivateBroker, free_port
+from setbridge.sim.lights import SimLight, find_micropython, light_config
 from setbridge.hub import Hub
 
 BASE = "setbridge"

@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import load_settings
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 
 SET = "stage-b"

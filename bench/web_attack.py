@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 
 from setbridge.config import load_settings
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 from setbridge.web.passwords import hash_password
 

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 
 SETBRIDGE = [sys.executable, "-m", "setbridge"]
 RATE = 16000

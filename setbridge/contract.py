@@ -3,7 +3,7 @@ the roles that write it and the roles that read it.
 
 Topic builders (:class:`setbridge.topics.Topics`), the QoS and retain flag :class:`setbridge.bus.Bus`
 publishes with, the wildcard filters of ``watch`` and ``status``, ``setbridge schema`` and the
-broker ACL (:mod:`setbridge.broker_config`) all come from :data:`TOPICS`. Tests check
+broker ACL (:mod:`setbridge.broker.config`) all come from :data:`TOPICS`. Tests check
 ``docs/mqtt.md`` and the firmware's own copy (``firmware/light/payloads.py``) against it.
 
 >>> SET_STATE.topic("setbridge", set="stage-a")

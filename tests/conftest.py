@@ -23,7 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from setbridge.config import Settings, load_settings
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 from tiers import pytest_runtest_protocol as pytest_runtest_protocol  # the unit tier starts no process

@@ -13,8 +13,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import Settings
-from setbridge.dev.lights_sim import SimLight
-from setbridge.provision import light_config
+from setbridge.sim.lights import SimLight
+from setbridge.commands.provision import light_config
 from setbridge.topics import Topics
 
 

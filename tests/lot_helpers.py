@@ -1,6 +1,6 @@
 """A studio lot on real brokers, from the generated configs: a central Mosquitto
 (`broker config --central`), and stage Mosquittos (`broker config --bridge`) each bridged to it
-through a :class:`~setbridge.dev.link.Link` that the tests cut, each with a hub."""
+through a :class:`~setbridge.sim.link.Link` that the tests cut, each with a hub."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from broker_helpers import User, password, setbridge
 from setbridge.config import Settings, load_settings
-from setbridge.dev.broker import PrivateBroker, free_port
-from setbridge.dev.link import Link
+from setbridge.sim.broker import PrivateBroker, free_port
+from setbridge.sim.link import Link
 from setbridge.hub import Hub
 
 BASE = "setbridge"

@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker_helpers import setbridge
 
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]

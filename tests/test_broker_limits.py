@@ -15,7 +15,7 @@ import pytest
 from broker_helpers import User, generated_broker, password
 from conftest import HubProcess, make_settings, write_config
 
-from setbridge.broker_config import MAX_PACKET_BYTES, MAX_QUEUED_BYTES
+from setbridge.broker.config import MAX_PACKET_BYTES, MAX_QUEUED_BYTES
 from setbridge.hub import Hub
 
 pytestmark = [pytest.mark.integration,

@@ -12,8 +12,8 @@ import subprocess
 import pytest
 from conftest import make_settings, wait_until
 
-from setbridge.dev.amqtt_broker import AmqttBroker, find_amqtt
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.amqtt_broker import AmqttBroker, find_amqtt
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 
 

@@ -17,8 +17,8 @@ from broker_helpers import User, generated_broker, password, setbridge
 from conftest import make_settings
 from test_tls import failed_attempts
 
-from setbridge.dev.lights_sim import SimLight, find_micropython
-from setbridge.provision import light_config
+from setbridge.sim.lights import SimLight, find_micropython
+from setbridge.commands.provision import light_config
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not shutil.which("mosquitto_passwd"), reason="mosquitto_passwd is not installed")]

@@ -10,7 +10,7 @@ import threading
 
 from conftest import Probe
 
-from setbridge.dev.burst import Collector, send
+from setbridge.sim.burst import Collector, send
 from setbridge.hub.requests import REQUEST_QUEUE, SOURCE_SHARE
 from setbridge.topics import Topics
 

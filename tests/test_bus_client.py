@@ -16,7 +16,7 @@ import pytest
 from setbridge.bus import INFLIGHT, Bus
 from setbridge.bus_client import READ_CHUNK, BufferedClient
 from setbridge.config import MqttSettings
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 
 from conftest import wait_until
 

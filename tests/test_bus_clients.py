@@ -20,7 +20,7 @@ from setbridge.bus_client import BufferedClient
 from setbridge.bus_clients import CLIENT_INTERNALS, PAHO_MINOR, PlainClient, make_client, unfit_reason
 from setbridge.bus_guard import GuardedClient
 from setbridge.config import MqttSettings
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 
 FORKED = [Path(setbridge.__file__).parent / name for name in ("bus_client.py", "bus_guard.py")]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from setbridge import contract
-from setbridge.broker_config import acl_text
+from setbridge.broker.config import acl_text
 from setbridge.contract import TOPICS
-from setbridge.dev.lights_sim import FIRMWARE_DIR
+from setbridge.sim.lights import FIRMWARE_DIR
 from setbridge.errors import PayloadError
 from setbridge.codec import parse_payload
 from setbridge.messages import CONTRACT, Heartbeat, LightAlive, LightState, SetEvent, SetRequest, SetResponse, SetState
@@ -301,7 +301,7 @@ def test_the_bus_takes_qos_and_retain_from_the_declaration(settings, topics, pro
 @pytest.mark.integration
 def test_the_declaration_loads_without_the_payload_models():
     """Every CLI command imports the contract (through the broker ACL); it must stay cheap."""
-    code = ("import sys, setbridge.contract as c, setbridge.broker_config; "
+    code = ("import sys, setbridge.contract as c, setbridge.broker.config; "
             "assert 'setbridge.offload.models' not in sys.modules and 'pydantic' not in sys.modules; "
             "print(c.OFFLOAD_CARD.model.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,7 +6,7 @@ import pytest
 import json
 import subprocess
 
-from setbridge.dev.lights_sim import FIRMWARE_DIR, FIRMWARE_PATH, find_micropython
+from setbridge.sim.lights import FIRMWARE_DIR, FIRMWARE_PATH, find_micropython
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 import json
 import subprocess
 
-from setbridge.dev.lights_sim import FIRMWARE_DIR, FIRMWARE_LIB, find_micropython
+from setbridge.sim.lights import FIRMWARE_DIR, FIRMWARE_LIB, find_micropython
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from setbridge.dev.lights_sim import FIRMWARE_LIB, find_micropython
+from setbridge.sim.lights import FIRMWARE_LIB, find_micropython
 
 SCRIPT = """
 import sys, json, time

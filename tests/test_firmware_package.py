@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 from setbridge import __version__
-from setbridge.dev.lights_sim import FIRMWARE_DIR, SimLight
-from setbridge.provision import light_config
+from setbridge.sim.lights import FIRMWARE_DIR, SimLight
+from setbridge.commands.provision import light_config
 
 ROOT = FIRMWARE_DIR.parent.parent
 PACKAGER = ROOT / "script" / "firmware_package.py"

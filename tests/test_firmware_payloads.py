@@ -11,7 +11,7 @@ import pytest
 
 from setbridge import contract
 from setbridge.codec import parse_payload
-from setbridge.dev.lights_sim import FIRMWARE_PATH, find_micropython
+from setbridge.sim.lights import FIRMWARE_PATH, find_micropython
 from setbridge.errors import PayloadError
 
 pytestmark = pytest.mark.integration

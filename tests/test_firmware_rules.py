@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from setbridge.dev.lights_sim import FIRMWARE_PATH
+from setbridge.sim.lights import FIRMWARE_PATH
 
 sys.path[:0] = [str(p) for p in FIRMWARE_PATH]
 import mqtt  # noqa: E402

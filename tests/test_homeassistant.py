@@ -21,11 +21,11 @@ from conftest import Probe, make_settings, running_hub, wait_online, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from setbridge.config import HomeAssistantSettings, TimecodeSettings
-from setbridge.dev.lights_sim import SimLight
+from setbridge.sim.lights import SimLight
 from setbridge.hub.homeassistant import discovery_payload
 from setbridge.codec import parse_payload
 from setbridge.messages import HubStatus, SetRequest
-from setbridge.provision import light_config
+from setbridge.commands.provision import light_config
 from setbridge.topics import Topics
 
 # -- Home Assistant's documented keys (full names; device discovery may also abbreviate) -------

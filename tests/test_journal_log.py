@@ -12,7 +12,7 @@ import time
 
 from conftest import write_config
 
-from setbridge.dev.broker import free_port
+from setbridge.sim.broker import free_port
 
 
 def run_hub(config, log_path, journal: bool, *flags: str) -> str:

@@ -16,7 +16,7 @@ from setbridge.cli import main
 from setbridge.config import Settings
 from setbridge.errors import SetbridgeError
 from setbridge.hub import Hub
-from setbridge.dev.lights_sim import FIRMWARE_DIR, find_micropython
+from setbridge.sim.lights import FIRMWARE_DIR, find_micropython
 
 from conftest import write_config
 

@@ -14,7 +14,7 @@ from conftest import HubProcess, Probe, make_settings, write_config
 from firmware_helpers import running_light
 
 from setbridge.hub import Hub
-from setbridge.status import ALIVE_TIMEOUT_S
+from setbridge.commands.stage_health import ALIVE_TIMEOUT_S
 
 
 def status(cfg) -> tuple[dict, str]:

@@ -11,7 +11,7 @@ from conftest import Probe, running_hub, wait_online, wait_until
 from metrics_helpers import scrape, value
 
 from setbridge.config import load_settings
-from setbridge.dev.broker import free_port
+from setbridge.sim.broker import free_port
 from setbridge.hub import Hub
 from setbridge.hub.metrics import HubMetrics
 from setbridge.speech.stats import VoiceStats, near_miss_reason

@@ -23,12 +23,12 @@ from setbridge import bus_guard
 from setbridge.bus import Bus
 from setbridge.bus_decode import UnreadablePacket, read_publish
 from setbridge.config import MqttSettings
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 from setbridge.topics import Topics
 
 from conftest import HubProcess, Probe, make_settings, wait_until, write_config
 from firmware_helpers import ScriptedHub, running_light
-from setbridge.dev.raw_mqtt5 import BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, string_prop, user_prop, varint
+from setbridge.sim.raw_mqtt5 import BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, string_prop, user_prop, varint
 from web_helpers import WebProcess, read_events, web_section, write_web_config
 
 KINDS = ["fast", "paho"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Probe, running_hub
 
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import make_settings, on, wait_online, write_config
 
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 from setbridge.offload.journal import Journal
 

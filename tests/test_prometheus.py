@@ -16,9 +16,9 @@ import yaml
 from conftest import HubProcess, Probe, wait_until, write_config
 from web_helpers import WebProcess, web_section, write_web_config
 
-from setbridge.dev.broker import free_port
-from setbridge.dev.lights_sim import SimLight
-from setbridge.provision import light_config
+from setbridge.sim.broker import free_port
+from setbridge.sim.lights import SimLight
+from setbridge.commands.provision import light_config
 
 pytestmark = pytest.mark.integration
 

@@ -182,7 +182,7 @@ def test_a_tally_closed_too_long_is_reported_stuck(factory):
 
 def test_watch_shows_the_recorder_and_an_overruled_cut():
     from setbridge.topics import Topics
-    from setbridge.watch import describe
+    from setbridge.commands.describe import describe
 
     topics = Topics("sb")
     status = {"v": 1, "state": "online", "hub": "h", "set": "s", "version": "1", "audio": "ok",

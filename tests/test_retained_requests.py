@@ -9,9 +9,9 @@ import uuid
 from broker_helpers import User
 from conftest import Probe, make_settings, wait_until
 
-from setbridge.dev.lights_sim import SimLight, find_micropython
+from setbridge.sim.lights import SimLight, find_micropython
 from setbridge.hub import Hub
-from setbridge.provision import light_config
+from setbridge.commands.provision import light_config
 
 ROLL = {"v": 1, "action": "roll", "transaction": "retained-roll", "source": "careless-integrator"}
 

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import make_settings
 
-from setbridge.broker_certs import make_certs
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.broker.certs import make_certs
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 
 pytestmark = [pytest.mark.integration,

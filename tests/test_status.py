@@ -11,7 +11,7 @@ import shutil
 import pytest
 from conftest import Probe, make_settings, running_hub, write_config
 
-from setbridge import status_codes as codes
+from setbridge.commands import status_codes as codes
 
 pytestmark = pytest.mark.integration
 

@@ -75,7 +75,7 @@ def test_hub_notifies_ready_pings_the_watchdog_and_says_stopping(settings, tmp_p
 
 def test_a_broker_it_cannot_reach_is_named_in_the_service_status(settings, tmp_path):
     """``systemctl status setbridge-hub`` shows the STATUS line: with no broker, it says why."""
-    from setbridge.dev.broker import free_port
+    from setbridge.sim.broker import free_port
 
     closed = free_port()
     cfg = write_config(tmp_path / "hub.toml", settings, mqtt={"port": closed})

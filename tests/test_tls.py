@@ -21,9 +21,9 @@ import pytest
 from broker_helpers import User, generated_broker, password, setbridge
 from conftest import make_settings
 
-from setbridge.dev.broker import free_port
-from setbridge.dev.lights_sim import SimLight, find_micropython
-from setbridge.provision import light_config
+from setbridge.sim.broker import free_port
+from setbridge.sim.lights import SimLight, find_micropython
+from setbridge.commands.provision import light_config
 from setbridge.hub import Hub
 
 pytestmark = [pytest.mark.integration,

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from setbridge.dev.broker import free_port
+from setbridge.sim.broker import free_port
 from setbridge.hub import Hub
 from setbridge.topics import Topics
 
@@ -215,8 +215,8 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
 def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_path, hub):
     import signal
 
-    from setbridge.dev.lights_sim import SimLight
-    from setbridge.provision import light_config
+    from setbridge.sim.lights import SimLight
+    from setbridge.commands.provision import light_config
 
     settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
     settings.mqtt.base_topic = hub.settings.mqtt.base_topic

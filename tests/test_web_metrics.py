@@ -10,8 +10,8 @@ from conftest import make_settings, wait_until
 from metrics_helpers import scrape, value
 from web_helpers import PASSWORD, Client, serving, web_section
 
-from setbridge.dev.lights_sim import SimLight
-from setbridge.provision import light_config
+from setbridge.sim.lights import SimLight
+from setbridge.commands.provision import light_config
 
 
 def test_the_board_metrics_follow_the_hub_and_a_real_light(broker, tmp_path, hub):

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from conftest import make_settings, wait_until
-from setbridge.dev.broker import PrivateBroker, free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.errors import SetbridgeError
 from setbridge.hub import Hub
 from setbridge.web.app import WebApp

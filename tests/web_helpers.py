@@ -21,7 +21,7 @@ import uvicorn
 from sse_starlette.sse import AppStatus
 
 from setbridge.config import Settings
-from setbridge.dev.broker import free_port
+from setbridge.sim.broker import free_port
 from setbridge.web.app import create_app
 from setbridge.web.passwords import hash_password
 

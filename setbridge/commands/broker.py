@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import SetbridgeError
 from ..lot import Bridge, stage_base
-from ..broker_config import (
+from ..broker.config import (
     DEFAULT_DIR,
     ROLES,
     BrokerFiles,
@@ -149,8 +149,8 @@ def run_users(args: argparse.Namespace) -> int:
 
 
 def run_certs(args: argparse.Namespace) -> int:
-    from ..broker_certs import DEFAULT_DIR as CERTS_DIR
-    from ..broker_certs import SERVER_DAYS, CertFiles, default_hosts, make_certs
+    from ..broker.certs import DEFAULT_DIR as CERTS_DIR
+    from ..broker.certs import SERVER_DAYS, CertFiles, default_hosts, make_certs
 
     directory = args.out or CERTS_DIR
     hosts = [*default_hosts(), *args.host]

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import connect
+    from .tool_client import connect
     from ..escape import terminal
     from ..topics import Topics
 

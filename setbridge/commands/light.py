@@ -68,7 +68,7 @@ def provision(args: argparse.Namespace) -> int:
 
     from ..errors import SetbridgeError
     from ..ids import Id
-    from ..provision import light_config
+    from .provision import light_config
 
     try:
         TypeAdapter(Id).validate_python(args.light_id)

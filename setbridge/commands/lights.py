@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def simulate(args: argparse.Namespace) -> int:
     from ..errors import SetbridgeError
-    from ..dev.lights_sim import run_simulation
+    from ..sim.lights import run_simulation
 
     if not 1 <= args.count <= 500:
         raise SetbridgeError(f"--count {args.count}: give between 1 and 500 lights")

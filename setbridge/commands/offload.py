@@ -171,7 +171,7 @@ def _to_journal(settings: Settings, item: OffloadReport | HedgeReport) -> int:
 
 
 def _over_mqtt(settings: Settings, item: OffloadReport | HedgeReport, timeout: float) -> int:
-    from ..client import collect, connect
+    from .tool_client import collect, connect
     from ..offload.models import HedgeReport
     from ..topics import Topics
 

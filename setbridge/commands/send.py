@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import collect, connect
+    from .tool_client import collect, connect
     from ..escape import terminal
     from ..expiry import expiring, expiry_properties
     from ..codec import parse_payload

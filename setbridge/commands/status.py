@@ -1,5 +1,5 @@
 """``setbridge status``: the stage's health from the bus; exit 0 only when all is well, else the
-code of the most basic problem (:mod:`setbridge.status_codes`, listed in docs/deploy.md)."""
+code of the most basic problem (:mod:`setbridge.commands.status_codes`, listed in docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import status_codes as codes
-    from ..client import connect
+    from . import status_codes as codes
+    from .tool_client import connect
     from ..errors import BrokerUnreachable, SetbridgeError
     from ..escape import json_line, terminal
-    from ..status import collect, known_sets, render
+    from .stage_health import collect, known_sets, render
     from ..topics import Topics
 
     settings = settings_from(args)
@@ -78,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_lot(args: argparse.Namespace, settings: Settings) -> int:
-    from .. import status_codes as codes
-    from ..client import connect
+    from . import status_codes as codes
+    from .tool_client import connect
     from ..errors import BrokerUnreachable, SetbridgeError
     from ..escape import json_line, terminal
-    from ..lot_status import collect, exit_code, render
+    from .lot_health import collect, exit_code, render
 
     try:
         bus = connect(settings, "status", timeout=args.timeout)

@@ -24,11 +24,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..client import connect
+    from .tool_client import connect
     from ..escape import json_line, terminal
     from ..topics import Topics
     from .. import contract as c
-    from ..watch import LightLiveness, decode, describe, stamp
+    from .describe import LightLiveness, decode, describe, stamp
 
     settings = settings_from(args)
     topics = Topics(settings.mqtt.base_topic)

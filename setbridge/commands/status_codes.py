@@ -25,7 +25,7 @@ BY_CONNECT_PROBLEM = {"unreachable": BROKER_UNREACHABLE, "login": LOGIN_REFUSED,
 
 
 def of_problem(line: str) -> int:
-    """The code of one line of :meth:`setbridge.status.Health.problems` (each starts with its subject)."""
+    """The code of one line of :meth:`setbridge.commands.stage_health.Health.problems` (each starts with its subject)."""
     if line.startswith("light "):
         return LIGHT_NOT_ALIVE
     if line.startswith("hub ") and ("audio" in line or "timecode" in line):

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import contract as c
-from .topics import Topics
+from .. import contract as c
+from ..topics import Topics
 
 
 def decode(payload: bytes) -> dict[str, Any] | None:

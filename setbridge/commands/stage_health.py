@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import contract as c
-from .bus import Bus
-from .topics import Topics
+from .. import contract as c
+from ..bus import Bus
+from ..topics import Topics
 
 
 ALIVE_TIMEOUT_S = 3.0

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from ..config import Settings
 from ..errors import SetbridgeError
-from ..provision import light_config
+from ..commands.provision import light_config
 
 FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware" / "light"
 FIRMWARE_LIB = FIRMWARE_DIR.parent / "lib"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import queue
 import uuid
 
-from .bus import Bus
-from .config import MqttSettings, Settings
-from .errors import BrokerUnreachable, SetbridgeError
+from ..bus import Bus
+from ..config import MqttSettings, Settings
+from ..errors import BrokerUnreachable, SetbridgeError
 
 
 def tool_mqtt(settings: Settings) -> MqttSettings:

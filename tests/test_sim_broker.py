@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from setbridge.dev.broker import PrivateBroker
+from setbridge.sim.broker import PrivateBroker
 from setbridge.errors import SetbridgeError
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 """``setbridge status --lot`` at a lot's central broker: one line per stage, and an exit code
 that tells the worst apart.
 
-Exit codes (:mod:`setbridge.status_codes`): 0 every stage is well; 9 a stage is unreachable (its
+Exit codes (:mod:`setbridge.commands.status_codes`): 0 every stage is well; 9 a stage is unreachable (its
 bridge or its heartbeats are gone); 5 a stage's hub is down (the stage is heard, its set is not);
 7 a light is down; with several, the first of 9, 5, 7 wins. 3 and 4: the central broker cannot be
 reached or refuses the login; 1: no stage is heard.
@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from . import status_codes as codes
-from .bus import Bus
-from .web.lot import LotBoard
-from .web.stage import ALIVE_WINDOW_S
+from ..bus import Bus
+from ..web.lot import LotBoard
+from ..web.stage import ALIVE_WINDOW_S
 
 EXIT = {"unreachable": codes.STAGE_UNREACHABLE, "hub down": codes.HUB_DOWN, "light down": codes.LIGHT_NOT_ALIVE,
         "ok": codes.OK}
-"""``setbridge status --lot``'s exit code per stage condition (the codes of :mod:`setbridge.status_codes`)."""
+"""``setbridge status --lot``'s exit code per stage condition (the codes of :mod:`setbridge.commands.status_codes`)."""
 LISTEN_S = ALIVE_WINDOW_S + 0.5
 """Long enough to see every heartbeat and every light's alive (they come each second)."""
 

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SetbridgeError
+from ..errors import SetbridgeError
 
 DEFAULT_DIR = Path("/etc/mosquitto/certs")
 CA_DAYS = 3650

@@ -20,8 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract, lot
-from .errors import SetbridgeError
+from .. import contract, lot
+from ..errors import SetbridgeError
 
 ROLES = tuple(contract.ROLES)
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
+from ..config import Settings
 
 
 def light_config(settings: Settings, light_id: str, set_id: str | None = None, light_password: str | None = None,

@@ -1,1 +1,0 @@
-"""Development tools, not part of the product: a private Mosquitto and simulated lights."""
