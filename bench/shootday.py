@@ -436,6 +436,17 @@ class DayScore:
         lat = sorted(self.latencies)
         return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
 
+    def cost(self) -> float:
+        """What the errors cost a set, weighted by their consequence (``COST``)."""
+        return (COST["missed_roll"] * self.missed_rolls + COST["false_cut"] * self.false_cuts
+                + COST["false_roll"] * self.false_rolls + COST["missed_cut"] * self.missed_cuts)
+
+
+COST = {"missed_roll": 3.0, "false_cut": 3.0, "false_roll": 1.0, "missed_cut": 0.5}
+"""Weights of the errors: a light dark during a take (a missed roll, a false cut mid-take) is the worst;
+red for nothing until someone notices (a false roll) is milder; red a few seconds too long until a
+button or the recorder (a missed cut) is the mildest."""
+
 
 def score_day(day: Day, fired: list[tuple[str, float]], ungated: list[tuple[str, float]] | None = None) -> DayScore:
     """Score the triggers that fired through a day (after gating) against its calls and takes.

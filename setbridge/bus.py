@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 INFLIGHT = 65535
 """QoS 1 publishes sent unacknowledged at most: as many as MQTT 5 allows, or fewer when the broker's
 CONNACK says so (Mosquitto's ``max_inflight_messages``, 20 unless configured; 0 announces none).
-What the hub queues is bounded by its own busy answers (``hub.service.BACKLOG_BUSY``)."""
+What the hub queues is bounded by its own busy answers (``hub.requests.BACKLOG_BUSY``)."""
 RECEIVE_MAXIMUM = 100
 """QoS 1 messages the broker may send the hub unacknowledged (MQTT 5 Receive Maximum). The hub
 acknowledges as it reads, so this is plenty; more would only move the broker's queue (its

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers.speech import RATE, say, silence, write_wav
+from helpers.speech import RATE, listener_context, say, silence, write_wav
 
 from setbridge.audio import PcmStreamSource, WavFileSource, open_source
 from setbridge.audio import mic as mic_module
@@ -159,7 +159,8 @@ def test_a_failing_source_reports_fault_then_recovers(tmp_path):
         if status == "off":
             done.set()
 
-    listener = VoiceListener(settings, submit, lambda: state["now"], set_status, source_factory=lambda: next(sources))
+    listener = VoiceListener(listener_context(settings, submit, lambda: state["now"], set_status),
+                             source_factory=lambda: next(sources))
     reinits = []
     mic_module_reinit = mic_module.reinit_portaudio
     mic_module.reinit_portaudio = lambda: reinits.append(1)  # no PortAudio here

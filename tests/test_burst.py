@@ -11,7 +11,7 @@ import threading
 from helpers import Probe
 
 from setbridge.sim.burst import Collector, send
-from setbridge.hub.service import REQUEST_QUEUE, SOURCE_SHARE
+from setbridge.hub.requests import REQUEST_QUEUE, SOURCE_SHARE
 from setbridge.topics import Topics
 
 
@@ -71,7 +71,7 @@ def test_beyond_the_queue_requests_are_answered_busy_and_logged(hub, broker, tmp
     lines = [r.getMessage() for r in caplog.records if "busy" in r.getMessage()]
     assert lines and all("\n" not in line for line in lines) and "burst-" in lines[0]
     assert len(lines) <= 3, f"busy refusals must be logged rate-limited, got {len(lines)} lines"
-    assert hub.busy.total == seen.busy
+    assert hub.requests.busy.total == seen.busy
     assert_retained_state_is_the_controllers(hub, broker.port)
 
 
@@ -107,4 +107,4 @@ def test_one_flooding_source_leaves_room_for_the_others(hub, broker):
     finally:
         release.set()
         other.close()
-    assert not hub._waiting, "every queued request's slot is given back"
+    assert not hub.requests._waiting, "every queued request's slot is given back"

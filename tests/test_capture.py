@@ -11,7 +11,7 @@ import wave
 
 import pytest
 
-from helpers.speech import RATE, say, silence, steady_model, write_wav
+from helpers.speech import RATE, listener_context, say, silence, steady_model, write_wav
 
 from setbridge.audio import WavFileSource
 from setbridge.config import load_settings
@@ -43,7 +43,7 @@ def test_the_listener_keeps_a_clip_per_trigger_and_near_miss_and_publishes_nothi
         submitted.append(action)
         state["now"] = {"roll": "rolling", "cut": "idle"}[action]
 
-    listener = VoiceListener(settings, submit, lambda: state["now"], lambda s: s == "off" and done.set(),
+    listener = VoiceListener(listener_context(settings, submit, lambda: state["now"], lambda s: s == "off" and done.set()),
                              source_factory=lambda: WavFileSource(take, realtime=False))
     listener.start()
     try:
@@ -89,8 +89,9 @@ def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
                          overruled=True, reason="the recorder is stopped")
     outcomes = iter([Outcome(False, "idle", 1, error="the state could not be saved", transient=True),
                      Outcome(False, "idle", 1, error="overruled: the recorder is stopped", event=overruled)])
-    listener = VoiceListener(settings, lambda action, cause, **detail: next(outcomes), lambda: "idle",
-                             lambda s: s == "off" and done.set(), source_factory=lambda: WavFileSource(take, realtime=False))
+    listener = VoiceListener(listener_context(settings, lambda action, cause, **detail: next(outcomes), lambda: "idle",
+                                              lambda s: s == "off" and done.set()),
+                             source_factory=lambda: WavFileSource(take, realtime=False))
     listener.start()
     try:
         assert done.wait(60)

@@ -64,7 +64,7 @@ def test_the_hub_counts_requests_by_outcome_and_transitions_by_cause(broker, tmp
             answers.wait_for(lambda m: m.data is not None and m.data.get("transaction") == "tx-private-3")
         finally:
             answers.close()
-        wait_until(lambda: hub.worker.taken >= 3 and hub.rejected.total >= 1, what="the requests to be answered")
+        wait_until(lambda: hub.worker.taken >= 3 and hub.requests.rejected.total >= 1, what="the requests to be answered")
         after = scrape(url(hub))
     assert value(after, "setbridge_requests_total", outcome="ok") == 2
     assert value(after, "setbridge_requests_total", outcome="repeated") == 1

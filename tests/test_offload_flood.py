@@ -16,7 +16,7 @@ import uuid
 from helpers import Probe, make_settings, on, wait_until
 
 from setbridge.hub import Hub
-from setbridge.hub.service import BACKLOG_BUSY
+from setbridge.hub.requests import BACKLOG_BUSY
 from setbridge.offload.journal import FILE_NAME
 from setbridge.offload.relay import ANSWER_WINDOW, EVENT_WINDOW, OffloadRelay
 

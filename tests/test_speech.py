@@ -127,14 +127,15 @@ def test_a_microphone_at_48_khz_is_heard(model, clips, tmp_path):
     assert 0.8 < fired[0].time < 3.5  # audio time, not samples at the input rate
 
 
-STRICT_FILLERS = Tuning(fillers=FILLERS, min_filler_margin=-7.0)
+STRICT_FILLERS = Tuning(fillers=FILLERS, min_filler_margin=-7.0, per_action=())
 """The filler model with a margin stricter than the default: "가자" fits the fillers about 8.5 per
 syllable better than "컷", a reverberant "컷" up to 10 (the default -10 keeps those calls)."""
 
 
 def test_the_filler_model_rejects_a_look_alike_and_keeps_the_phrases(model, clips, caplog):
     with_fillers = STRICT_FILLERS
-    assert [t.action for t in detect(model, clips["lookalike"])] == ["cut"]  # without: a false cut
+    eager_cut = Tuning(per_action=())  # no per-action thresholds: the cut as eager as the roll
+    assert [t.action for t in detect(model, clips["lookalike"], tuning=eager_cut)] == ["cut"]  # without: a false cut
     with caplog.at_level(logging.DEBUG, logger="setbridge.speech.detector"):
         assert detect(model, clips["lookalike"], tuning=with_fillers) == []
     assert "filler words fit better" in caplog.text
@@ -215,7 +216,7 @@ def test_detect_labels_scores_recall_false_triggers_and_latency(model_dir, clips
                       f"take.wav,cut,{seconds - 1.5:.2f}\n"
                       "# a call the detector cannot hear: there is none at 0.5 s\n"
                       "lookalike.wav,roll,0.5\n")
-    eager = _eager_cut_config(tmp_path)  # the default sure cut would not hear "가자" as a cut
+    eager = _eager_cut_config(tmp_path)  # a sure cut might not hear "가자" as a cut
     assert main(["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷", "--config",
                  str(eager), "--ungated", "--labels", str(labels), "--json", str(clips["take"]),
                  str(clips["lookalike"])]) == 0
@@ -261,7 +262,7 @@ def test_a_call_over_crew_chatter_counts_as_said_alone(model, clips, tmp_path):
     talk = say("카메라 준비 됐어요 조명 좀 올려 주세요 배우님 위치로 가 주세요", tmp_path / "talk.wav")
     chatter = (talk * 3)[:len(call)]
     take = write_wav(tmp_path / "call_over_chatter.wav", _mix(call, chatter, -12.0))
-    foreground = Tuning(foreground_db=8.0)
+    foreground = Tuning(foreground_db=8.0, rescue_db=6.0)
     assert [t.action for t in detect(model, take, tuning=foreground)] == ["roll"]
     quiet = silence(len(call) / 2 / RATE)
     assert detect(model, write_wav(tmp_path / "chatter.wav", _mix(quiet, chatter, -12.0)), tuning=foreground) == []
@@ -306,7 +307,7 @@ def test_a_phrase_must_rise_above_the_sound_just_before_it(model, clips, tmp_pat
     close = after_talk(-6.0)  # no pause before the call: it fires only as standing out of the talk (rescue_db)
     assert "roll" in [t.action for t in detect(model, close, tuning=Tuning(onset_db=0, rescue_db=3.0))]
     assert "roll" not in [t.action for t in detect(model, close, tuning=Tuning(rescue_db=3.0))]
-    assert "roll" in [t.action for t in detect(model, after_talk(-12.0))]
+    assert "roll" in [t.action for t in detect(model, after_talk(-12.0), tuning=Tuning(rescue_db=6.0))]
 
 
 def test_a_sentence_split_by_the_foreground_or_tail_rule_does_not_look_said_alone(model, tmp_path):
@@ -342,6 +343,24 @@ def test_each_action_has_its_own_thresholds(model, clips):
     assert fired(onset_db=60.0, roll={"onset_db": 0.0}) == ["roll"]  # the action's own value wins
 
 
+def test_the_default_roll_is_eager_over_crew_chatter_and_the_default_cut_is_not(model, clips, tmp_path):
+    """By default a roll inside longer sound fires when it stands out of the talk around it ([speech.roll]
+    rescue_db); a cut must be said alone."""
+    from setbridge.config import load_settings
+    from setbridge.speech import tuning_from
+
+    talk = say("카메라 준비 됐어요 조명 좀 올려 주세요 배우님 위치로 가 주세요", tmp_path / "talk.wav")
+    defaults = tuning_from(load_settings(None).speech)
+    fired = {}
+    for action in ("roll", "cut"):
+        call = _pcm(clips[action])
+        over = write_wav(tmp_path / f"{action}_over_chatter.wav", _mix(call, (talk * 3)[:len(call)], -12.0))
+        fired[action] = [t.action for t in detect(model, over, tuning=defaults)]
+    assert fired == {"roll": ["roll"], "cut": []}
+    plain = tuning_from(load_settings(None, speech={"roll": {"rescue_db": 0.0}}).speech)
+    assert detect(model, tmp_path / "roll_over_chatter.wav", tuning=plain) == []  # the roll's own rule heard it
+
+
 def test_detect_labels_reports_false_cuts_inside_takes_and_false_rolls_while_idle(model_dir, clips, tmp_path,
                                                                                    capsys):
     roll, cut, lookalike = (_pcm(clips[n])[int(0.8 * RATE) * 2:-int(1.2 * RATE) * 2] for n in ("roll", "cut", "lookalike"))
@@ -364,9 +383,11 @@ def test_detect_labels_reports_false_cuts_inside_takes_and_false_rolls_while_idl
                  str(eager), "--labels", str(labels), str(tmp_path / "day.wav")]) == 0
     text = capsys.readouterr().out
     assert "1 of 1 takes went dark" in text and "1 false rolls while idle" in text
-    # the default [speech.cut] is a sure cut: the same take keeps its lights
-    assert main(["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷",
-                 "--labels", str(labels), "--json", str(tmp_path / "day.wav")]) == 0
+    # a surer cut keeps the take's lights on
+    sure = tmp_path / "sure_cut.toml"
+    sure.write_text("[speech.cut]\nmin_confidence = 0.8\n")
+    assert main(["detect", "--model", str(model_dir), "--phrase", "roll=녹음 시작", "--phrase", "cut=컷", "--config",
+                 str(sure), "--labels", str(labels), "--json", str(tmp_path / "day.wav")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["hits"], report["false_cuts_in_takes"], report["dark_takes"]) == (2, 0, 0)
 

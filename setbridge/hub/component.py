@@ -1,10 +1,10 @@
 """The component contract: what the hub starts and stops with itself, and what a component may use
 of the hub.
 
-A component gets a :class:`HubLink` (submit an action, follow the set state and the hub's health,
-switch voice triggers) instead of the hub itself. :class:`Worker` is the base of a component with
-a thread of its own: events are posted to it and handled in order; ``stop()`` may be called any
-number of times.
+Every component is built from one :class:`HubContext` (the bus, the topics, the settings; submit an
+action, follow the set state and the hub's health, report its own health) and has ``start()`` and
+``stop()``. :class:`Worker` is the base of a component with a thread of its own: events are posted
+to it and handled in order; ``stop()`` may be called any number of times.
 """
 
 from __future__ import annotations
@@ -14,16 +14,24 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..messages import SetState
+from ..messages import SetEvent, SetState
 from .controller import Outcome
+
+if TYPE_CHECKING:
+    from ..bus import Bus
+    from ..config import Settings
+    from ..topics import Topics
+    from .service import Hub
 
 log = logging.getLogger(__name__)
 
 
 class Component(Protocol):
-    """Something the hub starts and stops with itself (voice listener, offload relay, GPIO panel)."""
+    """Something the hub starts and stops with itself (offload relay, recorder, voice listener, GPIO panel,
+    Home Assistant discovery, metrics). Each is built as ``Component(context)`` from one :class:`HubContext`;
+    ``start()`` may raise (the hub then stops the ones already started and goes offline)."""
 
     def start(self) -> None: ...
 
@@ -43,21 +51,42 @@ class Health:
 
 
 @dataclass(frozen=True)
-class HubLink:
-    """What a component may use of the hub. Listeners run on the hub's threads: they must not block."""
+class HubContext:
+    """What every component gets from the hub, the same for all (as Zigbee2MQTT's extensions get
+    theirs from its controller). Listeners run on the hub's threads: they must not block."""
 
+    bus: Bus
+    """The hub's MQTT connection."""
+    topics: Topics
+    """The topic names under ``[mqtt] base_topic``."""
+    settings: Settings
+    """The whole configuration; a component reads its own section."""
     submit: Callable[..., Outcome]
     """``submit(action, cause, **detail)``: apply an action (thread-safe)."""
+    state: Callable[[], str]
+    """The set's state now (lock-free)."""
     snapshot: Callable[[], SetState]
     """The current set state."""
     on_state: Callable[[Callable[[SetState], None]], None]
     """Register a listener for every new set state."""
+    publish_event: Callable[[SetEvent], None]
+    """Publish a set event (one the controller did not make, such as an overruled trigger)."""
     health: Callable[[], Health]
     """The hub's health now."""
     on_health: Callable[[Callable[[Health], None]], None]
     """Register a listener for every change of health (broker lost or back, audio fault)."""
+    set_audio_status: Callable[[str], None]
+    """Report the audio source as ok / fault / off (republished in the hub status)."""
+    set_offload_health: Callable[[str, str | None], None]
+    """Report offload as ok / fault, with a one-line reason (republished in the hub status)."""
+    set_timecode_health: Callable[[str, str | None, str | None], None]
+    """Report the recorder source as ok / fault / off, why, and recording / stopped."""
+    voice_enabled: Callable[[], bool]
+    """Whether voice triggers are on."""
     set_voice_enabled: Callable[[bool], None]
     """Turn voice triggers on or off (republished in the hub status)."""
+    hub: Hub
+    """The hub itself, for a component that reports on all of it (metrics); the others use the fields above."""
 
 
 _STOP = object()

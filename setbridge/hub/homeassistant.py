@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
-from ..bus import Bus
-from ..config import HomeAssistantSettings, TimecodeSettings
 from ..codec import parse_payload
 from ..messages import LightStatus
 from ..errors import PayloadError
+from ..config import HomeAssistantSettings, TimecodeSettings
 from ..topics import Topics
+from .component import HubContext
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +132,14 @@ def recorder_components(oid: str, status_topic: str, timecode: TimecodeSettings)
 class HomeAssistantDiscovery:
     """A hub component. ``enabled=False`` only removes what an earlier enabled run left."""
 
-    def __init__(self, bus: Bus, topics: Topics, settings: HomeAssistantSettings, hub_id: str, set_id: str,
-                 timecode: TimecodeSettings | None = None):
-        self.bus = bus
-        self.timecode = timecode
-        self.topics = topics
-        self.settings = settings
-        self.hub_id = hub_id
-        self.set_id = set_id
-        self.config_topic = f"{settings.prefix}/device/{object_id(topics.base, set_id)}/config"
+    def __init__(self, ctx: HubContext):
+        self.bus = ctx.bus
+        self.timecode = ctx.settings.timecode
+        self.topics = ctx.topics
+        self.settings = ctx.settings.homeassistant
+        self.hub_id = ctx.settings.hub.id
+        self.set_id = ctx.settings.hub.set
+        self.config_topic = f"{self.settings.prefix}/device/{object_id(self.topics.base, self.set_id)}/config"
         self.lights: set[str] = set()
         self._removed: set[str] = set()
         self._lock = threading.Lock()

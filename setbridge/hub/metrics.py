@@ -6,7 +6,7 @@ its logs anyway. Only set transitions and audio faults are counted here as they 
 the hub's listeners (a few per take); the offload relay counts its events and journal faults. Labels are bounded: a set, a state, a cause
 from the hub's own code, an outcome, a reason class; never a transaction or a phrase.
 
->>> hub.add_component(HubMetrics(hub, settings.metrics))   # serves http://127.0.0.1:9853/metrics
+>>> hub.add_component(HubMetrics(context))   # serves http://127.0.0.1:9853/metrics
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 
 from .. import __version__
-from ..config import MetricsSettings
 from ..messages import SetState
 from ..offload.relay import OffloadRelay
-from .component import Health
+from .component import Health, HubContext
 
 if TYPE_CHECKING:
     from .service import Hub
@@ -47,13 +46,13 @@ class _Collects(Protocol):
 class HubMetrics:
     """A hub component: counts what must be counted as it happens and serves every metric."""
 
-    def __init__(self, hub: Hub, settings: MetricsSettings):
-        self.hub = hub
-        self.settings = settings
+    def __init__(self, ctx: HubContext):
+        self.hub: Hub = ctx.hub
+        self.settings = ctx.settings.metrics
         self.transitions: Counter[tuple[str, str]] = Counter()
         """(state reached, cause) → transitions."""
         self.audio_faults = 0
-        self._audio = hub.audio_status
+        self._audio = ctx.health().audio
         self._lock = threading.Lock()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_HubCollector(self))
@@ -64,8 +63,8 @@ class HubMetrics:
         self._retry: threading.Thread | None = None
         self._stopping = threading.Event()
         self._failed = False
-        hub.add_state_listener(self._on_state)
-        hub.add_health_listener(self._on_health)
+        ctx.on_state(self._on_state)
+        ctx.on_health(self._on_health)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -174,12 +173,13 @@ class _HubCollector:
             family.add_metric([set_id, to, cause], n)
         yield family
 
-        taken, refused, repeated = hub.worker.taken, hub.refused.total, hub.repeated.total
+        desk = hub.requests
+        taken, refused, repeated = hub.worker.taken, desk.refused.total, desk.repeated.total
         requests = CounterMetricFamily("setbridge_requests", "MQTT set requests, by outcome: ok (applied or "
                                        "already so), refused, busy, repeated (a known transaction), malformed, "
                                        "shed (unanswered: the broker took no answers)", labels=["outcome"])
-        for outcome, n in (("ok", max(0, taken - refused - repeated)), ("refused", refused), ("busy", hub.busy.total),
-                           ("repeated", repeated), ("malformed", hub.rejected.total), ("shed", hub.shed.total)):
+        for outcome, n in (("ok", max(0, taken - refused - repeated)), ("refused", refused), ("busy", desk.busy.total),
+                           ("repeated", repeated), ("malformed", desk.rejected.total), ("shed", desk.shed.total)):
             requests.add_metric([outcome], n)
         yield requests
 
@@ -189,9 +189,9 @@ class _HubCollector:
                 yield from stats.collect()
 
         yield _gauge("setbridge_heartbeat_age_seconds", "Seconds since the hub's heartbeat loop last ran",
-                     hub.heartbeat_age_s, {"set": set_id})
+                     hub.heartbeat.age_s, {"set": set_id})
         yield _counter("setbridge_heartbeats_late", "Heartbeats sent more than half a period late (the hub is "
-                       "short of CPU)", hub.late_beats.total, {"set": set_id})
+                       "short of CPU)", hub.heartbeat.late_beats.total, {"set": set_id})
         yield _gauge("setbridge_hub_stalled_loops", "The hub's loops (network, controller, heartbeat) that made "
                      "no progress lately; the systemd watchdog restarts the hub when this stays above 0",
                      len(hub.stalled()))

@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..config import GpioSettings
 from ..messages import SetState
-from .component import Health, HubLink, Worker
+from .component import Health, HubContext, Worker
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +40,10 @@ class GpioPanel(Worker):
 
     name = "gpio-panel"
 
-    def __init__(self, hub: HubLink, settings: GpioSettings, pin_factory: Any = None):
+    def __init__(self, ctx: HubContext, pin_factory: Any = None):
         super().__init__()
-        self.hub = hub
-        self.settings = settings
+        self.hub = ctx
+        self.settings = ctx.settings.gpio
         self.pin_factory = pin_factory
         self.devices: list[Any] = []
         self.relay: Any = None

@@ -9,7 +9,7 @@ processes write into the journal. Three threads, none of them the MQTT network t
   delivered in one commit once the broker acknowledged them all.
 
 The relay sees the bus through :class:`RelayBus` only. A journal that cannot be opened puts
-offload at fault (``on_health``) and the rest of the hub runs on; a corrupt one is moved aside.
+offload at fault (the context's ``set_offload_health``) and the rest of the hub runs on; a corrupt one is moved aside.
 """
 
 from __future__ import annotations
@@ -24,20 +24,21 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..bus import Delivery
-from ..config import OffloadSettings
 from ..errors import PayloadError, SetbridgeError
 from ..messages import OffloadError, Payload
 from ..ratelog import RateLimitedLog
-from ..topics import Topics
 from .flash import LightFlash
 from .intake import Accepted, accept_in
 from .journal import Journal, JournalError, open_or_recover
 from .models import HedgeReport, OffloadReport, event_id_of, parse_report
 from .outbox import Outbox
 from .watcher import MhlWatcher
+
+if TYPE_CHECKING:
+    from ..hub.component import HubContext
 
 log = logging.getLogger(__name__)
 
@@ -96,18 +97,20 @@ class _Input:
 
 
 class OffloadRelay:
-    """``hub.add_component(OffloadRelay(bus, topics, settings.offload, state_dir, on_health))``.
+    """``hub.add_component(OffloadRelay(context))``: ``[offload]`` settings, journal in ``[hub] state_dir``.
 
     Subscribes with :meth:`listen` (or at ``start()``); journals and delivers from ``start()``.
     """
 
-    def __init__(self, bus: RelayBus, topics: Topics, settings: OffloadSettings, state_dir: Path,
-                 on_health: Health = lambda state, reason: None):
+    def __init__(self, ctx: HubContext):
+        bus: RelayBus = ctx.bus
+        topics = ctx.topics
+        settings = ctx.settings.offload
         self.bus = bus
         self.topics = topics
         self.settings = settings
-        self.state_dir = Path(state_dir)
-        self.on_health = on_health
+        self.state_dir = Path(ctx.settings.hub.state_dir)
+        self.on_health: Health = ctx.set_offload_health
         self.batch_size = settings.journal_batch
         self.journal: Journal | None = None
         self.health: tuple[str, str | None] = ("ok", None)

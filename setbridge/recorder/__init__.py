@@ -3,20 +3,19 @@ arbitration with voice, and timecode on every event.
 
 :class:`Recorder` is the hub component that holds them together::
 
-    recorder = Recorder(hub.link(), settings.timecode, publish_event=..., report=hub.set_timecode_health)
-    listener = VoiceListener(..., submit=recorder.voice, source_factory=lambda: recorder.tapped(src()))
+    recorder = Recorder(context)        # reports its health with context.set_timecode_health
+    listener = VoiceListener(replace(context, submit=recorder.voice), source_factory=lambda: recorder.tapped(src()))
     event = recorder.stamp(event)       # every set event, as it is published
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..audio.base import AudioSource
-from ..config import TimecodeSettings
-from ..hub.component import Health, HubLink
+from ..hub.component import Health, HubContext
 from ..hub.controller import Outcome
 from ..messages import SetEvent
 from .arbiter import Arbiter
@@ -50,15 +49,13 @@ class RecorderStats:
 
 class Recorder:
     """Starts the configured sources (timecode input, record tally) and the arbiter; reports the
-    health as ``report(state, reason, recorder)`` for the hub status."""
+    health with the context's ``set_timecode_health(state, reason, recorder)`` for the hub status."""
 
-    def __init__(self, hub: HubLink, settings: TimecodeSettings, publish_event: Callable[[SetEvent], None],
-                 report: Callable[[str, str | None, str | None], None], pin_factory: Any = None,
-                 reopen_s: float = 3.0):
-        self.settings = settings
-        self.hub = hub
-        self._report = report
-        self.arbiter = Arbiter(hub.submit, hub.snapshot, publish_event, settings.confirm_s, on_change=self._changed)
+    def __init__(self, ctx: HubContext, pin_factory: Any = None):
+        settings = self.settings = ctx.settings.timecode
+        self.hub = ctx
+        self._report = ctx.set_timecode_health
+        self.arbiter = Arbiter(ctx.submit, ctx.snapshot, ctx.publish_event, settings.confirm_s, on_change=self._changed)
         self.ltc: Any = None
         self.ltc_audio: Any = None
         self.tally: Any = None
@@ -75,7 +72,7 @@ class Recorder:
             if settings.own_input():
                 from .ltc_audio import LtcAudio
 
-                self.ltc_audio = LtcAudio(settings, self.ltc, reopen_s)
+                self.ltc_audio = LtcAudio(settings, self.ltc, ctx.settings.audio.reopen_s)
         if settings.tally_pin is not None:
             from .tally import TallyInput
 

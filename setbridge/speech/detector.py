@@ -62,6 +62,17 @@ def _setting(name: str) -> Any:
     return SpeechSettings.model_fields[name].default
 
 
+def _own_rules(speech: SpeechSettings) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """Per action, the thresholds ``[speech.roll]`` and ``[speech.cut]`` set for it."""
+    out = []
+    for action in ("roll", "cut"):
+        rules = getattr(speech, action)
+        own = tuple((name, getattr(rules, name)) for name in ACTION_RULES if getattr(rules, name) is not None)
+        if own:
+            out.append((action, own))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Tuning:
     """Detector thresholds. Those that ``[speech]`` sets take their defaults (and their
@@ -94,8 +105,8 @@ class Tuning:
     min_filler_margin: float = _setting("min_filler_margin")
     onset_db: float = _setting("onset_db")
     rescue_db: float = _setting("rescue_db")
-    per_action: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
-    """Per action, the thresholds it sets for itself (``[speech.roll]``, ``[speech.cut]``)."""
+    per_action: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = _own_rules(SpeechSettings())
+    """Per action, the thresholds it sets for itself (``[speech.roll]``, ``[speech.cut]``); () = none."""
 
     def for_action(self, action: str) -> Tuning:
         """The thresholds that judge a phrase of ``action``: these, with the action's own on top."""
@@ -463,10 +474,4 @@ def tuning_from(speech: SpeechSettings) -> Tuning:
     for name in SETTABLE:
         value = getattr(speech, name)
         values[name] = tuple(value) if isinstance(value, list) else value
-    per_action = []
-    for action in ("roll", "cut"):
-        rules = getattr(speech, action)
-        own = tuple((name, getattr(rules, name)) for name in ACTION_RULES if getattr(rules, name) is not None)
-        if own:
-            per_action.append((action, own))
-    return Tuning(**values, per_action=tuple(per_action))
+    return Tuning(**values, per_action=_own_rules(speech))

@@ -1,7 +1,6 @@
 """The voice listener the hub runs: audio source → detector → ``submit(action, cause="voice")``.
 
-    listener = VoiceListener(settings, submit=hub.submit, get_state=lambda: hub.state,
-                             set_audio_status=hub.set_audio_status)
+    listener = VoiceListener(context)   # the hub's HubContext: settings, submit, state, set_audio_status
     listener.start()   # loads the model (raises ModelError), then listens in its own thread
     ...
     listener.stop()
@@ -17,15 +16,17 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..audio import AudioSource, open_source
-from ..config import Settings
 from . import Detector, load_model, resolve_model, tuning_from
 from .capture import ClipCapture
 from .detector import NearMiss
 from .model import check_vocabulary
 from .stats import VoiceStats
+
+if TYPE_CHECKING:
+    from ..hub.component import HubContext
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +34,13 @@ log = logging.getLogger(__name__)
 class VoiceListener:
     """Runs in its own thread; see the module docstring."""
 
-    def __init__(self, settings: Settings, submit: Callable[..., object], get_state: Callable[[], str],
-                 set_audio_status: Callable[[str], None],
-                 source_factory: Callable[[], AudioSource] | None = None,
-                 voice_enabled: Callable[[], bool] | None = None):
-        self.settings = settings
-        self.submit = submit
-        self.get_state = get_state
-        self.set_audio_status = set_audio_status
+    def __init__(self, ctx: HubContext, source_factory: Callable[[], AudioSource] | None = None):
+        settings = self.settings = ctx.settings
+        self.submit = ctx.submit
+        self.get_state = ctx.state
+        self.set_audio_status = ctx.set_audio_status
         self.source_factory = source_factory or (lambda: open_source(settings.audio))
-        self.voice_enabled = voice_enabled or (lambda: settings.speech.enabled)
+        self.voice_enabled = ctx.voice_enabled
         self.model: Any = None
         self.status = "off"
         self.stats = VoiceStats()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import wave
+from collections.abc import Callable
 from pathlib import Path
+
+from setbridge.config import Settings
+from setbridge.hub.component import HubContext
+from setbridge.topics import Topics
 
 RATE = 16000
 PHRASES = {"roll": ["녹음 시작"], "cut": ["컷"]}
@@ -64,3 +69,16 @@ def steady_model(root: Path) -> Path:
         (copy / "conf" / "mfcc.conf").write_text((source / "conf" / "mfcc.conf").read_text() + "--dither=0\n")
     _steady.append(copy)
     return copy
+
+
+def listener_context(settings: Settings, submit: Callable[..., object], state: Callable[[], str],
+                     set_audio_status: Callable[[str], None]) -> HubContext:
+    """The hub context for a voice listener run without a hub: what a listener must not use fails when called."""
+    def unused(*_args: object, **_kw: object) -> None:
+        raise AssertionError("the voice listener used a part of the hub it has no business with")
+
+    return HubContext(bus=None, topics=Topics(settings.mqtt.base_topic), settings=settings,
+                      submit=submit, state=state, snapshot=unused, on_state=unused, publish_event=unused,
+                      health=unused, on_health=unused, set_audio_status=set_audio_status, set_offload_health=unused,
+                      set_timecode_health=unused, voice_enabled=lambda: settings.speech.enabled,
+                      set_voice_enabled=unused, hub=None)
