@@ -93,10 +93,19 @@ class Probe:
         if tls_ca is not None:
             self.client.tls_set(ca_certs=str(tls_ca))
         answered = threading.Event()
+        subscribed = threading.Event()
+        refused: list[str] = []
+        subscriptions = [(f, qos) for f in filters]
 
         def on_connect(client: mqtt.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
             self.result = code
+            if subscriptions and not code.is_failure:
+                client.subscribe(subscriptions)  # from the network thread, at once (amqtt has missed a later one)
             answered.set()
+
+        def on_subscribe(client: mqtt.Client, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
+            refused.extend(f for (f, _), code in zip(subscriptions, codes) if code.is_failure)
+            subscribed.set()
 
         def on_disconnect(client: mqtt.Client, userdata: Any, flags: Any, code: ReasonCode, props: Any) -> None:
             answered.set()  # refused or dropped before (or without) an answer
@@ -105,6 +114,7 @@ class Probe:
                 self._cond.notify_all()
 
         self.client.on_connect, self.client.on_disconnect = on_connect, on_disconnect
+        self.client.on_subscribe = on_subscribe
         self.client.on_connect_fail = lambda c, u: answered.set()
         self.client.on_message = self._on_message
         if v5:
@@ -117,10 +127,9 @@ class Probe:
             if not self.accepted:
                 self.close()
                 raise AssertionError(f"probe could not connect to port {port}: {self.result}")
-            refused = self.subscribe(*filters)
-            if refused:
+            if not subscribed.wait(10) or refused:
                 self.close()
-                raise AssertionError(f"the broker refused the probe's subscription to {refused}")
+                raise AssertionError(f"the broker refused or did not answer the subscription to {refused or filters}")
 
     @property
     def accepted(self) -> bool:
