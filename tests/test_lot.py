@@ -68,7 +68,9 @@ def test_stage_a_bridge_user_cannot_write_stage_b_topics_nor_read_its_requests()
         wall = the_lot.user("wall")
         wall.subscribe(central("+", "#"))
         wall.wait_for(at(central("stage-b", "bridge"), b"1"), 10)
-        # Stage A's bridge user, as a hijacked stage Pi would use it (it takes over the bridge's session).
+        # Stage A's bridge user, as a hijacked stage Pi would use it. It would take over the bridge's
+        # session, and the bridge, reconnecting, take it back: the link is cut so the rogue keeps it.
+        the_lot.stages["stage-a"].link.cut()
         rogue = as_user(the_lot.centre.port, "stage-a")
         the_lot.users.append(rogue)
         assert rogue.accepted
