@@ -64,6 +64,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ordering.order(config, items, scope=lambda name: SHARED_WORKER.get(name, name))
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for the tests of one module (skipped where Chromium is not installed)."""
+    from helpers.browser import chromium
+
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def factory() -> Iterator[Any]:
+    """gpiozero's MockFactory in place of the GPIO header for this test (a pin is driven with
+    ``factory.pin(N).drive_low()``), reset afterwards."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    Device.pin_factory = MockFactory()
+    yield Device.pin_factory
+    Device.pin_factory.reset()
+    Device.pin_factory = None
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[PrivateBroker]:
     """One real mosquitto for the session; tests isolate themselves by base topic."""

@@ -5,9 +5,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 
 from helpers import make_settings, running_hub, wait_until
 from helpers.timecode import quiet, write_wav
@@ -16,14 +13,6 @@ from setbridge.hub import Hub
 
 PINS = {"relay": 17, "status_led": 27, "buzzer": 22, "roll_button": 5, "cut_button": 6, "voice_off": 19,
         "bounce_s": 0}
-
-
-@pytest.fixture
-def factory():
-    Device.pin_factory = MockFactory()
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = None
 
 
 def state_probe(probe_factory, hub):

@@ -3,10 +3,6 @@ and an unreachable stage shown as "UNREACHABLE since …", never as its stale st
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,31 +12,11 @@ from setbridge.config import load_settings
 from helpers.web import serving, web_section
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from test_web_browser import CHROMIUM, DRIVER, FLAGS  # noqa: E402
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        pytest.skip("Chromium is not installed; script/setup installs chromium and chromium-driver")
-    profile = tempfile.mkdtemp(prefix="setbridge-chromium-")
-    options = webdriver.ChromeOptions()
-    for flag in FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.set_page_load_timeout(20)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def section(browser, stage: str):

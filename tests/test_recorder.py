@@ -8,21 +8,11 @@ import sqlite3
 
 import numpy as np
 import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 
 from helpers import on, running_hub, wait_until
 
 from setbridge.messages import SetEvent
 from setbridge.web.takes import TakeLog, to_csv
-
-
-@pytest.fixture
-def factory():
-    Device.pin_factory = MockFactory()
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = None
 
 
 def test_tally_rolls_a_glitch_does_not_cut_and_opening_cuts_after_the_hold_off(broker, tmp_path, factory,

@@ -7,9 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
-from gpiozero import Device
-from gpiozero.pins.mock import MockFactory
 
 from helpers import make_settings, on, running_hub, wait_until
 from helpers.firmware import running_light
@@ -19,14 +16,6 @@ from setbridge.hub import Hub
 from setbridge.recorder.ltc import LtcEncoder
 
 RATE = 48000
-
-
-@pytest.fixture
-def factory():
-    Device.pin_factory = MockFactory()
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = None
 
 
 def saved_rolling(broker, state_dir: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import make_settings
 from test_web_attacks import open_stream, slow_connection
-from test_web_browser import browser, showing  # noqa: F401 (the module's Chromium fixture)
+from test_web_browser import showing
 from helpers.web import WebProcess, web_section, write_web_config
 
 

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,39 +20,13 @@ from helpers.firmware import running_light
 from helpers.web import PASSWORD, WebProcess, serving, web_section, write_web_config
 
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,900"]
-
-
 LINK_TIMEOUT_S = 2.0
 """The pages' heartbeat timeout in these tests (2.5 s by default): the 3 s promise is asserted in
 full, and a second of slack absorbs a browser whose timers run late on a loaded test machine."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not (Path(CHROMIUM).exists() and Path(DRIVER).exists()):
-        pytest.skip("Chromium is not installed; script/setup installs chromium and chromium-driver")
-    profile = tempfile.mkdtemp(prefix="setbridge-chromium-")
-    options = webdriver.ChromeOptions()
-    for flag in FLAGS + [f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.set_page_load_timeout(20)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
