@@ -28,7 +28,8 @@ from setbridge.topics import Topics
 
 from helpers import HubProcess, Probe, make_settings, wait_until, write_config
 from helpers.firmware import ScriptedHub, running_light
-from setbridge.sim.raw_mqtt5 import BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, string_prop, user_prop, varint
+from setbridge.sim.raw_mqtt5 import (BOM, LEGAL_ODDITIES, RESPONSE_TOPIC, RawPublisher, field, packet, read_packet,
+                                     string_prop, user_prop, varint)
 from helpers.web import WebProcess, read_events, web_section, write_web_config
 
 KINDS = ["fast", "paho"]
@@ -107,20 +108,7 @@ class MisbehavingBroker:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _read(self, conn: socket.socket) -> bytes:
-        head = conn.recv(1)
-        if not head:
-            raise ConnectionError
-        length, shift = 0, 0
-        while True:
-            byte = conn.recv(1)[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        rest = b""
-        while len(rest) < length:
-            rest += conn.recv(length - len(rest))
-        return head + rest
+        return read_packet(conn)
 
     def _serve(self) -> None:
         while True:

@@ -61,6 +61,24 @@ LEGAL_ODDITIES: dict[str, bytes] = {
 """PUBLISH properties that Mosquitto 2.0 forwards to MQTT 5 subscribers (measured)."""
 
 
+
+def read_packet(sock: socket.socket) -> bytes:
+    """One MQTT packet from ``sock``: its first byte and what follows its remaining length."""
+    head = sock.recv(1)
+    if not head:
+        raise ConnectionError("the peer closed the connection")
+    length, shift = 0, 0
+    while True:
+        byte = sock.recv(1)[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    rest = b""
+    while len(rest) < length:
+        rest += sock.recv(length - len(rest))
+    return head + rest
+
 class RawPublisher:
     """One MQTT 5 connection that publishes QoS 1 packets with the property bytes it is given."""
 
@@ -73,21 +91,7 @@ class RawPublisher:
         self.mid = 0
 
     def _read(self) -> bytes:
-        """One packet: its first byte and what follows its remaining length."""
-        head = self.sock.recv(1)
-        if not head:
-            raise ConnectionError("the broker closed the connection")
-        length, shift = 0, 0
-        while True:
-            byte = self.sock.recv(1)[0]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        rest = b""
-        while len(rest) < length:
-            rest += self.sock.recv(length - len(rest))
-        return head + rest
+        return read_packet(self.sock)
 
     def publish(self, topic: str, payload: bytes | str, props: bytes = b"", retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK (so the broker took it)."""
