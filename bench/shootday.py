@@ -40,10 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from setbridge.speech import fieldcheck
+
 RATE = 16000
 PHRASES = {"roll": ["녹음 시작"], "cut": ["컷"]}
-MATCH_WINDOW_S = 2.0
-"""A trigger is a call's when it fires between the phrase start and this long after its end."""
+MATCH_WINDOW_S = fieldcheck.LATE_S
+"""A trigger is a call's up to this long after its end (``fieldcheck.match``, the field kit's rule)."""
 FIX_MISSED_S = 2.0
 """A missed call is put right this long after it by the set's other means (button, recorder)."""
 FIX_FALSE_S = 5.0
@@ -456,22 +458,15 @@ def score_day(day: Day, fired: list[tuple[str, float]], ungated: list[tuple[str,
     """
     score = DayScore(takes=len(day.takes), take_s=day.take_s())
     score.idle_s = day.duration - score.take_s
-    unused = sorted(fired, key=lambda f: f[1])
-    for c in day.calls:
-        start, end = float(c["start"]), float(c["end"])  # type: ignore[arg-type]
-        if c["action"] == "roll":
-            score.rolls += 1
-        else:
-            score.cuts += 1
-        match = next((f for f in unused if f[0] == c["action"] and start <= f[1] <= end + MATCH_WINDOW_S), None)
-        if match is None:
-            if c["action"] == "roll":
-                score.missed_rolls += 1
-            else:
-                score.missed_cuts += 1
-            continue
-        unused.remove(match)
-        score.latencies.append(match[1] - end)
+    calls = [fieldcheck.Call("day", str(c["action"]), float(c["end"]), float(c["start"]))  # type: ignore[arg-type]
+             for c in day.calls]
+    m = fieldcheck.match(calls, [fieldcheck.Fired("day", action, at) for action, at in fired])
+    score.rolls = sum(c.action == "roll" for c in calls)
+    score.cuts = len(calls) - score.rolls
+    score.missed_rolls = sum(c.action == "roll" for c in m.misses)
+    score.missed_cuts = len(m.misses) - score.missed_rolls
+    score.latencies += m.latencies
+    unused = [(f.action, f.time) for f in m.false]
     dark = set()
     for action, at in unused:
         take = next((i for i, (a, b) in enumerate(day.takes) if a <= at <= b + 0.5), None)

@@ -71,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from setbridge.audio import WavFileSource  # noqa: E402
 from setbridge.audio.channels import to_mono  # noqa: E402
 from setbridge.config import SpeechSettings  # noqa: E402
-from setbridge.speech import Detector, Tuning, load_model, resolve_model, tuning_from  # noqa: E402
+from setbridge.speech import Detector, Tuning, fieldcheck, load_model, resolve_model, tuning_from  # noqa: E402
 from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
 
 import shootday  # noqa: E402
@@ -90,8 +90,6 @@ FILLERS = ("이", "그", "저", "아", "네", "요", "다", "자", "하", "고",
            "수", "오", "우", "예", "뭐", "나", "우리", "지금", "여기", "그래", "하고", "있어", "해요", "했다", "이다",
            "사람", "다시")
 """The Korean model has no "[unk]", so the benchmark configures a filler model of common short words."""
-MATCH_WINDOW_S = 2.0
-"""A trigger counts as a hit when it fires between the phrase start and this long after its end."""
 CONDITIONS = ("quiet", "noise", "chatter", "walkie", "reverb", "stereo")
 CALLS_PER_CONDITION = 16
 CHATTER_CONDITIONS = ("plain", "babble", "walkie", "noise", "reverb")
@@ -426,23 +424,19 @@ class Score:
     false_at: list[str] = field(default_factory=list)
 
     def add(self, clip: Clip, fired: list[tuple[str, float]], cpu: float) -> None:
+        """Match as the field kit does (``setbridge.speech.fieldcheck.match``)."""
         self.audio_s += clip.duration
         self.cpu_s += cpu
-        unused = list(fired)
-        for label in clip.labels:
-            self.positives += 1
-            match = next((f for f in unused if f[0] == label["action"]
-                          and label["start"] <= f[1] <= label["end"] + MATCH_WINDOW_S), None)
-            if match:
-                unused.remove(match)
-                self.hits += 1
-                self.latencies.append(match[1] - label["end"])
-            else:
-                self.misses.append(f"{clip.path}:{label['action']}")
+        m = fieldcheck.match([fieldcheck.Call(clip.path, label["action"], label["end"], label["start"])
+                              for label in clip.labels], [fieldcheck.Fired(clip.path, a, t) for a, t in fired])
+        self.positives += len(clip.labels)
+        self.hits += len(m.pairs)
+        self.latencies += m.latencies
+        self.misses += [f"{clip.path}:{c.action}" for c in m.misses]
         if clip.kind == "chatter":
             self.chatter_s += clip.duration
-            self.false += len(unused)
-        self.false_at += [f"{clip.path}:{a}@{t:.2f}" for a, t in unused]
+            self.false += len(m.false)
+        self.false_at += [f"{clip.path}:{f.action}@{f.time:.2f}" for f in m.false]
 
     def recall(self) -> float:
         return self.hits / max(1, self.positives)

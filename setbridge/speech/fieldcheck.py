@@ -43,6 +43,9 @@ class Call:
     file: str
     action: str
     time: float
+    """When the call ends (a labels file gives one time per call)."""
+    start: float | None = None
+    """When it begins, where the labels give a span (the benchmarks' corpora); None: at ``time``."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class Report:
                 "false_cuts_per_take_hour": num(self.false_cuts_per_take_hour(), 2), "dark_takes": self.dark_takes,
                 "false_rolls_idle": len(self.false_rolls_idle),
                 "false_rolls_per_idle_hour": num(self.false_rolls_per_idle_hour(), 2),
-                "misses": [c.__dict__ for c in self.misses], "false": [f.__dict__ for f in self.false]}
+                "misses": [{k: v for k, v in c.__dict__.items() if v is not None} for c in self.misses], "false": [f.__dict__ for f in self.false]}
 
 
 def takes(calls: list[Call]) -> list[tuple[str, float, float]]:
@@ -182,18 +185,41 @@ def labelled_state(calls: list[Call], at: float) -> str | None:
     return state
 
 
-def score(calls: list[Call], fired: list[Fired], audio_s: float) -> Report:
-    """Match triggers to labelled calls, earliest first; what is left over is false."""
-    report = Report(calls=len(calls), audio_s=audio_s, takes=takes(calls))
+@dataclass
+class Matched:
+    """Triggers paired with the calls they answer; the rest are misses and false triggers."""
+
+    pairs: list[tuple[Call, Fired]]
+    misses: list[Call]
+    false: list[Fired]
+
+    @property
+    def latencies(self) -> list[float]:
+        """Seconds from each hit call's end to its trigger."""
+        return [f.time - c.time for c, f in self.pairs]
+
+
+def match(calls: list[Call], fired: list[Fired]) -> Matched:
+    """The one matching rule of the field kit and the benchmarks: calls in order, each takes the
+    earliest unused trigger of its action in its file up to ``LATE_S`` after the call ends, and from
+    when it begins (a labelled span, exact) or ``EARLY_S`` before its one labelled time (slack for
+    a time marked by hand)."""
     unused = sorted(fired, key=lambda f: (f.file, f.time))
+    pairs, misses = [], []
     for call in sorted(calls, key=lambda c: (c.file, c.time)):
-        match = next((f for f in unused if f.file == call.file and f.action == call.action
-                      and call.time - EARLY_S <= f.time <= call.time + LATE_S), None)
-        if match is None:
-            report.misses.append(call)
-            continue
-        unused.remove(match)
-        report.hits += 1
-        report.latencies.append(match.time - call.time)
-    report.false = unused
-    return report
+        begins = call.time - EARLY_S if call.start is None else call.start
+        found = next((f for f in unused if f.file == call.file and f.action == call.action
+                      and begins <= f.time <= call.time + LATE_S), None)
+        if found is None:
+            misses.append(call)
+        else:
+            unused.remove(found)
+            pairs.append((call, found))
+    return Matched(pairs, misses, unused)
+
+
+def score(calls: list[Call], fired: list[Fired], audio_s: float) -> Report:
+    """Match triggers to labelled calls (:func:`match`); what is left over is false."""
+    matched = match(calls, fired)
+    return Report(calls=len(calls), audio_s=audio_s, takes=takes(calls), hits=len(matched.pairs),
+                  latencies=matched.latencies, misses=matched.misses, false=matched.false)
