@@ -45,6 +45,8 @@ def test_the_hub_counts_requests_by_outcome_and_transitions_by_cause(broker, tmp
         assert value(before, "setbridge_mqtt_connections_total") == 1
         assert value(before, "setbridge_state_dir_free_bytes") > 0
         assert value(before, "setbridge_offload_journal_fault") == 0
+        assert value(before, "setbridge_offload_answers_shed_total") == 0
+        assert value(before, "setbridge_hub_conflict") == 0
         assert value(before, "setbridge_timecode_status", status="off") == 1
         hub.set_timecode_health("fault", "no LTC", None)
         hub.set_audio_status("fault")

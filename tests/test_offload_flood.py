@@ -74,6 +74,7 @@ def test_a_flood_of_duplicate_reports_never_fills_the_hubs_send_queue(own_broker
                                       and m.data["reason"].startswith("shed: "), timeout=10).data
         assert "duplicate" in notice["reason"] and f"{base}/offload/event" in notice["reason"]
         assert hub.bus.refused.total == 0
+        assert relay.answers_shed >= FLOOD // 2  # counted (and in the hub's metrics), never dropped silently
     finally:
         if other is not None:
             other.execute("ROLLBACK")

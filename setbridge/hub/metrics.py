@@ -230,8 +230,12 @@ class _HubCollector:
             yield events
             yield _counter("setbridge_offload_journal_faults", "Times the offload journal went to fault",
                            relay.faults)
+            yield _counter("setbridge_offload_answers_shed", "Answers on offload/error not sent (a flood of reports "
+                           "beyond the answer window or rate)", relay.answers_shed)
         yield _gauge("setbridge_offload_journal_fault", "1 while the offload journal cannot be opened or written",
                      1.0 if hub.offload_health[0] == "fault" else 0.0)
+        yield _gauge("setbridge_hub_conflict", "1 while another hub is online for this set, or relays offload while "
+                     "this one does", 1.0 if hub.roster.conflict else 0.0)
 
         try:
             disk = shutil.disk_usage(settings.hub.state_dir)

@@ -223,6 +223,11 @@ class OffloadRelay:
         return True
 
     @property
+    def answers_shed(self) -> int:
+        """Answers on ``{base}/offload/error`` not sent since start (beyond the window or the rate)."""
+        return self._shed_log.total
+
+    @property
     def waiting(self) -> int:
         """Reports queued for the journal."""
         return self._inbox.qsize()
