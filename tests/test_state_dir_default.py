@@ -51,6 +51,7 @@ def state_dir_as(uid: int, environ: dict[str, str]) -> str:
     return found
 
 
+@pytest.mark.integration  # it forks a process that becomes another user
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_a_system_user_under_systemd_gets_the_state_directory(tmp_path):
     nobody = 65534

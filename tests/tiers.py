@@ -10,7 +10,7 @@ tier that starts a process or loads a model anyway fails, in every run, saying h
 
 from __future__ import annotations
 
-import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,26 +37,40 @@ class UnitTierBreach(AssertionError):
     """A unit-tier test started a process or loaded a model."""
 
 
+SPAWNING = frozenset({"subprocess.Popen", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.exec", "os.system"})
+"""Audit events (:func:`sys.addaudithook`) raised before Python starts another process."""
+_forbidding = False
+"""True while a unit-tier test runs (tests run one at a time in a worker)."""
+
+
+def _no_process(event: str, args: tuple[Any, ...]) -> None:
+    if _forbidding and event in SPAWNING:
+        raise UnitTierBreach(MOVE_IT.format(what=f"starts a process ({event} {args[:2]!r})"))
+
+
+sys.addaudithook(_no_process)  # an audit hook stays for the life of the process: it checks the flag
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
     """In a unit-tier test (its fixtures of every scope included), starting a process or loading a
     Vosk model fails the test."""
+    global _forbidding
     if item.get_closest_marker("unit") is None:
         return (yield)
     with pytest.MonkeyPatch.context() as patch:
-        _forbid(patch)
-        return (yield)
+        _forbid_models(patch)
+        _forbidding = True
+        try:
+            return (yield)
+        finally:
+            _forbidding = False
 
 
-def _forbid(patch: pytest.MonkeyPatch) -> None:
-    def no_process(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
-        self._child_created = False  # type: ignore[attr-defined]  # so that Popen.__del__ has nothing to do
-        raise UnitTierBreach(MOVE_IT.format(what=f"starts a process ({args!r})"))
-
+def _forbid_models(patch: pytest.MonkeyPatch) -> None:
     def no_model(*args: Any, **kwargs: Any) -> None:
         raise UnitTierBreach(MOVE_IT.format(what="loads a Vosk model"))
 
-    patch.setattr(subprocess.Popen, "__init__", no_process)
     import vosk
 
     # The module's name, not the class's __new__: a __new__ set on a class and then removed leaves
