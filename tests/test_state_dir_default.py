@@ -4,7 +4,6 @@ the system user's ``~/.local/state``."""
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def test_the_user_that_owns_the_system_directory_uses_it(tmp_path):
 
 def state_dir_as(uid: int, environ: dict[str, str]) -> str:
     """``[hub] state_dir`` as loaded by a process running as ``uid`` (forked, then no longer root)."""
+    # Read while still root: the checkout may sit in a directory the user cannot enter (mktemp -d).
+    source = compile(Path(setbridge.config.__file__).read_bytes(), setbridge.config.__file__, "exec")
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: become the user, load the settings as the hub would, report
@@ -40,8 +41,11 @@ def state_dir_as(uid: int, environ: dict[str, str]) -> str:
             os.setuid(uid)
             os.environ.clear()
             os.environ.update(environ)
-            config = importlib.reload(setbridge.config)  # its defaults are made at import, as the hub's are
+            config = setbridge.config
+            exec(source, config.__dict__)  # run the module again, as an import would: its defaults are made there
             os.write(write, str(config.load_settings(None).hub.state_dir).encode())
+        except BaseException as exc:  # say why in the parent's assertion
+            os.write(write, f"child failed: {exc!r}".encode())
         finally:
             os._exit(0)
     os.close(write)
