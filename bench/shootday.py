@@ -435,8 +435,7 @@ class DayScore:
         return self.ungated_false / max(self.hours, 1e-9)
 
     def latency_ms(self, q: float) -> float:
-        lat = sorted(self.latencies)
-        return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
+        return fieldcheck.latency_ms(self.latencies, q)
 
     def cost(self) -> float:
         """What the errors cost a set, weighted by their consequence (``COST``)."""

@@ -104,7 +104,7 @@ def day_audio(seconds: float) -> np.ndarray | None:
     sys.path.insert(0, str(HERE))
     import shootday
 
-    wavs = sorted((HERE / ".corpus" / "days-v1").glob("*/quiet.wav"))
+    wavs = sorted((HERE / ".corpus" / "days-v2").glob("*/quiet.wav"))
     if not wavs:
         return None
     day = shootday.read_day(wavs[0])

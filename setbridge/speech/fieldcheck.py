@@ -142,8 +142,7 @@ class Report:
         return len(self.false) / (self.audio_s / 3600) if self.audio_s else math.nan
 
     def latency_ms(self, q: float) -> float:
-        lat = sorted(self.latencies)
-        return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else math.nan
+        return latency_ms(self.latencies, q)
 
     def summary(self) -> dict[str, object]:
         def num(x: float, digits: int) -> float | None:
@@ -197,6 +196,12 @@ class Matched:
     def latencies(self) -> list[float]:
         """Seconds from each hit call's end to its trigger."""
         return [f.time - c.time for c, f in self.pairs]
+
+
+def latency_ms(latencies: list[float], q: float) -> float:
+    """The ``q`` quantile of ``latencies`` (s) in ms; NaN when there are none."""
+    lat = sorted(latencies)
+    return 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else math.nan
 
 
 def match(calls: list[Call], fired: list[Fired]) -> Matched:
