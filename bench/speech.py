@@ -46,7 +46,9 @@ source); ``--ceiling-only`` measures only what a front end setting lets the mode
 
 ``--set KEY=VALUE`` changes any detector threshold (``--set fillers=`` turns the filler model off).
 Kaldi dithers its features, so Vosk scores the same audio slightly differently from run to run
-(vosk-api issue 868); a call near a threshold can move between runs.
+(vosk-api issue 868); a call near a threshold can move between runs. ``--days`` therefore decodes
+with a view of the model whose dither is off (``steady_model``), so that two rule sets differ only
+by their rules and a run repeats exactly; ``--dither`` decodes as the hub does.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from setbridge.audio.channels import to_mono  # noqa: E402
 from setbridge.config import SpeechSettings  # noqa: E402
 from setbridge.speech import Detector, Tuning, fieldcheck, load_model, resolve_model, tuning_from  # noqa: E402
 from setbridge.speech.frontend import RATE as FRONT_END_RATE, FrontEnd  # noqa: E402
+from setbridge.speech.model import steady_view  # noqa: E402
 
 import shootday  # noqa: E402
 
@@ -445,6 +448,13 @@ class Score:
         return fieldcheck.latency_ms(self.latencies, q)
 
 
+def steady_model(model_dir: Path) -> Path:
+    """``model_dir`` without Kaldi's dither (:func:`setbridge.speech.model.steady_view`), so that two
+    rule sets differ only by their rules and a run repeats exactly, whatever ran before it."""
+    name = f"{model_dir.name}-{hashlib.sha256(str(model_dir).encode()).hexdigest()[:8]}"
+    return steady_view(model_dir, HERE / ".corpus" / "models" / name)
+
+
 # -- shooting days ------------------------------------------------------------------------------
 DAYS = HERE / ".corpus" / "days-v2"
 DAY_SEEDS = {"stage": 1, "hall": 2, "location": 3}
@@ -492,9 +502,11 @@ SOURCE = _source_hash()
 """The detector's source as this run imported it: part of every cached result's key."""
 
 
-def run_day(model: object, wav: Path, tuning: Tuning) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
-    """(fired, refused by the gate) through a day, gated by :class:`shootday.HubSim`; cached."""
-    key = hashlib.sha256(f"{SOURCE} {wav} {tuning!r}".encode()).hexdigest()[:20]
+def run_day(model: object, wav: Path, tuning: Tuning,
+            model_key: str = "") -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(fired, refused by the gate) through a day, gated by :class:`shootday.HubSim`; cached by the
+    detector's source, the day, the thresholds and ``model_key`` (the model's directory)."""
+    key = hashlib.sha256(f"{SOURCE} {wav} {tuning!r} {model_key}".encode()).hexdigest()[:20]
     cache = DAYS / "results" / f"{key}.json"
     if cache.is_file():
         saved = json.loads(cache.read_text())
@@ -556,7 +568,7 @@ def with_own(tuning: Tuning, overrides: dict[str, object]) -> Tuning:
     return replace(tuning, per_action=tuple((a, tuple(sorted(own.items()))) for a, own in sorted(per_action.items())))
 
 
-def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -> int:
+def run_days(args: argparse.Namespace, model: object, model_key: str, base: dict[str, object]) -> int:
     styles = args.style or list(shootday.STYLES)
     conditions = args.condition or list(shootday.CONDITIONS)
     files = day_files(styles, conditions)
@@ -578,7 +590,7 @@ def run_days(args: argparse.Namespace, model: object, base: dict[str, object]) -
         rows: dict[str, shootday.DayScore] = {}
         for name, tuning in configs.items():
             if not args.ceiling_only:
-                fired, refused = run_day(model, wav, tuning)
+                fired, refused = run_day(model, wav, tuning, model_key)
                 rows[name] = shootday.score_day(day, fired, refused)
         if not args.no_baseline and not args.ceiling_only:
             raw = run_baseline(model, wav)
@@ -629,15 +641,19 @@ def main() -> int:
     ap.add_argument("--rules", action="append", choices=list(RULE_SETS), default=[],
                     help="with --days: a rule set to compare, repeatable (default off, shipped, defaults)")
     ap.add_argument("--no-baseline", action="store_true", help="with --days: skip the naive script and the ceiling")
+    ap.add_argument("--dither", action="store_true",
+                    help="with --days: decode with Kaldi's dither as the hub does (results move a little between runs)")
     ap.add_argument("--ceiling-only", action="store_true",
                     help="with --days: only the model's ceiling (cheap: what a front end setting, --set, lets Vosk hear)")
     args = ap.parse_args()
     if args.days:
-        model = load_model(resolve_model(args.model))
+        model_dir = resolve_model(args.model)
+        model_dir = model_dir if args.dither else steady_model(model_dir)
+        model = load_model(model_dir)
         base = {k: float(v) if "." in k else tuple(filter(None, v.split(","))) if isinstance(getattr(Tuning(), k), tuple)
                 else type(getattr(Tuning(), k))(float(v))
                 for k, v in (item.split("=", 1) for item in args.set)}
-        return run_days(args, model, base)
+        return run_days(args, model, str(model_dir), base)
 
     folder = TUNING_CORPUS if args.tuning else CORPUS
     clips = load_corpus(args.rebuild, folder)

