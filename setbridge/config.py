@@ -202,6 +202,9 @@ class SpeechSettings(Section):
     default: on the benchmark's shooting days it cost more false cuts and rolls than the calls it saved)."""
     tail_drop_db: float = Field(9.0, ge=0.0, le=60.0)
     """Sound this far below an utterance's loudest part counts as quiet (a reverb tail); 0 = off."""
+    tail_rise_db: float = Field(3.0, ge=1.0, le=30.0)
+    """With ``tail_drop_db``: a rise this steep (dB over 0.1 s) is the talker's next syllable, never a tail;
+    6 in a large hall, whose decaying tail ripples by 3-5 dB and otherwise holds an utterance open."""
     onset_db: float = Field(9.0, ge=0.0, le=60.0)
     """A phrase must be this much louder than the sound just before it (a pause of its own); 0 = off."""
     rescue_db: float = Field(0.0, ge=0.0, le=40.0)

@@ -284,16 +284,17 @@ def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_pa
 
 
 def test_a_large_halls_ripple_is_not_taken_for_the_next_syllable(model, clips, tmp_path):
-    """A hall's decaying tail ripples a few dB; counted as a new syllable, it held the utterance open
-    past the call, which then looked like a phrase inside longer sound and was missed."""
+    """A hall's decaying tail ripples a few dB; counted as a new syllable (``tail_rise_db`` = 3), it
+    holds the utterance open past the call, which then looks like a phrase inside longer sound."""
     import subprocess
 
     wet = tmp_path / "cut_hall.wav"
     subprocess.run(["sox", str(clips["cut"]), str(wet), "reverb", "80", "50", "100"], check=True)
     phrase_end = len(_pcm(clips["cut"])) / 2 / RATE - 1.2
-    fired = detect(model, wet)
+    fired = detect(model, wet, tuning=Tuning(tail_rise_db=6.0))
     assert [t.action for t in fired] == ["cut"]
     assert fired[0].time - phrase_end < 0.4
+    assert detect(model, wet) == [], "the default should still hold the hall's tail as speech"
 
 
 def test_the_filler_decision_holds_through_kaldis_dither(clips, caplog):

@@ -95,6 +95,7 @@ class Tuning:
     """Audio from just before an utterance that Vosk hears with it (Vosk hears nothing else)."""
     foreground_db: float = _setting("foreground_db")
     tail_drop_db: float = _setting("tail_drop_db")
+    tail_rise_db: float = _setting("tail_rise_db")
     decoys: tuple[str, ...] = ()
     """Extra grammar words that absorb look-alike speech; "[unk]" is added when the model has it."""
     noise_suppression: int = _setting("noise_suppression")
@@ -198,7 +199,8 @@ class Detector:
         self._filler_score = 0.0
         self.verifier = self._new_verifier()
         self.recognizer = self._new_recognizer()
-        self.vad = EnergyVad(self.rate, tuning.vad_margin_db, tuning.foreground_db, tuning.tail_drop_db)
+        self.vad = EnergyVad(self.rate, tuning.vad_margin_db, tuning.foreground_db, tuning.tail_drop_db,
+                             tuning.tail_rise_db)
         self.position = 0.0
         self._step_bytes = int(self.rate * STEP_S) * 2
         self._pending = b""
