@@ -147,7 +147,7 @@ def test_an_unreachable_broker_gets_a_clear_page(tmp_path):
     settings = load_settings(None, mqtt={"host": "127.0.0.1", "port": free_port(), "reconnect_max_s": 1},
                              hub={"state_dir": str(tmp_path / "state")},
                              web=web_section(data_dir=str(tmp_path / "web")))
-    with serving(settings) as url:
+    with serving(settings, subscribed=False) as url:
         r = httpx.get(url + "/")
         assert r.status_code == 503
         assert f"Cannot reach the MQTT broker at 127.0.0.1:{settings.mqtt.port}" in r.text

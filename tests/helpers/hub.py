@@ -34,11 +34,12 @@ def make_settings(broker: PrivateBroker, state_dir: Path, **sections: dict) -> S
 
 @contextmanager
 def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Iterator[Hub]:
-    """A connected hub on ``broker`` (for tests with a broker of their own), stopped afterwards."""
+    """A connected hub on ``broker`` (for tests with a broker of their own) whose subscriptions the
+    broker acknowledged, stopped afterwards."""
     h = Hub(make_settings(broker, state_dir, **sections))
     h.start()
     try:
-        assert h.bus.wait_connected(5)
+        assert h.bus.wait_connected(5) and h.bus.wait_subscribed(5)
         yield h
     finally:
         h.stop()

@@ -38,7 +38,8 @@ class Stage:
     def start_hub(self) -> Hub:
         self.hub = Hub(self.settings)
         self.hub.start()
-        assert self.hub.bus.wait_connected(5)
+        # subscribed too: a report or request sent at once must not reach the broker before them
+        assert self.hub.bus.wait_connected(5) and self.hub.bus.wait_subscribed(5)
         return self.hub
 
     def stop_hub(self) -> None:

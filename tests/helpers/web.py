@@ -22,7 +22,7 @@ from sse_starlette.sse import AppStatus
 
 from setbridge.config import Settings
 from setbridge.sim.broker import free_port
-from setbridge.web.app import create_app
+from setbridge.web.app import WebApp
 from setbridge.web.passwords import hash_password
 
 PASSWORD = "a long test password"
@@ -42,10 +42,12 @@ def web_section(**extra: object) -> dict:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """``create_app(settings)`` under uvicorn in a thread; yields its base URL."""
+def serving(settings: Settings, subscribed: bool = True) -> Iterator[str]:
+    """The board (``setbridge web``'s app) under uvicorn in a thread; yields its base URL once it serves and (with
+    ``subscribed``) its MQTT subscriptions are acknowledged, so no message sent next passes it by."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
+    web = WebApp(settings)
+    server = uvicorn.Server(uvicorn.Config(web.app, host="127.0.0.1", port=port, log_config=None,
                                            lifespan="on", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,6 +55,9 @@ def serving(settings: Settings) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the web server did not start"
         time.sleep(0.02)
+    if subscribed:
+        for bus in (web.feed.live, web.feed.control):
+            assert bus is None or bus.wait_subscribed(10), "the web did not subscribe within 10 s"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
