@@ -126,7 +126,8 @@ def test_another_programs_database_is_refused_and_never_written_into(app_id, sch
         status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10).data
         reason = status["offload_reason"]
         assert "another program's SQLite database" in reason and "\n" not in reason and "untouched" in reason
-        error = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=10).data
+        # refused at once, not when the hub next tries to open the journal (every REOPEN_S)
+        error = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=relay.REOPEN_S / 2).data
         assert "fault" in error["reason"]
     finally:
         hub.stop()
@@ -179,8 +180,10 @@ def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(brok
                                 capture_output=True, text=True, timeout=60)
         assert f"hub {settings.hub.id}: online" in health.stdout and "offload fault" in health.stdout
         assert health.returncode == 8 and "offload: fault (" in health.stderr  # 8: offload fault (docs/deploy.md)
+        statuses = probe_factory(f"{base}/hub/{settings.hub.id}/status")  # from the retained fault on
+        statuses.wait_for(on("/status", offload="fault"))
         (state / FILE_NAME).rmdir()  # the operator fixes it; offload recovers by itself
-        probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="ok"), timeout=20)
+        statuses.wait_for(on("/status", offload="ok"), timeout=20)
         probe.publish(f"{base}/offload/report", report("A002", "accepted"))
         probe.wait_for(on("/offload/event", event_id="accepted"), timeout=10)
     finally:
