@@ -131,3 +131,11 @@ def lot(*names: str, hubs: bool = True, light_users: tuple[str, ...] = ("sim-1",
 def central(stage: str, below: str) -> str:
     """A stage's topic at the centre: ``central("stage-a", "set/main/state")``."""
     return f"{BASE}/stage/{stage}/{below}"
+
+
+def state_of(user: Probe, topic: str) -> dict | None:
+    """The latest JSON payload ``user`` has seen on ``topic``."""
+    for m in reversed(user.seen):
+        if m.topic == topic and m.payload:
+            return m.data
+    return None
