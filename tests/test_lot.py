@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 from helpers.broker import as_user, password
 from helpers import at, Probe, wait_until
-from helpers.lot import central, lot, state_of
+from helpers.lot import Lot, Stage, central, lot, state_of
 from setbridge.expiry import expiring
 
 pytestmark = pytest.mark.integration
@@ -100,16 +102,23 @@ def test_the_same_light_id_on_two_stages_stays_two_lights_at_the_centre():
             assert lb.shows()[-1] == "idle"
 
 
+@contextmanager
+def stage_a_watched_from_the_office() -> Iterator[tuple[Lot, Stage, Probe]]:
+    """A lot of one stage, ``stage-a``, with its bridge up and the office at the centre subscribed to
+    all of the stage."""
+    with lot("stage-a") as the_lot:
+        office = the_lot.user()
+        office.subscribe(central("stage-a", "#"))
+        office.wait_for(at(central("stage-a", "bridge"), b"1"), 10)
+        yield the_lot, the_lot.stages["stage-a"], office
+
+
 def _events_at(user: Probe, stage: str) -> list[dict]:
     return [json.loads(msg.payload) for msg in user.seen if msg.topic == central(stage, "set/main/event")]
 
 
 def test_a_cut_between_takes_runs_no_request_sent_during_it_and_catches_up_after():
-    with lot("stage-a") as the_lot:
-        a = the_lot.stages["stage-a"]
-        office = the_lot.user()
-        office.subscribe(central("stage-a", "#"))
-        office.wait_for(at(central("stage-a", "bridge"), b"1"), 10)
+    with stage_a_watched_from_the_office() as (the_lot, a, office):
         a.link.cut()
         # During the cut: the centre asks for a roll (as `send` does: 1 s to run, or never) and a
         # contract v1 client with no age limit at all asks too. The stage goes on alone meanwhile.
@@ -166,11 +175,7 @@ def _ids(events: list[dict]) -> list[str]:
 
 
 def test_a_long_cut_during_a_take_is_seen_at_the_centre_and_caught_up_once_each():
-    with lot("stage-a") as the_lot:
-        a = the_lot.stages["stage-a"]
-        office = the_lot.user()
-        office.subscribe(central("stage-a", "#"))
-        office.wait_for(at(central("stage-a", "bridge"), b"1"), 10)
+    with stage_a_watched_from_the_office() as (the_lot, a, office):
         assert a.hub.submit("roll", "button").ok
         office.wait_for(at(central("stage-a", "set/main/state"), b'"rolling"'), 10)
         time.sleep(0.3)  # the centre's acknowledgements are back (else QoS 1 sends the roll again)

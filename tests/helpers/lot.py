@@ -19,6 +19,17 @@ from setbridge.sim.link import Link
 from setbridge.hub import Hub
 
 BASE = "setbridge"
+
+
+def _logged_in(users: list[Probe], port: int, name: str, v5: bool, where: str) -> Probe:
+    """A probe logged in as ``name`` on the broker at ``port`` (``where``, for the message), kept in
+    ``users`` to be closed with the lot."""
+    u = as_user(port, name, v5=v5)
+    assert u.accepted, f"{name} could not log in to {where}"
+    users.append(u)
+    return u
+
+
 @dataclass
 class Stage:
     name: str
@@ -30,10 +41,7 @@ class Stage:
     users: list[Probe] = field(default_factory=list)
 
     def user(self, name: str = "crew", v5: bool = False) -> Probe:
-        u = as_user(self.broker.port, name, v5=v5)
-        assert u.accepted, f"{name} could not log in to stage {self.name}"
-        self.users.append(u)
-        return u
+        return _logged_in(self.users, self.broker.port, name, v5, f"stage {self.name}")
 
     def start_hub(self) -> Hub:
         self.hub = Hub(self.settings)
@@ -56,10 +64,7 @@ class Lot:
     users: list[Probe] = field(default_factory=list)
 
     def user(self, name: str = "office", v5: bool = False) -> Probe:
-        u = as_user(self.centre.port, name, v5=v5)
-        assert u.accepted, f"{name} could not log in to the centre"
-        self.users.append(u)
-        return u
+        return _logged_in(self.users, self.centre.port, name, v5, "the centre")
 
 
 def _dir() -> Path:

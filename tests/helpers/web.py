@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,10 +22,15 @@ import httpx
 import uvicorn
 from sse_starlette.sse import AppStatus
 
+from helpers.hub import make_settings
 from setbridge.config import Settings
-from setbridge.sim.broker import free_port
+from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.web.app import WebApp
 from setbridge.web.passwords import hash_password
+
+if TYPE_CHECKING:
+    from setbridge.hub import Hub
+    from setbridge.sim.lights import SimLight
 
 PASSWORD = "a long test password"
 
@@ -65,6 +72,35 @@ def serving(settings: Settings, subscribed: bool = True) -> Iterator[str]:
         AppStatus.should_exit = True  # end the open event streams now (uvicorn's signal hook is not set in a thread)
         thread.join(10)
         AppStatus.should_exit = False
+
+
+@contextmanager
+def board_with_a_real_light(broker: PrivateBroker, tmp_path: Path, hub: Hub) -> Iterator[tuple[str, SimLight]]:
+    """The board (``serving``) on the set of the ``hub`` fixture, with a real light ``door-1`` (the
+    firmware under MicroPython) showing idle; yields the board's URL and the light."""
+    from setbridge.commands.provision import light_config
+    from setbridge.sim.lights import SimLight
+
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    (tmp_path / "light").mkdir()
+    light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
+    try:
+        light.wait_showing("idle", timeout=10)
+        with serving(settings) as url:
+            yield url, light
+    finally:
+        light.stop()
+
+
+@contextmanager
+def frozen(light: SimLight) -> Iterator[None]:
+    """The light's process stopped (SIGSTOP) for the block: its status stays online, its alive messages stop."""
+    light.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        light.proc.send_signal(signal.SIGCONT)
 
 
 def toml_value(value: object) -> str:
