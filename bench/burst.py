@@ -44,6 +44,7 @@ from setbridge.broker.config import MAX_INFLIGHT
 from setbridge.sim.broker import PrivateBroker
 from setbridge.sim.burst import Collector, bare_rate, largest_gap, send, watch_heartbeats
 from setbridge.topics import Topics
+from report import load_lines, print_load_lines, print_table
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -184,18 +185,13 @@ def main() -> None:
                 beats.close()
                 hub.terminate()
                 hub.wait(15)
-                notes += [f"{kind}: {line}" for line in log.read_text(errors="replace").splitlines()
-                          if re.search(r"late|busy|refused|shed|watchdog|paho's own client", line)]
+                notes += [f"{kind}: {line}" for line in load_lines(log, also="paho's own client")]
     print(f"baseline: a bare paho client publishes {baseline:,.0f} QoS 1 messages/s to one subscriber "
           f"on this broker (max_inflight_messages {args.broker_inflight}); load generators: mosquitto_pub/_sub\n")
     cols = ["mqtt client", "phase", "answered/s", "executed", "busy", "unanswered", "twice", "states", "in order", "final ok",
             "refused", "hb gap", "hb lag", "cpu %", "rss MiB", "peak MiB"]
     fmt = {"answered/s": "{:,.0f}", "hb gap": "{:.2f} s", "hb lag": "{:.2f} s", "cpu %": "{:.0f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"}
-    table = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for row in table:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    print_table(rows, cols, fmt)
     print()
     for kind in args.client:
         mine = [r for r in rows if r["mqtt client"] == kind]
@@ -205,9 +201,7 @@ def main() -> None:
         print(f"{kind}: goal >= 2,000 answered/s exactly once, nothing refused, hb gap <= 1.5 s: "
               f"{'met' if ok and worst >= 2000 else 'NOT met'} (slowest {worst:,.0f}/s; "
               f"{worst / baseline:.0%} of the bare paho rate)")
-    print(f"\nthe hub's own log lines about load ({len(notes)}):")
-    for line in notes[:8]:
-        print("  " + line[:160])
+    print_load_lines(notes, 8, 160)
     print(json.dumps(rows), file=sys.stderr)
 
 

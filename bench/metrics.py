@@ -29,6 +29,9 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from burst import Collector, Heartbeats, cpu_seconds, phase, rss_mib, wait_online
+from report import print_table
 from setbridge.config import load_settings
 from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.sim.lights import LightsSim
@@ -102,9 +106,21 @@ MODES = {"off": (False, None), "on": (True, None), "on+scraped": (True, 1.0)}
 """Metrics off; on but not scraped; on and scraped every second."""
 
 
-def burst_round(broker: PrivateBroker, tmp: Path, mode: str, n: int) -> dict:
+@dataclass
+class HubRound:
+    """The hub process of one round, on its own base topic, and the scraper its metrics mode asks for."""
+
+    set_id: str
+    topics: Topics
+    proc: subprocess.Popen
+    log: Path
+    scraper: Scraper
+
+
+@contextmanager
+def hub_round(broker: PrivateBroker, tmp: Path, mode: str) -> Iterator[HubRound]:
+    """A hub started in metrics mode ``mode`` (see MODES), its ``/metrics`` answering; stopped after."""
     set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
-    topics = Topics(base)
     metrics, every_s = MODES[mode]
     mport = free_port() if metrics else None
     hub, log = start_hub(broker.port, tmp / uuid.uuid4().hex[:6], base, set_id, mport)
@@ -112,55 +128,54 @@ def burst_round(broker: PrivateBroker, tmp: Path, mode: str, n: int) -> dict:
     try:
         if url:
             wait_metrics(url)
-        beats = Heartbeats(broker.port, topics.set_heartbeat(set_id))
-        with Collector(broker.port, topics, set_id) as seen:
-            wait_online(seen)
-            with Scraper(url if every_s else None, every_s or 1.0) as scraper:
-                row = phase("5 clients", broker.port, topics, set_id, seen, hub.pid, log, n, 5, 1000, beats)
-        beats.close()
-        answered = row["answered/s"]
-        row.update(metrics=mode, scrapes=len(scraper.times),
-                   cpu_ms_per_req=row["cpu %"] / 100 / answered * 1000 if answered else float("nan"))
-        return row
+        yield HubRound(set_id, Topics(base), hub, log, Scraper(url if every_s else None, every_s or 1.0))
     finally:
         hub.terminate()
         hub.wait(15)
+
+
+def burst_round(broker: PrivateBroker, tmp: Path, mode: str, n: int) -> dict:
+    with hub_round(broker, tmp, mode) as hub:
+        beats = Heartbeats(broker.port, hub.topics.set_heartbeat(hub.set_id))
+        with Collector(broker.port, hub.topics, hub.set_id) as seen:
+            wait_online(seen)
+            with hub.scraper as scraper:
+                row = phase("5 clients", broker.port, hub.topics, hub.set_id, seen, hub.proc.pid, hub.log, n, 5, 1000,
+                            beats)
+        beats.close()
+    answered = row["answered/s"]
+    row.update(metrics=mode, scrapes=len(scraper.times),
+               cpu_ms_per_req=row["cpu %"] / 100 / answered * 1000 if answered else float("nan"))
+    return row
 
 
 def lights_round(broker: PrivateBroker, tmp: Path, mode: str, lights: int, seconds: float, pace: float) -> dict:
-    set_id, base = "bench", f"bench{uuid.uuid4().hex[:6]}"
-    topics = Topics(base)
-    metrics, every_s = MODES[mode]
-    mport = free_port() if metrics else None
-    hub, _ = start_hub(broker.port, tmp / uuid.uuid4().hex[:6], base, set_id, mport)
-    url = f"http://127.0.0.1:{mport}/metrics" if mport else None
-    settings = load_settings(None, hub={"set": set_id}, mqtt={"host": "127.0.0.1", "port": broker.port,
-                                                              "base_topic": base})
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
-    client.connect("127.0.0.1", broker.port)
-    client.loop_start()
-    try:
-        if url:
-            wait_metrics(url)
-        with LightsSim(settings, lights, set_id, prefix="door"):
-            time.sleep(5)  # the lights connect and settle
-            with Scraper(url if every_s else None, every_s or 1.0) as scraper:
-                cpu0, t0, i = cpu_seconds(hub.pid), time.monotonic(), 0
-                while time.monotonic() - t0 < seconds:
-                    action = ("roll", "cut")[i % 2]
-                    client.publish(topics.set_request(set_id), json.dumps({"v": 1, "action": action}), qos=1)
-                    i += 1
-                    time.sleep(pace)
-                elapsed = time.monotonic() - t0
-                cpu = (cpu_seconds(hub.pid) - cpu0) / elapsed * 100
-        return {"metrics": mode, "lights": lights, "requests": i, "cpu %": cpu,
-                "cpu_ms_per_req": cpu / 100 * elapsed / i * 1000 if i else float("nan"),
-                "rss MiB": rss_mib(hub.pid), "peak MiB": rss_mib(hub.pid, "VmHWM"), "scrapes": len(scraper.times)}
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        hub.terminate()
-        hub.wait(15)
+    with hub_round(broker, tmp, mode) as hub:
+        settings = load_settings(None, hub={"set": hub.set_id}, mqtt={"host": "127.0.0.1", "port": broker.port,
+                                                                  "base_topic": hub.topics.base})
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4().hex[:6]}")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        pid = hub.proc.pid
+        try:
+            with LightsSim(settings, lights, hub.set_id, prefix="door"):
+                time.sleep(5)  # the lights connect and settle
+                with hub.scraper as scraper:
+                    cpu0, t0, i = cpu_seconds(pid), time.monotonic(), 0
+                    while time.monotonic() - t0 < seconds:
+                        action = ("roll", "cut")[i % 2]
+                        client.publish(hub.topics.set_request(hub.set_id), json.dumps({"v": 1, "action": action}),
+                                       qos=1)
+                        i += 1
+                        time.sleep(pace)
+                    elapsed = time.monotonic() - t0
+                    cpu = (cpu_seconds(pid) - cpu0) / elapsed * 100
+            return {"metrics": mode, "lights": lights, "requests": i, "cpu %": cpu,
+                    "cpu_ms_per_req": cpu / 100 * elapsed / i * 1000 if i else float("nan"),
+                    "rss MiB": rss_mib(pid), "peak MiB": rss_mib(pid, "VmHWM"), "scrapes": len(scraper.times)}
+        finally:
+            client.disconnect()
+            client.loop_stop()
 
 
 def feed_stage(port: int, base: str, sets: int, lights: int, stop: threading.Event) -> None:
@@ -292,14 +307,6 @@ def scrape_bench(broker: PrivateBroker, tmp: Path, sets: int, lights: int) -> li
         feeder.join(5)
 
 
-def table(rows: list[dict], cols: list[str], fmt: dict[str, str]) -> None:
-    cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for row in cells:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=10_000)
@@ -318,7 +325,7 @@ def main() -> None:
             rows = [burst_round(broker, tmp, mode, args.requests) for _ in range(args.rounds) for mode in MODES]
             print(f"1. burst: {args.requests:,} requests from 5 clients per round; metrics off, on, and on with "
                   "/metrics scraped every second")
-            table(rows, ["metrics", "answered/s", "unanswered", "twice", "cpu %", "cpu_ms_per_req", "rss MiB",
+            print_table(rows, ["metrics", "answered/s", "unanswered", "twice", "cpu %", "cpu_ms_per_req", "rss MiB",
                          "peak MiB", "scrapes"],
                   {"answered/s": "{:,.0f}", "cpu %": "{:.0f}", "cpu_ms_per_req": "{:.4f}", "rss MiB": "{:.1f}",
                    "peak MiB": "{:.1f}"})
@@ -332,14 +339,14 @@ def main() -> None:
             rows = [lights_round(broker, tmp, mode, args.lights, args.seconds, args.pace) for mode in MODES]
             print(f"2. {args.lights} lights, a request every {args.pace:g} s for {args.seconds:g} s; metrics off, on, "
                   "and on with /metrics scraped every second")
-            table(rows, ["metrics", "lights", "requests", "cpu %", "cpu_ms_per_req", "rss MiB", "peak MiB", "scrapes"],
+            print_table(rows, ["metrics", "lights", "requests", "cpu %", "cpu_ms_per_req", "rss MiB", "peak MiB", "scrapes"],
                   {"cpu %": "{:.2f}", "cpu_ms_per_req": "{:.3f}", "rss MiB": "{:.1f}", "peak MiB": "{:.1f}"})
             print()
         if "scrape" not in args.skip:
             rows = scrape_bench(broker, tmp, args.board_sets, args.board_lights)
             print(f"3. scrape: the web process sees {args.board_sets} sets and {args.board_lights} lights "
                   "(alive every second) and 20 cards; 100 GETs each")
-            table(rows, ["what", "median ms", "p95 ms", "series", "bytes"], {"median ms": "{:.2f}", "p95 ms": "{:.2f}"})
+            print_table(rows, ["what", "median ms", "p95 ms", "series", "bytes"], {"median ms": "{:.2f}", "p95 ms": "{:.2f}"})
             worst = max(r["p95 ms"] for r in rows if r["what"].endswith("/metrics"))
             print(f"   goal: a scrape <= 20 ms: {'met' if worst <= 20 else 'NOT met'} (worst p95 {worst:.2f} ms)")
 

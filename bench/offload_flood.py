@@ -40,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from setbridge.broker.config import MAX_INFLIGHT, MAX_QUEUED, MAX_QUEUED_BYTES
 from setbridge.sim.broker import PrivateBroker
 from setbridge.topics import Topics
+from report import load_lines, print_load_lines, print_table
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -260,24 +261,17 @@ def main() -> None:
         finally:
             hub.terminate()
             hub.wait(15)
-        notes = [line for line in log.read_text(errors="replace").splitlines()
-                 if re.search(r"late|busy|refused|shed|watchdog|lost", line)]
+        notes = load_lines(log, also="lost")
     cols = ["phase", "reports/s", "requests", "answered", "unanswered", "busy", "p50 ms", "p95 ms", "max ms",
             "dup answers", "busy/shed", "refused", "hub cpu %"]
     fmt = {"reports/s": "{:,.0f}", "p50 ms": "{:.1f}", "p95 ms": "{:.1f}", "max ms": "{:.1f}", "hub cpu %": "{:.0f}"}
-    table = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in table)) for i, c in enumerate(cols)]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for row in table:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    print_table(rows, cols, fmt)
     base_row, flood_row = rows
     added = flood_row["p95 ms"] - base_row["p95 ms"]
     ok = added <= 50 and flood_row["unanswered"] == 0 and flood_row["refused"] == 0
     print(f"\ngoal: p95 added by the flood <= 50 ms, 0 unanswered, 0 refused: {'met' if ok else 'NOT met'} "
           f"(added {added:.1f} ms)")
-    print(f"\nthe hub's own log lines about load ({len(notes)}):")
-    for line in notes[:10]:
-        print("  " + line[:180])
+    print_load_lines(notes, 10, 180)
     print(json.dumps(rows), file=sys.stderr)
 
 

@@ -30,6 +30,7 @@ from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.sim.lights import LightEvent, LightsSim
 from setbridge.sim.raw_mqtt5 import BOM, RESPONSE_TOPIC, RawPublisher, string_prop, user_prop
 from setbridge.topics import Topics
+from report import print_table
 
 
 class Watcher:
@@ -145,11 +146,7 @@ def main() -> None:
         for kind in args.client:
             for poison in (False, True):
                 rows.append(run(broker, Path(tmp), kind, args.packets, args.lights, poison))
-    cols = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for r in rows:
-        print("  ".join(str(r[c]).rjust(w) for c, w in zip(cols, widths)))
+    print_table(rows, list(rows[0]))
     bad = [r for r in rows if r["hub drops"] or r["web drops"] or r["link-lost changes"]]
     print(f"\ngoal: 0 hub and web drops, 0 link-lost changes: {'met' if not bad else 'NOT met'}")
 

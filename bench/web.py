@@ -22,7 +22,6 @@ import re
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,9 +32,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from setbridge.config import load_settings
+from burst import rss_mib
 from setbridge.sim.broker import PrivateBroker, free_port
-from setbridge.hub import Hub
+from web_stage import start_hub, start_web, wait_serving, write_config
 
 SET = "stage-b"
 SEQ = re.compile(rb'"seq":(\d+)')
@@ -106,13 +105,6 @@ def readers(web_port: int, broker_port: int, base: str, count: int, conn) -> Non
     client.loop_stop()
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))]
@@ -126,31 +118,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="setbridge-bench-web-"))
     results = []
     with PrivateBroker() as broker:
-        base = f"bench{uuid.uuid4().hex[:6]}"
-        settings = load_settings(None, hub={"id": "hub-b", "set": SET, "state_dir": str(work / "state"),
-                                            "heartbeat_s": 1.0},
-                                 mqtt={"host": "127.0.0.1", "port": broker.port, "base_topic": base})
-        hub = Hub(settings)
-        hub.start()
-        assert hub.bus.wait_connected(5)
+        hub = start_hub(work, SET, broker.port)
+        base = hub.settings.mqtt.base_topic
         web_port = free_port()
-        config = work / "web.toml"
-        config.write_text(f'[hub]\nid = "hub-b"\nset = "{SET}"\nstate_dir = "{work / "state"}"\n'
-                          f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nbase_topic = "{base}"\n'
-                          f'[web]\nhost = "127.0.0.1"\nport = {web_port}\ndata_dir = "{work / "web"}"\n'
-                          f'client_id = "bench-web"\n')
-        web = subprocess.Popen([sys.executable, "-m", "setbridge", "web", "--config", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=open(work / "web.log", "wb"))
+        config = write_config(work, SET, broker.port, base, web_port)
+        web = start_web(config, work / "web.log")
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", web_port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and web.poll() is None, "setbridge web did not start"
-                    time.sleep(0.05)
-            time.sleep(1.5)
+            wait_serving(web, web_port)
             idle_rss = rss_mib(web.pid)
             rss_at: dict[int, float] = {}
             for count in args.counts:

@@ -29,21 +29,20 @@ import selectors
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
-from setbridge.config import load_settings
+from burst import rss_mib
 from setbridge.sim.broker import PrivateBroker, free_port
 from setbridge.hub import Hub
 from setbridge.web.passwords import hash_password
+from web_stage import start_hub, start_web, wait_serving, write_config
 
 SET = "stage-b"
 PASSWORD = "the right password"
@@ -122,13 +121,6 @@ def attack(port: int, slow: int, streams: int, ready: mp.Event, stop: mp.Event) 
 
 
 # -- measurements ----------------------------------------------------------------------------------
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 class RssWatch:
     """The highest RSS of ``pid`` while in the ``with`` block (sampled every 50 ms)."""
 
@@ -252,37 +244,16 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="setbridge-bench-attack-"))
     with PrivateBroker() as broker:
-        base = f"bench{uuid.uuid4().hex[:6]}"
-        settings = load_settings(None, hub={"id": "hub-b", "set": SET, "state_dir": str(work / "state"),
-                                            "heartbeat_s": 1.0},
-                                 mqtt={"host": "127.0.0.1", "port": broker.port, "base_topic": base})
-        hub = Hub(settings)
-        hub.start()
-        assert hub.bus.wait_connected(5)
+        hub = start_hub(work, SET, broker.port)
+        base = hub.settings.mqtt.base_topic
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        config = work / "web.toml"
-        config.write_text(f'[hub]\nid = "hub-b"\nset = "{SET}"\nstate_dir = "{work / "state"}"\n'
-                          f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nbase_topic = "{base}"\n'
-                          f'[web]\nhost = "127.0.0.1"\nport = {port}\ndata_dir = "{work / "web"}"\n'
-                          f'client_id = "bench-web"\n'
-                          f'[web.users.ad]\npassword_hash = "{hash_password(PASSWORD)}"\ncontrol = true\n')
-        nofile = args.nofile
-        web = subprocess.Popen(
-            [sys.executable, "-m", "setbridge", "web", "--config", str(config)], stdout=subprocess.DEVNULL,
-            stderr=open(work / "web.log", "wb"),
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+        config = write_config(work, SET, broker.port, base, port,
+                              f'[web.users.ad]\npassword_hash = "{hash_password(PASSWORD)}"\ncontrol = true\n')
+        web = start_web(config, work / "web.log", nofile=args.nofile)
         driver = chromium()
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline and web.poll() is None, "setbridge web did not start"
-                    time.sleep(0.05)
-            time.sleep(1.5)
+            wait_serving(web, port)
             light = f"{url}/light/{SET}"
             with RssWatch(web.pid) as rss:
                 shown, rolled, failed = phone_light(driver, light, hub, args.loads)

@@ -167,6 +167,8 @@ class Bus:
         self._client.on_subscribe = self._handle_subscribe
         self._unacked_subscriptions: set[int] = set()
         """Message ids of SUBSCRIBE packets sent on this connection that the broker has not acknowledged."""
+        self._early_subacks: set[int] = set()
+        """Message ids acknowledged before :meth:`_subscribe` noted them (the network thread can be first)."""
         self.watch = ConnectionWatch(settings.host, settings.port, self.mqtt5, log)
         """Why connecting fails, said at once then at a limited rate; ``watch.problem`` for status."""
         self._client.on_pre_connect = lambda client, userdata: self.watch.attempt()
@@ -207,7 +209,10 @@ class Bus:
             _, mid = self._client.subscribe(topic_filter, qos)
         if mid is not None:
             with self._acks_changed:
-                self._unacked_subscriptions.add(mid)
+                if mid in self._early_subacks:
+                    self._early_subacks.discard(mid)
+                else:
+                    self._unacked_subscriptions.add(mid)
 
     def wait_subscribed(self, timeout: float) -> bool:
         """Wait until the broker acknowledged every subscription sent on this connection so far.
@@ -221,7 +226,10 @@ class Bus:
                           properties: Properties | None) -> None:
         self.last_activity = time.monotonic()
         with self._acks_changed:
-            self._unacked_subscriptions.discard(mid)
+            if mid in self._unacked_subscriptions:
+                self._unacked_subscriptions.discard(mid)
+            else:
+                self._early_subacks.add(mid)
             self._acks_changed.notify_all()
 
     def on_connect(self, hook: Callable[[], None]) -> None:
@@ -350,6 +358,7 @@ class Bus:
         self.connected.clear()
         with self._acks_changed:
             self._unacked_subscriptions.clear()  # sent again on the next connection
+            self._early_subacks.clear()
         if was_connected and not self._stopping:
             if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER:
                 log.error("another connection logged in as MQTT user %s and replaced this one; give every program "

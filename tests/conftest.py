@@ -27,9 +27,11 @@ sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 SHARED_WORKER = {name: "the tests that load the Korean Vosk model" for name in
-                 ("test_hub_voice.py", "test_hub_timecode.py", "test_speech.py", "test_audio.py", "test_capture.py")}
-"""Files that run on one worker, one after the other: loading the model costs seconds of CPU, and
-``load_model`` keeps each model it loaded for the rest of the process."""
+                 ("test_hub_voice.py", "test_speech.py", "test_audio.py", "test_capture.py")}
+"""Files that run on one worker, one after the other: loading the model costs 1.5 s of CPU, and
+``load_model`` keeps each model it loaded for the rest of the process. ``test_hub_timecode.py``, which
+loads it too, runs apart: its WAVs play in real time (about 25 s), and after the others (about 20 s)
+on the same worker it would end the whole run last."""
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -14,7 +14,14 @@ from helpers import make_settings, wait_until
 
 from setbridge.sim.amqtt_broker import AmqttBroker, find_amqtt
 from setbridge.sim.broker import PrivateBroker, free_port
-from setbridge.hub import Hub
+from setbridge.hub import Hub, service
+
+
+@pytest.fixture(autouse=True)
+def short_claim_wait(monkeypatch):
+    """Every hub here starts without a broker to talk to: it looks for other hubs for CLAIM_WAIT_S (3 s),
+    then starts anyway, as each test expects; what they check comes after that."""
+    monkeypatch.setattr(service, "CLAIM_WAIT_S", 0.3)
 
 
 def errors(caplog) -> list[str]:

@@ -245,3 +245,17 @@ def test_nothing_goes_ahead_of_a_connect_a_subscribe_or_a_packet_half_written() 
         c._out_packet.extend(queued)
         c._hoist_qos0()
         assert [p["name"] for p in c._out_packet] == expected
+
+
+def test_a_subscription_acknowledged_before_subscribe_returns_still_counts(broker: PrivateBroker) -> None:
+    """The broker's SUBACK can reach the network thread before ``subscribe`` has noted its message id:
+    ``wait_subscribed`` must not wait for it forever (a hub would skip its claim check after 5 s)."""
+    bus = Bus(_settings(broker), client_id=f"sub-{uuid.uuid4().hex[:6]}")
+    bus.start()
+    try:
+        assert bus.wait_connected(10)
+        for n in range(300):
+            bus.subscribe(f"{bus.settings.base_topic}/sub/{n}", lambda message: None)
+            assert bus.wait_subscribed(2), f"subscription {n + 1} is still waiting for an acknowledgement that came"
+    finally:
+        bus.stop()

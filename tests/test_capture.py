@@ -8,13 +8,14 @@ import shutil
 import stat
 import threading
 import wave
+from pathlib import Path
 
 import pytest
 
 from helpers.speech import RATE, listener_context, say, silence, steady_model, write_wav
 
 from setbridge.audio import WavFileSource
-from setbridge.config import load_settings
+from setbridge.config import Settings, load_settings
 from setbridge.speech.capture import ClipCapture
 from setbridge.speech.listener import VoiceListener
 
@@ -26,6 +27,26 @@ def tone_block(seconds: float, value: int = 1000) -> bytes:
     return value.to_bytes(2, "little", signed=True) * int(RATE * seconds)
 
 
+def capturing_settings(tmp_path: Path, take: Path, clips: Path, **speech: object) -> Settings:
+    """A voice listener reading ``take`` with roll and cut phrases, keeping clips in ``clips``."""
+    return load_settings(None, audio={"source": "file", "file": str(take)},
+                         speech={"model": str(steady_model(tmp_path)), "capture_dir": str(clips),
+                                 "phrases": {"roll": ["녹음 시작"], "cut": ["컷"]}, **speech},
+                         hub={"state_dir": str(tmp_path / "state")})
+
+
+def listen_to_the_end(settings: Settings, submit, get_state) -> None:
+    """Run a VoiceListener over the configured file (as fast as it reads) until the file ends."""
+    done = threading.Event()
+    listener = VoiceListener(listener_context(settings, submit, get_state, lambda s: s == "off" and done.set()),
+                             source_factory=lambda: WavFileSource(settings.audio.file, realtime=False))
+    listener.start()
+    try:
+        assert done.wait(60)
+    finally:
+        listener.stop()
+
+
 @pytest.mark.integration
 @needs_speech
 def test_the_listener_keeps_a_clip_per_trigger_and_near_miss_and_publishes_nothing_of_them(tmp_path):
@@ -33,23 +54,14 @@ def test_the_listener_keeps_a_clip_per_trigger_and_near_miss_and_publishes_nothi
     take = write_wav(tmp_path / "take.wav", silence(0.8) + say("녹음 시작", tmp_path / "r.wav") + silence(1.5)
                      + chatter + silence(1.0) + say("컷", tmp_path / "c.wav") + silence(1.5))
     clips = tmp_path / "clips"
-    settings = load_settings(None, audio={"source": "file", "file": str(take)},
-                             speech={"model": str(steady_model(tmp_path)), "capture_dir": str(clips),
-                                     "phrases": {"roll": ["녹음 시작"], "cut": ["컷"]}},
-                             hub={"state_dir": str(tmp_path / "state")})
-    state, submitted, done = {"now": "idle"}, [], threading.Event()
+    settings = capturing_settings(tmp_path, take, clips)
+    state, submitted = {"now": "idle"}, []
 
     def submit(action, cause, **detail):
         submitted.append(action)
         state["now"] = {"roll": "rolling", "cut": "idle"}[action]
 
-    listener = VoiceListener(listener_context(settings, submit, lambda: state["now"], lambda s: s == "off" and done.set()),
-                             source_factory=lambda: WavFileSource(take, realtime=False))
-    listener.start()
-    try:
-        assert done.wait(60)
-    finally:
-        listener.stop()
+    listen_to_the_end(settings, submit, lambda: state["now"])
     assert submitted == ["roll", "cut"]
     wavs = sorted(clips.glob("*.wav"))
     metas = [json.loads(p.with_suffix(".json").read_text()) for p in wavs]
@@ -79,24 +91,12 @@ def test_refused_and_overruled_triggers_are_kept_as_such(tmp_path):
     take = write_wav(tmp_path / "take.wav", silence(0.8) + roll + silence(2.0) + roll + silence(2.0)
                      + say("컷", tmp_path / "c.wav") + silence(1.5))
     clips = tmp_path / "clips"
-    settings = load_settings(None, audio={"source": "file", "file": str(take)},
-                             speech={"model": str(steady_model(tmp_path)), "capture_dir": str(clips),
-                                     "phrases": {"roll": ["녹음 시작"], "cut": ["컷"]}, "refractory_s": 0.5},
-                             hub={"state_dir": str(tmp_path / "state")})
-    done = threading.Event()
-
+    settings = capturing_settings(tmp_path, take, clips, refractory_s=0.5)
     overruled = SetEvent(type="roll", changed=False, state="idle", cause="voice", epoch=1, seq=1, take=0,
                          overruled=True, reason="the recorder is stopped")
     outcomes = iter([Outcome(False, "idle", 1, error="the state could not be saved", transient=True),
                      Outcome(False, "idle", 1, error="overruled: the recorder is stopped", event=overruled)])
-    listener = VoiceListener(listener_context(settings, lambda action, cause, **detail: next(outcomes), lambda: "idle",
-                                              lambda s: s == "off" and done.set()),
-                             source_factory=lambda: WavFileSource(take, realtime=False))
-    listener.start()
-    try:
-        assert done.wait(60)
-    finally:
-        listener.stop()
+    listen_to_the_end(settings, lambda action, cause, **detail: next(outcomes), lambda: "idle")
     metas = [json.loads(p.with_suffix(".json").read_text()) for p in sorted(clips.glob("*.wav"))]
     assert [(m["kind"], m["action"], m["reason"]) for m in metas] == [
         ("refused", "roll", "the state could not be saved"),

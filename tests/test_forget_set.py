@@ -25,11 +25,13 @@ def forget(cfg, set_id: str, *extra: str, stdin: str = "") -> subprocess.Complet
                           capture_output=True, text=True, timeout=60, input=stdin)
 
 
-def retained(port: int, topic_filter: str, user: str | None = None, wait_s: float = 1.0) -> dict[str, bytes]:
+def retained(port: int, topic_filter: str, user: str | None = None) -> dict[str, bytes]:
     """What a new subscriber gets at once: topic → retained payload (empty ones are not kept)."""
-    probe = Probe(port, topic_filter, user=user, password=password(user) if user else None, client_id=user)
+    probe = Probe(port, topic_filter, user=user, password=password(user) if user else None, client_id=user, qos=0)
     try:
-        time.sleep(wait_s)  # the retained messages follow the subscription at once: all of them by now
+        # The broker sends a subscription's retained messages before it handles the next packet: once a
+        # second subscription is answered (granted or not), every QoS 0 retained message of the first is in.
+        probe.subscribe(f"{topic_filter.removesuffix('#')}end-of-retained")
         return {m.topic: m.payload for m in probe.seen if m.retained and m.payload}
     finally:
         probe.close()
@@ -42,8 +44,9 @@ def test_a_ghost_set_is_forgotten_and_a_live_one_is_not(broker, settings, tmp_pa
                                                                           "state_dir": str(tmp_path / "g")}))
     ghost.start()
     deadline = time.monotonic() + 20
-    while t.set_state("stage-g") not in retained(broker.port, f"{base}/#", wait_s=0.2):
+    while t.set_state("stage-g") not in retained(broker.port, f"{base}/#"):
         assert time.monotonic() < deadline, "the hub did not start"
+        time.sleep(0.1)
     ghost.kill()  # gone for good: its last will says offline; its state stays retained
     with running_hub(broker, tmp_path / "live", hub={"id": "hub-l", "set": "stage-l"}, mqtt={"base_topic": base}):
         before = retained(broker.port, f"{base}/#")
@@ -82,7 +85,8 @@ def test_a_user_that_may_not_clear_is_told_which_role_may(tmp_path):
         hub.disconnect()
         hub.loop_stop()
         cfg = tmp_path / "c.toml"
-        cfg.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[mqtt.tools]\nusername = "tools"\n'
+        # heartbeat_s: how long forget-set listens for the set's heartbeats (2 of them, plus 1 s)
+        cfg.write_text(f'[hub]\nheartbeat_s = 0.2\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n[mqtt.tools]\nusername = "tools"\n'
                        f'password = "{password("tools")}"\n')
         refused = forget(cfg, "old")
         assert refused.returncode == 4 and "role hub" in refused.stderr

@@ -12,6 +12,7 @@ from setbridge.config import load_settings
 from helpers.web import serving, web_section
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -35,7 +36,8 @@ def test_the_central_board_shows_every_stage_and_an_unreachable_one_as_such(brow
                 assert a.hub.submit(action, "button").ok  # a take on stage A's timeline
             assert b.hub.submit("roll", "button").ok
             browser.get(url + "/")  # leads to /lot
-            wait = WebDriverWait(browser, 10, poll_frequency=0.2)
+            wait = WebDriverWait(browser, 10, poll_frequency=0.2,  # a section redrawn under a lookup: look again
+                                 ignored_exceptions=(StaleElementReferenceException,))
             wait.until(lambda d: "ROLLING" in section(d, "stage-b").text and "IDLE" in section(d, "stage-a").text)
             assert browser.current_url.endswith("/lot")
             wait.until(lambda d: section(d, "stage-a").find_elements(By.CSS_SELECTOR, "svg.timeline rect.take"))

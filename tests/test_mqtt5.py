@@ -104,7 +104,7 @@ def test_on_the_generated_broker_an_integrator_reads_its_v5_answers(tmp_path):
         hub = Hub(settings)
         hub.start()
         try:
-            assert hub.bus.wait_connected(10)
+            assert hub.bus.wait_connected(10) and hub.bus.wait_subscribed(10)  # else the request can come first
             mine = "setbridge/set/main/response/editorial/1"
             # the ACL refusing the integrator's subscription to its response topic fails here
             client = Probe(broker.port, mine, v5=True, user="editorial", password=password("editorial"))

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import make_settings, on, write_config
+from helpers import Probe, make_settings, on, write_config
+from helpers.hub import started_hub
 
 from setbridge.hub import Hub
 from setbridge.offload import relay
@@ -38,6 +41,15 @@ def roll_is_answered(probe, base: str, set_id: str) -> None:
     answer = probe.wait_for(on("/response", transaction=tx), timeout=10).data
     assert answer["ok"] is True
     probe.wait_for(on(f"/set/{set_id}/state", state="rolling"), timeout=10)
+
+
+@contextmanager
+def hub_and_probe(settings, probe_factory) -> Iterator[Probe]:
+    """The hub of ``settings``, started and connected, and a probe on its whole base topic; the hub
+    stops afterwards."""
+    probe = probe_factory(f"{settings.mqtt.base_topic}/#")
+    with started_hub(settings):
+        yield probe
 
 
 def a_journal_with_events(state: Path, n: int = 300) -> bytes:
@@ -74,18 +86,12 @@ def test_a_corrupt_journal_is_moved_aside_and_the_hub_keeps_the_set(kind, broker
     assert listed.returncode == 1 and listed.stderr.count("\n") == 1 and "Traceback" not in listed.stderr
     assert "unreadable" in listed.stderr and FILE_NAME in listed.stderr
     base = settings.mqtt.base_topic
-    probe = probe_factory(f"{base}/#")
-    hub = Hub(settings)
-    hub.start()
-    try:
-        assert hub.bus.wait_connected(5)
+    with hub_and_probe(settings, probe_factory) as probe:
         roll_is_answered(probe, base, settings.hub.set)
         probe.publish(f"{base}/offload/report", report("A001", "after-corruption"))
         probe.wait_for(on("/offload/event", event_id="after-corruption"), timeout=10)
         status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", state="online")).data
         assert status["offload"] == "ok"
-    finally:
-        hub.stop()
     aside = [p for p in state.iterdir() if p.name.startswith(FILE_NAME + ".corrupt-")]
     assert [p.read_bytes() for p in aside if not p.name.endswith(("-wal", "-shm"))] == [bad], "moved, never deleted"
     assert list_cards(settings, tmp_path).stdout.split("\n")[1].split()[2] == "A001"
@@ -113,11 +119,7 @@ def test_another_programs_database_is_refused_and_never_written_into(app_id, sch
     before = other_programs_database(state / FILE_NAME, app_id, schema)
     settings = make_settings(broker, state)
     base = settings.mqtt.base_topic
-    probe = probe_factory(f"{base}/#")
-    hub = Hub(settings)
-    hub.start()
-    try:
-        assert hub.bus.wait_connected(5)
+    with hub_and_probe(settings, probe_factory) as probe:
         roll_is_answered(probe, base, settings.hub.set)
         probe.publish(f"{base}/offload/report", report("A003", "into-foreign"))
         if not schema:
@@ -126,10 +128,9 @@ def test_another_programs_database_is_refused_and_never_written_into(app_id, sch
         status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10).data
         reason = status["offload_reason"]
         assert "another program's SQLite database" in reason and "\n" not in reason and "untouched" in reason
-        error = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=10).data
+        # refused at once, not when the hub next tries to open the journal (every REOPEN_S)
+        error = probe.wait_for(on("/offload/error", event_id="into-foreign"), timeout=relay.REOPEN_S / 2).data
         assert "fault" in error["reason"]
-    finally:
-        hub.stop()
     assert (state / FILE_NAME).read_bytes() == before, "never written into"
     assert not [p for p in state.iterdir() if ".corrupt-" in p.name], "never moved"
     listed = list_cards(settings, tmp_path)
@@ -160,11 +161,7 @@ def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(brok
     (state / FILE_NAME).mkdir(parents=True)  # not a file at all: cannot be opened, nothing to move aside
     settings = make_settings(broker, state)
     base = settings.mqtt.base_topic
-    probe = probe_factory(f"{base}/#")
-    hub = Hub(settings)
-    hub.start()
-    try:
-        assert hub.bus.wait_connected(5)
+    with hub_and_probe(settings, probe_factory) as probe:
         status = probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="fault"), timeout=10).data
         reason = status["offload_reason"]
         assert FILE_NAME in reason and "\n" not in reason and status["state"] == "online"
@@ -179,23 +176,19 @@ def test_an_unopenable_journal_puts_offload_at_fault_until_it_can_be_opened(brok
                                 capture_output=True, text=True, timeout=60)
         assert f"hub {settings.hub.id}: online" in health.stdout and "offload fault" in health.stdout
         assert health.returncode == 8 and "offload: fault (" in health.stderr  # 8: offload fault (docs/deploy.md)
+        statuses = probe_factory(f"{base}/hub/{settings.hub.id}/status")  # from the retained fault on
+        statuses.wait_for(on("/status", offload="fault"))
         (state / FILE_NAME).rmdir()  # the operator fixes it; offload recovers by itself
-        probe.wait_for(on(f"/hub/{settings.hub.id}/status", offload="ok"), timeout=20)
+        statuses.wait_for(on("/status", offload="ok"), timeout=20)
         probe.publish(f"{base}/offload/report", report("A002", "accepted"))
         probe.wait_for(on("/offload/event", event_id="accepted"), timeout=10)
-    finally:
-        hub.stop()
 
 
 def test_a_journal_locked_by_another_writer_never_freezes_heartbeats_or_state(broker, tmp_path, probe_factory):
     """Issue 10 case 3: with another SQLite writer holding the lock, the MQTT thread runs on."""
     settings = make_settings(broker, tmp_path / "state")
     base = settings.mqtt.base_topic
-    probe = probe_factory(f"{base}/#")
-    hub = Hub(settings)
-    hub.start()
-    try:
-        assert hub.bus.wait_connected(5)
+    with hub_and_probe(settings, probe_factory) as probe:
         probe.wait_for(on("/status", state="online"), timeout=10)
         probe.publish(f"{base}/offload/report", report("L000", "before-lock"))
         probe.wait_for(on("/offload/event", event_id="before-lock"), timeout=10)
@@ -216,8 +209,6 @@ def test_a_journal_locked_by_another_writer_never_freezes_heartbeats_or_state(br
             other.close()
             released.set()
         probe.wait_for(on("/offload/event", event_id="during-lock"), timeout=20)
-    finally:
-        hub.stop()
 
 
 def test_open_or_recover_keeps_a_good_journal_and_moves_a_bad_one(tmp_path):

@@ -55,6 +55,7 @@ def test_report_becomes_event_and_retained_card(offload_hub, probe_factory):
     probe.wait_for(on("/offload/event", event_id="r2", safe_to_wipe=False))
     red = probe.wait_for(on("/light/cart-1/cmd", color="red")).data
     assert red["pattern"] == "fast"
+    probe.wait_for(on("/offload/card/B002", event_id="r2"))  # the broker keeps it: a late subscriber gets it
     late = probe_factory(f"{base}/offload/card/+")
     cards = [late.wait_for(on(f"/card/{roll}")) for roll in ("A001R2EC", "B002")]
     assert [(m.data["status"], m.retained) for m in cards] == [("verified", True), ("failed", True)]
@@ -111,6 +112,7 @@ def test_a_reused_event_id_with_other_content_is_refused_and_puts_the_card_in_do
     doubt = probe.wait_for(on("/offload/event", roll="A001R2EC", safe_to_wipe=False)).data
     assert doubt["event_id"] != "v1" and doubt["status"] == "verified"
     assert any("reusing event_id v1" in why for why in doubt["why_not_safe"])
+    probe.wait_for(on("/offload/card/A001R2EC", safe_to_wipe=False, event_id=doubt["event_id"]))  # the broker keeps it: a late subscriber gets it
     late = probe_factory(f"{base}/offload/card/+")
     message = late.wait_for(on("/offload/card/A001R2EC"))
     card, retained = message.data, message.retained

@@ -17,7 +17,8 @@ from setbridge.hub import Hub
 from setbridge.topics import Topics
 
 from helpers import make_settings, wait_until
-from helpers.web import PASSWORD, Client, WebProcess, read_events, serving, web_section, write_web_config
+from helpers.web import (PASSWORD, Client, WebProcess, board_with_a_real_light, frozen, read_events, serving, web_section,
+                         write_web_config)
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +148,7 @@ def test_an_unreachable_broker_gets_a_clear_page(tmp_path):
     settings = load_settings(None, mqtt={"host": "127.0.0.1", "port": free_port(), "reconnect_max_s": 1},
                              hub={"state_dir": str(tmp_path / "state")},
                              web=web_section(data_dir=str(tmp_path / "web")))
-    with serving(settings) as url:
+    with serving(settings, subscribed=False) as url:
         r = httpx.get(url + "/")
         assert r.status_code == 503
         assert f"Cannot reach the MQTT broker at 127.0.0.1:{settings.mqtt.port}" in r.text
@@ -211,35 +212,19 @@ def test_the_take_log_keeps_every_take_across_restarts(broker, tmp_path, capsys)
 
 
 def test_the_board_judges_a_real_light_alive_by_its_alive_messages(broker, tmp_path, hub):
-    import signal
-
-    from setbridge.sim.lights import SimLight
-    from setbridge.commands.provision import light_config
-
-    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
-    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
-    (tmp_path / "light").mkdir()
-    light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
-    try:
-        light.wait_showing("idle", timeout=10)
-        with serving(settings) as url:
-            def news(seen):
-                event, data = seen[-1]
-                return event == "beats" and (data["lights"].get("door-1") or {}).get("alive") is True
-            read_events(f"{url}/events", news)
-            (entry,) = httpx.get(url + "/").text.split('data-light="door-1"')[1:2]
-            assert 'data-alive="yes"' in entry[:40]
-            light.proc.send_signal(signal.SIGSTOP)  # frozen: its status stays online, its alive messages stop
-            try:
-                frozen = time.monotonic()
-                read_events(f"{url}/events", lambda seen: seen[-1][0] == "beats"
-                            and seen[-1][1]["lights"]["door-1"]["alive"] is False, timeout=8)
-                assert time.monotonic() - frozen < 5.0
-                assert "OFFLINE" not in httpx.get(url + "/").text  # the broker still thinks it online
-            finally:
-                light.proc.send_signal(signal.SIGCONT)
-    finally:
-        light.stop()
+    with board_with_a_real_light(broker, tmp_path, hub) as (url, light):
+        def news(seen):
+            event, data = seen[-1]
+            return event == "beats" and (data["lights"].get("door-1") or {}).get("alive") is True
+        read_events(f"{url}/events", news)
+        (entry,) = httpx.get(url + "/").text.split('data-light="door-1"')[1:2]
+        assert 'data-alive="yes"' in entry[:40]
+        with frozen(light):
+            frozen_at = time.monotonic()
+            read_events(f"{url}/events", lambda seen: seen[-1][0] == "beats"
+                        and seen[-1][1]["lights"]["door-1"]["alive"] is False, timeout=8)
+            assert time.monotonic() - frozen_at < 5.0
+            assert "OFFLINE" not in httpx.get(url + "/").text  # the broker still thinks it online
 
 
 def test_losing_the_broker_turns_every_light_page_to_link_lost_at_once(own_broker, tmp_path):

@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 
@@ -29,6 +31,24 @@ def showing(until: str):
 
 def web_settings(broker, tmp_path, **web):
     return make_settings(broker, tmp_path / "state", web=web_section(data_dir=str(tmp_path / "web"), **web))
+
+
+@contextmanager
+def web_on_the_hubs_set(broker, tmp_path, hub, nofile: int | None = None,
+                        **web) -> Iterator[tuple[WebProcess, list[socket.socket]]]:
+    """``setbridge web`` (``web`` on top of its usual section) reading the set of the ``hub`` fixture,
+    and a list for the test's sockets: each closed, and the process killed, afterwards."""
+    settings = web_settings(broker, tmp_path)
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    config = write_web_config(tmp_path / "web.toml", settings, **web_section(data_dir=tmp_path / "web", **web))
+    process = WebProcess(config, nofile=nofile).start()
+    socks: list[socket.socket] = []
+    try:
+        yield process, socks
+    finally:
+        for s in socks:
+            s.close()
+        process.kill()
 
 
 def wait_csv_rows(url: str, count: int, timeout: float = 10) -> list[dict]:
@@ -206,12 +226,7 @@ def stream_ended(sock: socket.socket, timeout: float = 5.0) -> bool:
 
 
 def test_idle_streams_on_made_up_sets_leave_room_for_real_phone_lights(broker, tmp_path, hub):
-    settings = web_settings(broker, tmp_path)
-    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
-    config = write_web_config(tmp_path / "web.toml", settings, **web_section(data_dir=tmp_path / "web"))
-    web = WebProcess(config).start()
-    socks: list[socket.socket] = []
-    try:
+    with web_on_the_hubs_set(broker, tmp_path, hub) as (web, socks):
         read_events(f"{web.url}/light/stage-t/events", showing("idle"))  # the set is known now
         for n in range(1000):  # 1,000 idle streams on made-up sets from 100 addresses, no login
             socks.append(open_stream(web.port, f"/light/junk-{n}/events", f"127.0.1.{n // 10 + 1}"))
@@ -224,20 +239,10 @@ def test_idle_streams_on_made_up_sets_leave_room_for_real_phone_lights(broker, t
         assert status_of(socks[-1]) == 503
         # a new phone light on the real set gets its stream and the state at once
         read_events(f"{web.url}/light/stage-t/events", showing("idle"), timeout=5)
-    finally:
-        for s in socks:
-            s.close()
-        web.kill()
 
 
 def test_a_real_set_takes_the_place_of_an_unknown_one_when_every_place_is_taken(broker, tmp_path, hub):
-    settings = web_settings(broker, tmp_path)
-    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
-    config = write_web_config(tmp_path / "web.toml", settings,
-                              **web_section(data_dir=tmp_path / "web", max_streams=20, streams_per_address=5))
-    web = WebProcess(config).start()
-    socks: list[socket.socket] = []
-    try:
+    with web_on_the_hubs_set(broker, tmp_path, hub, max_streams=20, streams_per_address=5) as (web, socks):
         read_events(f"{web.url}/light/stage-t/events", showing("idle"))
         junk = [open_stream(web.port, f"/light/junk-{n}/events", f"127.0.3.{n + 1}") for n in range(3)]
         assert [status_of(s) for s in junk] == [200, 200, 503]  # a tenth of 20
@@ -247,10 +252,6 @@ def test_a_real_set_takes_the_place_of_an_unknown_one_when_every_place_is_taken(
         read_events(f"{web.url}/light/stage-t/events", showing("idle"), timeout=5)  # the oldest junk gave way
         assert stream_ended(junk[0]) and not stream_ended(junk[1], timeout=0.5)
         socks += junk
-    finally:
-        for s in socks:
-            s.close()
-        web.kill()
 
 
 def test_guessing_through_metrics_basic_auth_is_throttled_as_the_login_form(broker, tmp_path):
@@ -287,33 +288,20 @@ def closed_by_server(sock: socket.socket, timeout: float = 0.0) -> bool:
 
 
 def test_slow_connections_cannot_take_every_file_and_the_light_still_gets_its_state(broker, tmp_path, hub):
-    settings = web_settings(broker, tmp_path)
-    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
-    config = write_web_config(tmp_path / "web.toml", settings, **web_section(data_dir=tmp_path / "web"))
-    web = WebProcess(config, nofile=256).start()  # a lowered limit: 300 slow connections are more than it holds
-    socks: list[socket.socket] = []
-    try:
+    # a lowered limit: 300 slow connections are more than it holds
+    with web_on_the_hubs_set(broker, tmp_path, hub, nofile=256) as (web, socks):
         read_events(f"{web.url}/light/stage-t/events", showing("idle"))
         with ThreadPoolExecutor(32) as pool:  # at once, as many devices would
-            socks = list(pool.map(lambda n: slow_connection(web.port, f"127.0.5.{n % 250 + 1}"), range(300)))
+            socks += list(pool.map(lambda n: slow_connection(web.port, f"127.0.5.{n % 250 + 1}"), range(300)))
         time.sleep(0.5)
         read_events(f"{web.url}/light/stage-t/events", showing("idle"), timeout=5)
         assert httpx.get(web.url + "/light/stage-t", timeout=5).status_code == 200
         shed = sum(closed_by_server(s) for s in socks)
         assert shed >= 300 - 128, shed  # it holds 128 at most under this limit: the ones waiting longest made room
-    finally:
-        for s in socks:
-            s.close()
-        web.kill()
 
 
 def test_a_request_never_finished_is_closed_and_an_open_stream_is_not(broker, tmp_path, hub):
-    settings = web_settings(broker, tmp_path)
-    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
-    config = write_web_config(tmp_path / "web.toml", settings,
-                              **web_section(data_dir=tmp_path / "web", request_timeout_s=1.0))
-    web = WebProcess(config).start()
-    try:
+    with web_on_the_hubs_set(broker, tmp_path, hub, request_timeout_s=1.0) as (web, socks):
         stream = open_stream(web.port, "/light/stage-t/events", "127.0.0.1")
         assert status_of(stream) == 200
         slow = slow_connection(web.port, "127.0.0.1")
@@ -323,9 +311,7 @@ def test_a_request_never_finished_is_closed_and_an_open_stream_is_not(broker, tm
         assert closed_by_server(slow, timeout=4) and closed_by_server(body, timeout=2)
         stream.setblocking(False)
         assert not closed_by_server(stream)  # an answered stream is no slow request
-        stream.close()
-    finally:
-        web.kill()
+        socks += [stream, slow, body]
 
 
 def test_an_unreadable_logout_list_ends_every_earlier_login(broker, tmp_path, caplog):

@@ -3,56 +3,42 @@ HTTP and read with prometheus_client's parser; behind the login when viewing nee
 
 from __future__ import annotations
 
-import signal
 
 import httpx
 from helpers import make_settings, wait_until
 from helpers.metrics import scrape, value
-from helpers.web import PASSWORD, Client, serving, web_section
+from helpers.web import PASSWORD, Client, board_with_a_real_light, frozen, serving, web_section
 
-from setbridge.sim.lights import SimLight
-from setbridge.commands.provision import light_config
 
 
 def test_the_board_metrics_follow_the_hub_and_a_real_light(broker, tmp_path, hub):
-    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
-    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
-    (tmp_path / "light").mkdir()
-    light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
-    try:
-        light.wait_showing("idle", timeout=10)
-        with serving(settings) as url:
-            families: dict = {}
+    with board_with_a_real_light(broker, tmp_path, hub) as (url, light):
+        families: dict = {}
 
-            def has(sample: str, expected: float, **labels: str) -> bool:
-                families.clear()
-                families.update(scrape(url + "/metrics"))
-                try:
-                    return value(families, sample, **labels) == expected
-                except AssertionError:
-                    return False
-
-            wait_until(lambda: has("setbridge_board_light_alive", 1, light="door-1", set="stage-t"), timeout=10,
-                       what="the light to be alive on /metrics")
-            assert value(families, "setbridge_board_broker_connected") == 1
-            assert value(families, "setbridge_board_set_state", set="stage-t", state="idle") == 1
-            assert value(families, "setbridge_board_hub_online", hub="hub-t", set="stage-t") == 1
-            assert value(families, "setbridge_board_lights", set="stage-t", status="online") == 1
-            assert value(families, "setbridge_board_lights", set="stage-t", status="offline") == 0
-            assert 0 <= value(families, "setbridge_board_light_last_seen_age_seconds", light="door-1") < 3
-            hub.submit("roll", cause="test")
-            wait_until(lambda: has("setbridge_board_set_state", 1, set="stage-t", state="rolling"),
-                       what="rolling on /metrics")
-            light.proc.send_signal(signal.SIGSTOP)  # frozen: its status stays online, its alive messages stop
+        def has(sample: str, expected: float, **labels: str) -> bool:
+            families.clear()
+            families.update(scrape(url + "/metrics"))
             try:
-                wait_until(lambda: has("setbridge_board_light_alive", 0, light="door-1", set="stage-t"), timeout=8,
-                           what="the frozen light to be not alive")
-                assert value(families, "setbridge_board_lights", set="stage-t", status="online") == 1  # still
-                assert value(families, "setbridge_board_light_last_seen_age_seconds", light="door-1") > 2.5
-            finally:
-                light.proc.send_signal(signal.SIGCONT)
-    finally:
-        light.stop()
+                return value(families, sample, **labels) == expected
+            except AssertionError:
+                return False
+
+        wait_until(lambda: has("setbridge_board_light_alive", 1, light="door-1", set="stage-t"), timeout=10,
+                   what="the light to be alive on /metrics")
+        assert value(families, "setbridge_board_broker_connected") == 1
+        assert value(families, "setbridge_board_set_state", set="stage-t", state="idle") == 1
+        assert value(families, "setbridge_board_hub_online", hub="hub-t", set="stage-t") == 1
+        assert value(families, "setbridge_board_lights", set="stage-t", status="online") == 1
+        assert value(families, "setbridge_board_lights", set="stage-t", status="offline") == 0
+        assert 0 <= value(families, "setbridge_board_light_last_seen_age_seconds", light="door-1") < 3
+        hub.submit("roll", cause="test")
+        wait_until(lambda: has("setbridge_board_set_state", 1, set="stage-t", state="rolling"),
+                   what="rolling on /metrics")
+        with frozen(light):
+            wait_until(lambda: has("setbridge_board_light_alive", 0, light="door-1", set="stage-t"), timeout=8,
+                       what="the frozen light to be not alive")
+            assert value(families, "setbridge_board_lights", set="stage-t", status="online") == 1  # still
+            assert value(families, "setbridge_board_light_last_seen_age_seconds", light="door-1") > 2.5
 
 
 def test_metrics_need_the_login_when_viewing_does(broker, tmp_path):

@@ -15,6 +15,14 @@ def add_config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="PATH", help="TOML config file (default /etc/setbridge/setbridge.toml)")
 
 
+def add_recording_args(parser: argparse.ArgumentParser, channel_help: str) -> None:
+    """What an offline check of recordings reads: WAV files, ``--config`` and ``--channel`` (1 = first;
+    ``channel_help`` says which channel and its default)."""
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="16-bit PCM WAV files, any rate, mono or more")
+    add_config_arg(parser)
+    parser.add_argument("--channel", type=int, metavar="N", help=channel_help)
+
+
 def add_set_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="set_id", metavar="SET", help="set id (default: [hub] set)")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..actions import ACTIONS, Action
-from ._common import add_config_arg, settings_from
+from ._common import add_recording_args, settings_from
 
 if TYPE_CHECKING:
     from ..speech.detector import Trigger
@@ -30,13 +30,10 @@ def _phrase(text: str) -> tuple[Action, str]:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("detect", help="find trigger phrases in WAV files (the hub's detector, offline)")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="16-bit PCM WAV files, any rate, mono or more")
-    add_config_arg(p)
+    add_recording_args(p, "input channel to listen to, 1 = first (default: [audio] channel, else the downmix)")
     p.add_argument("--model", metavar="DIR", help="model directory or installed name (default: [speech] model)")
     p.add_argument("--phrase", action="append", type=_phrase, default=[], metavar="ACTION=TEXT",
                    help="trigger phrase; repeatable; replaces the configured phrases")
-    p.add_argument("--channel", type=int, metavar="N",
-                   help="input channel to listen to, 1 = first (default: [audio] channel, else the downmix)")
     p.add_argument("--ungated", action="store_true", help="let every phrase fire whatever the set state")
     p.add_argument("--labels", type=Path, metavar="LABELS.csv",
                    help="score against labelled calls (CSV: file,action,time of the call's end in s)")

@@ -6,17 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from ._common import add_config_arg, settings_from
+from ._common import add_recording_args, settings_from
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("timecode", help="read LTC timecode from WAV files: frame rate and each rec run")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="16-bit PCM WAV files, any rate, mono or more")
-    add_config_arg(p)
-    p.add_argument("--channel", type=int, metavar="N",
-                   help="the channel carrying LTC, 1 = first (default: [timecode] channel, else the last)")
+    add_recording_args(p, "the channel carrying LTC, 1 = first (default: [timecode] channel, else the last)")
     p.add_argument("--json", action="store_true", help="one JSON line per rec run")
     p.set_defaults(func=run)
 

@@ -306,7 +306,7 @@ class OffloadRelay:
             stopping = self._stop.is_set()  # then journal what is queued, and end
             if self.journal is None and not self._open():
                 self._refuse_waiting()
-                if stopping or self._stop.wait(REOPEN_S):
+                if stopping or self._refuse_until(time.monotonic() + REOPEN_S):
                     return
                 continue
             if self.watcher and not self.watcher.started and not stopping:
@@ -337,7 +337,21 @@ class OffloadRelay:
                 item = self._inbox.get_nowait()
             except queue.Empty:
                 return
-            self._refuse(item, f"offload: fault: {self.health[1]}; the report was not kept, send it again")
+            self._refuse_at_fault(item)
+
+    def _refuse_until(self, deadline: float) -> bool:
+        """While the journal is at fault, until ``deadline`` (the next attempt to open it): refuse each
+        report as it arrives, so its sender hears at once. True when stopping."""
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
+            try:
+                item = self._inbox.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            self._refuse_at_fault(item)
+        return self._stop.is_set()
+
+    def _refuse_at_fault(self, item: _Input) -> None:
+        self._refuse(item, f"offload: fault: {self.health[1]}; the report was not kept, send it again")
 
     def _refuse(self, item: _Input, reason: str) -> None:
         event_id = event_id_of(item.raw) if item.raw is not None else (item.report.event_id if item.report else None)

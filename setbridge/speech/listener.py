@@ -13,12 +13,12 @@ ends, it reports "off" and stops listening.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..audio import AudioSource, open_source
+from ..audio.reopen import ReopeningInput
 from . import Detector, load_model, resolve_model, tuning_from
 from .capture import ClipCapture
 from .detector import NearMiss
@@ -45,9 +45,9 @@ class VoiceListener:
         self.status = "off"
         self.stats = VoiceStats()
         """Triggers, near misses and detection latency, for the hub's metrics."""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._source: AudioSource | None = None
+        self._input = ReopeningInput("voice", self.source_factory, self._listen_once, on_fault=self._fault,
+                                     on_end=self._ended, reopen_s=settings.audio.reopen_s,
+                                     mic=settings.audio.source == "mic")
 
     def load(self) -> None:
         """Resolve and load the model and check the phrases' words; raises ModelError."""
@@ -60,56 +60,26 @@ class VoiceListener:
 
     def start(self) -> None:
         self.load()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="voice", daemon=True)
-        self._thread.start()
+        self._input.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        source = self._source
-        if source is not None:
-            source.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._input.stop()
 
     def _report(self, status: str) -> None:
         if status != self.status:
             self.status = status
             self.set_audio_status(status)
 
-    def _run(self) -> None:
-        reopen_s = self.settings.audio.reopen_s
-        while not self._stop.is_set():
-            try:
-                if self._listen_once():
-                    self._report("off")
-                    log.info("audio ended; voice triggers off")
-                    return
-            except Exception as exc:  # noqa: BLE001 - an audio error must never end the hub
-                if self._stop.is_set():
-                    return
-                self._report("fault")
-                log.warning("audio fault: %s; reopening in %.0f s", exc, reopen_s)
-            finally:
-                source, self._source = self._source, None
-                if source is not None:
-                    source.close()
-            if self._stop.wait(reopen_s):
-                return
-            if self.settings.audio.source == "mic":
-                try:
-                    from ..audio.mic import reinit_portaudio
+    def _fault(self, exc: Exception) -> None:
+        self._report("fault")
+        log.warning("audio fault: %s; reopening in %.0f s", exc, self.settings.audio.reopen_s)
 
-                    reinit_portaudio()
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("re-initialising PortAudio failed: %s", exc)
+    def _ended(self) -> None:
+        self._report("off")
+        log.info("audio ended; voice triggers off")
 
-    def _listen_once(self) -> bool:
-        """Open the source and feed the detector; True when the audio ended normally."""
-        source = self.source_factory()
-        self._source = source
-        source.open()
+    def _listen_once(self, source: AudioSource) -> bool:
+        """Feed the opened source to the detector; True when the audio ended normally."""
         speech = self.settings.speech
         capture = None
         if speech.capture_dir is not None:
@@ -128,7 +98,7 @@ class VoiceListener:
         overflows = 0
         try:
             for block in source:
-                if self._stop.is_set():
+                if self._input.stopping():
                     return False
                 triggers = detector.feed(block)
                 if capture is not None:

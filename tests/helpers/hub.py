@@ -33,15 +33,23 @@ def make_settings(broker: PrivateBroker, state_dir: Path, **sections: dict) -> S
 
 
 @contextmanager
-def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Iterator[Hub]:
-    """A connected hub on ``broker`` (for tests with a broker of their own), stopped afterwards."""
-    h = Hub(make_settings(broker, state_dir, **sections))
+def started_hub(settings: Settings) -> Iterator[Hub]:
+    """The hub of ``settings``, started and connected, its subscriptions acknowledged by the broker (a
+    message sent next cannot pass them by), stopped afterwards."""
+    h = Hub(settings)
     h.start()
     try:
-        assert h.bus.wait_connected(5)
+        assert h.bus.wait_connected(5) and h.bus.wait_subscribed(5)
         yield h
     finally:
         h.stop()
+
+
+@contextmanager
+def running_hub(broker: PrivateBroker, state_dir: Path, **sections: dict) -> Iterator[Hub]:
+    """A connected hub on ``broker`` (for tests with a broker of their own), stopped afterwards."""
+    with started_hub(make_settings(broker, state_dir, **sections)) as h:
+        yield h
 
 
 def wait_online(hub: Hub, timeout: float = 10) -> None:

@@ -19,6 +19,17 @@ from setbridge.sim.link import Link
 from setbridge.hub import Hub
 
 BASE = "setbridge"
+
+
+def _logged_in(users: list[Probe], port: int, name: str, v5: bool, where: str) -> Probe:
+    """A probe logged in as ``name`` on the broker at ``port`` (``where``, for the message), kept in
+    ``users`` to be closed with the lot."""
+    u = as_user(port, name, v5=v5)
+    assert u.accepted, f"{name} could not log in to {where}"
+    users.append(u)
+    return u
+
+
 @dataclass
 class Stage:
     name: str
@@ -30,15 +41,13 @@ class Stage:
     users: list[Probe] = field(default_factory=list)
 
     def user(self, name: str = "crew", v5: bool = False) -> Probe:
-        u = as_user(self.broker.port, name, v5=v5)
-        assert u.accepted, f"{name} could not log in to stage {self.name}"
-        self.users.append(u)
-        return u
+        return _logged_in(self.users, self.broker.port, name, v5, f"stage {self.name}")
 
     def start_hub(self) -> Hub:
         self.hub = Hub(self.settings)
         self.hub.start()
-        assert self.hub.bus.wait_connected(5)
+        # subscribed too: a report or request sent at once must not reach the broker before them
+        assert self.hub.bus.wait_connected(5) and self.hub.bus.wait_subscribed(5)
         return self.hub
 
     def stop_hub(self) -> None:
@@ -55,10 +64,7 @@ class Lot:
     users: list[Probe] = field(default_factory=list)
 
     def user(self, name: str = "office", v5: bool = False) -> Probe:
-        u = as_user(self.centre.port, name, v5=v5)
-        assert u.accepted, f"{name} could not log in to the centre"
-        self.users.append(u)
-        return u
+        return _logged_in(self.users, self.centre.port, name, v5, "the centre")
 
 
 def _dir() -> Path:
@@ -130,3 +136,11 @@ def lot(*names: str, hubs: bool = True, light_users: tuple[str, ...] = ("sim-1",
 def central(stage: str, below: str) -> str:
     """A stage's topic at the centre: ``central("stage-a", "set/main/state")``."""
     return f"{BASE}/stage/{stage}/{below}"
+
+
+def state_of(user: Probe, topic: str) -> dict | None:
+    """The latest JSON payload ``user`` has seen on ``topic``."""
+    for m in reversed(user.seen):
+        if m.topic == topic and m.payload:
+            return m.data
+    return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,10 +22,15 @@ import httpx
 import uvicorn
 from sse_starlette.sse import AppStatus
 
+from helpers.hub import make_settings
 from setbridge.config import Settings
-from setbridge.sim.broker import free_port
-from setbridge.web.app import create_app
+from setbridge.sim.broker import PrivateBroker, free_port
+from setbridge.web.app import WebApp
 from setbridge.web.passwords import hash_password
+
+if TYPE_CHECKING:
+    from setbridge.hub import Hub
+    from setbridge.sim.lights import SimLight
 
 PASSWORD = "a long test password"
 
@@ -42,10 +49,12 @@ def web_section(**extra: object) -> dict:
 
 
 @contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """``create_app(settings)`` under uvicorn in a thread; yields its base URL."""
+def serving(settings: Settings, subscribed: bool = True) -> Iterator[str]:
+    """The board (``setbridge web``'s app) under uvicorn in a thread; yields its base URL once it serves and (with
+    ``subscribed``) its MQTT subscriptions are acknowledged, so no message sent next passes it by."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None,
+    web = WebApp(settings)
+    server = uvicorn.Server(uvicorn.Config(web.app, host="127.0.0.1", port=port, log_config=None,
                                            lifespan="on", timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -53,6 +62,9 @@ def serving(settings: Settings) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the web server did not start"
         time.sleep(0.02)
+    if subscribed:
+        for bus in (web.feed.live, web.feed.control):
+            assert bus is None or bus.wait_subscribed(10), "the web did not subscribe within 10 s"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -60,6 +72,35 @@ def serving(settings: Settings) -> Iterator[str]:
         AppStatus.should_exit = True  # end the open event streams now (uvicorn's signal hook is not set in a thread)
         thread.join(10)
         AppStatus.should_exit = False
+
+
+@contextmanager
+def board_with_a_real_light(broker: PrivateBroker, tmp_path: Path, hub: Hub) -> Iterator[tuple[str, SimLight]]:
+    """The board (``serving``) on the set of the ``hub`` fixture, with a real light ``door-1`` (the
+    firmware under MicroPython) showing idle; yields the board's URL and the light."""
+    from setbridge.commands.provision import light_config
+    from setbridge.sim.lights import SimLight
+
+    settings = make_settings(broker, tmp_path / "w", web=web_section(data_dir=str(tmp_path / "web")))
+    settings.mqtt.base_topic = hub.settings.mqtt.base_topic
+    (tmp_path / "light").mkdir()
+    light = SimLight("door-1", light_config(hub.settings, "door-1"), tmp_path / "light").start()
+    try:
+        light.wait_showing("idle", timeout=10)
+        with serving(settings) as url:
+            yield url, light
+    finally:
+        light.stop()
+
+
+@contextmanager
+def frozen(light: SimLight) -> Iterator[None]:
+    """The light's process stopped (SIGSTOP) for the block: its status stays online, its alive messages stop."""
+    light.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        light.proc.send_signal(signal.SIGCONT)
 
 
 def toml_value(value: object) -> str:
