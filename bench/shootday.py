@@ -392,7 +392,7 @@ class HubSim:
             self._fixes.sort()
 
 
-# -- scoring ------------------------------------------------------------------------------------
+# -- scoring a day ------------------------------------------------------------------------------
 @dataclass
 class DayScore:
     """What a set bears from voice over shooting days."""
@@ -433,9 +433,6 @@ class DayScore:
 
     def ungated_per_h(self) -> float:
         return self.ungated_false / max(self.hours, 1e-9)
-
-    def latency_ms(self, q: float) -> float:
-        return fieldcheck.latency_ms(self.latencies, q)
 
     def cost(self) -> float:
         """What the errors cost a set, weighted by their consequence (``COST``)."""

@@ -413,7 +413,7 @@ def ceiling_hits(model: object, grammar: str, path: Path, clip: Clip, tuning: Tu
     return hits
 
 
-# -- scoring ------------------------------------------------------------------------------------
+# -- scoring isolated calls ---------------------------------------------------------------------
 @dataclass
 class Score:
     positives: int = 0
@@ -443,9 +443,6 @@ class Score:
 
     def recall(self) -> float:
         return self.hits / max(1, self.positives)
-
-    def latency_ms(self, q: float) -> float:
-        return fieldcheck.latency_ms(self.latencies, q)
 
 
 def steady_model(model_dir: Path) -> Path:
@@ -556,7 +553,7 @@ def day_ceiling(model: object, grammar: str, wav: Path, day: shootday.Day, tunin
 def _day_row(label: str, s: shootday.DayScore) -> str:
     return (f"{label:22s}{s.missed_rolls:>3d}/{s.rolls:<3d}{s.false_rolls_per_idle_h():8.1f}"
             f"{s.false_cuts_per_take_h():9.1f}{s.dark_takes:>5d}/{s.takes:<3d}{s.missed_cuts:>4d}/{s.cuts:<3d}"
-            f"{s.latency_ms(0.5):7.0f}{s.latency_ms(0.95):7.0f}{s.ungated_per_h():9.1f}{s.cost():7.1f}")
+            f"{fieldcheck.latency_ms(s.latencies, 0.5):7.0f}{fieldcheck.latency_ms(s.latencies, 0.95):7.0f}{s.ungated_per_h():9.1f}{s.cost():7.1f}")
 
 
 def with_own(tuning: Tuning, overrides: dict[str, object]) -> Tuning:
@@ -708,8 +705,8 @@ def main() -> int:
     for group in [*groups, "overall"]:
         sb, base, ceil = ((total(n, "call") if group == "overall" else scores[(n, group)]) for n in names)
         print(f"{group:10s}{sb.hits:>7d}/{sb.positives:<3d}{base.hits:>6d}/{base.positives:<3d}"
-              f"{ceil.hits:>5d}/{ceil.positives:<3d}{sb.latency_ms(0.5):9.0f}{sb.latency_ms(0.95):9.0f}"
-              f"{base.latency_ms(0.95):10.0f}")
+              f"{ceil.hits:>5d}/{ceil.positives:<3d}{fieldcheck.latency_ms(sb.latencies, 0.5):9.0f}{fieldcheck.latency_ms(sb.latencies, 0.95):9.0f}"
+              f"{fieldcheck.latency_ms(base.latencies, 0.95):10.0f}")
     if groups:
         sb, ceil = total("setbridge", "call"), total("ceiling", "call")
         print(f"setbridge recall {sb.recall():.3f} = {sb.recall() / max(ceil.recall(), 1e-9):.2f} x ceiling "

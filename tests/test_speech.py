@@ -270,12 +270,17 @@ def test_a_call_over_crew_chatter_counts_as_said_alone(model, clips, tmp_path):
     assert detect(model, write_wav(tmp_path / "level.wav", _mix(call, chatter, 0.0)), tuning=foreground) == []
 
 
-def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_path):
+def _cut_in_a_room(clips, tmp_path: Path, *reverb: str) -> tuple[Path, float]:
+    """The cut clip through sox ``reverb`` (reverberance, HF damping, room scale); with where the call ends (s)."""
     import subprocess
 
-    wet = tmp_path / "cut_reverb.wav"
-    subprocess.run(["sox", str(clips["cut"]), str(wet), "reverb", "60", "40", "80"], check=True)
-    phrase_end = len(_pcm(clips["cut"])) / 2 / RATE - 1.2
+    wet = tmp_path / f"cut_reverb_{'_'.join(reverb)}.wav"
+    subprocess.run(["sox", str(clips["cut"]), str(wet), "reverb", *reverb], check=True)
+    return wet, len(_pcm(clips["cut"])) / 2 / RATE - 1.2
+
+
+def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_path):
+    wet, phrase_end = _cut_in_a_room(clips, tmp_path, "60", "40", "80")
     fired = detect(model, wet, tuning=Tuning(tail_drop_db=11.0))
     assert [t.action for t in fired] == ["cut"]
     assert fired[0].time - phrase_end < 0.5
@@ -286,11 +291,7 @@ def test_a_reverberant_tail_does_not_hold_the_endpoint_open(model, clips, tmp_pa
 def test_a_large_halls_ripple_is_not_taken_for_the_next_syllable(model, clips, tmp_path):
     """A hall's decaying tail ripples a few dB; counted as a new syllable (``tail_rise_db`` = 3), it
     holds the utterance open past the call, which then looks like a phrase inside longer sound."""
-    import subprocess
-
-    wet = tmp_path / "cut_hall.wav"
-    subprocess.run(["sox", str(clips["cut"]), str(wet), "reverb", "80", "50", "100"], check=True)
-    phrase_end = len(_pcm(clips["cut"])) / 2 / RATE - 1.2
+    wet, phrase_end = _cut_in_a_room(clips, tmp_path, "80", "50", "100")
     fired = detect(model, wet, tuning=Tuning(tail_rise_db=6.0))
     assert [t.action for t in fired] == ["cut"]
     assert fired[0].time - phrase_end < 0.4
