@@ -105,6 +105,7 @@ def test_a_stalled_loop_stops_the_watchdog_and_says_which(where, settings, tmp_p
                 name = "the controller"
             else:  # a bus handler doing journal work on the network thread, as issue 3 saw
                 hub.bus.subscribe(f"{topics.base}/stall", db.write)
+                assert hub.bus.wait_subscribed(10)
                 probe_factory(f"{topics.base}/stall").publish(f"{topics.base}/stall", b"x")
                 name = "the MQTT network loop"
             assert db.entered.wait(10)
