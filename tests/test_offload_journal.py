@@ -239,8 +239,10 @@ def test_a_stopping_hub_journals_the_reports_it_has_queued(broker, tmp_path, pro
     other.execute("BEGIN IMMEDIATE")
     for n in range(1, 4):
         probe.publish(f"{base}/offload/report", report(f"S00{n}", f"s{n}"))
-    for n in range(1, 4):  # forwarded by the broker to every subscriber, the hub too
-        probe.wait_for(on("/offload/report", event_id=f"s{n}"))
+    # a request after them: once the hub answers it, its network thread has handed the reports on
+    probe.publish(f"{base}/set/{hub.set_id}/request", {"v": 1, "action": "jump", "transaction": "after-reports"})
+    probe.wait_for(lambda m: m.topic.endswith("/response") and (m.data or {}).get("transaction") == "after-reports",
+                   timeout=10)
     stopper = threading.Thread(target=hub.stop)
     stopper.start()
     other.execute("ROLLBACK")
