@@ -222,7 +222,7 @@ class _HubCollector:
         relay = next((c for c in hub.components if isinstance(c, OffloadRelay)), None)
         if relay is not None:
             yield _gauge("setbridge_offload_queue_depth", "Offload reports waiting for the journal",
-                         relay.queued_reports)
+                         relay.waiting)
             events = CounterMetricFamily("setbridge_offload_events", "Offload events accepted, by status",
                                          labels=["status"])
             for status, n in sorted(relay.accepted.items()):

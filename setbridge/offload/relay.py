@@ -184,11 +184,6 @@ class OffloadRelay:
             self.journal.close()
             self.journal = None
 
-    @property
-    def queued_reports(self) -> int:
-        """Reports waiting for the journal."""
-        return self._inbox.qsize()
-
     # -- health -------------------------------------------------------------------------------
     def _set_health(self, state: str, reason: str | None = None) -> None:
         if (state, reason) == self.health:
